@@ -1,0 +1,43 @@
+# The README's first two commands. Each does every set-up step from a fresh clone:
+# virtual environment, install (torch pinned by constraints.txt), WordNet data, then the job.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hspnet-installed
+DEMO_DIR ?= demo-out
+# This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
+PIP_FILTER := grep -v "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: demo test install wordnet-data clean
+
+demo: install wordnet-data
+	$(BIN)/hspnet demo run $(DEMO_DIR) --overwrite --json $(DEMO_DIR)-summary.json
+
+test: install wordnet-data
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]" 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -c "import torch, torchvision, open_clip, faiss, nltk, typer" 
+	touch $(STAMP)
+
+# WordNet 3.0 for `taxonomy build --wordnet`: NLTK's corpus if present, else Debian's
+# wordnet-base files (hspnet makes them readable for NLTK by itself). Installed with apt-get
+# when running as root on Debian/Ubuntu; otherwise this says how to install it.
+wordnet-data: install
+	@if $(BIN)/python -c "from hspnet_cli.taxonomy.wordnet_data import get_wordnet; get_wordnet()" 2>/dev/null; then \
+	  echo "WordNet data: ok"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "WordNet data: installing Debian's wordnet-base"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index >/dev/null; \
+	else \
+	  echo "WordNet data missing: run 'sudo apt-get install wordnet-base wordnet-sense-index' or '$(BIN)/python -m nltk.downloader wordnet'" >&2; exit 1; \
+	fi
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-summary.json .pytest_cache

@@ -1,0 +1,84 @@
+"""The ``hspnet`` command line: thin Typer commands over importable functions.
+
+Each command parses options and calls a plain function from the package; nothing here holds
+logic a user could not call from Python. torch, open_clip and faiss are imported inside the
+commands that need them, so ``hspnet --help`` stays instant.
+
+A :class:`~hspnet_cli.errors.UserError` anywhere below becomes one red line on stderr and
+exit status 2 (3 for a command that is designed but not built yet); other exceptions are
+bugs and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from hspnet_cli import __version__
+from hspnet_cli.commands import demo_cmd, taxonomy_cmd
+from hspnet_cli.console import err_console, setup_logging
+from hspnet_cli.errors import NotBuiltYet, UserError
+
+
+class _Root(TyperGroup):
+    """Root command group that turns user errors into one-line messages."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Root,
+    name="hspnet",
+    help="Turn cheap labels into multi-label image taggers (HSPNet: hierarchical prompt learning on CLIP).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(taxonomy_cmd.app, name="taxonomy")
+app.add_typer(demo_cmd.app, name="demo")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hspnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and requested output."),
+) -> None:
+    """hspnet: taxonomies, weak-label splits, HSPNet training, evaluation and batch tagging."""
+    setup_logging(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING, quiet=quiet)
+
+
+def _not_built(name: str, issue: str) -> None:
+    """Register a command of the design that does not exist yet; it says so and exits 3."""
+
+    @app.command(name, help=f"[not built yet] {issue}", context_settings={
+        "allow_extra_args": True, "ignore_unknown_options": True})
+    def _stub(ctx: typer.Context) -> None:  # noqa: ARG001 - options are accepted and ignored
+        raise NotBuiltYet(f"'hspnet {name}' is not built yet in hspnet {__version__} ({issue})")
+
+
+_not_built("split", "full annotations -> single-positive / partial / few-shot training splits")
+_not_built("train", "train HSPNet and its baselines")
+_not_built("eval", "evaluate a checkpoint: mAP, F1, per-class AP, plots")
+_not_built("tag", "batch-tag image folders and build a FAISS index")
+_not_built("search", "search a FAISS index by text, image or path")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,202 @@
+"""Loading CLIP models through open_clip, and encoding text with them.
+
+The default for users is a real pretrained model (``RN50`` with ``pretrained="openai"``, as
+in the paper). ``pretrained`` may also be any open_clip pretrained tag, a local checkpoint file
+(an open_clip state dict, a ``.safetensors`` file, or OpenAI's own TorchScript ``RN50.pt``),
+or ``none`` for a randomly initialised model. Random models exist for tests and the demo only,
+and every load of one says so: their features mean nothing until trained.
+
+Two tiny configurations ship with the package (``hspnet-tiny``: a 64 px ViT; ``hspnet-tiny-rn``:
+a 64 px ResNet) so the whole pipeline runs on a CPU in seconds.
+
+This module sits below the taxonomy layer (k-means taxonomies encode label prompts) and is
+imported lazily: ``import open_clip`` alone costs seconds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hspnet_cli.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "RN50"
+DEFAULT_PRETRAINED = "openai"
+TINY_MODELS = ("hspnet-tiny", "hspnet-tiny-rn")
+RANDOM_TAGS = {"none", "random", ""}
+_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+_registered = False
+
+
+def _open_clip() -> Any:
+    """Import open_clip once, with the package's tiny configs registered."""
+    global _registered
+    import open_clip
+
+    if not _registered:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+    return open_clip
+
+
+@dataclass
+class ClipModel:
+    """An open_clip model with what is needed to use it.
+
+    Attributes:
+        model: The open_clip ``CLIP`` module (eval mode after loading).
+        preprocess: The evaluation image transform (PIL image -> tensor).
+        tokenizer: Text -> (n, context_length) token ids.
+        model_name: open_clip architecture name.
+        pretrained: What the weights came from (tag or file path); None for random weights.
+    """
+
+    model: Any
+    preprocess: Callable
+    tokenizer: Callable
+    model_name: str
+    pretrained: str | None
+
+    @property
+    def is_random(self) -> bool:
+        """True when the weights are a random initialisation."""
+        return self.pretrained is None
+
+    @property
+    def description(self) -> str:
+        """``model/pretrained`` (``model/random`` for random weights)."""
+        return f"{self.model_name}/{self.pretrained or 'random'}"
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the joint image-text embedding."""
+        return int(self.model.text_projection.shape[1])
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """OpenAI's released CLIP files are TorchScript zip archives (they hold a ``code/`` folder)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist()[:200])
+
+
+def _check_model_name(open_clip: Any, model_name: str) -> None:
+    known = open_clip.list_models()
+    if model_name not in known:
+        close = difflib.get_close_matches(model_name, known, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown model '{model_name}'.{hint} See open_clip.list_models() for all names.")
+
+
+def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
+              device: str = "cpu") -> ClipModel:
+    """Create an open_clip model with its transform and tokenizer.
+
+    Args:
+        model_name: open_clip architecture (``RN50``, ``ViT-B-32``, ``hspnet-tiny``, ...).
+        pretrained: A pretrained tag (``openai``), a local checkpoint file, or ``none`` for
+            random weights (tests and demos only).
+        device: Torch device to place the model on.
+
+    Returns:
+        The loaded model, in eval mode.
+
+    Raises:
+        UserError: Unknown model or tag, unreadable file, or weights that cannot be fetched
+            (no network): the message says how to get them.
+    """
+    open_clip = _open_clip()
+    _check_model_name(open_clip, model_name)
+    tag = None if pretrained is None or str(pretrained).strip().lower() in RANDOM_TAGS else str(pretrained)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    if tag is None:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+        log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
+                    "until trained; use it for tests and demos only", model_name)
+    elif Path(tag).expanduser().exists():
+        model, preprocess = _load_local(open_clip, model_name, Path(tag).expanduser(), device)
+    else:
+        model, preprocess = _load_tag(open_clip, model_name, tag, device)
+    model.eval()
+    return ClipModel(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
+                     pretrained=tag)
+
+
+def _load_local(open_clip: Any, model_name: str, path: Path, device: str) -> tuple[Any, Callable]:
+    if not path.is_file():
+        raise UserError(f"{path}: is not a file; --pretrained takes a checkpoint file or a tag like 'openai'")
+    if _is_torchscript_archive(path):
+        # OpenAI's own files cannot be read with weights_only=True; open_clip rebuilds a plain
+        # model from the archive's state dict. Those models use QuickGELU: loading them into a
+        # plain GELU config would silently change every activation.
+        if not model_name.endswith("quickgelu"):
+            log.warning("%s is an OpenAI TorchScript archive: loading it with QuickGELU activations "
+                        "(as model %s-quickgelu)", path, model_name)
+        try:
+            model = open_clip.load_openai_model(str(path), device=device, jit=False)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise UserError(f"{path}: could not read this OpenAI CLIP archive ({exc})") from None
+        image_size = model.visual.image_size
+        preprocess = open_clip.image_transform(image_size, is_train=False)
+        return model, preprocess
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=str(path), device=device, weights_only=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise UserError(f"{path}: weights do not fit model {model_name} ({first}); "
+                        "check --model matches the checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many unpickling error types
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable CLIP checkpoint ({first})") from None
+    return model, preprocess
+
+
+def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[Any, Callable]:
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if tag not in tags:
+        known = ", ".join(tags) if tags else "none published"
+        raise UserError(f"no pretrained weights '{tag}' for model {model_name} (known tags: {known}); "
+                        "or pass a local checkpoint file")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+    except Exception as exc:  # noqa: BLE001 - network failures surface as many exception types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"could not fetch pretrained weights '{tag}' for {model_name} ({type(exc).__name__}: {first}). "
+            "Without network access, download the checkpoint on another machine and pass its path "
+            "with --pretrained FILE (set HF_HUB_OFFLINE=1 to fail fast)") from None
+    return model, preprocess
+
+
+def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Encode texts with the CLIP text tower.
+
+    Args:
+        clip: The loaded model.
+        texts: Strings to encode (e.g. ``"a photo of a dog."``).
+        batch_size: Texts per forward pass.
+
+    Returns:
+        (len(texts), embed_dim) float32 array of L2-normalised features.
+    """
+    import torch
+
+    device = next(clip.model.parameters()).device
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            tokens = clip.tokenizer(list(texts[start:start + batch_size])).to(device)
+            feats = clip.model.encode_text(tokens).float()
+            feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            out.append(feats.cpu().numpy())
+    return np.concatenate(out, axis=0).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Typer command groups: each parses options and calls an importable function."""

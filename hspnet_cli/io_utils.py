@@ -1,0 +1,54 @@
+"""Atomic output: every file the tool writes appears complete or not at all.
+
+A run that is killed half-way must never leave a truncated CSV or YAML that a later step would
+read as valid. Writers therefore write to a temporary file in the same folder (same file
+system, so ``os.replace`` is atomic) and rename it over the target only when it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success rename it to ``path``.
+
+    Args:
+        path: Final destination. Its parent folder is created if missing.
+        mode: ``"w"`` for text or ``"wb"`` for bytes.
+        encoding: Text encoding (ignored for binary mode).
+
+    Yields:
+        The open temporary file. If the block raises, the temporary file is removed and
+        ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
