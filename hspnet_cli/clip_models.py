@@ -168,6 +168,9 @@ def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[A
         raise UserError(f"no pretrained weights '{tag}' for model {model_name} (known tags: {known}); "
                         "or pass a local checkpoint file")
     try:
+        # open_clip logs its own download failure at ERROR on the root logger; the UserError
+        # below says the same with what to do, so that record is muted for this call.
+        logging.disable(logging.ERROR)
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
     except Exception as exc:  # noqa: BLE001 - network failures surface as many exception types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -175,6 +178,8 @@ def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[A
             f"could not fetch pretrained weights '{tag}' for {model_name} ({type(exc).__name__}: {first}). "
             "Without network access, download the checkpoint on another machine and pass its path "
             "with --pretrained FILE (set HF_HUB_OFFLINE=1 to fail fast)") from None
+    finally:
+        logging.disable(logging.NOTSET)
     return model, preprocess
 
 
