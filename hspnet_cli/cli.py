@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import demo_cmd, taxonomy_cmd
+from hspnet_cli.commands import demo_cmd, split_cmd, taxonomy_cmd
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import NotBuiltYet, UserError
 
@@ -73,7 +73,7 @@ def _not_built(name: str, issue: str) -> None:
         raise NotBuiltYet(f"'hspnet {name}' is not built yet in hspnet {__version__} ({issue})")
 
 
-_not_built("split", "full annotations -> single-positive / partial / few-shot training splits")
+app.command("split")(split_cmd.split)
 _not_built("train", "train HSPNet and its baselines")
 _not_built("eval", "evaluate a checkpoint: mAP, F1, per-class AP, plots")
 _not_built("tag", "batch-tag image folders and build a FAISS index")

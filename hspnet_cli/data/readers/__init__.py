@@ -1,0 +1,140 @@
+"""Annotation readers: one entry point that detects the format and maps labels onto a taxonomy.
+
+Formats (``--format`` forces one; otherwise detected from the path and first line):
+
+========  =======================================================================
+coco      COCO instances JSON (``.json``)
+voc       Pascal VOC folder with ``Annotations/*.xml`` (a folder)
+csv       ``image,labels`` header, ``;``-separated positive names
+wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
+jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
+list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
+split     our own split CSV (first line ``# hspnet-split v1 ...``)
+========  =======================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from hspnet_cli.data.labelset import LabelSet, ReadReport, build_labelset
+from hspnet_cli.data.readers.coco import read_coco
+from hspnet_cli.data.readers.common import RawAnnotations
+from hspnet_cli.data.readers.listfile import format_list, read_list_file
+from hspnet_cli.data.readers.tabular import read_jsonl, read_label_csv, read_wide_csv
+from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
+from hspnet_cli.errors import UserError
+from hspnet_cli.taxonomy.core import Taxonomy
+
+FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split")
+_LIST_LINE = re.compile(r"^[^,]+,\s*\d*(\s+\d+)*\s*$")
+
+__all__ = ["DIFFICULT_POLICIES", "FORMATS", "RawAnnotations", "detect_format", "format_list",
+           "read_annotations", "read_list_file"]
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    text = head.decode("utf-8-sig", errors="replace")
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def detect_format(path: str | Path) -> str:
+    """The annotation format of ``path``, from its suffix and first non-blank line.
+
+    Raises:
+        UserError: The path does not exist, the file is empty, or nothing matches.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "voc"
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "coco"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    first = _first_line(path)
+    if not first:
+        raise UserError(f"{path}: the file is empty; no images found")
+    if first.startswith("# hspnet-split"):
+        return "split"
+    if first.startswith("{"):
+        try:
+            return "jsonl" if isinstance(json.loads(first), dict) else "coco"
+        except json.JSONDecodeError:
+            return "coco"  # a pretty-printed JSON document opens with a lone '{'
+    cells = next(csv.reader([first]), [""])
+    if cells[0].strip().lower() == "image":
+        return "csv" if [c.strip().lower() for c in cells] == ["image", "labels"] else "wide"
+    if suffix == ".txt" or _LIST_LINE.match(first):
+        return "list"
+    raise UserError(f"{path}:1: cannot tell the annotation format from the first line ('{first[:60]}'); "
+                    "CSV files need a header 'image,labels' or 'image,<label>,...'; "
+                    f"or pass --format ({', '.join(FORMATS)})")
+
+
+def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = None, strict: bool = False,
+                     voc_set: str | None = None, voc_difficult: str = "ignore") -> tuple[LabelSet, ReadReport]:
+    """Read annotations in any supported format onto ``taxonomy``'s label order.
+
+    Args:
+        path: Annotation file, or a VOC folder.
+        taxonomy: The :class:`~hspnet_cli.taxonomy.Taxonomy` whose labels are the columns.
+        fmt: Force a format (one of :data:`FORMATS`); None detects it.
+        strict: Labels outside the taxonomy, or taxonomy labels absent from the data, are
+            errors instead of warnings.
+        voc_set: VOC only: read ``ImageSets/Main/<voc_set>.txt``.
+        voc_difficult: VOC only: ``ignore`` | ``unknown`` | ``positive`` (see
+            :mod:`hspnet_cli.data.readers.voc`).
+
+    Returns:
+        ``(labels, report)``: full annotations in the SPML encoding, one row per distinct
+        image in source order, and what was noticed on the way.
+
+    Raises:
+        UserError: Any malformed input, named by file and line (or image id).
+    """
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "voc" and not path.is_dir():
+        raise UserError(f"{path}: --format voc needs the VOC folder that holds Annotations/")
+    if fmt != "voc" and path.is_dir():
+        raise UserError(f"{path}: is a folder; only Pascal VOC input is a folder (give an annotation file)")
+    report = ReadReport(source=str(path), format=fmt)
+    if fmt == "split":
+        from hspnet_cli.data.split_io import read_split_csv  # split_io imports the readers: import late
+
+        labels = read_split_csv(path, taxonomy)
+        if labels.n_images == 0:
+            raise UserError(f"{path}: no images found in this split file")
+        report.files = [path]
+        report.images_without_positives = int((labels.positives_per_image() == 0).sum())
+        return labels, report
+    if fmt == "coco":
+        raw = read_coco(path)
+    elif fmt == "voc":
+        raw = read_voc(path, voc_set, voc_difficult)
+    elif fmt == "csv":
+        raw = read_label_csv(path)
+    elif fmt == "wide":
+        raw = read_wide_csv(path)
+    elif fmt == "jsonl":
+        raw = read_jsonl(path)
+    else:
+        raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
+    report.files = raw.files
+    report.notes = list(raw.notes)
+    labels = build_labelset(raw.records, taxonomy.label_names, taxonomy.name, report,
+                            declared=raw.declared, strict=strict)
+    return labels, report
