@@ -1,0 +1,1 @@
+"""HSPNet and its baselines on open_clip: prompts, graphs, scores."""
