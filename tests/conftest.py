@@ -31,3 +31,26 @@ def invoke(runner: CliRunner, *args: str):
     from hspnet_cli.cli import app
 
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and a second busy process makes multi-threaded
+    torch ops dozens of times slower (threads spin waiting for each other): use one."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def demo_split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small demo world (120 images) split single-positive with a 25% validation split."""
+    from hspnet_cli.data.split import SplitOptions, make_split
+    from hspnet_cli.demo.world import generate_demo_world
+
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_world(root / "world", n_images=120, seed=0)
+    make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
+               options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0))
+    return {"world": root / "world", "images": root / "world" / "images", "split": root / "split",
+            "taxonomy": root / "world" / "taxonomy.yaml"}

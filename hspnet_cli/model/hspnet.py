@@ -45,6 +45,7 @@ class HSPNet(nn.Module):
         width = self.text.width
         dim = int(clip_model.text_projection.shape[-1] if not isinstance(clip_model.text_projection, nn.Linear)
                   else clip_model.text_projection.out_features)
+        self.embed_dim = dim
         self.num_labels = taxonomy.num_labels
         self.num_groups = taxonomy.num_groups
         method = config.method
@@ -146,6 +147,16 @@ class HSPNet(nn.Module):
         """Weights that training changes (the frozen text tower comes from the pretrained source)."""
         frozen = {f"text.{k}" for k in self.text.state_dict()}
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def text_fingerprint(self) -> str:
+        """SHA-256 of the frozen text tower's weights: checks a rebuilt model got the same tower."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.text.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
 
 def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonomy:

@@ -34,8 +34,7 @@ class FrozenTextEncoder(nn.Module):
         self.transformer = clip_model.transformer
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
-        self.register_buffer("positional_embedding", clip_model.positional_embedding.detach().clone(),
-                             persistent=False)
+        self.register_buffer("positional_embedding", clip_model.positional_embedding.detach().clone())
         self.max_length = int(self.positional_embedding.shape[0])
         self.width = int(self.positional_embedding.shape[1])
         self.batch_first = bool(getattr(self.transformer, "batch_first", True))

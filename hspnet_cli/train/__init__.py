@@ -1,0 +1,1 @@
+"""Training: data loading, optimisation, checkpoints and the epoch loop."""

@@ -1,0 +1,110 @@
+"""Checkpoints that carry everything needed to use them, loadable with ``weights_only=True``.
+
+A checkpoint holds the resolved config, the taxonomy (as data), the label order, the trained
+weights, the label features T* of those weights (inference needs no text tower), and the
+package version. ``last.ckpt`` adds what an exact resume needs: optimiser, schedule, EMA, grad
+scaler, loss state (LargeLoss-Cp corrections) and epoch/step counters. Only plain
+containers, numbers, strings and tensors are stored, so ``torch.load(weights_only=True)``
+reads them and no pickled code ever runs.
+
+The frozen text tower is stored only when it cannot be fetched again by name: for a random
+backbone (``pretrained: none``) or a local checkpoint file. For a published tag (``openai``)
+it is recreated from the tag, and a fingerprint of its weights checks it is the same tower.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hspnet_cli import __version__
+from hspnet_cli.config import RunConfig, config_from_dict
+from hspnet_cli.errors import UserError
+from hspnet_cli.taxonomy import Taxonomy, taxonomy_from_dict
+
+FORMAT = "hspnet-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus format markers) atomically: temp file, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__, **payload}
+    with open(tmp, "wb") as fh:
+        torch.save(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and check it is one of ours.
+
+    Raises:
+        UserError: Missing file, unreadable file, or not an hspnet checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.ckpt"
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several unpickling error types
+        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not an hspnet checkpoint (made by another tool?)")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path}: written by a newer hspnet ({data.get('package_version')}); upgrade hspnet")
+    return data
+
+
+def frozen_text_payload(model: Any, pretrained: str | None) -> dict[str, Any]:
+    """What a checkpoint keeps of the frozen text tower (see module docstring)."""
+    from hspnet_cli.clip_models import RANDOM_TAGS
+
+    tag = (pretrained or "").strip().lower()
+    keep = tag in RANDOM_TAGS or Path(str(pretrained)).expanduser().exists()
+    return {"text_sha256": model.text_fingerprint(),
+            "frozen_text": {k: v.detach().cpu() for k, v in model.text.state_dict().items()} if keep else None}
+
+
+def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """Rebuild the trained model of a checkpoint (weights, graphs, prompts, text tower).
+
+    Raises:
+        UserError: The pretrained text tower fetched by name differs from the one trained with.
+    """
+    from hspnet_cli.model.hspnet import HSPNet, ablate_taxonomy
+    from hspnet_cli.clip_models import load_clip
+
+    config = checkpoint_config(data)
+    tax = checkpoint_taxonomy(data)
+    clip = load_clip(config.model.clip_model, config.model.pretrained if data.get("frozen_text") is None else "none",
+                     device=device)
+    tax = ablate_taxonomy(tax, config.model.taxonomy_ablation, config.train.seed)
+    model = HSPNet(clip.model, clip.tokenizer, tax, config.model)
+    if data.get("frozen_text") is not None:
+        model.text.load_state_dict(data["frozen_text"])
+    elif data.get("text_sha256") and model.text_fingerprint() != data["text_sha256"]:
+        raise UserError(f"the text tower of {config.model.clip_model}/{config.model.pretrained} differs from the one "
+                        "this checkpoint was trained with; use the same pretrained weights")
+    model.load_state_dict(data["model"], strict=False)
+    return model.to(device).eval()
+
+
+def checkpoint_config(data: dict[str, Any]) -> RunConfig:
+    """The resolved run config stored in a checkpoint."""
+    return config_from_dict({k: v for k, v in data["config"].items() if k in ("preset", "model", "train")},
+                            source="checkpoint")
+
+
+def checkpoint_taxonomy(data: dict[str, Any]) -> Taxonomy:
+    """The taxonomy stored in a checkpoint (its label order is the score columns' order)."""
+    return taxonomy_from_dict(data["taxonomy"], source="checkpoint")
