@@ -38,18 +38,22 @@ def data_cmd(
 @app.command("run")
 def run_cmd(
     out_dir: Path = typer.Argument(..., help="Folder for the demo world and every stage's output."),
-    images: int = typer.Option(600, "--images", help="Images in the demo world."),
+    images: int = typer.Option(2000, "--images", help="Images in the demo world."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the demo preset's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo run in OUT_DIR."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Run every built stage on a fresh demo world and print a summary table."""
     import json
 
+    from hspnet_cli.console import is_quiet
     from hspnet_cli.demo.pipeline import run_demo
+    from hspnet_cli.train.progress import epoch_progress
 
-    summary = run_demo(out_dir, n_images=images, seed=seed, overwrite=overwrite,
-                       on_stage=lambda s: say(f"[green]done[/] {s.name} ({s.seconds:.1f}s)"))
+    summary = run_demo(out_dir, n_images=images, seed=seed, overwrite=overwrite, epochs=epochs,
+                       on_stage=lambda s: say(f"[green]done[/] {s.name} ({s.seconds:.1f}s)"),
+                       progress=None if is_quiet() else epoch_progress)
     table = Table(title=f"hspnet demo: {out_dir}")
     table.add_column("stage")
     table.add_column("result")

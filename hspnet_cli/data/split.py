@@ -248,12 +248,14 @@ def _check_variant_images(variants: list[dict[str, Any]], opts: SplitOptions) ->
             check_images(sorted(seen.items()), Path(root), opts.check_images_deep)
 
 
-def _common_meta(tax: Taxonomy, opts: SplitOptions, inputs: dict[str, Any]) -> dict[str, Any]:
+def _common_meta(tax: Taxonomy, opts: SplitOptions, inputs: dict[str, Any], tax_source: str) -> dict[str, Any]:
     return {
         "hspnet_split": SPLIT_VERSION,
         "created_by": f"hspnet {__version__}",
         "encoding": "1=positive 0=unknown -1=negative",
-        "taxonomy": {"name": tax.name, "labels": tax.num_labels, "labels_sha256": labels_sha256(tax.label_names)},
+        # source: the built-in name or absolute file the split was made with, so training can find it
+        "taxonomy": {"name": tax.name, "source": tax_source, "labels": tax.num_labels,
+                     "labels_sha256": labels_sha256(tax.label_names)},
         "inputs": inputs,
         "seed": opts.seed,
         "options": {"mode": opts.mode, "keep": list(opts.keep), "val_fraction": opts.val_fraction,
@@ -335,6 +337,8 @@ def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir:
     test_path = Path(test_path) if test_path is not None else None
     _check_target(out_dir, opts.overwrite)
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+    tax_source = (tax.name if isinstance(taxonomy, Taxonomy) or not Path(taxonomy).is_file()
+                  else str(Path(taxonomy).resolve()))
     labels, test, reports = _read_inputs(input_path, test_path, tax, opts)
 
     n_input = labels.n_images
@@ -354,7 +358,7 @@ def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir:
     summaries, texts = zip(*(_summarise(v, tax.label_names, opts.out_format, n_input,
                                         before_subset - len(train_rows)) for v in variants))
     reader_warnings = [line for r in reports for line in r.warnings()]
-    _write_all(out_dir, _common_meta(tax, opts, inputs), list(summaries), list(texts), reader_warnings)
+    _write_all(out_dir, _common_meta(tax, opts, inputs, tax_source), list(summaries), list(texts), reader_warnings)
     warnings = reader_warnings + [line for s in summaries for line in _variant_warnings(s)]
     if opts.out_format == "list" and opts.mode == "partial":
         warnings.append("list files hold positives only: the observed negatives of the partial labels are not "

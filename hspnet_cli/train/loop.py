@@ -91,15 +91,22 @@ def label_frequency_baseline(train: LabelSet, val: LabelSet) -> float:
 
 
 def _resolve_taxonomy(split_dir: Path, taxonomy: str | Path | None) -> Taxonomy:
+    """The given taxonomy, else the one the split records (built-in name or file), checked
+    against the split's digest of the label order."""
+    from hspnet_cli.data.split_io import labels_sha256
+
     if taxonomy is not None:
         return load_taxonomy(taxonomy)
-    meta = read_split_yaml(split_dir)
-    name = (meta.get("taxonomy") or {}).get("name")
+    recorded = read_split_yaml(split_dir).get("taxonomy") or {}
+    source = recorded.get("source") or recorded.get("name")
     try:
-        return load_taxonomy(name)
+        tax = load_taxonomy(source)
     except UserError:
-        raise UserError(f"{split_dir}: pass --taxonomy (the split was made with taxonomy '{name}', which is "
-                        "not a built-in)") from None
+        raise UserError(f"{split_dir}: pass --taxonomy (the split was made with '{source}', which is not found)") from None
+    if recorded.get("labels_sha256") and labels_sha256(tax.label_names) != recorded["labels_sha256"]:
+        raise UserError(f"{split_dir}: taxonomy '{source}' changed since the split was made (label order "
+                        "differs); pass --taxonomy with the one it was made with, or remake the split")
+    return tax
 
 
 def _prepare_run_dir(out_dir: Path, overwrite: bool) -> None:

@@ -1,0 +1,32 @@
+"""``hspnet demo run`` end to end (small world, one epoch) through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import invoke
+
+
+def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    summary_path = tmp_path / "summary.json"
+    result = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1", "--json", summary_path)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    names = [stage["name"] for stage in summary["stages"]]
+    assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
+                     "split --mode single-positive", "train"]
+    train = summary["stages"][-1]
+    assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
+    assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
+    assert "hspnet demo" in result.stdout  # the summary table
+    again = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1")
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+
+
+def test_demo_run_never_deletes_a_foreign_folder(runner, tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("precious")
+    result = invoke(runner, "demo", "run", tmp_path, "--overwrite", "--images", "50", "--epochs", "1")
+    assert result.exit_code == 2 and "holds no earlier demo run" in result.stderr
+    assert (tmp_path / "mine.txt").read_text() == "precious"
