@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hspnet-installed
 DEMO_DIR ?= demo-out
 # This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
-PIP_FILTER := grep -v "is ignored: it is neither a file nor a directory" || true
+PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: demo test install wordnet-data clean
 
