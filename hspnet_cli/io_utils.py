@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -61,3 +62,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, "wb") as fh:
         fh.write(data)
+
+
+def replace_dir(tmp: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Rename a finished folder ``tmp`` to ``out_dir``, replacing an empty folder or an old one.
+
+    The caller has already checked that an existing ``out_dir`` may be replaced. The old folder
+    is moved aside before the new one is renamed in, so a failure between the two renames leaves
+    the old contents recoverable (in a hidden ``.NAME.old-*`` folder) rather than a mix of both.
+    """
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    with contextlib.suppress(OSError):
+        shutil.rmtree(old)

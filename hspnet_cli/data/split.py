@@ -12,7 +12,6 @@ With several ``keep`` ratios (partial mode) every ratio gets its own self-contai
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from hspnet_cli.data.split_io import (
     SPLIT_VERSION, SPLIT_YAML, format_split_csv, format_split_yaml, labels_sha256, sha256_files,
 )
 from hspnet_cli.errors import UserError
+from hspnet_cli.io_utils import replace_dir
 from hspnet_cli.taxonomy.core import Taxonomy
 
 MODES = ("single-positive", "partial", "full")
@@ -185,21 +185,6 @@ def _variant_warnings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    if out_dir.is_dir() and not any(out_dir.iterdir()):
-        out_dir.rmdir()
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    # An old split (checked by _check_target): move it aside first, so a failure between the two
-    # renames leaves the old split recoverable rather than a mix of both.
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / "split")
-    os.replace(tmp, out_dir)
-    with contextlib.suppress(OSError):
-        shutil.rmtree(old)
-
-
 def _read_inputs(input_path: Path, test_path: Path | None, tax: Taxonomy,
                  opts: SplitOptions) -> tuple[LabelSet, LabelSet | None, list[ReadReport]]:
     labels, report = read_annotations(input_path, tax, fmt=opts.input_format, strict=opts.strict,
@@ -305,7 +290,7 @@ def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, 
         if len(summaries) > 1:
             top = {**common, "splits": [s["dir"] for s in summaries], "warnings": reader_warnings}
             (tmp / SPLIT_YAML).write_text(format_split_yaml(top), encoding="utf-8", newline="")
-        _move_into_place(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -31,7 +31,6 @@ processes, and an image's labels and layout do not depend on ``image_size``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -50,6 +49,7 @@ from PIL import Image
 
 from hspnet_cli.demo.draw import DRAWERS, SUPERSAMPLE, Placement, background, clutter, finish
 from hspnet_cli.errors import UserError
+from hspnet_cli.io_utils import replace_dir
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 GENERATOR_VERSION = 1
@@ -414,7 +414,7 @@ def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0
         summary = _summarise(out_dir, n_images, image_size, seed, label_sets)
         # world.json is the marker is_demo_world looks for: written last.
         (tmp / "world.json").write_text(_world_json(summary), encoding="utf-8")
-        _move_into_place(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -459,22 +459,6 @@ def _world_json(summary: DemoWorldSummary) -> str:
         "across_group_cooccurrence": round(summary.across_group_cooccurrence, 4),
     }
     return json.dumps(meta, indent=2) + "\n"
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished world to ``out_dir``, replacing an empty folder or an old world."""
-    if out_dir.is_dir() and not any(out_dir.iterdir()):
-        out_dir.rmdir()
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    # An old world (checked by _check_target): move it aside first, so a failure between the
-    # two renames leaves the old world recoverable rather than a mix of both.
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / "world")
-    os.replace(tmp, out_dir)
-    with contextlib.suppress(OSError):
-        shutil.rmtree(old)
 
 
 def read_demo_annotations(world_dir: str | Path) -> list[tuple[str, tuple[str, ...]]]:

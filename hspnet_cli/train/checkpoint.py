@@ -90,13 +90,23 @@ def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: i
                      device=device)
     tax = ablate_taxonomy(tax, config.model.taxonomy_ablation, config.train.seed)
     model = HSPNet(clip.model, clip.tokenizer, tax, config.model)
+    restore_text_tower(model, data)
+    model.load_state_dict(data["model"], strict=False)
+    return model.to(device).eval()
+
+
+def restore_text_tower(model: Any, data: dict[str, Any]) -> None:
+    """Load a checkpoint's stored text tower, or check the re-fetched one is the same.
+
+    Raises:
+        UserError: The tower fetched by name differs from the one the checkpoint was trained with.
+    """
     if data.get("frozen_text") is not None:
         model.text.load_state_dict(data["frozen_text"])
     elif data.get("text_sha256") and model.text_fingerprint() != data["text_sha256"]:
-        raise UserError(f"the text tower of {config.model.clip_model}/{config.model.pretrained} differs from the one "
-                        "this checkpoint was trained with; use the same pretrained weights")
-    model.load_state_dict(data["model"], strict=False)
-    return model.to(device).eval()
+        cfg = data["config"]["model"]
+        raise UserError(f"the text tower of {cfg['clip_model']}/{cfg['pretrained']} differs from the one this "
+                        "checkpoint was trained with; use the same pretrained weights")
 
 
 def checkpoint_config(data: dict[str, Any]) -> RunConfig:

@@ -189,11 +189,7 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
         start_epoch, step = 0, 0
         best = {"map": -1.0, "epoch": -1, "source": "raw"}
         if state is not None:
-            if state.get("frozen_text") is not None:
-                model.text.load_state_dict(state["frozen_text"])
-            elif state.get("text_sha256") and model.text_fingerprint() != state["text_sha256"]:
-                raise UserError(f"{out_dir}: the pretrained text tower differs from the one this run started "
-                                "with; resume with the same pretrained weights")
+            ckpt.restore_text_tower(model, state)
             model.load_state_dict(state["model"], strict=False)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
