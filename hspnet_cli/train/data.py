@@ -121,13 +121,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
         torch.multiprocessing.set_sharing_strategy("file_system")
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=torch.cuda.is_available(), drop_last=drop_last,
-                      persistent_workers=False, generator=torch.Generator(),
-                      multiprocessing_context="spawn" if num_workers > 0 and not _fork_safe() else None)
-
-
-def _fork_safe() -> bool:
-    """Fork is fine unless CUDA was already initialised in this process."""
-    return not (torch.cuda.is_available() and torch.cuda.is_initialized())
+                      persistent_workers=False, generator=torch.Generator())
 
 
 def start_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
