@@ -1,0 +1,111 @@
+"""Scoring images with a trained checkpoint or plain zero-shot CLIP: one interface for eval and tag.
+
+After training, the label features T* do not depend on the image (paper section 3.3), so a
+scorer is an image encoder plus one matrix product: ``scores = scale * norm(f(x)) @ norm(T*).T``.
+Every scorer exposes the same pieces, so ``hspnet eval`` and ``hspnet tag`` need not know
+where the model came from:
+
+* ``from_checkpoint``: a ``best.ckpt`` / ``last.ckpt`` of ``hspnet train`` (label features stored
+  in the checkpoint; the text tower is not needed);
+* ``zero_shot``: CLIP with the prompts "a photo of a <label>." and no training, the baseline
+  every trained model is compared to and what a user has before any labels exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+
+from hspnet_cli.taxonomy import Taxonomy
+
+
+@dataclass
+class Scorer:
+    """Image -> multi-label scores.
+
+    Attributes:
+        image_encoder: Module mapping (B, 3, S, S) preprocessed images to (B, D) features.
+        label_features: (C, D) unit-norm label features, rows in ``taxonomy`` label order.
+        logit_scale: Scores are ``logit_scale * cos``; sigmoid of them are probabilities.
+        taxonomy: Labels (column order) and groups.
+        image_size: Input side the encoder expects.
+        transform: PIL image -> (3, S, S) tensor (the evaluation preprocessing).
+        description: What this scorer is (for reports and manifests).
+        text_encoder: Callable texts -> (n, D) unit features, when the text tower is available
+            (zero-shot and text search need it); None otherwise.
+    """
+
+    image_encoder: torch.nn.Module
+    label_features: torch.Tensor
+    logit_scale: float
+    taxonomy: Taxonomy
+    image_size: int
+    transform: Callable
+    description: str
+    text_encoder: Callable[[list[str]], torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.label_features.device
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, D) unit-norm image embeddings (float32)."""
+        return F.normalize(self.image_encoder(images.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def scores_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, D) unit embeddings -> (B, C) logits."""
+        return self.logit_scale * embeddings @ self.label_features.T
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, C) logits."""
+        return self.scores_from_embeddings(self.embed(images))
+
+
+def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
+    """A scorer from a training checkpoint: its image tower and stored label features T*."""
+    from hspnet_cli.train.batches import model_image_size
+    from hspnet_cli.train.checkpoint import checkpoint_config, checkpoint_taxonomy, load_checkpoint, model_from_checkpoint
+    from hspnet_cli.train.data import build_transform
+
+    data = load_checkpoint(path)
+    config = checkpoint_config(data)
+    model = model_from_checkpoint(data, device=device)
+    size = model_image_size(model, config)
+    feats = F.normalize(data["label_features"].float(), dim=-1).to(device)
+    return Scorer(image_encoder=model.visual.eval(), label_features=feats, logit_scale=float(data["logit_scale"]),
+                  taxonomy=checkpoint_taxonomy(data), image_size=size, transform=build_transform(size),
+                  description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})")
+
+
+def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | None = "openai",
+              device: str = "cpu", template: str = "a photo of a {}.") -> Scorer:
+    """Plain CLIP: label features from ``template`` prompts, CLIP's own temperature, no training."""
+    from hspnet_cli.clip_models import encode_texts, load_clip
+    from hspnet_cli.train.data import build_transform
+
+    clip = load_clip(model_name, pretrained, device=device)
+
+    def text_encoder(texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(encode_texts(clip, texts)).to(device)
+
+    feats = text_encoder([template.format(spec.text) for spec in taxonomy.labels])
+    size = getattr(clip.model.visual, "image_size", 224)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    return Scorer(image_encoder=clip.model.visual.eval(), label_features=feats,
+                  logit_scale=float(clip.model.logit_scale.detach().exp()), taxonomy=taxonomy, image_size=size,
+                  transform=build_transform(size), description=f"zero-shot {clip.description}",
+                  text_encoder=text_encoder)
+
+
+def describe(scorer: Scorer) -> dict[str, Any]:
+    """Facts about a scorer for reports and manifests."""
+    return {"scorer": scorer.description, "labels": scorer.taxonomy.num_labels,
+            "embed_dim": int(scorer.label_features.shape[1]), "image_size": scorer.image_size,
+            "logit_scale": scorer.logit_scale}
