@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import demo_cmd, split_cmd, taxonomy_cmd, train_cmd
+from hspnet_cli.commands import demo_cmd, eval_cmd, export_cmd, split_cmd, taxonomy_cmd, train_cmd
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import NotBuiltYet, UserError
 
@@ -75,7 +75,9 @@ def _not_built(name: str, issue: str) -> None:
 
 app.command("split")(split_cmd.split)
 app.command("train")(train_cmd.train)
-_not_built("eval", "evaluate a checkpoint: mAP, F1, per-class AP, plots")
+app.command("eval")(eval_cmd.eval_command)
+app.command("calibrate")(eval_cmd.calibrate_command)
+app.command("export")(export_cmd.export)
 _not_built("tag", "batch-tag image folders and build a FAISS index")
 _not_built("search", "search a FAISS index by text, image or path")
 

@@ -109,3 +109,60 @@ def describe(scorer: Scorer) -> dict[str, Any]:
     return {"scorer": scorer.description, "labels": scorer.taxonomy.num_labels,
             "embed_dim": int(scorer.label_features.shape[1]), "image_size": scorer.image_size,
             "logit_scale": scorer.logit_scale}
+
+
+@dataclass
+class ExportedScorer(Scorer):
+    """A scorer loaded from ``hspnet export`` output: no text tower, maybe per-label thresholds.
+
+    Attributes:
+        thresholds: (C,) per-label decision thresholds on the logits' sigmoid, in label order,
+            when the export carries them; None otherwise.
+        facts: The export's stored metadata (format, labels, preprocessing, source config, ...).
+    """
+
+    thresholds: torch.Tensor | None = None
+    facts: dict[str, Any] | None = None
+
+
+def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
+    """A scorer from ``hspnet export`` output (``ckpt`` kind, or TorchScript with its sidecar).
+
+    Its logits equal those of :func:`from_checkpoint` on the source checkpoint; the text tower is
+    neither stored nor built, so ``text_encoder`` is None.
+    """
+    from hspnet_cli.export import read_export, transform_from_preprocessing
+    from hspnet_cli.taxonomy import taxonomy_from_dict
+
+    encoder, facts, feats = read_export(path, device=device)
+    taxonomy = taxonomy_from_dict(facts["taxonomy"], source=str(path))
+    table = facts.get("thresholds")
+    thresholds = (torch.tensor([table[name] for name in taxonomy.label_names], dtype=torch.float32, device=device)
+                  if table else None)
+    kind = facts.get("kind", "ckpt")
+    return ExportedScorer(image_encoder=encoder.eval(), label_features=feats, logit_scale=float(facts["logit_scale"]),
+                          taxonomy=taxonomy, image_size=int(facts["image_size"]),
+                          transform=transform_from_preprocessing(facts["preprocessing"]),
+                          description=f"export {path} ({kind} of {facts.get('model_name')})",
+                          thresholds=thresholds, facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
+
+
+def load_scorer(path: str | Path, device: str = "cpu") -> Scorer:
+    """A scorer from any model file hspnet makes: a training checkpoint (or run folder), an
+    ``hspnet export`` ckpt, or a TorchScript export.
+
+    Raises:
+        UserError: An ONNX export (run it with onnxruntime) or a file hspnet did not make.
+    """
+    from hspnet_cli.errors import UserError
+    from hspnet_cli.export import file_kind
+
+    kind = file_kind(path)
+    if kind == "checkpoint":
+        return from_checkpoint(path, device=device)
+    if kind in ("export", "torchscript"):
+        return from_exported(path, device=device)
+    if kind == "onnx":
+        raise UserError(f"{path}: ONNX exports run in onnxruntime (their .json sidecar has the labels); "
+                        "give hspnet a checkpoint or a ckpt / TorchScript export")
+    raise UserError(f"{path}: not a model hspnet made (expected a training checkpoint or an hspnet export)")

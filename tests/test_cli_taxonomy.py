@@ -21,7 +21,7 @@ def test_version_and_help_list_every_group(runner: CliRunner) -> None:
 
 
 def test_unbuilt_command_says_so_and_fails(runner: CliRunner) -> None:
-    result = invoke(runner, "eval", "--data", "x.csv")
+    result = invoke(runner, "tag", "--data", "x.csv")
     assert result.exit_code == 3
     assert "not built yet" in result.stderr and "Traceback" not in result.output
 

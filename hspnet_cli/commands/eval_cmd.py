@@ -1,0 +1,164 @@
+"""``hspnet eval`` and ``hspnet calibrate``: score a labelled split, report metrics / fit thresholds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from hspnet_cli.console import is_quiet, print_json, say
+from hspnet_cli.errors import UserError
+
+_CHECKPOINT = typer.Argument(None, help="A .ckpt of hspnet train, or a run folder (its best.ckpt).")
+_SHOWN = 15
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _score(checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str], model: str, pretrained: str,
+           data: Path, images: Path, batch_size: int, workers: int, device: str):  # type: ignore[no-untyped-def]
+    """Load the scorer and the split, score every image: (scorer, labels, logits, targets)."""
+    from hspnet_cli.data.split_io import read_split_csv
+    from hspnet_cli.evaluation import load_scorer, score_split
+
+    scorer = load_scorer(checkpoint, zero_shot_model=zero_shot, taxonomy=taxonomy, model=model,
+                         pretrained=pretrained, device=device)
+    labels = read_split_csv(data, scorer.taxonomy)
+    if labels.n_images == 0:
+        raise UserError(f"{data}: no images to evaluate")
+    logits, targets = score_split(scorer, labels, images, batch_size=batch_size, workers=workers)
+    return scorer, labels, logits, targets
+
+
+def _class_table(report: Any, rows: int) -> Table:
+    table = Table(title=f"Per-class AP ({report.variant}), worst first")
+    for column in ("class", "group", "AP", "#positives"):
+        table.add_column(column, justify="right" if column in ("AP", "#positives") else "left")
+    order = report.worst_first()
+    for i in order[:rows] if rows > 0 else order:
+        table.add_row(report.label_names[i], report.label_groups[i], _fmt(report.per_class_ap[i]),
+                      str(int(report.positives[i])))
+    if 0 < rows < len(order):
+        table.add_row(f"[dim]... {len(order) - rows} more (--all-classes)[/]", "", "", "")
+    return table
+
+
+def _summary_table(data: dict[str, Any], k: int) -> Table:
+    table = Table(title="Summary")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, name in (("map", f"mAP ({data['map_variant']})"), ("group_map", "group mAP"), ("cf1", "CF1"),
+                      ("cp", "CP"), ("cr", "CR"), ("of1", "OF1"), ("op", "OP"), ("or", "OR"),
+                      (f"top{k}_precision", f"top-{k} precision")):
+        table.add_row(name, _fmt(data[key]))
+    return table
+
+
+def eval_command(
+    checkpoint: Optional[Path] = _CHECKPOINT,
+    data: Path = typer.Option(..., "--data", help="Labelled split CSV (val.csv or test.csv of hspnet split)."),
+    images: Path = typer.Option(..., "--images", help="Folder the CSV's image paths are relative to."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (zero-shot: required; "
+                                           "checkpoint: same labels, its groups are used)."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Evaluate plain CLIP prompts instead of a checkpoint."),
+    model: str = typer.Option("RN50", "--model", help="open_clip model for --zero-shot."),
+    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every metric to this JSON file ('-': stdout)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG pictures into this folder."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold for F1/precision/recall."),
+    top_k: int = typer.Option(3, "--top-k", help="k of top-k precision."),
+    map_variant: str = typer.Option("sklearn", "--map-variant", help="sklearn (ties = one step) or asl."),
+    all_classes: bool = typer.Option(False, "--all-classes", help="Show every class in the table."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+) -> None:
+    """Evaluate a checkpoint (or zero-shot CLIP) on a labelled split: mAP, per-class AP, F1, plots."""
+    import json
+
+    from hspnet_cli.evaluation import evaluate_scores
+    from hspnet_cli.inference import describe
+    from hspnet_cli.io_utils import write_text_atomic
+
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold is a probability in [0, 1]; got {threshold}")
+    scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
+                                             batch_size, workers, device)
+    report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=threshold, top_k=top_k, variant=map_variant)
+    report.extra = {**describe(scorer), "data": str(data), "taxonomy": scorer.taxonomy.name}
+    result = report.to_dict()
+    plots: list[Path] = []
+    if plot is not None:
+        from hspnet_cli.plots import write_plots
+
+        plots = write_plots(plot, report, logits, targets, scorer.label_features.float().cpu().numpy(),
+                            title=f"{scorer.description} on {data.name}")
+        result["plots"] = [str(p) for p in plots]
+    if json_out is not None and str(json_out) == "-":
+        print_json(result)
+        return
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
+    if is_quiet():
+        return
+    say(_class_table(report, 0 if all_classes else _SHOWN))
+    if report.no_positive:
+        say(f"[yellow]{len(report.no_positive)} class(es) have no positive in {data} and are left out of mAP:[/] "
+            + ", ".join(report.no_positive))
+    say(_summary_table(result, top_k))
+    say(f"{report.n_images} images, {len(report.label_names)} labels; {scorer.description}; "
+        f"F1 at probability >= {threshold}")
+    for path in ([json_out] if json_out else []) + plots:
+        say(f"wrote {path}")
+
+
+def calibrate_command(
+    checkpoint: Optional[Path] = _CHECKPOINT,
+    data: Path = typer.Option(..., "--data", help="Labelled split CSV to fit thresholds on (val.csv)."),
+    images: Path = typer.Option(..., "--images", help="Folder the CSV's image paths are relative to."),
+    out: Path = typer.Option(..., "--out", "-o", help="Thresholds JSON to write (for hspnet tag --thresholds)."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (required with --zero-shot)."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Calibrate plain CLIP prompts instead."),
+    model: str = typer.Option("RN50", "--model", help="open_clip model for --zero-shot."),
+    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    min_positives: int = typer.Option(5, "--min-positives", help="Fewer positives: use the fallback threshold."),
+    fallback: str = typer.Option("global", "--fallback", help="global (micro-F1-optimal shared threshold) or "
+                                 "default (--default)."),
+    default: float = typer.Option(0.5, "--default", help="Fixed fallback threshold (also used without positives)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the thresholds file to stdout."),
+) -> None:
+    """Fit per-class probability thresholds that maximise F1 on a labelled split."""
+    from hspnet_cli.calibration import calibrate, write_thresholds
+    from hspnet_cli.evaluation import sigmoid
+
+    if not 0.0 <= default <= 1.0:
+        raise UserError(f"--default is a probability in [0, 1]; got {default}")
+    scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
+                                             batch_size, workers, device)
+    result = calibrate(sigmoid(logits), targets, scorer.taxonomy.label_names, min_positives=min_positives,
+                       default=default, fallback=fallback,
+                       source={"scorer": scorer.description, "data": str(data), "images": labels.n_images,
+                               "taxonomy": scorer.taxonomy.name})
+    write_thresholds(out, result)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title="Thresholds")
+    for column in ("class", "threshold", "F1", "#positives", "rule"):
+        table.add_column(column, justify="left" if column in ("class", "rule") else "right")
+    for name in result["labels"]:
+        info = result["per_class"][name]
+        table.add_row(name, f"{result['thresholds'][name]:.4f}", _fmt(info["f1"]), str(info["positives"]),
+                      info["rule"])
+    say(table)
+    fb = result["fallback"]
+    say(f"{len(fb['labels'])} class(es) with fewer than {min_positives} positives use the {fb['rule']} threshold "
+        f"{fb['threshold']:.4f}; wrote {out}")

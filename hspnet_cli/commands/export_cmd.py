@@ -1,0 +1,34 @@
+"""``hspnet export``: a training checkpoint -> a small inference model (see :mod:`hspnet_cli.export`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hspnet_cli.console import print_json, say
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="best.ckpt / last.ckpt of hspnet train, or its run folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model file to write (torchscript/onnx also write OUT.json)."),
+    fmt: str = typer.Option("ckpt", "--format", "-f", help="ckpt (torch file, weights_only), torchscript or onnx."),
+    thresholds: Optional[Path] = typer.Option(None, "--thresholds", help='Per-label thresholds JSON: '
+                                              '{"labels": [...], "thresholds": {label: value}}.'),
+    device: str = typer.Option("cpu", "--device", help="Where the source model is rebuilt (cpu or cuda[:N])."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Export the image tower and the fixed label features: inference without the text tower."""
+    from hspnet_cli.export import export_model, sidecar_path
+
+    fmt = fmt.strip().lower()
+    path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device)
+    files = [path] + ([sidecar_path(path)] if sidecar_path(path).is_file() and fmt != "ckpt" else [])
+    summary = {"format": fmt, "source": str(checkpoint), "files": {str(p): p.stat().st_size for p in files},
+               "thresholds": thresholds is not None}
+    if as_json:
+        print_json(summary)
+    else:
+        sizes = ", ".join(f"{p} ({p.stat().st_size / 2**20:.1f} MiB)" for p in files)
+        say(f"[green]exported[/] {checkpoint} as {fmt}: {sizes}")

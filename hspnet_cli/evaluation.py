@@ -1,0 +1,186 @@
+"""Evaluating a scorer on a labelled split: scores for every image, then every metric in one report.
+
+:func:`score_split` runs any :class:`~hspnet_cli.inference.Scorer` over a split CSV's images
+(batched, with DataLoader workers) and returns float32 logits with the label matrix;
+:func:`evaluate_scores` turns them into an :class:`EvalReport` (mAP, per-class AP, CF1/OF1,
+top-k precision, group mAP). The two halves are separate so metrics can be recomputed, tested
+and calibrated on without touching images again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from hspnet_cli.data.labelset import LabelSet
+from hspnet_cli.errors import UserError
+from hspnet_cli.metrics import (group_scores_and_targets, mean_average_precision_variant, threshold_metrics,
+                                top_k_precision)
+from hspnet_cli.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from hspnet_cli.inference import Scorer
+
+
+def load_scorer(checkpoint: str | Path | None, *, zero_shot_model: bool = False, taxonomy: str | Path | None = None,
+                model: str = "RN50", pretrained: str | None = "openai", device: str = "auto") -> "Scorer":
+    """A scorer from a checkpoint (file or run folder) or, with ``zero_shot_model``, plain CLIP.
+
+    With a checkpoint, ``taxonomy`` is optional; when given, its labels must be the checkpoint's
+    (in order) and its groups are used for group-level metrics.
+
+    Raises:
+        UserError: Conflicting or missing arguments, a missing checkpoint, other labels.
+    """
+    from hspnet_cli.inference import from_checkpoint, zero_shot
+    from hspnet_cli.taxonomy import load_taxonomy
+    from hspnet_cli.train.runtime import resolve_device
+
+    dev = str(resolve_device(device))
+    if zero_shot_model:
+        if checkpoint is not None:
+            raise UserError("give a CHECKPOINT or --zero-shot, not both")
+        if taxonomy is None:
+            raise UserError("--zero-shot needs --taxonomy (the labels to score)")
+        return zero_shot(load_taxonomy(taxonomy), model, None if str(pretrained).lower() == "none" else pretrained,
+                         device=dev)
+    if checkpoint is None:
+        raise UserError("give a CHECKPOINT (.ckpt or run folder), or --zero-shot --taxonomy T --model M")
+    scorer = from_checkpoint(checkpoint, device=dev)
+    if taxonomy is not None:
+        tax = load_taxonomy(taxonomy)
+        if tax.label_names != scorer.taxonomy.label_names:
+            raise UserError(f"--taxonomy '{tax.name}' has other labels than checkpoint {checkpoint} "
+                            f"({tax.num_labels} vs {scorer.taxonomy.num_labels}, or another order); "
+                            "leave out --taxonomy to use the checkpoint's")
+        scorer.taxonomy = tax
+    return scorer
+
+
+def score_split(scorer: "Scorer", labels: LabelSet, images: str | Path, *, batch_size: int = 64, workers: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Score every image of ``labels``.
+
+    Args:
+        scorer: Any scorer (checkpoint or zero-shot).
+        labels: The split (its label order must be the scorer's).
+        images: Folder the split's image paths are relative to.
+        batch_size: Images per forward pass.
+        workers: DataLoader worker processes (0 = in this process).
+        progress: Called with (images done, total) after each batch.
+
+    Returns:
+        (n, C) float32 logits (sigmoid -> probabilities) and the (n, C) int8 label matrix.
+
+    Raises:
+        UserError: Missing images folder or image, or an unreadable image (named with its split line).
+    """
+    import torch
+
+    from hspnet_cli.train.data import SplitImages, check_images_exist, make_loader, raise_on_bad_images
+
+    root = Path(images)
+    check_images_exist(labels, root, "evaluation")
+    dataset = SplitImages(labels, root, scorer.transform, scorer.image_size)
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, num_workers=workers)
+    out = np.empty((labels.n_images, labels.n_labels), dtype=np.float32)
+    done = 0
+    with torch.no_grad():
+        for batch, _targets, index, errors in loader:
+            raise_on_bad_images(list(errors), index, labels, root)
+            out[index.numpy()] = scorer(batch).float().cpu().numpy()
+            done += len(index)
+            if progress is not None:
+                progress(done, labels.n_images)
+    return out, labels.matrix.copy()
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically safe float32 sigmoid."""
+    return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+
+
+@dataclass
+class EvalReport:
+    """Every metric of one evaluation; ``to_dict`` is the ``--json`` file."""
+
+    label_names: list[str]
+    label_groups: list[str]
+    variant: str
+    map: float
+    per_class_ap: np.ndarray
+    positives: np.ndarray
+    no_positive: list[str]
+    threshold: float
+    cp: float
+    cr: float
+    cf1: float
+    op: float
+    or_: float
+    of1: float
+    per_class_precision: np.ndarray
+    per_class_recall: np.ndarray
+    top_k: int
+    top_k_precision: float
+    group_names: list[str]
+    group_map: float
+    group_ap: np.ndarray
+    n_images: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def worst_first(self) -> list[int]:
+        """Class indices with an AP, lowest AP first (ties by label order)."""
+        defined = np.flatnonzero(~np.isnan(self.per_class_ap))
+        return defined[np.argsort(self.per_class_ap[defined], kind="stable")].tolist()
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if np.isnan(x) else float(x)
+
+        return {
+            **self.extra,
+            "images": self.n_images, "labels": len(self.label_names), "map_variant": self.variant,
+            "map": num(self.map), "group_map": num(self.group_map),
+            "cf1": num(self.cf1), "cp": num(self.cp), "cr": num(self.cr),
+            "of1": num(self.of1), "op": num(self.op), "or": num(self.or_),
+            "threshold": self.threshold, f"top{self.top_k}_precision": num(self.top_k_precision),
+            "no_positive": list(self.no_positive),
+            "per_class": {name: {"group": group, "ap": num(ap), "positives": int(n), "precision": num(p),
+                                 "recall": num(r)}
+                          for name, group, ap, n, p, r in zip(self.label_names, self.label_groups, self.per_class_ap,
+                                                              self.positives, self.per_class_precision,
+                                                              self.per_class_recall)},
+            "per_group_ap": {g: num(ap) for g, ap in zip(self.group_names, self.group_ap)},
+        }
+
+
+def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy, *, threshold: float = 0.5,
+                    top_k: int = 3, variant: str = "sklearn") -> EvalReport:
+    """All metrics of ``logits`` (n, C) against ``targets`` (n, C, 1/0/-1).
+
+    mAP ranks the logits (positives = 1, everything else not positive); F1/precision/recall use
+    ``sigmoid(logits) >= threshold`` with unknown entries handled by
+    :func:`hspnet_cli.metrics.known_mask`; groups are scored by their best member.
+    """
+    if variant not in ("sklearn", "asl"):
+        raise UserError(f"--map-variant must be sklearn or asl; got '{variant}'")
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1; got {top_k}")
+    logits = np.asarray(logits, dtype=np.float32)
+    result = mean_average_precision_variant(logits, targets, variant)
+    thr = threshold_metrics(sigmoid(logits), targets, threshold)
+    g_scores, g_targets = group_scores_and_targets(logits, targets, taxonomy.group_index(), taxonomy.num_groups)
+    groups = mean_average_precision_variant(g_scores, g_targets, variant)
+    owner = taxonomy.group_of()
+    return EvalReport(
+        label_names=list(taxonomy.label_names), label_groups=[owner[n] for n in taxonomy.label_names],
+        variant=variant, map=result.map, per_class_ap=result.per_class,
+        positives=(np.asarray(targets) == 1).sum(0), no_positive=[taxonomy.label_names[i] for i in result.no_positive],
+        threshold=threshold, cp=thr.cp, cr=thr.cr, cf1=thr.cf1, op=thr.op, or_=thr.or_, of1=thr.of1,
+        per_class_precision=thr.per_class_precision, per_class_recall=thr.per_class_recall,
+        top_k=top_k, top_k_precision=top_k_precision(logits, targets, top_k),
+        group_names=list(taxonomy.group_names), group_map=groups.map, group_ap=groups.per_class,
+        n_images=int(logits.shape[0]))
