@@ -16,10 +16,13 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     summary = json.loads(summary_path.read_text())
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
-                     "split --mode single-positive", "train"]
-    train = summary["stages"][-1]
+                     "split --mode single-positive", "train", "eval (test split)"]
+    train = summary["stages"][-2]
     assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
     assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
+    evaluation = summary["stages"][-1]
+    assert 0 < evaluation["test_map"] <= 1 and len(evaluation["plots"]) == 3
+    assert all(Path(p).stat().st_size > 10_000 for p in evaluation["plots"])
     assert "hspnet demo" in result.stdout  # the summary table
     again = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1")
     assert again.exit_code == 2 and "--overwrite" in again.stderr

@@ -162,3 +162,25 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
         {"val_map": round(result.best_map, 4), "label_frequency_baseline_map": round(result.baseline_map, 4),
          "best_epoch": result.best_epoch, "best_source": result.best_source, "epochs": config.train.epochs,
          "model": f"{config.model.clip_model}/random", "run_dir": str(out_dir / "run")}))
+    _evaluate(out_dir, world_dir, record)
+
+
+def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], None]) -> None:
+    """Stage eval: the best checkpoint on the held-out test split, with its pictures."""
+    from hspnet_cli.data.split_io import read_split_csv
+    from hspnet_cli.evaluation import evaluate_scores, load_scorer, score_split
+    from hspnet_cli.plots import write_plots
+
+    start = time.perf_counter()
+    scorer = load_scorer(out_dir / "run" / "best.ckpt")
+    labels = read_split_csv(out_dir / "split" / "test.csv", scorer.taxonomy)
+    logits, targets = score_split(scorer, labels, world_dir / "images")
+    report = evaluate_scores(logits, targets, scorer.taxonomy)
+    write_text_atomic(out_dir / "eval" / "test-metrics.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    plots = write_plots(out_dir / "eval" / "plots", report, logits, targets,
+                        scorer.label_features.cpu().numpy(), title="demo: best.ckpt on the held-out test split")
+    record(StageResult("eval (test split)", f"mAP {report.map:.3f}, group mAP {report.group_map:.3f}, "
+                       f"top-{report.top_k} precision {report.top_k_precision:.3f}; plots in {out_dir / 'eval' / 'plots'}",
+                       time.perf_counter() - start,
+                       {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4),
+                        "plots": [str(p) for p in plots]}))
