@@ -5,8 +5,7 @@ logic a user could not call from Python. torch, open_clip and faiss are imported
 commands that need them, so ``hspnet --help`` stays instant.
 
 A :class:`~hspnet_cli.errors.UserError` anywhere below becomes one red line on stderr and
-exit status 2 (3 for a command that is designed but not built yet); other exceptions are
-bugs and keep their traceback.
+exit status 2; other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import typer
 from typer.core import TyperGroup
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import demo_cmd, eval_cmd, export_cmd, split_cmd, taxonomy_cmd, train_cmd
+from hspnet_cli.commands import (demo_cmd, eval_cmd, export_cmd, index_cmd, search_cmd, split_cmd, tag_cmd,
+                                 taxonomy_cmd, train_cmd)
 from hspnet_cli.console import err_console, setup_logging
-from hspnet_cli.errors import NotBuiltYet, UserError
+from hspnet_cli.errors import UserError
 
 
 class _Root(TyperGroup):
@@ -64,22 +64,14 @@ def main(
     setup_logging(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING, quiet=quiet)
 
 
-def _not_built(name: str, issue: str) -> None:
-    """Register a command of the design that does not exist yet; it says so and exits 3."""
-
-    @app.command(name, help=f"[not built yet] {issue}", context_settings={
-        "allow_extra_args": True, "ignore_unknown_options": True})
-    def _stub(ctx: typer.Context) -> None:  # noqa: ARG001 - options are accepted and ignored
-        raise NotBuiltYet(f"'hspnet {name}' is not built yet in hspnet {__version__} ({issue})")
-
-
 app.command("split")(split_cmd.split)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.eval_command)
 app.command("calibrate")(eval_cmd.calibrate_command)
 app.command("export")(export_cmd.export)
-_not_built("tag", "batch-tag image folders and build a FAISS index")
-_not_built("search", "search a FAISS index by text, image or path")
+app.command("tag")(tag_cmd.tag)
+app.command("search")(search_cmd.search)
+app.add_typer(index_cmd.app, name="index")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,3 @@ class UserError(Exception):
     """A mistake in the user's input or environment, with a message that says what to do."""
 
     exit_code: int = 2
-
-
-class NotBuiltYet(UserError):
-    """A command of the design that this version does not implement yet."""
-
-    exit_code = 3

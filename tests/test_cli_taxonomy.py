@@ -16,14 +16,8 @@ def test_version_and_help_list_every_group(runner: CliRunner) -> None:
     result = invoke(runner, "--version")
     assert result.exit_code == 0 and result.stdout.startswith("hspnet ")
     result = invoke(runner, "--help")
-    for group in ("taxonomy", "split", "train", "eval", "tag", "search", "demo"):
+    for group in ("taxonomy", "split", "train", "eval", "calibrate", "export", "tag", "index", "search", "demo"):
         assert group in result.stdout
-
-
-def test_unbuilt_command_says_so_and_fails(runner: CliRunner) -> None:
-    result = invoke(runner, "tag", "--data", "x.csv")
-    assert result.exit_code == 3
-    assert "not built yet" in result.stderr and "Traceback" not in result.output
 
 
 def test_list_and_show(runner: CliRunner) -> None:

@@ -16,13 +16,17 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     summary = json.loads(summary_path.read_text())
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
-                     "split --mode single-positive", "train", "eval (test split)"]
-    train = summary["stages"][-2]
+                     "split --mode single-positive", "train", "eval (test split)", "tag", "index build",
+                     "search --like"]
+    train = summary["stages"][4 + 1]
     assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
     assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
-    evaluation = summary["stages"][-1]
+    evaluation = summary["stages"][6]
     assert 0 < evaluation["test_map"] <= 1 and len(evaluation["plots"]) == 3
     assert all(Path(p).stat().st_size > 10_000 for p in evaluation["plots"])
+    tag, index, search = summary["stages"][7:]
+    assert tag["rows"] == 160 and tag["failed"] == 0 and index["count"] == 160
+    assert search["hits"][0] == search["query"]  # an image is its own nearest neighbour
     assert "hspnet demo" in result.stdout  # the summary table
     again = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1")
     assert again.exit_code == 2 and "--overwrite" in again.stderr

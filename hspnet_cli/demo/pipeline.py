@@ -184,3 +184,29 @@ def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], No
                        time.perf_counter() - start,
                        {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4),
                         "plots": [str(p) for p in plots]}))
+    _tag_index_search(out_dir, world_dir, scorer, record)
+
+
+def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None]) -> None:
+    """Stages tag (every world image), index build and a search by example."""
+    from hspnet_cli.index.build import build_index
+    from hspnet_cli.index.search import run_search
+    from hspnet_cli.tagging.run import tag_images
+
+    start = time.perf_counter()
+    tagged = tag_images(world_dir / "images", out_dir / "tags" / "tags.csv", scorer, progress=False)
+    record(StageResult("tag", f"{tagged.rows} images tagged, {tagged.failed} failed, "
+                       f"{tagged.images_per_second:.0f} images/s", time.perf_counter() - start,
+                       {"rows": tagged.rows, "failed": tagged.failed,
+                        "images_per_second": round(tagged.images_per_second, 1)}))
+    start = time.perf_counter()
+    facts = build_index(out_dir / "tags" / "tags.csv", out_dir / "tags" / "tags.faiss")
+    record(StageResult("index build", f"{facts.get('count')} vectors, {facts.get('factory')}",
+                       time.perf_counter() - start, {"count": facts.get("count"), "factory": facts.get("factory")}))
+    start = time.perf_counter()
+    first = next(iter((out_dir / "tags" / "tags.csv").read_text(encoding="utf-8").splitlines()[1:]), "").split(",")[0]
+    _, hits, _ = run_search(out_dir / "tags" / "tags.faiss", like=first, k=5)
+    # A text search needs the text tower with its token embeddings; the demo model is random
+    # and its checkpoint keeps only what scoring needs, so the demo searches by example.
+    record(StageResult("search --like", f"5 nearest to {first}: " + ", ".join(h.path for h in hits),
+                       time.perf_counter() - start, {"query": first, "hits": [h.path for h in hits]}))

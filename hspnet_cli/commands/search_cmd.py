@@ -1,0 +1,57 @@
+"""``hspnet search``: the nearest indexed images to a text, an image or an indexed image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from hspnet_cli.console import print_json, say
+
+
+def search(
+    index: Path = typer.Argument(..., help="Index of hspnet index build."),
+    text: Optional[str] = typer.Option(None, "--text", help="Find images matching this text ('a photo of a {}.')."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Find images like this image file."),
+    like: Optional[str] = typer.Option(None, "--like", help="Find images like this indexed image (its path)."),
+    k: int = typer.Option(10, "--k", "-k", help="How many hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON."),
+    copy_to: Optional[Path] = typer.Option(None, "--copy-to", help="Copy the hit images here, named <rank>_<name>."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Query model: training checkpoint, run folder or "
+                                         "export (exports have no text tower: image queries only)."),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Query with plain CLIP: open_clip model."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained",
+                                             help="With --clip-model: tag, file or none (default: openai)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (query encoding)."),
+) -> None:
+    """Search an index by --text, --image or --like; print, --json, or --copy-to the top k."""
+    from hspnet_cli.errors import UserError
+    from hspnet_cli.index.search import copy_hits, run_search
+
+    if pretrained is not None and clip_model is None:
+        raise UserError("--pretrained goes with --clip-model")
+    if clip_model is not None and pretrained is None:
+        pretrained = "openai"
+    dev = device
+    if like is None:
+        from hspnet_cli.train.runtime import resolve_device
+
+        dev = str(resolve_device(device))
+    idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=model,
+                                      clip_model=clip_model, pretrained=pretrained, device=dev)
+    copied = copy_hits(hits, copy_to) if copy_to is not None else []
+    if as_json:
+        print_json({"index": str(index), "query": described, "k": k, "hits": [h.to_dict() for h in hits],
+                    **({"copied": [str(p) for p in copied]} if copy_to is not None else {})})
+        return
+    table = Table(title=f"{described} in {index} ({idx.index.ntotal:,} images)")
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+    say(table)
+    if copy_to is not None:
+        say(f"copied {len(copied)} file(s) to {copy_to}")

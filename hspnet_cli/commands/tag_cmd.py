@@ -1,0 +1,105 @@
+"""``hspnet tag``: tag a folder of images with an exported model, a checkpoint or zero-shot CLIP.
+
+A thin command over :func:`hspnet_cli.tagging.run.tag_images`; file formats are documented in
+:mod:`hspnet_cli.tagging.writer`. Exit status: 0 every image tagged, 1 some images could not be
+read (listed in ``STEM.failed.csv``), 2 usage errors, 130 interrupted (rerun to continue).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hspnet_cli.console import err_console, print_json, say
+from hspnet_cli.errors import UserError
+
+
+def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
+                 clip_model: str, pretrained: str, device: str):  # type: ignore[no-untyped-def]
+    """The scorer of exactly one of --model / --checkpoint / --zero-shot, on ``device``."""
+    from hspnet_cli.inference import load_scorer, zero_shot as zero_shot_scorer
+    from hspnet_cli.taxonomy import load_taxonomy
+    from hspnet_cli.train.runtime import resolve_device
+
+    given = [name for name, on in (("--model", model is not None), ("--checkpoint", checkpoint is not None),
+                                   ("--zero-shot", zero_shot)) if on]
+    if len(given) != 1:
+        raise UserError("give exactly one of --model EXPORTED, --checkpoint CKPT or --zero-shot --taxonomy T"
+                        + (f" (got {' and '.join(given)})" if given else ""))
+    dev = str(resolve_device(device))
+    if zero_shot:
+        if taxonomy is None:
+            raise UserError("--zero-shot needs --taxonomy (the labels to tag with)")
+        return zero_shot_scorer(load_taxonomy(taxonomy), clip_model,
+                                None if str(pretrained).lower() == "none" else pretrained, device=dev)
+    path = model if model is not None else checkpoint
+    assert path is not None
+    if not path.exists():
+        raise UserError(f"{path}: model file not found")
+    scorer = load_scorer(path, device=dev)
+    if taxonomy is not None:
+        tax = load_taxonomy(taxonomy)
+        if tax.label_names != scorer.taxonomy.label_names:
+            raise UserError(f"--taxonomy '{tax.name}' has other labels than {path}; leave out --taxonomy to use the "
+                            "model's own labels and groups")
+        scorer.taxonomy = tax
+    return scorer
+
+
+def tag(
+    images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl); the embeddings, "
+                             "failures, manifest and progress files are named from it."),
+    model: Optional[Path] = typer.Option(None, "--model", help="An hspnet export (ckpt or TorchScript)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A training checkpoint or run folder."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Plain CLIP prompts (needs --taxonomy)."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Labels for --zero-shot; with a model: "
+                                           "same labels, its groups are used."),
+    clip_model: str = typer.Option("RN50", "--clip-model", help="open_clip model for --zero-shot."),
+    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    list_file: Optional[Path] = typer.Option(None, "--list", help="Tag only these paths (one a line, relative to "
+                                             "IMAGES_DIR or absolute inside it), in this order."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="One probability threshold for every "
+                                              "label (default: the model's stored thresholds, else 0.5)."),
+    thresholds: Optional[Path] = typer.Option(None, "--thresholds", help="Per-label thresholds JSON of hspnet "
+                                              "calibrate."),
+    top_k: int = typer.Option(0, "--top-k", help="At most this many tags per image (0: no cap)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv (path,tags,scores,groups) or jsonl (also every "
+                            "label's probability)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    workers: int = typer.Option(4, "--workers", help="DataLoader workers decoding images (0: in this process)."),
+    max_pixels: int = typer.Option(178_956_970, "--max-pixels", help="Refuse images whose header claims more "
+                                   "pixels (decompression bombs)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: tag items with position % N == i; output "
+                                        "names get .shard-i-of-N. Default: torchrun's RANK/WORLD_SIZE if set."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete earlier outputs and start over."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
+    from hspnet_cli.tagging.run import tag_images
+
+    fmt = fmt.strip().lower()
+    scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
+    try:
+        summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
+                             thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers,
+                             max_pixels=max_pixels, shard=shard, overwrite=overwrite)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
+        raise typer.Exit(130) from None
+    if as_json:
+        print_json({**summary.to_dict(), "model": scorer.description})
+    elif summary.already_complete:
+        say(f"[green]already complete[/]: {summary.outputs['tags']} has {summary.rows} tagged images, "
+            f"{summary.failed} failed; nothing to do (--overwrite to redo)")
+    else:
+        resumed = f" (resumed after {summary.resumed_from})" if summary.resumed_from else ""
+        colour = "yellow" if summary.failed else "green"
+        say(f"[{colour}]tagged[/] {summary.rows} of {summary.items} images{resumed}, [{colour}]{summary.failed} "
+            f"failed[/]" + (f" (see {summary.outputs['failed']})" if summary.failed else "")
+            + f"; {summary.images_per_second:,.1f} img/s; wrote {summary.outputs['tags']}")
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)

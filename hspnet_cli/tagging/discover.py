@@ -1,0 +1,203 @@
+"""Which images a tagging run covers, in which order: folder discovery, ``--list`` files, shards.
+
+Rules:
+
+* Discovery walks IMAGES_DIR recursively with :func:`os.scandir` (one directory listing in
+  memory at a time) and keeps files whose extension, compared case-insensitively, is one of
+  :data:`IMAGE_EXTENSIONS`.
+* The key of an image is its path relative to IMAGES_DIR in POSIX form (``a/b/c.jpg``); two
+  files with the same name in different folders are two items.
+* Order: sorted by that key (plain code-point order of the whole relative path). The walk
+  produces this order directly: the entries of each folder are sorted with a folder's key
+  being ``name + "/"``, which places its descendants exactly where a global sort would.
+* Symlinked folders are followed, but every real folder (device, inode) is walked at most once,
+  so symlink loops end and a folder linked twice is not tagged twice (it appears under the first
+  path in the order above). Symlinked files are kept; a dangling symlink with an image
+  extension is kept too and is reported as a failure when read.
+* A folder that cannot be listed (permissions) is skipped with a warning.
+* ``--list FILE``: one path a line (relative to IMAGES_DIR, or absolute inside it; blank lines
+  and lines starting with ``#`` are ignored); the order is the file's, repeated paths are kept
+  once. Listed files are not checked here: a missing one becomes a failure row when read.
+
+Paths are held in a :class:`PathList` (one bytes blob plus offsets), so the only memory that
+grows with the number of images is the path list itself, and DataLoader workers share it
+without copy-on-write churn from per-string reference counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from array import array
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from hspnet_cli.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def _enc(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+class PathList:
+    """An immutable sequence of relative POSIX paths stored compactly (bytes blob + offsets)."""
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._blob = bytearray()
+        self._ends = array("q")
+        for path in paths:
+            self.append(path)
+
+    def append(self, path: str) -> None:
+        self._blob += _enc(path)
+        self._ends.append(len(self._blob))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, index: int) -> str:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = self._ends[index - 1] if index else 0
+        return bytes(self._blob[start:self._ends[index]]).decode("utf-8", "surrogateescape")
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def digest(self) -> str:
+        """SHA-256 over the paths in order (a run's item list, for resume checks)."""
+        h = hashlib.sha256()
+        h.update(str(len(self)).encode())
+        for i in range(len(self)):
+            start = self._ends[i - 1] if i else 0
+            h.update(b"\0")
+            h.update(self._blob[start:self._ends[i]])
+        return h.hexdigest()
+
+    def select(self, indices: Iterable[int]) -> "PathList":
+        """A new list with the items at ``indices``, in that order."""
+        return PathList(self[i] for i in indices)
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def iter_images(root: str | Path) -> Iterator[str]:
+    """Yield the relative POSIX paths of the images under ``root`` in sorted order (see module doc).
+
+    Raises:
+        UserError: ``root`` is not a readable folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: images folder not found; pass the folder that holds the images")
+    try:
+        st = root.stat()
+    except OSError as exc:
+        raise UserError(f"{root}: cannot read the images folder ({exc})") from None
+    seen: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
+    try:
+        with os.scandir(root):
+            pass
+    except OSError as exc:
+        raise UserError(f"{root}: cannot list the images folder ({exc.strerror or exc})") from None
+    yield from _walk(str(root), "", seen)
+
+
+def _walk(folder: str, prefix: str, seen: set[tuple[int, int]]) -> Iterator[str]:
+    entries: list[tuple[str, str, bool]] = []  # (sort key, name, is folder)
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=True)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    entries.append((entry.name + "/", entry.name, True))
+                elif is_image_name(entry.name):
+                    entries.append((entry.name, entry.name, False))
+    except OSError as exc:
+        log.warning("skipping folder %s: cannot list it (%s)", folder, exc.strerror or exc)
+        return
+    entries.sort()
+    for _key, name, is_dir in entries:
+        rel = prefix + name
+        if not is_dir:
+            yield rel
+            continue
+        full = os.path.join(folder, name)
+        try:
+            st = os.stat(full)
+        except OSError as exc:
+            log.warning("skipping folder %s: %s", full, exc.strerror or exc)
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            log.info("not walking %s again: it is a folder already walked (symlink)", full)
+            continue
+        seen.add(ident)
+        yield from _walk(full, rel + "/", seen)
+
+
+def discover_images(root: str | Path) -> PathList:
+    """All images under ``root`` as a :class:`PathList`, in discovery order."""
+    return PathList(iter_images(root))
+
+
+def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
+    """Paths named in ``list_file`` (see module doc), relative to ``root``, in file order.
+
+    Raises:
+        UserError: The list cannot be read, or a line points outside ``root``.
+    """
+    list_file, root = Path(list_file), Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: images folder not found; pass the folder the --list paths are relative to")
+    try:
+        fh = open(list_file, encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise UserError(f"{list_file}: cannot read the --list file ({exc.strerror or exc})") from None
+    root_abs = os.path.abspath(root)
+    out = PathList()
+    seen: set[str] = set()
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            rel = normalise_listed(text, root_abs)
+            if rel is None:
+                raise UserError(f"{list_file}:{lineno}: '{text}' is not inside {root}; list paths relative to "
+                                "IMAGES_DIR or absolute paths inside it")
+            if rel not in seen:
+                seen.add(rel)
+                out.append(rel)
+    return out
+
+
+def normalise_listed(text: str, root_abs: str) -> str | None:
+    """A listed path as a relative POSIX key, or None when it leaves ``root_abs``."""
+    text = text.replace("\\", "/") if os.sep == "\\" else text
+    full = os.path.normpath(text if os.path.isabs(text) else os.path.join(root_abs, text))
+    rel = os.path.relpath(full, root_abs)
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return None
+    return Path(rel).as_posix()
+
+
+def shard_items(items: PathList, index: int, count: int) -> PathList:
+    """The items whose position ``p`` in ``items`` has ``p % count == index``."""
+    if count == 1:
+        return items
+    return items.select(range(index, len(items), count))

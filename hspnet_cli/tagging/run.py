@@ -1,0 +1,316 @@
+"""``tag_images``: tag every image of a folder (or a ``--list``) with a scorer, streaming and resumable.
+
+Flow: discover the items (deterministic order, see :mod:`hspnet_cli.tagging.discover`), keep
+this shard's share, check the outputs against their manifest (fresh start, resume, already
+complete, or refuse), then stream the remaining items through a DataLoader (decoding in
+workers, :mod:`hspnet_cli.tagging.decode`) and a batched forward pass, appending each batch's
+rows, embeddings and failures and recording progress after it (:mod:`hspnet_cli.tagging.writer`).
+Memory holds the path list and one or two batches, whatever the number of images.
+
+Exit status convention (used by the CLI): 0 when every image was tagged, 1 when any image
+failed to read (they are listed in ``tags.failed.csv``); usage errors are 2 as everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hspnet_cli import __version__
+from hspnet_cli.errors import UserError
+from hspnet_cli.tagging.decode import DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
+from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
+from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
+                                       read_json, shard_out, write_json)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TagSummary:
+    """What a tagging run did.
+
+    Attributes:
+        items: Input items of this run (this shard's share).
+        rows: Rows in the tags file (tagged images), in total.
+        failed: Images that could not be read (rows of the failures file), in total.
+        resumed_from: Items already done before this invocation (0 for a fresh run).
+        processed: Items processed by this invocation.
+        seconds: Wall time of this invocation's tagging loop.
+        images_per_second: ``processed / seconds``.
+        outputs: File role -> path (tags, embeddings, failed, manifest).
+        failures: Up to 20 (path, reason) examples from the failures file.
+        already_complete: The outputs were complete before this invocation; nothing was done.
+        shard: (index, count).
+    """
+
+    items: int
+    rows: int
+    failed: int
+    resumed_from: int
+    processed: int
+    seconds: float
+    images_per_second: float
+    outputs: dict[str, Path]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    already_complete: bool = False
+    shard: tuple[int, int] = (0, 1)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every image was tagged, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "rows": self.rows, "failed": self.failed, "resumed_from": self.resumed_from,
+                "processed": self.processed, "seconds": round(self.seconds, 3),
+                "images_per_second": round(self.images_per_second, 2),
+                "outputs": {k: str(v) for k, v in self.outputs.items()},
+                "failures": [{"path": p, "error": e} for p, e in self.failures],
+                "already_complete": self.already_complete, "shard": f"{self.shard[0]}/{self.shard[1]}",
+                "exit_code": self.exit_code}
+
+
+def parse_shard(shard: str | tuple[int, int] | None, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """``"i/N"`` or (i, N) -> (i, N); None -> torchrun's RANK/WORLD_SIZE when set, else (0, 1)."""
+    env = os.environ if env is None else env
+    if shard is None:
+        if "RANK" in env and "WORLD_SIZE" in env:
+            try:
+                index, count = int(env["RANK"]), int(env["WORLD_SIZE"])
+            except ValueError:
+                raise UserError(f"RANK={env['RANK']!r} / WORLD_SIZE={env['WORLD_SIZE']!r} are not integers") from None
+        else:
+            return 0, 1
+    elif isinstance(shard, str):
+        parts = shard.split("/")
+        try:
+            index, count = int(parts[0]), int(parts[1])
+            if len(parts) != 2:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise UserError(f"--shard must look like i/N (e.g. 0/4); got '{shard}'") from None
+    else:
+        index, count = int(shard[0]), int(shard[1])
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"shard {index}/{count}: need N >= 1 and 0 <= i < N")
+    return index, count
+
+
+def resolve_thresholds(scorer: Any, threshold: float | None = None,
+                       thresholds: str | Path | np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Per-label thresholds and where they came from.
+
+    Precedence: ``thresholds`` (a calibrate file or an array) > an explicit ``threshold`` >
+    thresholds stored in an exported model > 0.5.
+    """
+    n = scorer.taxonomy.num_labels
+    if thresholds is not None and threshold is not None:
+        raise UserError("give --threshold or --thresholds, not both")
+    if thresholds is not None:
+        if isinstance(thresholds, (str, Path)):
+            from hspnet_cli.calibration import load_thresholds
+
+            return load_thresholds(thresholds, scorer.taxonomy), f"file {thresholds}"
+        arr = np.asarray(thresholds, dtype=np.float32).reshape(-1)
+        if arr.shape != (n,):
+            raise UserError(f"thresholds: need {n} values (one per label); got {arr.size}")
+        return arr, "given per label"
+    if threshold is not None:
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise UserError(f"--threshold is a probability in [0, 1]; got {threshold}")
+        return np.full(n, float(threshold), dtype=np.float32), f"--threshold {threshold}"
+    stored = getattr(scorer, "thresholds", None)
+    if stored is not None:
+        return stored.detach().float().cpu().numpy().reshape(n), "stored in the exported model"
+    return np.full(n, 0.5, dtype=np.float32), "default 0.5"
+
+
+def scorer_fingerprint(scorer: Any) -> str:
+    """A digest of what decides the outputs: label features, temperature, input size, labels."""
+    h = hashlib.sha256()
+    h.update(scorer.label_features.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(repr((float(scorer.logit_scale), int(scorer.image_size), scorer.taxonomy.label_names)).encode())
+    return h.hexdigest()
+
+
+def _items(images_dir: Path, list_file: str | Path | None) -> PathList:
+    items = read_path_list(list_file, images_dir) if list_file is not None else discover_images(images_dir)
+    if len(items) == 0:
+        where = f"--list {list_file}" if list_file is not None else f"{images_dir} (jpg, jpeg, png, webp, bmp, gif, tif, tiff)"
+        raise UserError(f"no images to tag in {where}")
+    return items
+
+
+def _check_existing(paths: OutputPaths, fingerprint: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The existing manifest when outputs may be resumed / are complete; None to start fresh."""
+    if overwrite:
+        for p in paths.all():
+            if p.is_file():
+                p.unlink()
+        return None
+    if paths.manifest.is_file():
+        manifest = read_json(paths.manifest, "tag manifest")
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise UserError(f"{paths.manifest}: not an hspnet tag manifest; use another --out or --overwrite")
+        old = manifest.get("fingerprint", {})
+        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        if changed:
+            raise UserError(f"{paths.tags}: made by a run with other settings ({', '.join(changed)} changed); rerun "
+                            "with the same model and options to continue it, or add --overwrite to start over")
+        return manifest
+    existing = [p for p in paths.data_files().values() if p.exists()]
+    if existing:
+        raise UserError(f"{existing[0]}: exists and has no tag manifest ({paths.manifest.name}); use another --out "
+                        "or --overwrite to replace it")
+    return None
+
+
+def _embed(scorer: Any, images: torch.Tensor) -> torch.Tensor:
+    device = scorer.device
+    if device.type == "cuda":
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast("cuda", dtype=dtype):
+            return scorer.embed(images)
+    return scorer.embed(images)
+
+
+def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
+               threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
+               fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+               shard: str | tuple[int, int] | None = None, overwrite: bool = False,
+               progress: bool = True) -> TagSummary:
+    """Tag the images under ``images_dir`` with ``scorer``, writing the files of
+    :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
+
+    Args:
+        images_dir: Folder of images (keys are paths relative to it).
+        out: Tags file (``.csv`` or ``.jsonl``); other files are named from it. With N > 1
+            shards, ``.shard-i-of-N`` is inserted before its extension.
+        scorer: A :class:`~hspnet_cli.inference.Scorer` (placed on its device already).
+        list_file: Tag only the paths listed in this file, in its order.
+        threshold, thresholds, top_k: Tag selection (see :func:`resolve_thresholds`); ``top_k``
+            0 = no cap.
+        fmt: ``csv`` or ``jsonl``.
+        batch_size, workers: DataLoader settings.
+        max_pixels: Images whose header claims more pixels are refused (decompression bombs).
+        shard: ``"i/N"``; None -> RANK/WORLD_SIZE from the environment when set.
+        overwrite: Delete earlier outputs and start over.
+        progress: Show a progress bar (only drawn on a terminal).
+
+    Raises:
+        UserError: Bad options, no images, or outputs of a run with other settings.
+    """
+    from hspnet_cli.inference import describe
+    from hspnet_cli.train.progress import epoch_progress
+
+    if fmt not in ("csv", "jsonl"):
+        raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
+    if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1:
+        raise UserError("--top-k and --workers must be >= 0, --batch-size and --max-pixels >= 1")
+    images_dir = Path(images_dir)
+    index, count = parse_shard(shard)
+    out = shard_out(out, index, count)
+    paths = OutputPaths.for_out(out)
+    if paths.tags.is_dir():
+        raise UserError(f"{paths.tags}: is a folder; --out is the tags file to write (e.g. tags.csv)")
+    thr, thr_source = resolve_thresholds(scorer, threshold, thresholds)
+    all_items = _items(images_dir, list_file)
+    items = shard_items(all_items, index, count)
+    tax = scorer.taxonomy
+    embed_dim = int(scorer.label_features.shape[1])
+    fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
+                   "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": fmt,
+                   "max_pixels": max_pixels, "shard": [index, count], "images_dir": os.path.abspath(images_dir),
+                   "items": len(items), "items_digest": all_items.digest()}
+    manifest = _check_existing(paths, fingerprint, overwrite)
+    selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
+    outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
+
+    if manifest is not None and manifest.get("complete"):
+        sizes = manifest.get("bytes", {})
+        if all(p.is_file() and p.stat().st_size == sizes.get(k) for k, p in paths.data_files().items()):
+            counts = manifest["counts"]
+            return TagSummary(items=len(items), rows=counts["rows"], failed=counts["failed"],
+                              resumed_from=len(items), processed=0, seconds=0.0, images_per_second=0.0,
+                              outputs=outputs, failures=read_failures(paths.failed), already_complete=True,
+                              shard=(index, count))
+        raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
+
+    writer = TagWriter(paths, selector, fmt, embed_dim)
+    if manifest is not None and paths.progress.is_file():
+        writer.resume(read_json(paths.progress, "tag progress record"))
+        log.info("resuming %s after %d of %d items", paths.tags, writer.items_done, len(items))
+    else:
+        manifest = {
+            "format": MANIFEST_FORMAT, "version": VERSION, "package_version": __version__, "complete": False,
+            "model": {**describe(scorer), "fingerprint": fingerprint["scorer"]}, "taxonomy": tax.name,
+            "labels": tax.label_names, "groups": {g: list(m) for g, m in tax.groups.items()},
+            "thresholds": [float(t) for t in thr], "threshold_source": thr_source,
+            "options": {"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
+                        "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
+                        "batch_size": batch_size, "workers": workers, "device": str(scorer.device)},
+            "fingerprint": fingerprint,
+            "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
+            "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
+            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}}
+        write_json(paths.manifest, manifest)
+        writer.start_fresh()
+
+    resumed_from = writer.items_done
+    dataset = TagImages(images_dir, items, scorer.transform, max_pixels, start=resumed_from)
+    on_cuda = scorer.device.type == "cuda"
+    if on_cuda:
+        try:
+            scorer.image_encoder.to(memory_format=torch.channels_last)
+        except Exception:  # noqa: BLE001 - a TorchScript module may refuse; channels_last is only a speed-up
+            pass
+    start = time.perf_counter()
+    try:
+        if len(dataset):
+            loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda)
+            with epoch_progress("tagging", len(dataset)) if progress else _null() as bar, torch.no_grad():
+                for images, positions, failed in loader:
+                    keys = [items[p] for p in positions.tolist()]
+                    if len(keys):
+                        emb = _embed(scorer, images)
+                        probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
+                        emb_np = emb.float().cpu().numpy()
+                    else:
+                        probs = np.zeros((0, tax.num_labels), np.float32)
+                        emb_np = np.zeros((0, embed_dim), np.float32)
+                    writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed],
+                                       len(keys) + len(failed))
+                    bar.advance(len(keys) + len(failed))
+        seconds = time.perf_counter() - start
+        manifest.update(complete=True, counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
+                        bytes=writer.sizes())
+    finally:
+        writer.close()
+    write_json(paths.manifest, manifest)
+    paths.progress.unlink(missing_ok=True)
+    processed = writer.items_done - resumed_from
+    return TagSummary(items=len(items), rows=writer.rows, failed=writer.failed, resumed_from=resumed_from,
+                      processed=processed, seconds=seconds,
+                      images_per_second=processed / seconds if seconds > 0 else 0.0, outputs=outputs,
+                      failures=read_failures(paths.failed), shard=(index, count))
+
+
+class _null:
+    def __enter__(self) -> "_null":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def advance(self, n: int) -> None:
+        return None

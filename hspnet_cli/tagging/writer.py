@@ -1,0 +1,282 @@
+"""Output files of ``hspnet tag`` and how they are appended, checkpointed and resumed.
+
+Given ``--out DIR/NAME.EXT`` (``STEM`` = ``DIR/NAME``; no extension: ``STEM`` = the path) a run
+writes, all UTF-8 text with ``\\n`` line ends unless said otherwise:
+
+``NAME.EXT`` (``--format csv``, default)::
+
+    path,tags,scores,groups
+    cats/a.jpg,cat;sofa,0.9712;0.6301,animals;furniture
+
+  ``path`` is the image's key (relative POSIX path under IMAGES_DIR), ``tags`` the selected
+  labels ``;``-joined by probability descending, ``scores`` their probabilities (4 decimals,
+  same order), ``groups`` the groups with at least one selected member, in order of their best
+  member. Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted).
+
+``NAME.EXT`` (``--format jsonl``): one JSON object a line::
+
+    {"path": "cats/a.jpg", "tags": ["cat", "sofa"], "scores": [0.9712, 0.6301],
+     "groups": ["animals", "furniture"], "probs": [0.0312, 0.9712, ...]}
+
+  ``probs`` holds every label's probability (4 decimals) in the manifest's ``labels`` order.
+
+``STEM.emb.f32``: raw little-endian float32, ``embedding_dim`` values a row, no header; row i
+is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f4").reshape(-1, D)``).
+
+``STEM.failed.csv``: ``path,error`` header, then one row per image that could not be read
+(these images have no tags row and no embedding row).
+
+``STEM.manifest.json``: ``{"format": "hspnet-tags", "version": 1, "package_version",
+"complete": bool, "model": {...}, "taxonomy", "labels": [...], "groups": {group: [labels]},
+"thresholds": [per label, label order], "threshold_source", "options": {...},
+"fingerprint": {...}, "embedding": {"file", "dim", "dtype": "float32", "byteorder": "little"},
+"files": {"tags", "failed", "embeddings"} (names relative to the manifest's folder),
+"counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}}``. ``fingerprint``
+(model, labels, thresholds, output options, image list digest) must match for a rerun to
+resume; ``counts``/``bytes`` are final once ``complete`` is true.
+
+``STEM.progress.json`` (only while a run is unfinished): ``{"format": "hspnet-tag-progress",
+"version": 1, "items_done", "rows", "failed", "bytes": {"tags", "emb", "failed"}}``, rewritten
+atomically after every batch once that batch's rows are flushed. Resuming truncates each file
+to its recorded length (dropping a half-written tail) and skips the ``items_done`` first items.
+
+Sharded runs (``--shard i/N`` with N > 1) insert ``.shard-i-of-N`` before the extension of
+``--out`` (``tags.csv`` -> ``tags.shard-0-of-4.csv``, ``tags.shard-0-of-4.emb.f32``, ...). Shard
+i holds the items at positions p (in the discovery / ``--list`` order, recorded as
+``items_digest`` of the unsharded list) with ``p % N == i``, in order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hspnet_cli.errors import UserError
+from hspnet_cli.io_utils import write_text_atomic
+
+MANIFEST_FORMAT = "hspnet-tags"
+PROGRESS_FORMAT = "hspnet-tag-progress"
+VERSION = 1
+CSV_HEADER = ("path", "tags", "scores", "groups")
+FAILED_HEADER = ("path", "error")
+_ENCODING = ("utf-8", "surrogateescape")  # file names that are not UTF-8 round-trip byte for byte
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where a run's files go (see module docstring)."""
+
+    tags: Path
+    failed: Path
+    emb: Path
+    manifest: Path
+    progress: Path
+
+    @classmethod
+    def for_out(cls, out: str | Path) -> "OutputPaths":
+        out = Path(out)
+        stem = out.with_suffix("") if out.suffix else out
+        return cls(tags=out, failed=Path(f"{stem}.failed.csv"), emb=Path(f"{stem}.emb.f32"),
+                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"))
+
+    def data_files(self) -> dict[str, Path]:
+        return {"tags": self.tags, "emb": self.emb, "failed": self.failed}
+
+    def all(self) -> list[Path]:
+        return [self.tags, self.failed, self.emb, self.manifest, self.progress]
+
+
+def shard_out(out: str | Path, index: int, count: int) -> Path:
+    """``tags.csv`` -> ``tags.shard-i-of-N.csv`` when N > 1, else ``out`` unchanged."""
+    out = Path(out)
+    if count <= 1:
+        return out
+    return out.with_name(f"{out.stem}.shard-{index}-of-{count}{out.suffix}")
+
+
+def _csv_line(fields: Sequence[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(fields)
+    return buf.getvalue()
+
+
+class TagSelector:
+    """Probabilities -> selected labels and groups (thresholds per label, optional top-k cap)."""
+
+    def __init__(self, label_names: list[str], groups: dict[str, list[str]], thresholds: np.ndarray,
+                 top_k: int = 0) -> None:
+        self.label_names = list(label_names)
+        owner = {label: g for g, members in groups.items() for label in members}
+        self.group_of = [owner.get(name, name) for name in self.label_names]
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self.top_k = int(top_k)
+
+    def select(self, probs: np.ndarray) -> list[int]:
+        """Label indices with ``prob >= threshold``, by probability descending, capped at top-k."""
+        idx = np.flatnonzero(probs >= self.thresholds)
+        idx = idx[np.argsort(-probs[idx], kind="stable")]
+        if self.top_k > 0:
+            idx = idx[:self.top_k]
+        return idx.tolist()
+
+    def groups(self, selected: list[int]) -> list[str]:
+        out: list[str] = []
+        for i in selected:
+            g = self.group_of[i]
+            if g not in out:
+                out.append(g)
+        return out
+
+    def csv_row(self, key: str, probs: np.ndarray) -> str:
+        sel = self.select(probs)
+        return _csv_line([key, ";".join(self.label_names[i] for i in sel),
+                          ";".join(f"{probs[i]:.4f}" for i in sel), ";".join(self.groups(sel))])
+
+    def jsonl_row(self, key: str, probs: np.ndarray) -> str:
+        sel = self.select(probs)
+        row = {"path": key, "tags": [self.label_names[i] for i in sel],
+               "scores": [round(float(probs[i]), 4) for i in sel], "groups": self.groups(sel),
+               "probs": [round(float(p), 4) for p in probs]}
+        return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc}); rerun with --overwrite to start over") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not an hspnet {what}; rerun with --overwrite to start over")
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+class TagWriter:
+    """Appends batches to the tags, embeddings and failures files and records progress after each.
+
+    Use :meth:`start_fresh` or :meth:`resume`, then :meth:`write_batch` per batch, then
+    :meth:`close`. All three data files are opened in binary append mode, so ``tell()`` is the
+    byte length recorded in the progress file.
+    """
+
+    def __init__(self, paths: OutputPaths, selector: TagSelector, fmt: str, embed_dim: int) -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
+        self.paths, self.selector, self.fmt, self.embed_dim = paths, selector, fmt, embed_dim
+        self.items_done = self.rows = self.failed = 0
+        self._files: dict[str, Any] = {}
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start_fresh(self) -> None:
+        """Create the data files with their headers and record zero progress."""
+        for key, path in self.paths.data_files().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                if key == "tags" and self.fmt == "csv":
+                    fh.write(_csv_line(CSV_HEADER).encode(*_ENCODING))
+                elif key == "failed":
+                    fh.write(_csv_line(FAILED_HEADER).encode(*_ENCODING))
+        self._open()
+        self._commit()
+
+    def resume(self, progress: dict[str, Any]) -> None:
+        """Truncate the data files to the recorded lengths and continue after ``items_done``."""
+        sizes = progress.get("bytes")
+        if progress.get("format") != PROGRESS_FORMAT or not isinstance(sizes, dict):
+            raise UserError(f"{self.paths.progress}: not an hspnet tag progress file; rerun with --overwrite")
+        for key, path in self.paths.data_files().items():
+            want = int(sizes.get(key, -1))
+            have = path.stat().st_size if path.is_file() else -1
+            if have < want or want < 0:
+                raise UserError(f"{path}: shorter than the progress record says ({max(have, 0)} < {want} bytes; was "
+                                "it edited, or did the machine lose power?); rerun with --overwrite to start over")
+            if have > want:
+                os.truncate(path, want)
+        self.items_done = int(progress["items_done"])
+        self.rows = int(progress["rows"])
+        self.failed = int(progress["failed"])
+        if self.paths.emb.stat().st_size != self.rows * self.embed_dim * 4:
+            raise UserError(f"{self.paths.emb}: size does not match {self.rows} rows of {self.embed_dim} floats; "
+                            "rerun with --overwrite to start over")
+        self._open()
+
+    def _open(self) -> None:
+        for key, path in self.paths.data_files().items():
+            self._files[key] = open(path, "ab")
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+    def __enter__(self) -> "TagWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    def write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
+                    failures: list[tuple[str, str]], items: int) -> None:
+        """Append one batch: rows for ``keys`` (probabilities and embeddings row-aligned), failure
+        rows, then record that ``items`` more input items are done."""
+        if len(keys) != len(probs) or len(keys) != len(embeddings):
+            raise ValueError("keys, probs and embeddings must have the same number of rows")
+        if len(keys):
+            row = self.selector.csv_row if self.fmt == "csv" else self.selector.jsonl_row
+            text = "".join(row(k, p) for k, p in zip(keys, probs))
+            self._files["tags"].write(text.encode(*_ENCODING))
+            emb = np.ascontiguousarray(embeddings, dtype="<f4")
+            if emb.ndim != 2 or emb.shape[1] != self.embed_dim:
+                raise ValueError(f"embeddings must be (n, {self.embed_dim}); got {emb.shape}")
+            self._files["emb"].write(emb.tobytes())
+        if failures:
+            text = "".join(_csv_line([k, " ".join(err.split())]) for k, err in failures)
+            self._files["failed"].write(text.encode(*_ENCODING))
+        self.rows += len(keys)
+        self.failed += len(failures)
+        self.items_done += items
+        self._commit()
+
+    def sizes(self) -> dict[str, int]:
+        """Byte length of each data file (after a flush: what is in the kernel)."""
+        out: dict[str, int] = {}
+        for key, path in self.paths.data_files().items():
+            fh = self._files.get(key)
+            out[key] = fh.tell() if fh is not None and not fh.closed else path.stat().st_size
+        return out
+
+    def _commit(self) -> None:
+        for fh in self._files.values():
+            fh.flush()  # in the kernel: survives kill -9 of this process
+        write_json(self.paths.progress, self.progress_record())
+
+    def progress_record(self) -> dict[str, Any]:
+        return {"format": PROGRESS_FORMAT, "version": VERSION, "items_done": self.items_done, "rows": self.rows,
+                "failed": self.failed, "bytes": self.sizes()}
+
+
+def read_failures(path: Path, limit: int = 20) -> list[tuple[str, str]]:
+    """The first ``limit`` rows of a failures file."""
+    out: list[tuple[str, str]] = []
+    if not path.is_file():
+        return out
+    with open(path, encoding=_ENCODING[0], errors=_ENCODING[1], newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row in reader:
+            if len(out) >= limit:
+                break
+            if len(row) == 2:
+                out.append((row[0], row[1]))
+    return out
