@@ -119,7 +119,11 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
     tag = None if pretrained is None or str(pretrained).strip().lower() in RANDOM_TAGS else str(pretrained)
     tokenizer = open_clip.get_tokenizer(model_name)
     if tag is None:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+        logging.disable(logging.WARNING)  # open_clip's own "initialized randomly" line; ours follows
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+        finally:
+            logging.disable(logging.NOTSET)
         log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
                     "until trained; use it for tests and demos only", model_name)
     elif Path(tag).expanduser().exists():

@@ -97,7 +97,7 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
         if features is not None:
             feats, source = kmeans_build.load_features(features, len(specs)), Path(features).name
         else:
-            feats, source = kmeans_build.encode_label_features(specs, model, pretrained, template, device)
+            feats, source = kmeans_build.encode_label_features(specs, model, pretrained, template, device, seed)
             if source.endswith("/random"):
                 notes.append(f"label features come from a randomly initialised {model}: the grouping has "
                              "no semantic meaning (use a pretrained model for real taxonomies)")

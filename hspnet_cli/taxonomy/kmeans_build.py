@@ -243,16 +243,22 @@ def build_kmeans_taxonomy(labels: list[LabelSpec], features: np.ndarray, k: int 
 
 
 def encode_label_features(labels: list[LabelSpec], model_name: str, pretrained: str | None,
-                          template: str = DEFAULT_TEMPLATE, device: str = "cpu") -> tuple[np.ndarray, str]:
+                          template: str = DEFAULT_TEMPLATE, device: str = "cpu", seed: int = 0) -> tuple[np.ndarray, str]:
     """Encode each label's prompt with a CLIP text encoder.
+
+    A random model (``pretrained`` none) is initialised from ``seed``, so the build stays
+    reproducible.
 
     Returns:
         ((num_labels, embed_dim) float32 unit rows, description of the encoder).
     """
+    import torch
+
     from hspnet_cli.clip_models import encode_texts, load_clip
 
     if "{}" not in template:
         raise UserError(f"--template must contain {{}} where the label goes, got '{template}'")
+    torch.manual_seed(seed)
     clip = load_clip(model_name, pretrained, device=device)
     feats = encode_texts(clip, [template.format(spec.text) for spec in labels])
     return feats, clip.description
