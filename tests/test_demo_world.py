@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 
 from hspnet_cli.demo import world as world_mod
-from hspnet_cli.demo.draw import DRAWERS, SUPERSAMPLE, Placement
+from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement
+from hspnet_cli.demo.draw import DRAWERS
+from hspnet_cli.demo.summary import cooccurrence_stats
 from hspnet_cli.demo.world import (
     DEMO_TAXONOMY,
     WORLD_KIND,
-    cooccurrence_stats,
     demo_layout,
     demo_taxonomy,
     generate_demo_world,

@@ -78,7 +78,6 @@ def run_demo(out_dir: str | Path, n_images: int = 2000, seed: int = 0, overwrite
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.taxonomy.build import build_taxonomy
-    from hspnet_cli.taxonomy.compare import compare_taxonomies
 
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, overwrite)

@@ -42,13 +42,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.demo.summary import DemoWorldSummary, cooccurrence_stats, summarise  # noqa: F401 (re-exported)
-from hspnet_cli.demo.draw import DRAWERS, SUPERSAMPLE, Placement, background, clutter, finish
+from hspnet_cli.demo.summary import DemoWorldSummary, summarise
+from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
+from hspnet_cli.demo.draw import DRAWERS
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import replace_dir
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy

@@ -211,7 +211,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         UserError: Bad options, no images, or outputs of a run with other settings.
     """
     from hspnet_cli.inference import describe
-    from hspnet_cli.train.progress import epoch_progress
+    from hspnet_cli.train.progress import NoBar, epoch_progress
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
@@ -278,7 +278,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     try:
         if len(dataset):
             loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda)
-            with epoch_progress("tagging", len(dataset)) if progress else _null() as bar, torch.no_grad():
+            with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
                 for images, positions, failed in loader:
                     keys = [items[p] for p in positions.tolist()]
                     if len(keys):
@@ -303,14 +303,3 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
                       processed=processed, seconds=seconds,
                       images_per_second=processed / seconds if seconds > 0 else 0.0, outputs=outputs,
                       failures=read_failures(paths.failed), shard=(index, count))
-
-
-class _null:
-    def __enter__(self) -> "_null":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def advance(self, n: int) -> None:
-        return None

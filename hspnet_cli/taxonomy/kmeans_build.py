@@ -84,7 +84,6 @@ def spherical_kmeans(feats: np.ndarray, k: int, seed: int = 0, n_init: int = 100
         (assign (n,) int64 cluster ids renumbered in order of first appearance,
          centres (k, d) unit vectors in the same numbering, objective).
     """
-    n = feats.shape[0]
     rng = np.random.default_rng(seed)
     starts: dict[bytes, tuple[float, np.ndarray]] = {}
     for _ in range(n_init):

@@ -33,6 +33,7 @@ from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
 from hspnet_cli.train import checkpoint as ckpt
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
+from hspnet_cli.train.progress import NoBar
 from hspnet_cli.train.runtime import Runtime, all_reduce_mean, gather_rows, runtime_for
 
 
@@ -213,7 +214,7 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             losses: list[float] = []
             bar = (progress(f"epoch {epoch + 1}/{tc.epochs}", len(train_src.loader.sampler))
                    if (progress and rt.is_main) else None)
-            with bar if bar is not None else _null():
+            with bar if bar is not None else NoBar():
                 for inputs, targets, index in train_src.batches(epoch):
                     with rt.autocast():
                         logits = (model.scores_from_features(inputs) if train_src.is_features
@@ -259,13 +260,6 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
         result.best_map, result.best_epoch, result.best_source = best["map"], best["epoch"], best["source"]
         return result
 
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _append_metrics(path: Path, record: EpochRecord) -> None:

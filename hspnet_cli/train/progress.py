@@ -42,10 +42,10 @@ class ItemProgress:
         self.progress.advance(self.task, n)
 
 
-class _NoBar:
+class NoBar:
     """Stands in for a bar where none can be drawn (output is a file or pipe, not a terminal)."""
 
-    def __enter__(self) -> "_NoBar":
+    def __enter__(self) -> "NoBar":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,12 +55,12 @@ class _NoBar:
         return None
 
 
-def epoch_progress(description: str, images: int) -> ItemProgress | _NoBar:
+def epoch_progress(description: str, images: int) -> ItemProgress | NoBar:
     """The per-epoch bar of ``hspnet train``: images of this process's share, img/s, ETA.
 
     Only on a terminal: in a log file a redrawn bar is just noise (the per-epoch tables remain).
     """
-    return ItemProgress(description, images) if err_console.is_terminal else _NoBar()
+    return ItemProgress(description, images) if err_console.is_terminal else NoBar()
 
 
 def epoch_table(record) -> Table:  # type: ignore[no-untyped-def]
