@@ -72,6 +72,7 @@ def replace_dir(tmp: str | os.PathLike, out_dir: str | os.PathLike) -> None:
     the old contents recoverable (in a hidden ``.NAME.old-*`` folder) rather than a mix of both.
     """
     tmp, out_dir = Path(tmp), Path(out_dir)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp folders are owner-only; outputs should not be
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
     if not out_dir.exists():

@@ -254,3 +254,14 @@ def test_accepts_numpy_integers_and_relative_dot(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(here)
     generate_demo_world("sub/..", n_images=2, image_size=32)  # an empty folder, named by ".."
     assert is_demo_world(here)
+
+
+def test_world_folder_gets_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    generate_demo_world(tmp_path / "w", n_images=3, seed=0)
+    mode = stat.S_IMODE(os.stat(tmp_path / "w").st_mode)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask  # not the owner-only mode of a temporary folder

@@ -12,7 +12,6 @@ With several ``keep`` ratios (partial mode) every ratio gets its own self-contai
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -276,9 +275,6 @@ def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the split folder should not be
         for summary, rendered in zip(summaries, texts):
             folder = tmp / summary["dir"]
             folder.mkdir(exist_ok=True)
