@@ -76,6 +76,8 @@ def tag(
                                         "names get .shard-i-of-N. Default: torchrun's RANK/WORLD_SIZE if set."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete earlier outputs and start over."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    decode: str = typer.Option("auto", "--decode", help="cpu: PIL decodes in the workers; gpu: JPEGs are decoded "
+                               "on the model's device (nvJPEG on CUDA), other files by PIL; auto: gpu on CUDA."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
@@ -86,7 +88,8 @@ def tag(
     try:
         summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
                              thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers,
-                             max_pixels=max_pixels, shard=shard, overwrite=overwrite)
+                             max_pixels=max_pixels, shard=shard, overwrite=overwrite,
+                             decode=decode)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None

@@ -86,6 +86,17 @@ def _to_uint8(img: Image.Image) -> np.ndarray:
     return np.rint(np.clip((np.nan_to_num(arr, nan=lo) - lo) * scale, 0, 255)).astype(np.uint8)
 
 
+def check_header_size(width: int, height: int, max_pixels: int) -> None:
+    """Refuse a header's claimed size (non-positive, or more than ``max_pixels``: a decompression
+    bomb) with the reason written to ``tags.failed.csv``; shared by the PIL and the JPEG-bytes paths
+    so both refuse with the same words."""
+    if width <= 0 or height <= 0:
+        raise DecodeError(f"image header says {width} x {height} pixels")
+    if width * height > max_pixels:
+        raise DecodeError(f"too many pixels: {width} x {height} = {width * height:,} > --max-pixels "
+                          f"{max_pixels:,} (decompression-bomb guard)")
+
+
 def open_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read ``path`` as an RGB image, or raise :class:`DecodeError` with the reason.
 
@@ -110,20 +121,16 @@ def open_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
             img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"too many pixels: {_first_line(exc)} (decompression-bomb guard, --max-pixels)") from None
+        raise DecodeError(f"too many pixels: {first_line(exc)} (decompression-bomb guard, --max-pixels)") from None
     except UnidentifiedImageError:
         raise DecodeError("not an image (format not recognised)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DecodeError(f"cannot open image: {_describe(exc)}") from None
+        raise DecodeError(f"cannot open image: {describe_error(exc)}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     with img:
         width, height = img.size
-        if width <= 0 or height <= 0:
-            raise DecodeError(f"image header says {width} x {height} pixels")
-        if width * height > max_pixels:
-            raise DecodeError(f"too many pixels: {width} x {height} = {width * height:,} > --max-pixels "
-                              f"{max_pixels:,} (decompression-bomb guard)")
+        check_header_size(width, height, max_pixels)
         try:
             img.load()
             try:
@@ -136,15 +143,15 @@ def open_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
         except MemoryError:
             raise DecodeError(f"out of memory decoding {width} x {height} image") from None
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
-            raise DecodeError(f"corrupt or truncated image data: {_describe(exc)}") from None
+            raise DecodeError(f"corrupt or truncated image data: {describe_error(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_first_line(exc)}"
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 class TagImages(Dataset):
@@ -166,8 +173,15 @@ class TagImages(Dataset):
         return len(self.items) - self.start
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
-        position = self.start + index
-        path = os.path.join(self.root, self.items[position])
+        return self.pil_item(self.start + index)
+
+    def path_of(self, position: int) -> str:
+        """The file of item ``position``."""
+        return os.path.join(self.root, self.items[position])
+
+    def pil_item(self, position: int) -> tuple[torch.Tensor | None, int, str]:
+        """Item ``position`` decoded with PIL and ``transform``: ``(tensor or None, position, error)``."""
+        path = self.path_of(position)
         try:
             image = open_rgb(path, self.max_pixels)
         except DecodeError as exc:
@@ -175,7 +189,7 @@ class TagImages(Dataset):
         try:
             tensor = self.transform(image)
         except Exception as exc:  # noqa: BLE001 - a transform failure is this image's failure
-            return None, position, f"preprocessing failed: {_describe(exc)}"
+            return None, position, f"preprocessing failed: {describe_error(exc)}"
         return tensor, position, ""
 
 
@@ -188,10 +202,12 @@ def collate_tagged(batch: list[tuple[torch.Tensor | None, int, str]]):  # type: 
     return images, positions, failed
 
 
-def make_tag_loader(dataset: TagImages, batch_size: int, workers: int, pin_memory: bool = False) -> DataLoader:
-    """A sequential DataLoader (order = item order, which resume relies on)."""
+def make_tag_loader(dataset: TagImages, batch_size: int, workers: int, pin_memory: bool = False,
+                    collate_fn: Callable | None = None) -> DataLoader:
+    """A sequential DataLoader (order = item order, which resume relies on); ``collate_fn``
+    defaults to :func:`collate_tagged`."""
     if workers > 0:
         # As in training: the default file-descriptor strategy fails on small /dev/shm.
         torch.multiprocessing.set_sharing_strategy("file_system")
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate_tagged, pin_memory=pin_memory, persistent_workers=False)
+                      collate_fn=collate_fn or collate_tagged, pin_memory=pin_memory, persistent_workers=False)

@@ -27,6 +27,8 @@ import torch
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
 from hspnet_cli.tagging.decode import DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
+from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
+                                           resolve_decode_mode)
 from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
 from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
                                        read_json, shard_out, write_json)
@@ -161,7 +163,8 @@ def _check_existing(paths: OutputPaths, fingerprint: dict[str, Any], overwrite: 
         manifest = read_json(paths.manifest, "tag manifest")
         if manifest.get("format") != MANIFEST_FORMAT:
             raise UserError(f"{paths.manifest}: not an hspnet tag manifest; use another --out or --overwrite")
-        old = manifest.get("fingerprint", {})
+        # Manifests from before --decode existed were all decoded with PIL on the CPU.
+        old = {"decode": "cpu", **manifest.get("fingerprint", {})}
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
         if changed:
             raise UserError(f"{paths.tags}: made by a run with other settings ({', '.join(changed)} changed); rerun "
@@ -188,7 +191,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-               progress: bool = True) -> TagSummary:
+               progress: bool = True, decode: str = "auto") -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -206,6 +209,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         shard: ``"i/N"``; None -> RANK/WORLD_SIZE from the environment when set.
         overwrite: Delete earlier outputs and start over.
         progress: Show a progress bar (only drawn on a terminal).
+        decode: ``cpu`` (PIL in the workers), ``gpu`` (JPEGs decoded on the scorer's device, see
+            :mod:`hspnet_cli.tagging.gpu_decode`) or ``auto`` (gpu on CUDA, else cpu).
 
     Raises:
         UserError: Bad options, no images, or outputs of a run with other settings.
@@ -217,6 +222,13 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
     if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1:
         raise UserError("--top-k and --workers must be >= 0, --batch-size and --max-pixels >= 1")
+    decode_mode = resolve_decode_mode(decode, scorer.device)
+    preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
+    if decode_mode == "gpu" and preprocess is None:
+        if str(decode).strip().lower() == "gpu":
+            raise UserError("--decode gpu: this model's preprocessing is not resize / centre crop / normalise, "
+                            "which is all the tensor path does; use --decode cpu")
+        decode_mode = "cpu"  # auto: fall back quietly to the path that runs any transform
     images_dir = Path(images_dir)
     index, count = parse_shard(shard)
     out = shard_out(out, index, count)
@@ -231,7 +243,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
                    "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": fmt,
                    "max_pixels": max_pixels, "shard": [index, count], "images_dir": os.path.abspath(images_dir),
-                   "items": len(items), "items_digest": all_items.digest()}
+                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode}
     manifest = _check_existing(paths, fingerprint, overwrite)
     selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
     outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
@@ -258,7 +270,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
             "thresholds": [float(t) for t in thr], "threshold_source": thr_source,
             "options": {"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
                         "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
-                        "batch_size": batch_size, "workers": workers, "device": str(scorer.device)},
+                        "batch_size": batch_size, "workers": workers, "device": str(scorer.device),
+                        "decode": decode_mode},
             "fingerprint": fingerprint,
             "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
             "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
@@ -267,7 +280,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         writer.start_fresh()
 
     resumed_from = writer.items_done
-    dataset = TagImages(images_dir, items, scorer.transform, max_pixels, start=resumed_from)
+    dataset_type = JpegBytesImages if preprocess is not None else TagImages
+    dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from)
     on_cuda = scorer.device.type == "cuda"
     if on_cuda:
         try:
@@ -277,9 +291,14 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     start = time.perf_counter()
     try:
         if len(dataset):
-            loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda)
+            loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
+                                     collate_fn=collate_jpeg if preprocess is not None else None)
             with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
-                for images, positions, failed in loader:
+                for batch in loader:
+                    if preprocess is not None:
+                        images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
+                    else:
+                        images, positions, failed = batch
                     keys = [items[p] for p in positions.tolist()]
                     if len(keys):
                         emb = _embed(scorer, images)

@@ -32,7 +32,7 @@ is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f
 "fingerprint": {...}, "embedding": {"file", "dim", "dtype": "float32", "byteorder": "little"},
 "files": {"tags", "failed", "embeddings"} (names relative to the manifest's folder),
 "counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}}``. ``fingerprint``
-(model, labels, thresholds, output options, image list digest) must match for a rerun to
+(model, labels, thresholds, output options, decode mode, image list digest) must match for a rerun to
 resume; ``counts``/``bytes`` are final once ``complete`` is true.
 
 ``STEM.progress.json`` (only while a run is unfinished): ``{"format": "hspnet-tag-progress",
