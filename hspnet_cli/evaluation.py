@@ -25,41 +25,6 @@ if TYPE_CHECKING:
     from hspnet_cli.inference import Scorer
 
 
-def load_scorer(checkpoint: str | Path | None, *, zero_shot_model: bool = False, taxonomy: str | Path | None = None,
-                model: str = "RN50", pretrained: str | None = "openai", device: str = "auto") -> "Scorer":
-    """A scorer from a checkpoint (file or run folder) or, with ``zero_shot_model``, plain CLIP.
-
-    With a checkpoint, ``taxonomy`` is optional; when given, its labels must be the checkpoint's
-    (in order) and its groups are used for group-level metrics.
-
-    Raises:
-        UserError: Conflicting or missing arguments, a missing checkpoint, other labels.
-    """
-    from hspnet_cli.inference import from_checkpoint, zero_shot
-    from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.train.runtime import resolve_device
-
-    dev = str(resolve_device(device))
-    if zero_shot_model:
-        if checkpoint is not None:
-            raise UserError("give a CHECKPOINT or --zero-shot, not both")
-        if taxonomy is None:
-            raise UserError("--zero-shot needs --taxonomy (the labels to score)")
-        return zero_shot(load_taxonomy(taxonomy), model, None if str(pretrained).lower() == "none" else pretrained,
-                         device=dev)
-    if checkpoint is None:
-        raise UserError("give a CHECKPOINT (.ckpt or run folder), or --zero-shot --taxonomy T --model M")
-    scorer = from_checkpoint(checkpoint, device=dev)
-    if taxonomy is not None:
-        tax = load_taxonomy(taxonomy)
-        if tax.label_names != scorer.taxonomy.label_names:
-            raise UserError(f"--taxonomy '{tax.name}' has other labels than checkpoint {checkpoint} "
-                            f"({tax.num_labels} vs {scorer.taxonomy.num_labels}, or another order); "
-                            "leave out --taxonomy to use the checkpoint's")
-        scorer.taxonomy = tax
-    return scorer
-
-
 def score_split(scorer: "Scorer", labels: LabelSet, images: str | Path, *, batch_size: int = 64, workers: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Score every image of ``labels``.

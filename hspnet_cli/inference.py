@@ -147,6 +147,40 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
                           thresholds=thresholds, facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
 
 
+def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Path | None = None,
+                taxonomy: str | Path | None = None, clip_model: str = "RN50", pretrained: str | None = "openai",
+                device: str = "auto") -> Scorer:
+    """The scorer a command asked for: a model file (checkpoint, run folder or export) or, with
+    ``zero_shot_taxonomy``, plain CLIP prompts for that taxonomy's labels.
+
+    With a model file, ``taxonomy`` is optional; when given, its labels must be the model's (in
+    order) and its groups are used. The caller checks that exactly one source was chosen.
+
+    Raises:
+        UserError: A missing model file, or a taxonomy with other labels than the model's.
+    """
+    from hspnet_cli.errors import UserError
+    from hspnet_cli.taxonomy import load_taxonomy
+    from hspnet_cli.train.runtime import resolve_device
+
+    dev = str(resolve_device(device))
+    if zero_shot_taxonomy is not None:
+        tag = None if pretrained is None or str(pretrained).lower() == "none" else pretrained
+        return zero_shot(load_taxonomy(zero_shot_taxonomy), clip_model, tag, device=dev)
+    assert path is not None, "open_scorer needs a model path or a zero-shot taxonomy"
+    if not Path(path).exists():
+        raise UserError(f"{path}: checkpoint not found (give a training checkpoint, a run folder or an hspnet export)")
+    scorer = load_scorer(path, device=dev)
+    if taxonomy is not None:
+        tax = load_taxonomy(taxonomy)
+        if tax.label_names != scorer.taxonomy.label_names:
+            raise UserError(f"--taxonomy '{tax.name}' has other labels than {path} ({tax.num_labels} vs "
+                            f"{scorer.taxonomy.num_labels}, or another order); leave out --taxonomy to use the "
+                            "model's own labels and groups")
+        scorer.taxonomy = tax
+    return scorer
+
+
 def load_scorer(path: str | Path, device: str = "cpu") -> Scorer:
     """A scorer from any model file hspnet makes: a training checkpoint (or run folder), an
     ``hspnet export`` ckpt, or a TorchScript export.

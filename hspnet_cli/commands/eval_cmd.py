@@ -24,10 +24,18 @@ def _score(checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
            data: Path, images: Path, batch_size: int, workers: int, device: str):  # type: ignore[no-untyped-def]
     """Load the scorer and the split, score every image: (scorer, labels, logits, targets)."""
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import load_scorer, score_split
+    from hspnet_cli.evaluation import score_split
+    from hspnet_cli.inference import open_scorer
 
-    scorer = load_scorer(checkpoint, zero_shot_model=zero_shot, taxonomy=taxonomy, model=model,
-                         pretrained=pretrained, device=device)
+    if zero_shot and checkpoint is not None:
+        raise UserError("give a CHECKPOINT or --zero-shot, not both")
+    if zero_shot and taxonomy is None:
+        raise UserError("--zero-shot needs --taxonomy (the labels to score)")
+    if not zero_shot and checkpoint is None:
+        raise UserError("give a CHECKPOINT (.ckpt or run folder), or --zero-shot --taxonomy T --model M")
+    scorer = open_scorer(checkpoint, zero_shot_taxonomy=taxonomy if zero_shot else None,
+                         taxonomy=None if zero_shot else taxonomy, clip_model=model, pretrained=pretrained,
+                         device=device)
     labels = read_split_csv(data, scorer.taxonomy)
     if labels.n_images == 0:
         raise UserError(f"{data}: no images to evaluate")

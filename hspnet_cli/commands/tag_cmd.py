@@ -19,33 +19,19 @@ from hspnet_cli.errors import UserError
 def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
                  clip_model: str, pretrained: str, device: str):  # type: ignore[no-untyped-def]
     """The scorer of exactly one of --model / --checkpoint / --zero-shot, on ``device``."""
-    from hspnet_cli.inference import load_scorer, zero_shot as zero_shot_scorer
-    from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.train.runtime import resolve_device
+    from hspnet_cli.inference import open_scorer
 
     given = [name for name, on in (("--model", model is not None), ("--checkpoint", checkpoint is not None),
                                    ("--zero-shot", zero_shot)) if on]
     if len(given) != 1:
         raise UserError("give exactly one of --model EXPORTED, --checkpoint CKPT or --zero-shot --taxonomy T"
                         + (f" (got {' and '.join(given)})" if given else ""))
-    dev = str(resolve_device(device))
-    if zero_shot:
-        if taxonomy is None:
-            raise UserError("--zero-shot needs --taxonomy (the labels to tag with)")
-        return zero_shot_scorer(load_taxonomy(taxonomy), clip_model,
-                                None if str(pretrained).lower() == "none" else pretrained, device=dev)
-    path = model if model is not None else checkpoint
-    assert path is not None
-    if not path.exists():
-        raise UserError(f"{path}: model file not found")
-    scorer = load_scorer(path, device=dev)
-    if taxonomy is not None:
-        tax = load_taxonomy(taxonomy)
-        if tax.label_names != scorer.taxonomy.label_names:
-            raise UserError(f"--taxonomy '{tax.name}' has other labels than {path}; leave out --taxonomy to use the "
-                            "model's own labels and groups")
-        scorer.taxonomy = tax
-    return scorer
+    if zero_shot and taxonomy is None:
+        raise UserError("--zero-shot needs --taxonomy (the labels to tag with)")
+    return open_scorer(model if model is not None else checkpoint,
+                       zero_shot_taxonomy=taxonomy if zero_shot else None,
+                       taxonomy=None if zero_shot else taxonomy, clip_model=clip_model, pretrained=pretrained,
+                       device=device)
 
 
 def tag(

@@ -167,7 +167,8 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
 def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], None]) -> None:
     """Stage eval: the best checkpoint on the held-out test split, with its pictures."""
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import evaluate_scores, load_scorer, score_split
+    from hspnet_cli.evaluation import evaluate_scores, score_split
+    from hspnet_cli.inference import load_scorer
     from hspnet_cli.plots import write_plots
 
     start = time.perf_counter()
