@@ -17,7 +17,7 @@ import numpy as np
 
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.errors import UserError
-from hspnet_cli.metrics import (group_scores_and_targets, mean_average_precision_variant, threshold_metrics,
+from hspnet_cli.metrics import (group_scores_and_targets, mean_average_precision, threshold_metrics,
                                 top_k_precision)
 from hspnet_cli.taxonomy import Taxonomy
 
@@ -135,10 +135,10 @@ def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy,
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1; got {top_k}")
     logits = np.asarray(logits, dtype=np.float32)
-    result = mean_average_precision_variant(logits, targets, variant)
+    result = mean_average_precision(logits, targets, variant)
     thr = threshold_metrics(sigmoid(logits), targets, threshold)
     g_scores, g_targets = group_scores_and_targets(logits, targets, taxonomy.group_index(), taxonomy.num_groups)
-    groups = mean_average_precision_variant(g_scores, g_targets, variant)
+    groups = mean_average_precision(g_scores, g_targets, variant)
     owner = taxonomy.group_of()
     return EvalReport(
         label_names=list(taxonomy.label_names), label_groups=[owner[n] for n in taxonomy.label_names],

@@ -55,25 +55,6 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
     return float(np.sum(recall_steps * precision))
 
 
-def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> MAPResult:
-    """mAP of a score matrix against labels.
-
-    Args:
-        scores: (n, C) scores.
-        targets: (n, C) labels; 1 is positive, anything else (0 unknown, -1 negative) is
-            counted as not positive.
-
-    Returns:
-        The mAP over classes with positives, per-class AP and the classes without positives.
-    """
-    scores = np.asarray(scores, dtype=np.float32)
-    positives = np.asarray(targets) == 1
-    per_class = np.array([average_precision(scores[:, c], positives[:, c]) for c in range(scores.shape[1])])
-    defined = ~np.isnan(per_class)
-    value = float(per_class[defined].mean()) if defined.any() else float("nan")
-    return MAPResult(map=value, per_class=per_class, no_positive=np.flatnonzero(~defined).tolist())
-
-
 def average_precision_asl(scores: np.ndarray, positives: np.ndarray) -> float:
     """ASL/SPLC-style AP of one class: mean over positives of the precision at their rank.
 
@@ -98,15 +79,25 @@ def average_precision_asl(scores: np.ndarray, positives: np.ndarray) -> float:
     return float(np.mean(np.arange(1, n_pos + 1) / ranks))
 
 
-def mean_average_precision_variant(scores: np.ndarray, targets: np.ndarray, variant: str = "sklearn") -> MAPResult:
-    """:func:`mean_average_precision` with the AP variant chosen by name (``sklearn`` or ``asl``)."""
-    if variant == "sklearn":
-        return mean_average_precision(scores, targets)
-    if variant != "asl":
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray, variant: str = "sklearn") -> MAPResult:
+    """mAP of a score matrix against labels.
+
+    Args:
+        scores: (n, C) scores; cast to float32.
+        targets: (n, C) labels; 1 is positive, anything else (0 unknown, -1 negative) is
+            counted as not positive.
+        variant: ``sklearn`` (:func:`average_precision`, ties form one step) or ``asl``
+            (:func:`average_precision_asl`).
+
+    Returns:
+        The mAP over classes with positives, per-class AP and the classes without positives.
+    """
+    per_class_ap = {"sklearn": average_precision, "asl": average_precision_asl}.get(variant)
+    if per_class_ap is None:
         raise ValueError(f"unknown mAP variant '{variant}' (sklearn or asl)")
     scores = np.asarray(scores, dtype=np.float32)
     positives = np.asarray(targets) == 1
-    per_class = np.array([average_precision_asl(scores[:, c], positives[:, c]) for c in range(scores.shape[1])])
+    per_class = np.array([per_class_ap(scores[:, c], positives[:, c]) for c in range(scores.shape[1])])
     defined = ~np.isnan(per_class)
     value = float(per_class[defined].mean()) if defined.any() else float("nan")
     return MAPResult(map=value, per_class=per_class, no_positive=np.flatnonzero(~defined).tolist())

@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score
 from hspnet_cli.calibration import best_f1_threshold, calibrate
 from hspnet_cli.evaluation import evaluate_scores
 from hspnet_cli.metrics import (average_precision, average_precision_asl, group_scores_and_targets, known_mask,
-                                mean_average_precision, mean_average_precision_variant, threshold_metrics,
+                                mean_average_precision, threshold_metrics,
                                 top_k_precision)
 from hspnet_cli.taxonomy import taxonomy_from_dict
 
@@ -25,7 +25,7 @@ def test_map_matches_sklearn_on_random_data(ties: bool) -> None:
     expected = [average_precision_score(targets[:, c] == 1, scores[:, c]) for c in range(7)]
     np.testing.assert_allclose(result.per_class, expected, rtol=1e-10)
     assert result.map == pytest.approx(np.mean(expected))
-    asl = mean_average_precision_variant(scores, targets, "asl")
+    asl = mean_average_precision(scores, targets, "asl")
     if ties:
         assert not np.allclose(asl.per_class, expected)  # the variants differ only through ties
     else:
@@ -49,7 +49,7 @@ def test_classes_without_positives_are_reported_not_averaged() -> None:
     scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.4]])
     targets = np.array([[1, -1, 0], [-1, 1, -1]])
     for variant in ("sklearn", "asl"):
-        result = mean_average_precision_variant(scores, targets, variant)
+        result = mean_average_precision(scores, targets, variant)
         assert result.no_positive == [2] and np.isnan(result.per_class[2])
         assert result.map == pytest.approx(1.0)
     tax = taxonomy_from_dict({"labels": ["a", "b", "c"], "groups": {"g": ["a", "b"], "h": ["c"]}})
