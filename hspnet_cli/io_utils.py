@@ -8,11 +8,12 @@ system, so ``os.replace`` is atomic) and rename it over the target only when it 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
@@ -43,6 +44,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json_object(path: str | os.PathLike, what: str, fix: str = "") -> dict[str, Any]:
+    """Read a JSON file that must hold an object (a manifest, a sidecar, a progress record).
+
+    Args:
+        path: The file.
+        what: What the file is, for messages ("tags manifest").
+        fix: What the user should do, appended to every message ("rerun with --overwrite").
+
+    Raises:
+        UserError: Missing, unreadable or not a JSON object; the message names the file.
+    """
+    from hspnet_cli.errors import UserError
+
+    path = Path(path)
+    tail = f"; {fix}" if fix else ""
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found{tail}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc}){tail}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the {what} must be a JSON object{tail}")
+    return data
 
 
 def _umask() -> int:

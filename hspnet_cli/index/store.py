@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write, write_text_atomic
+from hspnet_cli.io_utils import atomic_write, read_json_object, write_text_atomic
 
 FORMAT = "hspnet-index"
 FORMAT_VERSION = 1
@@ -69,15 +69,7 @@ def sidecar_paths(index_path: Path) -> Path:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path}: {what} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: {what} must be a JSON object")
-    return data
+    return read_json_object(path, what)
 
 
 @dataclass

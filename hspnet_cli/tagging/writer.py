@@ -59,7 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.io_utils import read_json_object, write_text_atomic
 
 MANIFEST_FORMAT = "hspnet-tags"
 PROGRESS_FORMAT = "hspnet-tag-progress"
@@ -148,13 +148,8 @@ class TagSelector:
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the {what} ({exc}); rerun with --overwrite to start over") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not an hspnet {what}; rerun with --overwrite to start over")
-    return data
+    """A manifest or progress record of an earlier run (see :func:`hspnet_cli.io_utils.read_json_object`)."""
+    return read_json_object(path, what, fix="rerun with --overwrite to start over")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
