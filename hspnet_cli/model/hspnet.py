@@ -145,8 +145,9 @@ class HSPNet(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights that training changes (the frozen text tower comes from the pretrained source)."""
-        frozen = {f"text.{k}" for k in self.text.state_dict()}
-        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+        # Everything under ``text.`` is the frozen tower (called every step by the EMA: no second
+        # state_dict walk to find its keys).
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text.")}
 
     def text_fingerprint(self) -> str:
         """SHA-256 of the frozen text tower's weights: checks a rebuilt model got the same tower."""
