@@ -187,6 +187,12 @@ def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[A
     return model, preprocess
 
 
+def visual_image_size(visual: Any) -> int:
+    """Input side of an open_clip image tower (its ``image_size`` may be an int or a pair)."""
+    size = getattr(visual, "image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
 def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     """Encode texts with the CLIP text tower.
 

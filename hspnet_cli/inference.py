@@ -87,7 +87,7 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
 def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | None = "openai",
               device: str = "cpu", template: str = "a photo of a {}.") -> Scorer:
     """Plain CLIP: label features from ``template`` prompts, CLIP's own temperature, no training."""
-    from hspnet_cli.clip_models import encode_texts, load_clip
+    from hspnet_cli.clip_models import encode_texts, load_clip, visual_image_size
     from hspnet_cli.train.data import build_transform
 
     clip = load_clip(model_name, pretrained, device=device)
@@ -96,8 +96,7 @@ def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | No
         return torch.from_numpy(encode_texts(clip, texts)).to(device)
 
     feats = text_encoder([template.format(spec.text) for spec in taxonomy.labels])
-    size = getattr(clip.model.visual, "image_size", 224)
-    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    size = visual_image_size(clip.model.visual)
     return Scorer(image_encoder=clip.model.visual.eval(), label_features=feats,
                   logit_scale=float(clip.model.logit_scale.detach().exp()), taxonomy=taxonomy, image_size=size,
                   transform=build_transform(size), description=f"zero-shot {clip.description}",

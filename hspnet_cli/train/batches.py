@@ -34,8 +34,9 @@ def model_image_size(model: HSPNet, config: RunConfig) -> int:
     """The configured input side, or the image tower's own."""
     if config.train.image_size:
         return int(config.train.image_size)
-    size = getattr(model.visual, "image_size", 224)
-    return int(size[0] if isinstance(size, (tuple, list)) else size)
+    from hspnet_cli.clip_models import visual_image_size
+
+    return visual_image_size(model.visual)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
