@@ -27,14 +27,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # WordNet 3.0 for `taxonomy build --wordnet`: NLTK's corpus if present, else Debian's
-# wordnet-base files (hspnet makes them readable for NLTK by itself). Installed with apt-get
-# when running as root on Debian/Ubuntu; otherwise this says how to install it.
+# wordnet-base files (hspnet makes them readable for NLTK by itself). Debian's files are
+# installed with apt-get when running as root on Debian/Ubuntu, even next to NLTK's corpus, so
+# the test of the Debian route runs too; without either, this says how to install WordNet.
 wordnet-data: install
-	@if $(BIN)/python -c "from hspnet_cli.taxonomy.wordnet_data import get_wordnet; get_wordnet()" 2>/dev/null; then \
-	  echo "WordNet data: ok"; \
-	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	@if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "WordNet data: installing Debian's wordnet-base"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index >/dev/null; \
+	fi
+	@if $(BIN)/python -c "from hspnet_cli.taxonomy.wordnet_data import get_wordnet; get_wordnet()" 2>/dev/null; then \
+	  echo "WordNet data: ok"; \
 	else \
 	  echo "WordNet data missing: run 'sudo apt-get install wordnet-base wordnet-sense-index' or '$(BIN)/python -m nltk.downloader wordnet'" >&2; exit 1; \
 	fi

@@ -23,7 +23,10 @@ HAVE_DEBIAN = (DEBIAN_WORDNET_DIR / "data.noun").is_file()
 
 @pytest.fixture(scope="module")
 def wordnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A WordNet reader prepared in a private cache (never the user's ~/.cache); skip if none."""
+    """A WordNet reader prepared in a private cache (never the user's ~/.cache).
+
+    ``make test`` installs WordNet data first, so a missing corpus is a failed set-up, not a skip.
+    """
     saved_path = list(nltk.data.path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HSPNET_CACHE", str(tmp_path_factory.mktemp("hspnet-cache")))
@@ -31,7 +34,7 @@ def wordnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         try:
             reader = wordnet_data.get_wordnet()
         except UserError as exc:
-            pytest.skip(f"WordNet not installed: {exc}")
+            pytest.fail(f"WordNet data missing (make test installs it): {exc}")
         yield reader
     wordnet_data.reset_wordnet_cache()  # later tests must not read from this module's temp cache
     nltk.data.path[:] = saved_path
