@@ -81,7 +81,8 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     feats = F.normalize(data["label_features"].float(), dim=-1).to(device)
     return Scorer(image_encoder=model.visual.eval(), label_features=feats, logit_scale=float(data["logit_scale"]),
                   taxonomy=checkpoint_taxonomy(data), image_size=size, transform=build_transform(size),
-                  description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})")
+                  description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})",
+                  text_encoder=model.encode_texts if model.text.token_embedding is not None else None)
 
 
 def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | None = "openai",

@@ -10,8 +10,10 @@ import pytest
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.index import store
-from hspnet_cli.index.build import add_to_index, build_index, choose_factory, default_nprobe, merge_shards, pq_subquantizers
-from hspnet_cli.index.store import emb_path, load_index, manifest_path
+from hspnet_cli.index.build import add_to_index, build_index, choose_factory, default_nprobe, pq_subquantizers
+from hspnet_cli.index.merge import merge_shards
+from hspnet_cli.index.store import load_index
+from hspnet_cli.tagging.writer import OutputPaths
 from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 
@@ -67,7 +69,7 @@ def test_bad_factories_and_inputs_are_user_errors(tmp_path: Path) -> None:
         build_index(tags, factory="IVFbanana")
     with pytest.raises(UserError, match="needs at least 256 vectors"):
         build_index(tags, factory="IVF256,Flat")
-    emb_path(Path(tags)).write_bytes(b"\0" * 12)
+    OutputPaths.for_out(tags).emb.write_bytes(b"\0" * 12)
     with pytest.raises(UserError, match=r"tags\.emb\.f32: 12 bytes, but 50 rows x 32 dims"):
         build_index(tags)
     with pytest.raises(UserError, match="tags file not found"):
@@ -129,8 +131,10 @@ def test_merge_equals_one_build_over_the_union(tmp_path: Path) -> None:
     paths = [f"img/{i:05d}.jpg" for i in range(400)]
     rng = np.random.default_rng(0)
     perm = rng.permutation(400)                                    # shards hold interleaved, unsorted rows
-    s1 = write_tags(tmp_path / "s1.csv", vecs[perm[:150]], [paths[i] for i in perm[:150]])
-    s2 = write_tags(tmp_path / "s2.csv", vecs[perm[150:]], [paths[i] for i in perm[150:]])
+    s1 = write_tags(tmp_path / "s1.csv", vecs[perm[:150]], [paths[i] for i in perm[:150]],
+                    failed=[("img/bad-2.jpg", "truncated")])
+    s2 = write_tags(tmp_path / "s2.csv", vecs[perm[150:]], [paths[i] for i in perm[150:]],
+                    failed=[("img/bad-1.jpg", "empty file (0 bytes)")])
     union = write_tags(tmp_path / "u" / "all.csv", vecs, paths, images_dir=tmp_path / "images")
     build_index(union, tmp_path / "u" / "all.faiss")
     result = run("index", "merge", tmp_path / "m" / "merged.csv", s2, s1, "--json")
@@ -140,10 +144,20 @@ def test_merge_equals_one_build_over_the_union(tmp_path: Path) -> None:
     merged, single = load_index(tmp_path / "m" / "merged.faiss"), load_index(tmp_path / "u" / "all.faiss")
     assert merged.paths == single.paths == paths
     assert np.array_equal(_vectors(merged), _vectors(single))
-    assert emb_path(tmp_path / "m" / "merged.csv").read_bytes() == emb_path(Path(union)).read_bytes()
+    merged_out = OutputPaths.for_out(tmp_path / "m" / "merged.csv")
+    assert merged_out.emb.read_bytes() == OutputPaths.for_out(union).emb.read_bytes()
     assert (tmp_path / "m" / "merged.csv").read_text() == union.read_text()
-    manifest = json.loads(manifest_path(tmp_path / "m" / "merged.csv").read_text())
-    assert manifest["count"] == 400 and manifest["order"] == "sorted by path" and len(manifest["merged_from"]) == 2
+    assert merged_out.failed.read_text().splitlines() == ["path,error", "img/bad-1.jpg,empty file (0 bytes)",
+                                                          "img/bad-2.jpg,truncated"]
+    manifest = json.loads(merged_out.manifest.read_text())
+    # The tagger's own layout, so the merge is read like any tag output.
+    assert manifest["format"] == "hspnet-tags" and manifest["complete"] is True
+    assert manifest["counts"] == {"items": 402, "rows": 400, "failed": 2}
+    assert manifest["order"] == "sorted by path" and len(manifest["merged_from"]) == 2
+    assert manifest["bytes"]["emb"] == 400 * 32 * 4 and manifest["embedding"]["dim"] == 32
+    again = run("index", "merge", tmp_path / "m2" / "again.csv", tmp_path / "m" / "merged.csv", "--json")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "m2" / "again.csv").read_text() == union.read_text()
 
 
 def test_merge_refusals(tmp_path: Path) -> None:
@@ -156,6 +170,10 @@ def test_merge_refusals(tmp_path: Path) -> None:
         merge_shards(tmp_path / "m.csv", [s1, s3])
     with pytest.raises(UserError, match="the output is one of the shards"):
         merge_shards(s1, [s1, s3])
+    s4 = write_tags(tmp_path / "s4.csv", random_unit(10), [f"c{i}.jpg" for i in range(10)],
+                    fingerprint={"thresholds": [0.7]})
+    with pytest.raises(UserError, match="s4.csv: its thresholds setting differs from .*s1.csv's"):
+        merge_shards(tmp_path / "m.csv", [s1, s4])
     assert not (tmp_path / "m.csv").exists()
 
 
@@ -182,18 +200,18 @@ def test_interrupted_update_is_detected(tmp_path: Path) -> None:
         load_index(tmp_path / "x.faiss")
 
 
-def test_reads_the_taggers_own_layout_and_refuses_unfinished_runs(tmp_path: Path) -> None:
-    """hspnet tag's own manifest layout (nested facts) is read."""
-    vecs = random_unit(40)
-    tags = tmp_path / "tags.csv"
-    tags.write_text("path,tags,scores,groups\n" + "".join(f"p/{i}.jpg,dog,0.9,animals\n" for i in range(40)))
-    (tmp_path / "tags.emb.f32").write_bytes(vecs.astype("<f4").tobytes())
-    manifest = {"format": "hspnet-tags", "complete": True, "model": {"scorer": MODEL, "embed_dim": 32},
-                "embedding": {"file": "tags.emb.f32", "dim": 32}, "files": {"embeddings": "tags.emb.f32"},
-                "fingerprint": {"images_dir": str(tmp_path / "pics")}, "options": {"images_dir": "pics"}}
-    (tmp_path / "tags.manifest.json").write_text(json.dumps(manifest))
+def test_refuses_unfinished_runs_and_other_manifests(tmp_path: Path) -> None:
+    tags = write_tags(tmp_path / "tags.csv", random_unit(40), images_dir=tmp_path / "pics")
     facts = build_index(tags)
     assert facts["model"] == MODEL and facts["images_dir"] == str(tmp_path / "pics") and facts["count"] == 40
-    (tmp_path / "tags.manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    manifest_file = OutputPaths.for_out(tags).manifest
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "complete": False}))
     with pytest.raises(UserError, match="the tagging run is unfinished"):
+        build_index(tags)
+    manifest_file.write_text(json.dumps({"embedding_dim": 32, "model": MODEL}))
+    with pytest.raises(UserError, match="not an hspnet tag manifest"):
+        build_index(tags)
+    manifest_file.unlink()
+    with pytest.raises(UserError, match="tags.manifest.json: manifest of tags.csv not found"):
         build_index(tags)

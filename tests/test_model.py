@@ -106,6 +106,10 @@ def test_cut_context_equals_full_77_token_computation(tiny) -> None:
     tok = tiny.tokenizer(["a photo of a cat."])
     mine = encoder(tiny.model.token_embedding(tok), tok.argmax(dim=-1))
     assert (ref - mine).abs().max().item() < 1e-5
+    # Free texts (text search) run cut to the longest text and still equal encode_text.
+    texts = ["a photo of a cat.", "a dog on a beach at sunset with a red ball"]
+    ref = tiny.model.encode_text(tiny.tokenizer(texts))
+    assert (ref - encoder.encode_tokens(tiny.tokenizer(texts))).abs().max().item() < 1e-5
 
 
 def test_text_encoder_is_frozen_but_passes_gradients_to_context(tiny) -> None:

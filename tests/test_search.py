@@ -60,7 +60,7 @@ def test_text_query_with_the_clip_model_works(image_index: dict) -> None:
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)["hits"]
     assert len(hits) == 3 and all(h["path"] in image_index["paths"] for h in hits)
-    assert json.loads(result.stdout)["query"] == "text 'a dog on a beach'"
+    assert json.loads(result.stdout)["query"] == "text 'a dog on a beach' (text tower on 'a dog on a beach')"
     # Without a model option the index's own model ("zero-shot hspnet-tiny/random") is used.
     result = run("search", image_index["index"], "--text", "a cat", "--k", 2, "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -42,7 +42,7 @@ def _report(facts: dict[str, Any], as_json: bool, verb: str) -> None:
 
 @app.command("build")
 def build(
-    tags: Path = typer.Argument(..., help="tags.csv of hspnet tag (with its .emb.f32 and .manifest.json)."),
+    tags: Path = typer.Argument(..., help="tags.csv or .jsonl of hspnet tag (with its .emb.f32 and .manifest.json)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Index file to write (default: TAGS with .faiss)."),
     factory: Optional[str] = _FACTORY,
     nprobe: Optional[int] = _NPROBE,
@@ -78,8 +78,8 @@ def add(
 
 @app.command("merge")
 def merge(
-    out: Path = typer.Argument(..., help="Merged tags.csv to write (with .emb.f32 and .manifest.json)."),
-    shards: list[Path] = typer.Argument(..., help="Shard tags.csv files of hspnet tag."),
+    out: Path = typer.Argument(..., help="Merged tags file to write (with .emb.f32, .failed.csv and .manifest.json)."),
+    shards: list[Path] = typer.Argument(..., help="Shard tags files of hspnet tag (one command, --shard i/N)."),
     index: Optional[Path] = typer.Option(None, "--index", help="Index to write (default: OUT with .faiss)."),
     factory: Optional[str] = _FACTORY,
     nprobe: Optional[int] = _NPROBE,
@@ -87,7 +87,7 @@ def merge(
     as_json: bool = _JSON,
 ) -> None:
     """Join shard outputs into one tags.csv (rows sorted by path) and build one index over it."""
-    from hspnet_cli.index.build import merge_shards
+    from hspnet_cli.index.merge import merge_shards
 
     facts = merge_shards(out, shards, index_out=index, factory=factory, nprobe=nprobe, seed=seed)
     _report(facts, as_json, "merged")

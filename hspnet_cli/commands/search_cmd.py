@@ -13,7 +13,8 @@ from hspnet_cli.console import print_json, say
 
 def search(
     index: Path = typer.Argument(..., help="Index of hspnet index build."),
-    text: Optional[str] = typer.Option(None, "--text", help="Find images matching this text ('a photo of a {}.')."),
+    text: Optional[str] = typer.Option(None, "--text", help="Find images matching this text: a label name of the "
+                                       "model uses its learned label feature, other text 'a photo of a {}.'."),
     image: Optional[Path] = typer.Option(None, "--image", help="Find images like this image file."),
     like: Optional[str] = typer.Option(None, "--like", help="Find images like this indexed image (its path)."),
     k: int = typer.Option(10, "--k", "-k", help="How many hits."),
@@ -25,6 +26,8 @@ def search(
     pretrained: Optional[str] = typer.Option(None, "--pretrained",
                                              help="With --clip-model: tag, file or none (default: openai)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (query encoding)."),
+    label_match: bool = typer.Option(True, "--label-match/--no-label-match",
+                                     help="A --text naming a label uses the label's feature (default), or not."),
 ) -> None:
     """Search an index by --text, --image or --like; print, --json, or --copy-to the top k."""
     from hspnet_cli.errors import UserError
@@ -40,7 +43,8 @@ def search(
 
         dev = str(resolve_device(device))
     idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=model,
-                                      clip_model=clip_model, pretrained=pretrained, device=dev)
+                                      clip_model=clip_model, pretrained=pretrained, device=dev,
+                                      match_labels=label_match)
     copied = copy_hits(hits, copy_to) if copy_to is not None else []
     if as_json:
         print_json({"index": str(index), "query": described, "k": k, "hits": [h.to_dict() for h in hits],

@@ -1,9 +1,12 @@
-"""FAISS indexes over ``hspnet tag`` embeddings: build / add / merge (``build``), search (``search``),
-file formats (``store``). faiss is imported inside the functions that need it."""
+"""FAISS indexes over ``hspnet tag`` embeddings: build / add (``build``), merge (``merge``),
+search (``search``), index files (``store``), tagger outputs (``tags_input``). faiss is
+imported inside the functions that need it."""
 
-from hspnet_cli.index.build import add_to_index, build_index, choose_factory, merge_shards
+from hspnet_cli.index.build import add_to_index, build_index, choose_factory
+from hspnet_cli.index.merge import merge_shards
 from hspnet_cli.index.search import run_search
-from hspnet_cli.index.store import load_index, read_tags_output
+from hspnet_cli.index.store import load_index
+from hspnet_cli.index.tags_input import read_tags_output
 
 __all__ = ["add_to_index", "build_index", "choose_factory", "load_index", "merge_shards", "read_tags_output",
            "run_search"]

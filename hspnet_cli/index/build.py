@@ -45,9 +45,8 @@ import numpy as np
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.index import store
-from hspnet_cli.index.store import (TagsOutput, common_root, emb_path, iter_chunks, load_index,
-                                    manifest_path, normalize_rows, read_tags_output, rebase_paths, save_index)
-from hspnet_cli.io_utils import atomic_write, write_text_atomic
+from hspnet_cli.index.store import common_root, iter_chunks, load_index, normalize_rows, rebase_paths, save_index
+from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +178,13 @@ def _train_and_add(index: Any, data: TagsOutput, factory: str, seed: int) -> tup
         size = min(data.n, max(256 * nlist, 10_000), MAX_TRAIN)
         if ivf is not None and size < nlist:
             raise UserError(f"--factory '{factory}' needs at least {nlist} vectors to train its {nlist} lists; "
-                            f"{data.csv} has {data.n}: use fewer lists or the default (Flat below {FLAT_MAX:,})")
+                            f"{data.file} has {data.n}: use fewer lists or the default (Flat below {FLAT_MAX:,})")
         rows = np.sort(np.random.default_rng(seed).choice(data.n, size=size, replace=False))
         sample = _gather(emb, rows, data.emb)
         try:
             index.train(sample)
         except RuntimeError as exc:
-            raise UserError(f"training '{factory}' on {size} vectors of {data.csv} failed: "
+            raise UserError(f"training '{factory}' on {size} vectors of {data.file} failed: "
                             f"{str(exc).strip().splitlines()[-1]}") from None
         del sample
     for _, block in iter_chunks(emb, data.emb):
@@ -244,10 +243,10 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
     """
     data = read_tags_output(tags_csv)
     if data.n == 0:
-        raise UserError(f"{data.csv}: no rows to index")
+        raise UserError(f"{data.file}: no rows to index")
     if nprobe is not None and nprobe < 1:
         raise UserError(f"--nprobe must be at least 1; got {nprobe}")
-    out = Path(out) if out is not None else default_index_path(data.csv)
+    out = Path(out) if out is not None else default_index_path(data.file)
     chosen = factory.strip() if factory else choose_factory(data.n, data.dim)
     t0 = time.perf_counter()
     index = _make_index(chosen, data.dim)
@@ -257,7 +256,7 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
             "factory_rule": "--factory" if factory else "size rule", "built_on": "gpu" if gpu else "cpu",
             "seed": seed, "recall_at_10": round(recall, 4), "recall_queries": used, "recall_measured_on": data.n,
             "build_seconds": round(time.perf_counter() - t0, 3),
-            "sources": [{"csv": str(data.csv.absolute()), "first_id": 0, "rows": data.n, "skipped": 0}]}
+            "sources": [{"csv": str(data.file.absolute()), "first_id": 0, "rows": data.n, "skipped": 0}]}
     save_index(out, index, meta, list(data.paths))
     return {**meta, "count": data.n, "index": str(out)}
 
@@ -274,10 +273,10 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
     idx = load_index(index_path)
     data = read_tags_output(tags_csv)
     if data.dim != idx.dim:
-        raise UserError(f"{data.csv}: embeddings have dim {data.dim} but index {idx.path} has dim {idx.dim}; "
+        raise UserError(f"{data.file}: embeddings have dim {data.dim} but index {idx.path} has dim {idx.dim}; "
                         "they come from different models and cannot share an index")
     if data.model != idx.meta.get("model") and not force:
-        raise UserError(f"{data.csv}: made by '{data.model}' but index {idx.path} by '{idx.meta.get('model')}'; "
+        raise UserError(f"{data.file}: made by '{data.model}' but index {idx.path} by '{idx.meta.get('model')}'; "
                         "their embeddings are not comparable (--force adds them anyway)")
     root = common_root([idx.images_dir, data.images_dir])
     old = rebase_paths(idx.paths, idx.images_dir, root)
@@ -285,14 +284,14 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
     seen: set[str] = set()
     for p in new:
         if p in seen:
-            raise UserError(f"{data.csv}: path '{p}' appears twice")
+            raise UserError(f"{data.file}: path '{p}' appears twice")
         seen.add(p)
     existing = set(old)
     keep = np.array([p not in existing for p in new], dtype=bool)
     skipped = int((~keep).sum())
     if skipped and not skip_existing:
         first = next(p for p, k in zip(new, keep) if not k)
-        raise UserError(f"{data.csv}: {skipped} path(s) are in index {idx.path} already (first: {first}); "
+        raise UserError(f"{data.file}: {skipped} path(s) are in index {idx.path} already (first: {first}); "
                         "--skip-existing leaves them out")
     index = idx.index
     first_id = int(index.ntotal)
@@ -301,77 +300,10 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
         mask = keep[start:start + block.shape[0]]
         if mask.any():
             index.add(np.ascontiguousarray(block[mask]))
-    source = {"csv": str(data.csv.absolute()), "first_id": first_id, "rows": int(keep.sum()), "skipped": skipped}
+    source = {"csv": str(data.file.absolute()), "first_id": first_id, "rows": int(keep.sum()), "skipped": skipped}
     if data.model != idx.meta.get("model"):
         source["model"] = data.model                               # added with --force
     meta = {**idx.meta, "images_dir": str(root), "sources": [*idx.meta.get("sources", []), source]}
     paths = old + [p for p, k in zip(new, keep) if k]
     save_index(idx.path, index, meta, paths)
     return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path)}
-
-
-def merge_shards(out_csv: str | os.PathLike, shards: list[str | os.PathLike],
-                 index_out: str | os.PathLike | None = None, factory: str | None = None,
-                 nprobe: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """Join shard outputs of ``hspnet tag`` into one tags.csv (+ .emb.f32 + manifest) and one index.
-
-    Rows are **sorted by path** (relative to the deepest folder holding every shard's images
-    folder), so the result does not depend on how the images were split or in which order the
-    shards are given. Shards from different models, of different dims or CSV columns, or
-    sharing an image, are refused. Embeddings are copied byte for byte, in chunks.
-    """
-    if not shards:
-        raise UserError("give at least one shard tags.csv to merge")
-    out_csv = Path(out_csv)
-    parts = [read_tags_output(s) for s in shards]
-    for part in parts:
-        if part.csv.resolve() == out_csv.resolve():
-            raise UserError(f"{out_csv}: the output is one of the shards; write the merge elsewhere")
-        if part.model != parts[0].model:
-            raise UserError(f"{part.csv}: made by '{part.model}' but {parts[0].csv} by '{parts[0].model}'; "
-                            "shards of different models cannot be merged")
-        if part.dim != parts[0].dim:
-            raise UserError(f"{part.csv}: dim {part.dim} but {parts[0].csv} has dim {parts[0].dim}")
-        if part.header != parts[0].header:
-            raise UserError(f"{part.csv}: columns {part.header} differ from {parts[0].csv}'s {parts[0].header}")
-    root = common_root([p.images_dir for p in parts])
-    keyed: list[tuple[str, int, int]] = []
-    owner: dict[str, Path] = {}
-    for s, part in enumerate(parts):
-        for r, p in enumerate(rebase_paths(part.paths, part.images_dir, root)):
-            if p in owner:
-                raise UserError(f"image '{p}' is in both {owner[p]} and {part.csv}; shards must not overlap")
-            owner[p] = part.csv
-            keyed.append((p, s, r))
-    keyed.sort(key=lambda t: t[0])
-    n, dim = len(keyed), parts[0].dim
-    shard_of = np.array([t[1] for t in keyed], dtype=np.int64)
-    row_of = np.array([t[2] for t in keyed], dtype=np.int64)
-    embs = [p.embeddings() for p in parts]
-    import csv as _csv
-
-    with atomic_write(out_csv, "w") as fh:
-        writer = _csv.writer(fh, lineterminator="\n")
-        writer.writerow(parts[0].header)
-        for p, s, r in keyed:
-            writer.writerow([p, *parts[s].rows[r][1:]])
-    with atomic_write(emb_path(out_csv), "wb") as fh:
-        for start in range(0, n, store.CHUNK_ROWS):
-            sl = slice(start, start + store.CHUNK_ROWS)
-            block = np.empty((len(shard_of[sl]), dim), dtype="<f4")
-            for s in np.unique(shard_of[sl]):
-                mask = shard_of[sl] == s
-                block[mask] = embs[s][row_of[sl][mask]]
-            fh.write(block.tobytes())
-    import json
-
-    stale = ("counts", "bytes", "files", "fingerprint", "embedding", "options")   # per-shard facts of the tagger
-    manifest = {**{k: v for k, v in parts[0].manifest.items() if k not in stale}, "complete": True,
-                "embedding_dim": dim, "model": parts[0].model, "images_dir": str(root), "count": n,
-                "order": "sorted by path",
-                "merged_from": [{"csv": str(p.csv.absolute()), "rows": p.n, "images_dir": str(p.images_dir)}
-                                for p in parts]}
-    write_text_atomic(manifest_path(out_csv), json.dumps(manifest, indent=2) + "\n")
-    summary = build_index(out_csv, index_out if index_out is not None else default_index_path(out_csv),
-                          factory=factory, nprobe=nprobe, seed=seed)
-    return {**summary, "merged_csv": str(out_csv), "shards": len(parts)}

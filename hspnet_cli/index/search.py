@@ -5,8 +5,11 @@
   image itself is among the hits, normally first with a score of about 1.
 * ``--image FILE``: the image through the query model's evaluation transform and
   ``Scorer.embed``.
-* ``--text "..."``: CLIP's text tower on the zero-shot prompt ``"a photo of a {}."``. Exported
-  models carry no text tower; they can answer image queries only.
+* ``--text "..."``: a text that names one of the query model's labels is that label's feature
+  (for a trained checkpoint or export, the learned T* the tagger scores with); any other text
+  goes through CLIP's text tower on the zero-shot prompt ``"a photo of a {}."``
+  (``--no-label-match`` forces that for label names too). Checkpoints carry the text tower
+  (fetched by name, or stored when it cannot be); exports drop it and answer only label names.
 
 The query model is ``--model`` (a checkpoint, run folder or ckpt / TorchScript export),
 ``--clip-model M --pretrained P`` (plain CLIP), or, when neither is given, the model the index
@@ -90,15 +93,49 @@ def _check_dim(vec: np.ndarray, idx: IndexFiles, scorer: Any) -> None:
                     scorer.description, idx.meta.get("model"))
 
 
-def text_query(idx: IndexFiles, scorer: Any, text: str) -> np.ndarray:
-    """(1, D) unit query vector for ``text`` through the scorer's text tower."""
-    if scorer.text_encoder is None:
+def text_prompt(text: str) -> str:
+    """The text the tower encodes: a bare name goes into ``PROMPT``; a phrase that already reads
+    as a caption (starts with an article, or "photo/picture/image of") is used as it is, so
+    "a dog on a beach" does not become "a photo of a a dog on a beach."."""
+    text = " ".join(text.split())
+    lowered = text.lower()
+    if re.match(r"(a|an|the)\s", lowered) or re.match(r"(photo|picture|image|drawing)s? of\s", lowered):
+        return text
+    return PROMPT.format(text)
+
+
+def matched_label(scorer: Any, text: str) -> int | None:
+    """Index of the scorer's label that ``text`` names (its name or prompt text, any case), else None."""
+    wanted = " ".join(text.lower().replace("_", " ").split())
+    for i, spec in enumerate(scorer.taxonomy.labels):
+        if wanted in (" ".join(spec.name.lower().replace("_", " ").split()), " ".join(spec.text.lower().split())):
+            return i
+    return None
+
+
+def text_query(idx: IndexFiles, scorer: Any, text: str, match_labels: bool = True) -> tuple[np.ndarray, str]:
+    """(1, D) unit query vector for ``text``, and how it was made.
+
+    A text naming one of the model's labels is that label's feature: for a trained model the
+    learned T* the tagger scores with, so the hits are the images it finds most like the label
+    (a plain prompt through the frozen tower knows nothing of the training). Any other text,
+    or every text with ``match_labels=False``, goes through the text tower on ``PROMPT``.
+    """
+    label = matched_label(scorer, text) if match_labels else None
+    if label is not None:
+        vec = scorer.label_features[label].detach().float().cpu().numpy().reshape(1, -1)
+        how = f"the model's feature of label '{scorer.taxonomy.labels[label].name}'"
+    elif scorer.text_encoder is None:
         raise UserError(f"text search needs a model with its text tower, and '{scorer.description}' has none "
-                        "(exports drop it); use the training checkpoint (--model run/best.ckpt) or "
-                        f"--clip-model/--pretrained of the model that made the index ('{idx.meta.get('model')}')")
-    vec = scorer.text_encoder([PROMPT.format(text.strip())]).detach().float().cpu().numpy().reshape(1, -1)
+                        "(exports drop it; only its label names can be searched); use the training checkpoint "
+                        f"(--model run/best.ckpt) or --clip-model/--pretrained of the model that made the index "
+                        f"('{idx.meta.get('model')}')")
+    else:
+        prompt = text_prompt(text)
+        vec = scorer.text_encoder([prompt]).detach().float().cpu().numpy().reshape(1, -1)
+        how = f"text tower on '{prompt}'"
     _check_dim(vec, idx, scorer)
-    return normalize_rows(np.ascontiguousarray(vec, dtype=np.float32), "--text query")
+    return normalize_rows(np.ascontiguousarray(vec, dtype=np.float32), "--text query"), how
 
 
 def image_query(idx: IndexFiles, scorer: Any, image: Path) -> np.ndarray:
@@ -183,8 +220,13 @@ def copy_hits(hits: list[Hit], out_dir: Path) -> list[Path]:
 
 def run_search(index_path: str | os.PathLike, *, text: str | None = None, image: str | os.PathLike | None = None,
                like: str | None = None, k: int = 10, model: str | Path | None = None, clip_model: str | None = None,
-               pretrained: str | None = None, device: str = "cpu") -> tuple[IndexFiles, list[Hit], str]:
-    """Load an index, encode the one query given, search: (index, hits, query description)."""
+               pretrained: str | None = None, device: str = "cpu",
+               match_labels: bool = True) -> tuple[IndexFiles, list[Hit], str]:
+    """Load an index, encode the one query given, search: (index, hits, query description).
+
+    ``match_labels``: a ``text`` naming one of the model's labels uses that label's feature
+    (see :func:`text_query`).
+    """
     given = [name for name, v in (("--text", text), ("--image", image), ("--like", like)) if v is not None]
     if len(given) != 1:
         got = f" (got {', '.join(given)})" if given else ""
@@ -196,5 +238,6 @@ def run_search(index_path: str | os.PathLike, *, text: str | None = None, image:
         return idx, search(idx, like_query(idx, like), k), f"like {like}"
     scorer = query_scorer(idx, model=model, clip_model=clip_model, pretrained=pretrained, device=device)
     if text is not None:
-        return idx, search(idx, text_query(idx, scorer, text), k), f"text '{text}'"
+        vec, how = text_query(idx, scorer, text, match_labels)
+        return idx, search(idx, vec, k), f"text '{text}' ({how})"
     return idx, search(idx, image_query(idx, scorer, Path(image)), k), f"image {image}"

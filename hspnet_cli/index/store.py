@@ -1,14 +1,6 @@
-"""Files of the index: the tagger's output it reads, and the index with its sidecars it writes.
+"""Files of the index: the index with its sidecars, and helpers shared by build, add and merge.
 
-**Input** (``hspnet tag IMAGES --out tags.csv``): ``tags.csv`` (header ``path,tags,scores,groups``,
-``path`` relative to the images folder, row i = image i), ``tags.emb.f32`` (raw little-endian
-float32, n x D, row i = row i of the CSV, unit-norm image embeddings) and ``tags.manifest.json``
-(the file names replace the tags file's suffix, as ``hspnet_cli.tagging.writer`` writes them).
-Two manifest layouts are read: the tagger's (``embedding.dim``, ``model.scorer``,
-``fingerprint.images_dir``, ``files.embeddings``) and the flat one ``index merge`` writes
-(``embedding_dim``, ``model``, ``images_dir``); a manifest with ``"complete": false`` (an
-unfinished run) is refused.
-Embeddings are read through ``np.memmap`` in chunks, never whole.
+The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.index.tags_input`.
 
 **Output** (``tags.faiss``): the FAISS index (id i = the i-th vector added), and two sidecars:
 
@@ -28,11 +20,10 @@ paths file's counts when loaded, so an update interrupted between the renames is
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -46,20 +37,6 @@ FORMAT_VERSION = 1
 CHUNK_ROWS = 65536
 
 
-def _stem(tags_csv: Path) -> Path:
-    return tags_csv.with_suffix("") if tags_csv.suffix else tags_csv
-
-
-def emb_path(tags_csv: Path) -> Path:
-    """``tags.csv`` -> ``tags.emb.f32`` (the tagger's naming)."""
-    return Path(f"{_stem(Path(tags_csv))}.emb.f32")
-
-
-def manifest_path(tags_csv: Path) -> Path:
-    """``tags.csv`` -> ``tags.manifest.json`` (the tagger's naming)."""
-    return Path(f"{_stem(Path(tags_csv))}.manifest.json")
-
-
 def sidecar_json(index_path: Path) -> Path:
     return Path(f"{index_path}.json")
 
@@ -70,109 +47,6 @@ def sidecar_paths(index_path: Path) -> Path:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     return read_json_object(path, what)
-
-
-@dataclass
-class TagsOutput:
-    """One ``hspnet tag`` output: CSV rows, embedding file and manifest, checked against each other.
-
-    Attributes:
-        csv: The tags.csv path.
-        header: CSV column names.
-        rows: CSV rows (lists of strings, ``path`` first column as in the header).
-        paths: The ``path`` column (relative to ``images_dir``).
-        dim: Embedding width D.
-        model: The manifest's model description.
-        images_dir: Absolute folder the paths are relative to.
-        manifest: The whole manifest.
-        emb: The embedding file.
-    """
-
-    csv: Path
-    header: list[str]
-    rows: list[list[str]]
-    paths: list[str]
-    dim: int
-    model: str
-    images_dir: Path
-    manifest: dict[str, Any] = field(default_factory=dict)
-    emb: Path = Path()
-
-    @property
-    def n(self) -> int:
-        return len(self.paths)
-
-    def embeddings(self) -> np.ndarray:
-        """(n, D) read-only float32 memmap of the embedding file."""
-        if self.n == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.memmap(self.emb, dtype="<f4", mode="r", shape=(self.n, self.dim))
-
-
-def _locate(tags_csv: Path) -> tuple[Path, dict[str, Any], Path]:
-    """(manifest path, manifest, embedding path) of a tags file; a manifest's
-    ``files.embeddings`` (relative to its folder) names the embedding file when present."""
-    mpath = manifest_path(tags_csv)
-    manifest = _read_json(mpath, "tags manifest")
-    named = (manifest.get("files") or {}).get("embeddings") if isinstance(manifest.get("files"), dict) else None
-    emb = mpath.parent / str(named) if named else emb_path(tags_csv)
-    return mpath, manifest, emb
-
-
-def _manifest_facts(mpath: Path, manifest: dict[str, Any]) -> tuple[Any, str, Any]:
-    """(embedding dim, model description, images folder) from either manifest layout."""
-    dim = manifest.get("embedding_dim", (manifest.get("embedding") or {}).get("dim")
-                       if isinstance(manifest.get("embedding"), dict) else None)
-    model = manifest.get("model")
-    if isinstance(model, dict):                                    # the tagger's describe(scorer) facts
-        model = model.get("scorer") or model.get("description")
-    images = (manifest.get("images_dir") or (manifest.get("fingerprint") or {}).get("images_dir")
-              or (manifest.get("options") or {}).get("images_dir"))
-    missing = [name for name, v in (("embedding_dim", dim), ("model", model), ("images_dir", images)) if v is None]
-    if missing:
-        raise UserError(f"{mpath}: manifest lacks {', '.join(missing)}")
-    if manifest.get("complete") is False:
-        raise UserError(f"{mpath}: the tagging run is unfinished; rerun the same hspnet tag command to complete it")
-    return dim, str(model), images
-
-
-def read_tags_output(tags_csv: str | os.PathLike) -> TagsOutput:
-    """Read and cross-check a tags.csv with its embedding file and manifest (see :func:`_locate`).
-
-    Raises:
-        UserError: A missing file, a CSV without a ``path`` column, a manifest without
-            embedding dim / model / images folder, an unfinished run, or an embedding file whose
-            size is not rows x D x 4 bytes.
-    """
-    tags_csv = Path(tags_csv)
-    if not tags_csv.is_file():
-        raise UserError(f"{tags_csv}: tags file not found (write it with hspnet tag IMAGES --out {tags_csv})")
-    mpath, manifest, emb = _locate(tags_csv)
-    raw_dim, model, images = _manifest_facts(mpath, manifest)
-    try:
-        dim = int(raw_dim)
-    except (TypeError, ValueError):
-        raise UserError(f"{mpath}: embedding_dim must be an integer") from None
-    if dim <= 0:
-        raise UserError(f"{mpath}: embedding_dim must be positive; got {dim}")
-    with open(tags_csv, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or header[0] != "path":
-            raise UserError(f"{tags_csv}: expected a header starting with 'path' (path,tags,scores,groups)")
-        rows = [row for row in reader if row]
-    bad = next((i for i, row in enumerate(rows) if not row[0] or "\n" in row[0] or "\r" in row[0]), None)
-    if bad is not None:
-        raise UserError(f"{tags_csv}: row {bad + 2} has an empty path or a path with a line break")
-    paths = [row[0] for row in rows]
-    if not emb.is_file():
-        raise UserError(f"{emb}: embedding file not found (hspnet tag writes it beside {tags_csv.name})")
-    size = emb.stat().st_size
-    if size != len(paths) * dim * 4:
-        raise UserError(f"{emb}: {size} bytes, but {len(paths)} rows x {dim} dims x 4 bytes = "
-                        f"{len(paths) * dim * 4} were expected from {tags_csv.name} and its manifest")
-    return TagsOutput(csv=tags_csv, header=header, rows=rows, paths=paths, dim=dim, model=model,
-                      images_dir=Path(str(images)).expanduser().absolute(), manifest=manifest, emb=emb)
 
 
 def iter_chunks(emb: np.ndarray, source: Path, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:

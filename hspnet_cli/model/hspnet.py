@@ -42,6 +42,7 @@ class HSPNet(nn.Module):
         self.config = config
         self.visual = clip_model.visual
         self.text = FrozenTextEncoder(clip_model)
+        self.tokenizer = tokenizer           # for encode_texts (text search); not a module, not saved
         width = self.text.width
         dim = int(clip_model.text_projection.shape[-1] if not isinstance(clip_model.text_projection, nn.Linear)
                   else clip_model.text_projection.out_features)
@@ -142,6 +143,11 @@ class HSPNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, C) logits."""
         return self.scores_from_features(self.encode_image(images))
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """(n, D) unit features of plain texts through the frozen text tower (no learned context)."""
+        return F.normalize(self.text.encode_tokens(self.tokenizer(list(texts))).float(), dim=-1)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights that training changes (the frozen text tower comes from the pretrained source)."""

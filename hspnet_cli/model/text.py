@@ -32,6 +32,10 @@ class FrozenTextEncoder(nn.Module):
                 raise UserError(f"model {type(clip_model).__name__} has no plain CLIP text tower "
                                 f"('{name}' missing); prompt learning needs an OpenAI-style text transformer")
         self.transformer = clip_model.transformer
+        # Kept (shared, frozen) so the tower can encode any text, not only the learned prompts:
+        # text search over a trained model needs it, and a checkpoint of a random or local
+        # backbone stores it with the rest of the tower.
+        self.token_embedding = clip_model.token_embedding
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
         self.register_buffer("positional_embedding", clip_model.positional_embedding.detach().clone())
@@ -64,6 +68,22 @@ class FrozenTextEncoder(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eos_index]   # (n, width)
         proj = self.text_projection
         return proj(x) if isinstance(proj, nn.Linear) else x @ proj   # (n, embed_dim)
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Features of tokenised texts, cut to the longest text like the prompts.
+
+        Args:
+            tokens: (n, 77) CLIP token ids (EOS has the highest id of the vocabulary).
+
+        Returns:
+            (n, embed_dim) text features (not normalised), as ``clip.encode_text`` gives.
+        """
+        device = self.positional_embedding.device
+        eos = tokens.argmax(dim=-1).to(device)                         # (n,)
+        length = int(eos.max()) + 1
+        embedded = self.token_embedding(tokens[:, :length].to(device))  # (n, L, width)
+        return self.forward(embedded, eos)
 
 
 class PromptTokens(nn.Module):

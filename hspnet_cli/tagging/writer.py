@@ -66,7 +66,7 @@ PROGRESS_FORMAT = "hspnet-tag-progress"
 VERSION = 1
 CSV_HEADER = ("path", "tags", "scores", "groups")
 FAILED_HEADER = ("path", "error")
-_ENCODING = ("utf-8", "surrogateescape")  # file names that are not UTF-8 round-trip byte for byte
+ENCODING = ("utf-8", "surrogateescape")  # file names that are not UTF-8 round-trip byte for byte
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def shard_out(out: str | Path, index: int, count: int) -> Path:
     return out.with_name(f"{out.stem}.shard-{index}-of-{count}{out.suffix}")
 
 
-def _csv_line(fields: Sequence[str]) -> str:
+def csv_line(fields: Sequence[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(fields)
     return buf.getvalue()
@@ -136,7 +136,7 @@ class TagSelector:
 
     def csv_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        return _csv_line([key, ";".join(self.label_names[i] for i in sel),
+        return csv_line([key, ";".join(self.label_names[i] for i in sel),
                           ";".join(f"{probs[i]:.4f}" for i in sel), ";".join(self.groups(sel))])
 
     def jsonl_row(self, key: str, probs: np.ndarray) -> str:
@@ -178,9 +178,9 @@ class TagWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:
                 if key == "tags" and self.fmt == "csv":
-                    fh.write(_csv_line(CSV_HEADER).encode(*_ENCODING))
+                    fh.write(csv_line(CSV_HEADER).encode(*ENCODING))
                 elif key == "failed":
-                    fh.write(_csv_line(FAILED_HEADER).encode(*_ENCODING))
+                    fh.write(csv_line(FAILED_HEADER).encode(*ENCODING))
         self._open()
         self._commit()
 
@@ -230,14 +230,14 @@ class TagWriter:
         if len(keys):
             row = self.selector.csv_row if self.fmt == "csv" else self.selector.jsonl_row
             text = "".join(row(k, p) for k, p in zip(keys, probs))
-            self._files["tags"].write(text.encode(*_ENCODING))
+            self._files["tags"].write(text.encode(*ENCODING))
             emb = np.ascontiguousarray(embeddings, dtype="<f4")
             if emb.ndim != 2 or emb.shape[1] != self.embed_dim:
                 raise ValueError(f"embeddings must be (n, {self.embed_dim}); got {emb.shape}")
             self._files["emb"].write(emb.tobytes())
         if failures:
-            text = "".join(_csv_line([k, " ".join(err.split())]) for k, err in failures)
-            self._files["failed"].write(text.encode(*_ENCODING))
+            text = "".join(csv_line([k, " ".join(err.split())]) for k, err in failures)
+            self._files["failed"].write(text.encode(*ENCODING))
         self.rows += len(keys)
         self.failed += len(failures)
         self.items_done += items
@@ -261,16 +261,16 @@ class TagWriter:
                 "failed": self.failed, "bytes": self.sizes()}
 
 
-def read_failures(path: Path, limit: int = 20) -> list[tuple[str, str]]:
-    """The first ``limit`` rows of a failures file."""
+def read_failures(path: Path, limit: int | None = 20) -> list[tuple[str, str]]:
+    """The first ``limit`` rows (None: all) of a failures file (missing file: none)."""
     out: list[tuple[str, str]] = []
     if not path.is_file():
         return out
-    with open(path, encoding=_ENCODING[0], errors=_ENCODING[1], newline="") as fh:
+    with open(path, encoding=ENCODING[0], errors=ENCODING[1], newline="") as fh:
         reader = csv.reader(fh)
         next(reader, None)
         for row in reader:
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
             if len(row) == 2:
                 out.append((row[0], row[1]))

@@ -7,7 +7,8 @@ scaler, loss state (LargeLoss-Cp corrections) and epoch/step counters. Only plai
 containers, numbers, strings and tensors are stored, so ``torch.load(weights_only=True)``
 reads them and no pickled code ever runs.
 
-The frozen text tower is stored only when it cannot be fetched again by name: for a random
+The frozen text tower (with its token embedding, so the checkpoint can encode any text for
+text search) is stored only when it cannot be fetched again by name: for a random
 backbone (``pretrained: none``) or a local checkpoint file. For a published tag (``openai``)
 it is recreated from the tag, and a fingerprint of its weights checks it is the same tower.
 """
@@ -102,7 +103,15 @@ def restore_text_tower(model: Any, data: dict[str, Any]) -> None:
         UserError: The tower fetched by name differs from the one the checkpoint was trained with.
     """
     if data.get("frozen_text") is not None:
-        model.text.load_state_dict(data["frozen_text"])
+        stored = data["frozen_text"]
+        if "token_embedding.weight" not in stored:
+            # Checkpoints written before the tower kept its token embedding: scoring needs only
+            # the rest; free-text encoding (text search) is then unavailable.
+            model.text.token_embedding = None
+            missing = [k for k in model.text.state_dict() if k not in stored]
+            if missing:
+                raise UserError(f"checkpoint's stored text tower lacks {missing[:3]}; retrain with this hspnet")
+        model.text.load_state_dict(stored)
     elif data.get("text_sha256") and model.text_fingerprint() != data["text_sha256"]:
         cfg = data["config"]["model"]
         raise UserError(f"the text tower of {cfg['clip_model']}/{cfg['pretrained']} differs from the one this "

@@ -1,0 +1,160 @@
+"""``hspnet index merge``: shard outputs of ``hspnet tag`` -> one tags file and one index.
+
+The result is an ordinary ``hspnet tag`` output (same files, same manifest layout, see
+:mod:`hspnet_cli.tagging.writer`), so everything that reads a tagger's output reads a merge's:
+``index build``/``add``, and a second merge. Rows are **sorted by path** (relative to the
+deepest folder holding every shard's images folder), so the result does not depend on how the
+images were split or the order the shards are given in. Failures are merged the same way.
+
+Shards must agree on everything that decides a row's content: the model (description and
+weights fingerprint), labels, thresholds, top-k, format and columns. Rows are copied byte for
+byte when their path does not change and re-serialised with the rebased path when it does;
+embeddings are copied in chunks. Every file is written atomically, the manifest last.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hspnet_cli.errors import UserError
+from hspnet_cli.index import store
+from hspnet_cli.index.build import build_index, default_index_path
+from hspnet_cli.index.store import common_root, rebase_paths
+from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
+from hspnet_cli.io_utils import atomic_write
+from hspnet_cli.tagging.writer import (CSV_HEADER, ENCODING, FAILED_HEADER, OutputPaths, csv_line, read_failures,
+                                       write_json)
+
+# Fingerprint entries that decide what a row says; shards that differ in one cannot be joined.
+_MUST_AGREE = ("scorer", "labels", "thresholds", "top_k", "format")
+
+
+def _check_compatible(parts: list[TagsOutput], out: Path) -> None:
+    first = parts[0]
+    for part in parts:
+        if part.file.resolve() == out.resolve():
+            raise UserError(f"{out}: the output is one of the shards; write the merge elsewhere")
+        if part.model != first.model:
+            raise UserError(f"{part.file}: made by '{part.model}' but {first.file} by '{first.model}'; "
+                            "shards of different models cannot be merged")
+        if part.dim != first.dim:
+            raise UserError(f"{part.file}: dim {part.dim} but {first.file} has dim {first.dim}")
+        if part.fmt != first.fmt or part.header != first.header:
+            raise UserError(f"{part.file}: {part.fmt} columns {part.header} differ from {first.file}'s "
+                            f"{first.fmt} {first.header}")
+        for key in _MUST_AGREE:
+            if part.fingerprint.get(key) != first.fingerprint.get(key):
+                raise UserError(f"{part.file}: its {key.replace('_', '-')} setting differs from {first.file}'s; shards "
+                                "must come from one hspnet tag command (same model, thresholds and options)")
+
+
+def _rewrite(line: bytes, new_path: str, old_path: str, fmt: str) -> bytes:
+    """A row's line with its path replaced (unchanged bytes when the path is unchanged)."""
+    if new_path == old_path:
+        return line
+    text = line.decode(*ENCODING)
+    if fmt == "csv":
+        row = next(csv.reader([text]))
+        return csv_line([new_path, *row[1:]]).encode(*ENCODING)
+    obj = json.loads(text)
+    obj["path"] = new_path
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode(*ENCODING)
+
+
+def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
+                 index_out: str | os.PathLike | None = None, factory: str | None = None,
+                 nprobe: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Join shard outputs of ``hspnet tag`` into one output (see module docstring) and index it.
+
+    Args:
+        out: The merged tags file (its embeddings, failures and manifest are named from it).
+        shards: The shards' tags files.
+        index_out: Index path (default: ``out`` with ``.faiss``).
+        factory, nprobe, seed: As for :func:`hspnet_cli.index.build.build_index`.
+
+    Raises:
+        UserError: No shards, incompatible shards, an image in two shards, or the output being
+            one of the shards.
+    """
+    if not shards:
+        raise UserError("give at least one shard tags file to merge")
+    out = Path(out)
+    parts = [read_tags_output(s) for s in shards]
+    _check_compatible(parts, out)
+    root = common_root([p.images_dir for p in parts])
+    keyed: list[tuple[str, int, int]] = []
+    owner: dict[str, Path] = {}
+    for s, part in enumerate(parts):
+        for r, p in enumerate(rebase_paths(part.paths, part.images_dir, root)):
+            if p in owner:
+                raise UserError(f"image '{p}' is in both {owner[p]} and {part.file}; shards must not overlap")
+            owner[p] = part.file
+            keyed.append((p, s, r))
+    keyed.sort(key=lambda t: t[0])
+    target = OutputPaths.for_out(out)
+    first = parts[0]
+
+    with atomic_write(target.tags, "wb") as fh, ExitStack() as stack:
+        sources = [stack.enter_context(open(p.file, "rb")) for p in parts]
+        if first.fmt == "csv":
+            fh.write(csv_line(first.header or list(CSV_HEADER)).encode(*ENCODING))
+        for p, s, r in keyed:
+            fh.write(_rewrite(parts[s].line(sources[s], r), p, parts[s].paths[r], first.fmt))
+    _write_embeddings(target.emb, parts, keyed)
+    failures: list[tuple[str, str]] = []
+    for part in parts:
+        rows = read_failures(part.failed, None)
+        rebased = rebase_paths([path for path, _ in rows], part.images_dir, root)
+        failures += [(path, err) for path, (_, err) in zip(rebased, rows)]
+    failures.sort()
+    with atomic_write(target.failed, "wb") as fh:
+        fh.write(csv_line(FAILED_HEADER).encode(*ENCODING))
+        for path, err in failures:
+            fh.write(csv_line([path, err]).encode(*ENCODING))
+    target.progress.unlink(missing_ok=True)
+    write_json(target.manifest, _merged_manifest(parts, target, root, len(keyed), len(failures)))
+    summary = build_index(out, index_out if index_out is not None else default_index_path(out),
+                          factory=factory, nprobe=nprobe, seed=seed)
+    return {**summary, "merged": str(out), "shards": len(parts), "failed": len(failures)}
+
+
+def _write_embeddings(path: Path, parts: list[TagsOutput], keyed: list[tuple[str, int, int]]) -> None:
+    """Embedding rows in merged order, copied chunk by chunk from the shards' memmaps."""
+    shard_of = np.array([t[1] for t in keyed], dtype=np.int64)
+    row_of = np.array([t[2] for t in keyed], dtype=np.int64)
+    embs = [p.embeddings() for p in parts]
+    dim = parts[0].dim
+    with atomic_write(path, "wb") as fh:
+        for start in range(0, len(keyed), store.CHUNK_ROWS):
+            sl = slice(start, start + store.CHUNK_ROWS)
+            block = np.empty((len(shard_of[sl]), dim), dtype="<f4")
+            for s in np.unique(shard_of[sl]):
+                mask = shard_of[sl] == s
+                block[mask] = embs[s][row_of[sl][mask]]
+            fh.write(block.tobytes())
+
+
+def _merged_manifest(parts: list[TagsOutput], target: OutputPaths, root: Path, rows: int,
+                     failed: int) -> dict[str, Any]:
+    """The tagger's manifest layout for the merged files (first shard's facts, merged counts)."""
+    first = parts[0].manifest
+    items = sum(int((p.manifest.get("counts") or {}).get("items", p.n)) for p in parts)
+    options = first.get("options") if isinstance(first.get("options"), dict) else {}
+    return {**first, "complete": True,
+            "options": {**options, "images_dir": str(root), "list": None, "shard": None},
+            "fingerprint": {**parts[0].fingerprint, "images_dir": str(root), "shard": None, "items": items,
+                            "items_digest": None},
+            "embedding": {**(first.get("embedding") or {}), "file": target.emb.name},
+            "files": {"tags": target.tags.name, "failed": target.failed.name, "embeddings": target.emb.name},
+            "counts": {"items": items, "rows": rows, "failed": failed},
+            "bytes": {key: p.stat().st_size for key, p in target.data_files().items()},
+            "order": "sorted by path",
+            "merged_from": [{"tags": str(p.file.absolute()), "rows": p.n, "images_dir": str(p.images_dir)}
+                            for p in parts]}
