@@ -141,3 +141,42 @@ def test_dataset_reports_failures_and_never_scores_them(tmp_path: Path) -> None:
     assert failed == [(0, "not an image (format not recognised)")]
     images, positions, failed = collate_tagged([ds[0]])
     assert images.numel() == 0 and positions.tolist() == [] and len(failed) == 1
+
+
+def test_decode_deadline_cuts_a_slow_image_and_puts_back_an_outer_timer() -> None:
+    import signal
+
+    from hspnet_cli.tagging.decode import DecodeTimeout, decode_deadline
+
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
+    signal.setitimer(signal.ITIMER_REAL, 30.0)                     # someone else's timer (pytest-timeout, say)
+    try:
+        start = time.monotonic()
+        with pytest.raises(DecodeTimeout, match=r"longer than 0\.2 s \(--decode-timeout\)"):
+            with decode_deadline(0.2):
+                time.sleep(5)
+        assert time.monotonic() - start < 2
+        remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 25 < remaining <= 30 and not fired                  # put back, less the time spent
+        with decode_deadline(0):                                   # 0: no limit, no timer touched
+            time.sleep(0.01)
+        with decode_deadline(5):
+            pass
+        assert 25 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class SlowOn17px:
+    """A transform that hangs (sleeps) on 17 x 17 images: a stand-in for a file PIL spins on.
+    A class, not a closure, so DataLoader workers can pickle it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, image):
+        if image.size == (17, 17):
+            time.sleep(30)
+        return self.inner(image)

@@ -277,3 +277,25 @@ def test_resume_after_kill_9(demo_split, folder: Path, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.split() == ["8", str(GOOD), "4"]
     assert files(tmp_path / "k.csv") == files(tmp_path / "k.ref.csv")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_image_that_hangs_is_skipped_after_the_decode_timeout(scorer, folder: Path, tmp_path: Path,
+                                                                  workers: int) -> None:
+    import dataclasses
+    import time
+
+    from PIL import Image
+
+    from test_tag_decode import SlowOn17px
+
+    Image.new("RGB", (17, 17), (10, 200, 10)).save(folder / "sub" / "slow.png")
+    slow = dataclasses.replace(scorer, transform=SlowOn17px(scorer.transform))
+    start = time.monotonic()
+    summary = tag_images(folder, tmp_path / "t.csv", slow, workers=workers, batch_size=4, decode_timeout=0.5,
+                         progress=False)
+    assert time.monotonic() - start < 20                                  # never waited the 30 s
+    assert summary.rows == GOOD and summary.failed == 5
+    failed = {r["path"]: r["error"] for r in rows(tmp_path / "t.failed.csv")}
+    assert failed["sub/slow.png"].startswith("decoding took longer than 0.5 s (--decode-timeout)")
+    assert "sub/slow.png" not in {r["path"] for r in rows(tmp_path / "t.csv")}

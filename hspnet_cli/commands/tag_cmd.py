@@ -64,6 +64,8 @@ def tag(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     decode: str = typer.Option("auto", "--decode", help="cpu: PIL decodes in the workers; gpu: JPEGs are decoded "
                                "on the model's device (nvJPEG on CUDA), other files by PIL; auto: gpu on CUDA."),
+    decode_timeout: float = typer.Option(60.0, "--decode-timeout", help="Seconds one image may take to decode "
+                                         "(PIL path) before it is skipped as failed; 0: no limit."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
@@ -75,7 +77,7 @@ def tag(
         summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
                              thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers,
                              max_pixels=max_pixels, shard=shard, overwrite=overwrite,
-                             decode=decode)
+                             decode=decode, decode_timeout=decode_timeout)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None

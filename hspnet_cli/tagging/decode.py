@@ -22,16 +22,22 @@ Conversion rules (decisions):
 
 Refusals: empty (0-byte) file, missing file, unrecognised format, a header claiming more than
 ``max_pixels`` pixels (checked from the header before any pixel is decoded: decompression
-bombs), truncated or corrupt pixel data (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set).
+bombs), truncated or corrupt pixel data (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set), and
+an image whose decoding and preprocessing take longer than ``--decode-timeout`` seconds
+(:func:`decode_deadline`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import struct
+import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -47,8 +53,48 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
+DEFAULT_DECODE_TIMEOUT = 60.0
+
+
 class DecodeError(Exception):
     """An image that cannot be tagged; ``str(exc)`` is the reason written to ``tags.failed.csv``."""
+
+
+class DecodeTimeout(DecodeError):
+    """An image whose decoding ran past ``--decode-timeout``."""
+
+
+@contextlib.contextmanager
+def decode_deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`DecodeTimeout` inside the block once it has run ``seconds`` (0: no limit).
+
+    A SIGALRM timer, so it works in a process's main thread on POSIX: each DataLoader worker,
+    and the main process with ``--workers 0``; elsewhere (Windows, other threads) it is a no-op.
+    Python runs the handler between bytecodes, and PIL decodes in a Python loop over chunks, so
+    a pathological file (a decoder spinning on crafted data, a stalled network read between
+    chunks) is cut off; a single C call that never returns cannot be. A timer already set by
+    someone else (pytest-timeout, say) is put back, less the time spent here.
+    """
+    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise DecodeTimeout(f"decoding took longer than {seconds:g} s (--decode-timeout); a pathological file "
+                            "or a stalled disk")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    start = time.monotonic()
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        if old_delay > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-3), old_interval)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -135,6 +181,8 @@ def open_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
             img.load()
             try:
                 img = ImageOps.exif_transpose(img) or img
+            except DecodeError:
+                raise
             except Exception:  # noqa: BLE001 - a broken EXIF block must not fail a readable image
                 pass
             return to_rgb(img)
@@ -162,12 +210,13 @@ class TagImages(Dataset):
     """
 
     def __init__(self, root: str | Path, items: PathList, transform: Callable, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 start: int = 0) -> None:
+                 start: int = 0, timeout: float = DEFAULT_DECODE_TIMEOUT) -> None:
         self.root = os.fspath(root)
         self.items = items
         self.transform = transform
         self.max_pixels = max_pixels
         self.start = start
+        self.timeout = timeout
 
     def __len__(self) -> int:
         return len(self.items) - self.start
@@ -180,16 +229,20 @@ class TagImages(Dataset):
         return os.path.join(self.root, self.items[position])
 
     def pil_item(self, position: int) -> tuple[torch.Tensor | None, int, str]:
-        """Item ``position`` decoded with PIL and ``transform``: ``(tensor or None, position, error)``."""
+        """Item ``position`` decoded with PIL and ``transform`` within the decode deadline:
+        ``(tensor or None, position, error)``."""
         path = self.path_of(position)
         try:
-            image = open_rgb(path, self.max_pixels)
+            with decode_deadline(self.timeout):
+                image = open_rgb(path, self.max_pixels)
+                try:
+                    tensor = self.transform(image)
+                except DecodeError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a transform failure is this image's failure
+                    return None, position, f"preprocessing failed: {describe_error(exc)}"
         except DecodeError as exc:
             return None, position, str(exc)
-        try:
-            tensor = self.transform(image)
-        except Exception as exc:  # noqa: BLE001 - a transform failure is this image's failure
-            return None, position, f"preprocessing failed: {describe_error(exc)}"
         return tensor, position, ""
 
 

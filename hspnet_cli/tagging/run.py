@@ -26,7 +26,7 @@ import torch
 
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
-from hspnet_cli.tagging.decode import DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
+from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
 from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
                                            resolve_decode_mode)
 from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
@@ -191,7 +191,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-               progress: bool = True, decode: str = "auto") -> TagSummary:
+               progress: bool = True, decode: str = "auto",
+               decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -211,6 +212,10 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         progress: Show a progress bar (only drawn on a terminal).
         decode: ``cpu`` (PIL in the workers), ``gpu`` (JPEGs decoded on the scorer's device, see
             :mod:`hspnet_cli.tagging.gpu_decode`) or ``auto`` (gpu on CUDA, else cpu).
+        decode_timeout: Seconds one image may take to decode and preprocess on the PIL path
+            before it is written to the failures file (0: no limit); see
+            :func:`~hspnet_cli.tagging.decode.decode_deadline`. Not part of the fingerprint:
+            a rerun may change it.
 
     Raises:
         UserError: Bad options, no images, or outputs of a run with other settings.
@@ -220,8 +225,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
-    if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1:
-        raise UserError("--top-k and --workers must be >= 0, --batch-size and --max-pixels >= 1")
+    if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1 or not decode_timeout >= 0:
+        raise UserError("--top-k, --workers and --decode-timeout must be >= 0, --batch-size and --max-pixels >= 1")
     decode_mode = resolve_decode_mode(decode, scorer.device)
     preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
     if decode_mode == "gpu" and preprocess is None:
@@ -271,7 +276,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
             "options": {"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
                         "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
                         "batch_size": batch_size, "workers": workers, "device": str(scorer.device),
-                        "decode": decode_mode},
+                        "decode": decode_mode, "decode_timeout": decode_timeout},
             "fingerprint": fingerprint,
             "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
             "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
@@ -281,7 +286,8 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
 
     resumed_from = writer.items_done
     dataset_type = JpegBytesImages if preprocess is not None else TagImages
-    dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from)
+    dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from,
+                           timeout=decode_timeout)
     on_cuda = scorer.device.type == "cuda"
     if on_cuda:
         try:
