@@ -8,6 +8,7 @@ system, so ``os.replace`` is atomic) and rename it over the target only when it 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -89,6 +90,41 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, "wb") as fh:
         fh.write(data)
+
+
+def staging_dir(out_dir: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``out_dir`` to build it in, for :func:`replace_dir`.
+
+    Its name, ``.NAME.partial-HOST-PID-*``, says which process made it, so the staging folders
+    of runs that were killed (kill -9, power loss: no cleanup ran) are removed here, by the next
+    run, when their process on this host is gone. Folders of live processes and of other hosts
+    (a shared file system) are left alone.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    host = _host_tag()
+    prefix = f".{out_dir.name}.partial-{host}-"
+    for stale in out_dir.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out_dir.parent))
+
+
+def _host_tag() -> str:
+    import socket
+
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # someone else's live process
+        return True
+    return True
 
 
 def replace_dir(tmp: str | os.PathLike, out_dir: str | os.PathLike) -> None:

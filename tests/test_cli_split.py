@@ -157,3 +157,28 @@ def test_check_images_lists_missing_and_broken(runner: CliRunner, tmp_path: Path
     result = invoke(runner, "split", train_csv, "-t", tax, "-o", tmp_path / "d", "--check-images", images,
                     "--check-images-deep")
     assert result.exit_code == 2 and "1 of 30 image(s)" in result.stderr and "000010.png (unreadable" in result.stderr
+
+
+def test_staging_folders_of_killed_runs_are_cleaned_by_the_next_run(runner: CliRunner, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from hspnet_cli.io_utils import _host_tag
+
+    tax, train_csv, _, _ = demo_like(tmp_path)
+    out = tmp_path / "split"
+    # A run killed with SIGKILL after it made its staging folder: nothing of it could clean up.
+    code = ("import os, signal; from hspnet_cli.io_utils import staging_dir; "
+            f"d = staging_dir({str(out)!r}); (d / 'train.csv').write_text('half'); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    stale = list(tmp_path.glob(".split.partial-*"))
+    assert len(stale) == 1 and (stale[0] / "train.csv").read_text() == "half"
+    live = tmp_path / f".split.partial-{_host_tag()}-{os.getpid()}-live"      # a run still going
+    foreign = tmp_path / ".split.partial-otherhost-1-x"                       # another machine's
+    live.mkdir(), foreign.mkdir()
+    result = invoke(runner, "split", train_csv, "--taxonomy", tax, "--mode", "full", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not stale[0].exists() and live.is_dir() and foreign.is_dir()
+    assert sorted(p.name for p in tmp_path.glob(".split.*")) == sorted([live.name, foreign.name])

@@ -13,7 +13,6 @@ With several ``keep`` ratios (partial mode) every ratio gets its own self-contai
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from hspnet_cli.data.split_io import (
     SPLIT_VERSION, SPLIT_YAML, format_split_csv, format_split_yaml, labels_sha256, sha256_files,
 )
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir
+from hspnet_cli.io_utils import replace_dir, staging_dir
 from hspnet_cli.taxonomy.core import Taxonomy
 
 MODES = ("single-positive", "partial", "full")
@@ -273,7 +272,7 @@ def _summarise(variant: dict[str, Any], label_names: list[str], out_format: str,
 def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, Any]],
                texts: list[dict[str, str]], reader_warnings: list[str]) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp = staging_dir(out_dir)
     try:
         for summary, rendered in zip(summaries, texts):
             folder = tmp / summary["dir"]

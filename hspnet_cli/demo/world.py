@@ -37,7 +37,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from hspnet_cli.demo.summary import DemoWorldSummary, summarise
 from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
 from hspnet_cli.demo.draw import DRAWERS
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir
+from hspnet_cli.io_utils import replace_dir, staging_dir
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 GENERATOR_VERSION = 1
@@ -312,7 +311,7 @@ def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0
     _check_target(target, overwrite, shown=out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp = staging_dir(target)
     try:
         images_dir = tmp / "images"
         images_dir.mkdir()
