@@ -17,7 +17,7 @@ import numpy as np
 
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.errors import UserError
-from hspnet_cli.metrics import (group_scores_and_targets, mean_average_precision, threshold_metrics,
+from hspnet_cli.metrics import (ThresholdMetrics, group_scores_and_targets, mean_average_precision, threshold_metrics,
                                 top_k_precision)
 from hspnet_cli.taxonomy import Taxonomy
 
@@ -80,14 +80,7 @@ class EvalReport:
     positives: np.ndarray
     no_positive: list[str]
     threshold: float
-    cp: float
-    cr: float
-    cf1: float
-    op: float
-    or_: float
-    of1: float
-    per_class_precision: np.ndarray
-    per_class_recall: np.ndarray
+    at_threshold: ThresholdMetrics
     top_k: int
     top_k_precision: float
     group_names: list[str]
@@ -105,19 +98,19 @@ class EvalReport:
         def num(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
 
+        t = self.at_threshold
         return {
             **self.extra,
             "images": self.n_images, "labels": len(self.label_names), "map_variant": self.variant,
             "map": num(self.map), "group_map": num(self.group_map),
-            "cf1": num(self.cf1), "cp": num(self.cp), "cr": num(self.cr),
-            "of1": num(self.of1), "op": num(self.op), "or": num(self.or_),
+            "cf1": num(t.cf1), "cp": num(t.cp), "cr": num(t.cr), "of1": num(t.of1), "op": num(t.op), "or": num(t.or_),
             "threshold": self.threshold, f"top{self.top_k}_precision": num(self.top_k_precision),
             "no_positive": list(self.no_positive),
             "per_class": {name: {"group": group, "ap": num(ap), "positives": int(n), "precision": num(p),
                                  "recall": num(r)}
                           for name, group, ap, n, p, r in zip(self.label_names, self.label_groups, self.per_class_ap,
-                                                              self.positives, self.per_class_precision,
-                                                              self.per_class_recall)},
+                                                              self.positives, t.per_class_precision,
+                                                              t.per_class_recall)},
             "per_group_ap": {g: num(ap) for g, ap in zip(self.group_names, self.group_ap)},
         }
 
@@ -144,8 +137,7 @@ def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy,
         label_names=list(taxonomy.label_names), label_groups=[owner[n] for n in taxonomy.label_names],
         variant=variant, map=result.map, per_class_ap=result.per_class,
         positives=(np.asarray(targets) == 1).sum(0), no_positive=[taxonomy.label_names[i] for i in result.no_positive],
-        threshold=threshold, cp=thr.cp, cr=thr.cr, cf1=thr.cf1, op=thr.op, or_=thr.or_, of1=thr.of1,
-        per_class_precision=thr.per_class_precision, per_class_recall=thr.per_class_recall,
+        threshold=threshold, at_threshold=thr,
         top_k=top_k, top_k_precision=top_k_precision(logits, targets, top_k),
         group_names=list(taxonomy.group_names), group_map=groups.map, group_ap=groups.per_class,
         n_images=int(logits.shape[0]))
