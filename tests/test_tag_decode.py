@@ -180,3 +180,20 @@ class SlowOn17px:
         if image.size == (17, 17):
             time.sleep(30)
         return self.inner(image)
+
+
+class KillWorkerOn19px:
+    """A transform whose DataLoader worker dies (SIGKILL) on 19 x 19 images: a decoder crash."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, image):
+        import os
+        import signal
+
+        from torch.utils.data import get_worker_info
+
+        if image.size == (19, 19) and get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(image)

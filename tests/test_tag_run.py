@@ -299,3 +299,23 @@ def test_an_image_that_hangs_is_skipped_after_the_decode_timeout(scorer, folder:
     failed = {r["path"]: r["error"] for r in rows(tmp_path / "t.failed.csv")}
     assert failed["sub/slow.png"].startswith("decoding took longer than 0.5 s (--decode-timeout)")
     assert "sub/slow.png" not in {r["path"] for r in rows(tmp_path / "t.csv")}
+
+
+def test_a_dead_worker_is_a_clear_error_and_the_rerun_continues(scorer, folder: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from PIL import Image
+
+    from test_tag_decode import KillWorkerOn19px
+
+    Image.new("RGB", (19, 19), (200, 10, 10)).save(folder / "zz_crash.png")     # sorted last
+    crashing = dataclasses.replace(scorer, transform=KillWorkerOn19px(scorer.transform))
+    out = tmp_path / "t.csv"
+    with pytest.raises(UserError, match=r"an image-decoding worker died .* rerun the same command to continue"):
+        tag_images(folder, out, crashing, workers=1, batch_size=4, progress=False)
+    written = len(rows(out))
+    assert written > 0                                                  # earlier batches were kept
+    summary = tag_images(folder, out, scorer, workers=1, batch_size=4, progress=False)
+    assert summary.resumed_from > 0 and summary.rows == GOOD + 1
+    paths = [r["path"] for r in rows(out)]
+    assert len(paths) == len(set(paths)) == GOOD + 1 and "zz_crash.png" in paths

@@ -221,7 +221,6 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
         UserError: Bad options, no images, or outputs of a run with other settings.
     """
     from hspnet_cli.inference import describe
-    from hspnet_cli.train.progress import NoBar, epoch_progress
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
@@ -297,25 +296,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     start = time.perf_counter()
     try:
         if len(dataset):
-            loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
-                                     collate_fn=collate_jpeg if preprocess is not None else None)
-            with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
-                for batch in loader:
-                    if preprocess is not None:
-                        images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
-                    else:
-                        images, positions, failed = batch
-                    keys = [items[p] for p in positions.tolist()]
-                    if len(keys):
-                        emb = _embed(scorer, images)
-                        probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
-                        emb_np = emb.float().cpu().numpy()
-                    else:
-                        probs = np.zeros((0, tax.num_labels), np.float32)
-                        emb_np = np.zeros((0, embed_dim), np.float32)
-                    writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed],
-                                       len(keys) + len(failed))
-                    bar.advance(len(keys) + len(failed))
+            _tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
         seconds = time.perf_counter() - start
         manifest.update(complete=True, counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
                         bytes=writer.sizes())
@@ -328,3 +309,49 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
                       processed=processed, seconds=seconds,
                       images_per_second=processed / seconds if seconds > 0 else 0.0, outputs=outputs,
                       failures=read_failures(paths.failed), shard=(index, count))
+
+
+def _tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWriter,
+                 preprocess: TensorPreprocess | None, batch_size: int, workers: int, progress: bool) -> None:
+    """Score every batch of ``dataset`` and append it through ``writer``.
+
+    Raises:
+        UserError: A DataLoader worker died (a decoder crashed on some file, or the OOM killer
+            struck). Everything written so far is kept and recorded, so a rerun continues.
+    """
+    from hspnet_cli.train.progress import NoBar, epoch_progress
+
+    num_labels, embed_dim = scorer.taxonomy.num_labels, int(scorer.label_features.shape[1])
+    on_cuda = scorer.device.type == "cuda"
+    loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
+                             collate_fn=collate_jpeg if preprocess is not None else None)
+    with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
+        batches = iter(loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError as exc:
+                if "DataLoader worker" not in str(exc):
+                    raise
+                first = writer.items_done
+                raise UserError(
+                    f"an image-decoding worker died ({str(exc).strip().splitlines()[0]}) while reading the images "
+                    f"from #{first + 1} of {len(items)} ('{items[first]}') on; the {writer.rows} rows written are "
+                    "kept: rerun the same command to continue, and if it dies again there, tag with --workers 0 "
+                    "to find the file, or leave it out with --list") from None
+            if preprocess is not None:
+                images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
+            else:
+                images, positions, failed = batch
+            keys = [items[p] for p in positions.tolist()]
+            if len(keys):
+                emb = _embed(scorer, images)
+                probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
+                emb_np = emb.float().cpu().numpy()
+            else:
+                probs = np.zeros((0, num_labels), np.float32)
+                emb_np = np.zeros((0, embed_dim), np.float32)
+            writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed], len(keys) + len(failed))
+            bar.advance(len(keys) + len(failed))
