@@ -86,28 +86,42 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
     if not shards:
         raise UserError("give at least one shard tags file to merge")
     out = Path(out)
-    parts = [read_tags_output(s) for s in shards]
-    _check_compatible(parts, out)
-    root = common_root([p.images_dir for p in parts])
-    keyed: list[tuple[str, int, int]] = []
-    owner: dict[str, Path] = {}
-    for s, part in enumerate(parts):
-        for r, p in enumerate(rebase_paths(part.paths, part.images_dir, root)):
-            if p in owner:
-                raise UserError(f"image '{p}' is in both {owner[p]} and {part.file}; shards must not overlap")
-            owner[p] = part.file
-            keyed.append((p, s, r))
-    keyed.sort(key=lambda t: t[0])
     target = OutputPaths.for_out(out)
-    first = parts[0]
+    counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
+    summary = build_index(out, index_out if index_out is not None else default_index_path(out),
+                          factory=factory, nprobe=nprobe, seed=seed)
+    return {**summary, "merged": str(out), **counts}
 
+
+def _merged_order(parts: list[TagsOutput], root: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(every rebased path, and sorted by path: its indices into that list, shard, row)."""
+    paths: list[str] = []
+    for part in parts:
+        paths += rebase_paths(part.paths, part.images_dir, root)
+    shard_of = np.repeat(np.arange(len(parts)), [p.n for p in parts])
+    row_of = np.concatenate([np.arange(p.n) for p in parts]) if parts else np.zeros(0, np.int64)
+    # An object array + argsort: 8 bytes a row of index, no per-row tuples or dict.
+    order = np.argsort(np.array(paths, dtype=object), kind="stable")
+    for a, b in zip(order[:-1], order[1:]):
+        if paths[a] == paths[b]:
+            raise UserError(f"image '{paths[a]}' is in both {parts[shard_of[a]].file} and {parts[shard_of[b]].file}; "
+                            "shards must not overlap")
+    return paths, order, shard_of[order], row_of[order]
+
+
+def _write_merged(parts: list[TagsOutput], target: OutputPaths) -> dict[str, int]:
+    """Write the merged tags, embeddings, failures and manifest; (shards, rows, failed) counts."""
+    _check_compatible(parts, target.tags)
+    root = common_root([p.images_dir for p in parts])
+    paths, order, shard_of, row_of = _merged_order(parts, root)
+    first = parts[0]
     with atomic_write(target.tags, "wb") as fh, ExitStack() as stack:
         sources = [stack.enter_context(open(p.file, "rb")) for p in parts]
         if first.fmt == "csv":
             fh.write(csv_line(first.header or list(CSV_HEADER)).encode(*ENCODING))
-        for p, s, r in keyed:
-            fh.write(_rewrite(parts[s].line(sources[s], r), p, parts[s].paths[r], first.fmt))
-    _write_embeddings(target.emb, parts, keyed)
+        for i, s, r in zip(order.tolist(), shard_of.tolist(), row_of.tolist()):
+            fh.write(_rewrite(parts[s].line(sources[s], r), paths[i], parts[s].paths[r], first.fmt))
+    _write_embeddings(target.emb, parts, shard_of, row_of)
     failures: list[tuple[str, str]] = []
     for part in parts:
         rows = read_failures(part.failed, None)
@@ -119,20 +133,17 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
         for path, err in failures:
             fh.write(csv_line([path, err]).encode(*ENCODING))
     target.progress.unlink(missing_ok=True)
-    write_json(target.manifest, _merged_manifest(parts, target, root, len(keyed), len(failures)))
-    summary = build_index(out, index_out if index_out is not None else default_index_path(out),
-                          factory=factory, nprobe=nprobe, seed=seed)
-    return {**summary, "merged": str(out), "shards": len(parts), "failed": len(failures)}
+    write_json(target.manifest, _merged_manifest(parts, target, root, len(paths), len(failures)))
+    return {"shards": len(parts), "failed": len(failures)}
 
 
-def _write_embeddings(path: Path, parts: list[TagsOutput], keyed: list[tuple[str, int, int]]) -> None:
-    """Embedding rows in merged order, copied chunk by chunk from the shards' memmaps."""
-    shard_of = np.array([t[1] for t in keyed], dtype=np.int64)
-    row_of = np.array([t[2] for t in keyed], dtype=np.int64)
+def _write_embeddings(path: Path, parts: list[TagsOutput], shard_of: np.ndarray, row_of: np.ndarray) -> None:
+    """Embedding rows in merged order (``shard_of``/``row_of``: source of each output row),
+    copied chunk by chunk from the shards' memmaps."""
     embs = [p.embeddings() for p in parts]
     dim = parts[0].dim
     with atomic_write(path, "wb") as fh:
-        for start in range(0, len(keyed), store.CHUNK_ROWS):
+        for start in range(0, len(shard_of), store.CHUNK_ROWS):
             sl = slice(start, start + store.CHUNK_ROWS)
             block = np.empty((len(shard_of[sl]), dim), dtype="<f4")
             for s in np.unique(shard_of[sl]):
