@@ -125,8 +125,8 @@ class TrainConfig:
         pct_start: OneCycle warm-up fraction.
         ema: Keep an exponential moving average of the model.
         ema_decay: EMA decay; None: exp(ln 0.82 / iterations per epoch) as published.
-        amp: ``auto`` (bf16 on GPUs that support it, else fp16; off on CPU), ``bf16``,
-            ``fp16`` or ``off``.
+        amp: ``auto`` (bf16 on GPUs that support it, else fp16; off on CPU), ``bf16`` (also on
+            CPU), ``fp16`` (GPU only) or ``off``.
         augment: ``none`` (published code) or ``flip_crop`` (paper).
         image_size: Input side; None: the model's own.
         loss: Loss name (see ``hspnet_cli.losses``).

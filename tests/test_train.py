@@ -63,6 +63,38 @@ def test_resume_continues_exactly(demo_split, tmp_path: Path) -> None:
     assert len((tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_bf16_autocast_path_trains_like_full_precision(demo_split, tmp_path: Path) -> None:
+    """The mixed-precision code path GPUs take (autocast bf16), run on the CPU: the same
+    first-step loss within bf16's precision, float32 weights in the checkpoint, a usable model."""
+    from hspnet_cli.inference import from_checkpoint
+
+    full = run(demo_split, tmp_path / "fp32", tiny(**{"train.amp": "off", "train.epochs": 1}))
+    half = run(demo_split, tmp_path / "bf16", tiny(**{"train.amp": "bf16", "train.epochs": 1}))
+    loss32, loss16 = (json.loads((r.out_dir / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+                      for r in (full, half))
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert 0 < half.best_map <= 1 and abs(half.best_map - full.best_map) < 0.1
+    saved = torch.load(tmp_path / "bf16" / "best.ckpt", weights_only=True)
+    assert saved["config"]["train"]["amp"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in saved["model"].values() if v.is_floating_point())
+    scorer = from_checkpoint(tmp_path / "bf16" / "best.ckpt")
+    assert torch.isfinite(scorer(torch.rand(2, 3, scorer.image_size, scorer.image_size))).all()
+
+
+def test_channels_last_image_tower_gives_the_same_features() -> None:
+    """GPU runs put the image tower in channels-last; the features must not change."""
+    from hspnet_cli.clip_models import load_clip
+
+    torch.manual_seed(0)
+    visual = load_clip("hspnet-tiny-rn", "none").model.visual.eval()
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        plain = visual(images)
+        visual.to(memory_format=torch.channels_last)
+        fast = visual(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+
+
 def test_existing_run_is_not_overwritten(demo_split, tmp_path: Path) -> None:
     run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1}))
     with pytest.raises(UserError, match="holds a run already; continue it with --resume"):

@@ -36,7 +36,7 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed precision on GPU (bf16 where supported, else fp16); nothing on CPU."""
+        """Autocast to ``amp_dtype`` (see :func:`resolve_amp`); nothing when it is None."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -58,9 +58,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a config's ``amp`` on ``device`` (None: full precision)."""
-    if device.type != "cuda" or amp == "off":
+    """The autocast dtype for a config's ``amp`` on ``device`` (None: full precision).
+
+    On the CPU only an explicit ``bf16`` turns autocast on (CPUs with AMX / AVX512-BF16 gain from
+    it, others only lose); ``auto`` and ``fp16`` stay in full precision there.
+    """
+    if amp == "off":
         return None
+    if device.type != "cuda":
+        return torch.bfloat16 if amp == "bf16" else None
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
