@@ -116,3 +116,18 @@ def test_shards_of_a_jsonl_run_merge_into_the_unsharded_output(tagged: dict, dem
                threshold=0.9, progress=False)
     with pytest.raises(Exception, match="its thresholds setting differs"):
         merge_shards(root / "bad" / "tags.jsonl", [shards[0], root / "other" / "tags.shard-1-of-2.jsonl"])
+
+
+def test_text_fingerprint_leaves_the_token_embedding_out(tagged: dict) -> None:
+    """Checkpoints of a published tower store only this fingerprint; it must not change with the
+    token embedding the tower now keeps (older checkpoints still check)."""
+    from hspnet_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(tagged["ckpt"]))
+    before = model.text_fingerprint()
+    with torch.no_grad():
+        model.text.token_embedding.weight.add_(1.0)
+    assert model.text_fingerprint() == before
+    with torch.no_grad():
+        model.text.ln_final.weight.add_(1.0)
+    assert model.text_fingerprint() != before

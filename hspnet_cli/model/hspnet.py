@@ -156,11 +156,17 @@ class HSPNet(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("text.")}
 
     def text_fingerprint(self) -> str:
-        """SHA-256 of the frozen text tower's weights: checks a rebuilt model got the same tower."""
+        """SHA-256 of the frozen text tower's weights: checks a rebuilt model got the same tower.
+
+        The token embedding is left out, as it was before the tower kept it: checkpoints written
+        then still check, and its 25M values (RN50) need not be hashed at every save.
+        """
         import hashlib
 
         h = hashlib.sha256()
         for name, tensor in sorted(self.text.state_dict().items()):
+            if name.startswith("token_embedding."):
+                continue
             h.update(name.encode())
             h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
