@@ -115,6 +115,9 @@ def _write_merged(parts: list[TagsOutput], target: OutputPaths) -> dict[str, int
     root = common_root([p.images_dir for p in parts])
     paths, order, shard_of, row_of = _merged_order(parts, root)
     first = parts[0]
+    # The manifest is written last and says the files are complete: an earlier merge's must not
+    # vouch for files a killed rerun left half replaced.
+    target.manifest.unlink(missing_ok=True)
     with atomic_write(target.tags, "wb") as fh, ExitStack() as stack:
         sources = [stack.enter_context(open(p.file, "rb")) for p in parts]
         if first.fmt == "csv":
