@@ -50,7 +50,9 @@ def search(
         print_json({"index": str(index), "query": described, "k": k, "hits": [h.to_dict() for h in hits],
                     **({"copied": [str(p) for p in copied]} if copy_to is not None else {})})
         return
-    table = Table(title=f"{described} in {index} ({idx.index.ntotal:,} images)")
+    # The query line is printed whole, not as the table's title (rich wraps a title to the table's width).
+    say(f"{described} in {index} ({idx.index.ntotal:,} images)")
+    table = Table()
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
     table.add_column("path")
