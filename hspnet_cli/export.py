@@ -7,8 +7,9 @@ preprocessing), in one of three formats:
 
 * ``ckpt``: a ``torch.save`` file of plain containers and tensors, read with
   ``torch.load(weights_only=True)``. The image tower is stored as its open_clip vision config
-  plus its state dict and is rebuilt alone (``_build_vision_tower``), so loading allocates no
-  text tower and reads nothing from the network.
+  plus its state dict and is rebuilt alone (open_clip's ``_build_vision_tower``, or its public
+  ``CLIP`` class with a negligible text tower should that private helper go), so loading
+  allocates no real text tower and reads nothing from the network.
 * ``torchscript``: a traced module ``images (B, 3, S, S) -> logits (B, C)`` with T* baked in
   (method ``encode`` gives the raw image features), plus a sidecar ``<out>.json``.
 * ``onnx``: the same logits graph for other runtimes (needs the ``onnx`` package), plus the
@@ -101,14 +102,29 @@ def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
             "quick_gelu": quick}
 
 
+def _private_vision_builder() -> Any:
+    """open_clip's private image-tower builder, or None where this open_clip lacks it."""
+    import open_clip.model as oc_model
+
+    return getattr(oc_model, "_build_vision_tower", None)
+
+
 def build_visual(spec: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
     """Rebuild an image tower from :func:`vision_spec` and its weights (no text tower, no network)."""
     from hspnet_cli.clip_models import _open_clip
 
     _open_clip()
-    from open_clip.model import _build_vision_tower
+    import open_clip.model as oc_model
 
-    visual = _build_vision_tower(spec["embed_dim"], dict(spec["vision_cfg"]), bool(spec["quick_gelu"]))
+    build = _private_vision_builder()
+    if build is not None:
+        visual = build(spec["embed_dim"], dict(spec["vision_cfg"]), bool(spec["quick_gelu"]))
+    else:
+        # open_clip's helper is private and may go; its public CLIP class builds the same tower,
+        # here beside a one-layer, two-token text tower that costs nothing.
+        text_cfg = {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}
+        visual = oc_model.CLIP(spec["embed_dim"], dict(spec["vision_cfg"]), text_cfg,
+                               quick_gelu=bool(spec["quick_gelu"])).visual
     visual.load_state_dict(state)
     return visual.to(device).eval()
 

@@ -40,6 +40,16 @@ def _thresholds(path: Path, labels: list[str], **change) -> Path:
     return path
 
 
+def test_export_loads_without_open_clips_private_tower_builder(trained, tmp_path: Path, monkeypatch) -> None:
+    """Should open_clip drop its private _build_vision_tower, exports still load (public CLIP class)."""
+    from hspnet_cli import export
+
+    out = export_model(trained["ckpt"], tmp_path / "model.pt")
+    monkeypatch.setattr(export, "_private_vision_builder", lambda: None)
+    scorer = load_scorer(out)
+    torch.testing.assert_close(scorer(trained["images"]), trained["scores"], rtol=0, atol=1e-5)
+
+
 def test_ckpt_export_scores_equal_and_has_no_text_tower(trained, tmp_path: Path) -> None:
     labels = trained["full"].taxonomy.label_names
     out = export_model(trained["ckpt"], tmp_path / "model.pt", thresholds=_thresholds(tmp_path / "t.json", labels))
