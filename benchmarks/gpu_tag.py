@@ -17,7 +17,9 @@ them; the COCO taxonomy's 80 labels) and times, per ``--modes`` entry:
 * ``gpu``: ``tag_images(decode="gpu")``: workers only read bytes; nvJPEG decodes each batch on
   the scorer's device and resizes there (on a CPU device ``decode_jpeg`` runs on the CPU);
 * ``decode``: the decoding half of ``gpu`` alone: JPEG bytes already in memory, batched
-  ``decode_jpeg`` plus the package's tensor preprocessing, no model, no files written;
+  ``decode_jpeg`` plus the package's tensor preprocessing, no model, no files written; timed
+  with images grouped by size (``images_per_second``) and one by one
+  (``per_image_preprocess_images_per_second``);
 * ``forward``: the ceiling: pre-decoded, pre-resized (B, 3, S, S) tensors already on the device
   through the scorer's image encoder, as ``tag_images`` calls it (bf16 autocast and
   channels-last on CUDA, float32 on CPU).
@@ -198,21 +200,30 @@ def time_decode(scorer: Any, files: list[Path], batch_size: int) -> dict[str, An
         return {"what": "decode_jpeg + TensorPreprocess", "skipped": "this model's transform has no tensor path"}
     datas = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
 
-    def decode(batch: list[torch.Tensor]) -> torch.Tensor:
+    def decode(batch: list[torch.Tensor], batched: bool) -> torch.Tensor:
         images = decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
-        return torch.stack([preprocess(image) for image in images])
+        # Grouped by size (TensorPreprocess.batch, what tag_images does on a GPU) vs one by one
+        # (what it does on the CPU): the GPU run says whether grouping pays there.
+        return torch.stack(preprocess.batch(images, group=True) if batched
+                           else [preprocess(image) for image in images])
 
-    decode(datas[:batch_size])  # warm-up: nvJPEG handles, resize kernels
-    _sync(device)
-    _reset_peak(device)
-    start = time.perf_counter()
-    for batch in _batches(datas, batch_size):
-        decode(batch)
-    _sync(device)
-    seconds = time.perf_counter() - start
-    return {"what": f"decode_jpeg(device={device.type!r}) + TensorPreprocess, bytes in memory",
-            "images": len(datas), "seconds": round(seconds, 3), "images_per_second": round(len(datas) / seconds, 1),
-            "peak_gpu_mib": _peak_mib(device)}
+    result: dict[str, Any] = {"what": f"decode_jpeg(device={device.type!r}) + TensorPreprocess.batch, bytes in memory",
+                              "images": len(datas)}
+    for batched in (False, True):
+        decode(datas[:batch_size], batched)  # warm-up: nvJPEG handles, resize kernels
+        _sync(device)
+        _reset_peak(device)
+        start = time.perf_counter()
+        for batch in _batches(datas, batch_size):
+            decode(batch, batched)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        if batched:
+            result.update(seconds=round(seconds, 3), images_per_second=round(len(datas) / seconds, 1),
+                          peak_gpu_mib=_peak_mib(device))
+        else:
+            result["per_image_preprocess_images_per_second"] = round(len(datas) / seconds, 1)
+    return result
 
 
 def time_forward(scorer: Any, batch_size: int, iters: int, warmup: int) -> dict[str, Any]:

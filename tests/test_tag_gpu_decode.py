@@ -147,6 +147,19 @@ def test_tensor_preprocessing_close_to_pil(folder: Path) -> None:
     assert worst < MAX_ABS_DIFF and max(means) < MAX_MEAN_DIFF, (worst, means)
 
 
+def test_batched_preprocessing_equals_one_by_one() -> None:
+    """Images grouped by size and resized together give each image's own result."""
+    pre = TensorPreprocess(64, 64, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28))
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(90, 120), (120, 90), (90, 120), (64, 64), (90, 120), (300, 200)]
+    images = [torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8) for h, w in sizes]
+    batched = pre.batch(images, group=True)                   # as on a GPU
+    assert len(batched) == len(images)
+    for image, got in zip(images, batched):
+        torch.testing.assert_close(got, pre(image), rtol=0, atol=1e-5)
+    assert pre.batch([]) == []
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_on_tensor_matches_pil(tmp_path: Path, orientation: int) -> None:
     # Asymmetric content (a bright block in one corner of a wide image) shows any wrong turn.
