@@ -82,7 +82,11 @@ class SPMLLoss(nn.Module):
                              f"{tuple(targets.shape)} must be the same (B, C) shape")
         if epoch < 0:
             raise ValueError(f"epoch is a 0-based index, got {epoch}")
-        if bool(((targets != 1) & (targets != 0) & (targets != -1)).any()):
+        valid = ((targets == 1) | (targets == 0) | (targets == -1)).all()
+        if targets.is_cuda:
+            # Checked on the device: reading the answer back would stall every training step.
+            torch._assert_async(valid, "targets must use the SPML encoding 1 / 0 / -1")
+        elif not bool(valid):
             raise ValueError("targets must use the SPML encoding 1 / 0 / -1")
         return self._compute(logits.float(), targets, epoch, index)
 

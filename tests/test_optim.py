@@ -63,3 +63,29 @@ def test_ema_default_decay_and_update(model) -> None:
     model.load_state_dict(backup, strict=False)
     torch.testing.assert_close(model.meta[0].weight, before + 1.0)
     assert not math.isnan(float(ema.state[key].sum()))
+
+
+def test_ema_follows_every_tensor_after_a_memory_format_change_and_a_new_state() -> None:
+    """EMA keeps no stale references: converting the image tower to channels-last (as GPU runs
+    do after the EMA exists) or loading a resumed EMA state changes nothing it should see."""
+    torch.manual_seed(0)
+    model = build_model(load_taxonomy("voc"), ModelConfig(clip_model="hspnet-tiny-rn", pretrained="none"))
+    ema = EMA(model, decay=0.5)
+    ema.update(model)                                        # builds its name -> tensor lookup
+    model.visual.to(memory_format=torch.channels_last)       # replaces the tensors behind the names
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0) if p.requires_grad else None
+        for name, b in model.named_buffers():
+            if b.dtype == torch.long:
+                b.add_(7)                                    # BatchNorm step counters are copied, not averaged
+    start = {k: v.clone() for k, v in ema.state.items()}
+    ema.update(model)
+    live = model.trainable_state_dict()
+    for key, value in ema.state.items():
+        want = live[key] if not value.is_floating_point() else 0.5 * start[key] + 0.5 * live[key]
+        torch.testing.assert_close(value, want, msg=key)
+    ema.state = {k: v * 0 if v.is_floating_point() else v for k, v in ema.state.items()}   # a resumed state
+    ema.update(model)
+    key = "meta.0.weight"
+    torch.testing.assert_close(ema.state[key], 0.5 * model.meta[0].weight)

@@ -211,7 +211,9 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             model.train()
             if config.model.freeze_image_encoder:
                 model.visual.eval()  # frozen tower: fixed BatchNorm statistics, so features never change
-            losses: list[float] = []
+            # Kept on the device and read once an epoch: a float() per step would make the host
+            # wait for the GPU every step instead of queueing the next one.
+            step_losses: list[torch.Tensor] = []
             bar = (progress(f"epoch {epoch + 1}/{tc.epochs}", len(train_src.loader.sampler))
                    if (progress and rt.is_main) else None)
             with bar if bar is not None else NoBar():
@@ -227,11 +229,12 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
                     scheduler.step()
                     if ema is not None:
                         ema.update(model)
-                    losses.append(float(loss.detach()))
+                    step_losses.append(loss.detach())
                     step += 1
                     if bar is not None:
                         bar.advance(len(index))
             seconds = time.perf_counter() - start
+            losses = torch.stack(step_losses).float().cpu().tolist() if step_losses else []
             train_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), rt)
             raw_map = _evaluate(model, val_src, val_set, rt) if val_src else float("nan")
             ema_map = None
