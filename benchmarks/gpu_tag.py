@@ -311,6 +311,7 @@ def main() -> None:
     from hspnet_cli.inference import zero_shot
     from hspnet_cli.tagging.discover import discover_images
     from hspnet_cli.taxonomy import load_taxonomy
+    from hspnet_cli.train.runtime import tune_for_cuda
 
     report: dict[str, Any] = {"benchmark": "gpu_tag", "model": args.model, "batch_size": batch_size,
                               "workers": args.workers}
@@ -335,6 +336,7 @@ def main() -> None:
 
         torch.manual_seed(0)
         scorer = zero_shot(load_taxonomy(args.taxonomy), args.model, "none", device=str(device))
+        tune_for_cuda(device)                         # as tag_images does, so the ceiling is a fair one
         report["image_size"] = scorer.image_size
         print(f"scorer: {scorer.description}, {scorer.image_size} px, {scorer.taxonomy.num_labels} labels, "
               f"on {report['device']}; batch {batch_size}, {args.workers} workers", flush=True)

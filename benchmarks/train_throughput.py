@@ -38,9 +38,10 @@ def step_benchmark(args: argparse.Namespace) -> dict:
     from hspnet_cli.model.hspnet import build_model
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.train.optim import EMA, build_optimizer
-    from hspnet_cli.train.runtime import resolve_amp
+    from hspnet_cli.train.runtime import resolve_amp, tune_for_cuda
 
     device = torch.device(args.device)
+    tune_for_cuda(device)                              # as hspnet train does
     tax = load_taxonomy(args.taxonomy)
     torch.manual_seed(0)
     model = build_model(tax, ModelConfig(clip_model=args.model, pretrained="none"), device=str(device))

@@ -289,6 +289,9 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
                            timeout=decode_timeout)
     on_cuda = scorer.device.type == "cuda"
     if on_cuda:
+        from hspnet_cli.train.runtime import tune_for_cuda
+
+        tune_for_cuda(scorer.device)
         try:
             scorer.image_encoder.to(memory_format=torch.channels_last)
         except Exception:  # noqa: BLE001 - a TorchScript module may refuse; channels_last is only a speed-up

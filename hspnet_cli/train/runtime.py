@@ -83,13 +83,23 @@ def runtime_for(device: str, amp: str) -> Iterator[Runtime]:
             torch.cuda.set_device(local)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+        tune_for_cuda(dev)
         try:
             yield Runtime(device=dev, rank=rank, world_size=world, amp_dtype=resolve_amp(amp, dev))
         finally:
             dist.destroy_process_group()
     else:
         dev = resolve_device(device)
+        tune_for_cuda(dev)
         yield Runtime(device=dev, amp_dtype=resolve_amp(amp, dev))
+
+
+def tune_for_cuda(device: torch.device) -> None:
+    """Let cuDNN pick the fastest convolution algorithms for the shapes it meets (training and
+    tagging run fixed image sizes, so the one-off search per shape pays back at once). GPU
+    results may then differ in the last bits from run to run; exact resume is a CPU guarantee."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def all_reduce_mean(value: float, runtime: Runtime) -> float:
