@@ -106,11 +106,12 @@ def text_prompt(text: str) -> str:
 
 def matched_label(scorer: Any, text: str) -> int | None:
     """Index of the scorer's label that ``text`` names (its name or prompt text, any case), else None."""
-    wanted = " ".join(text.lower().replace("_", " ").split())
-    for i, spec in enumerate(scorer.taxonomy.labels):
-        if wanted in (" ".join(spec.name.lower().replace("_", " ").split()), " ".join(spec.text.lower().split())):
-            return i
-    return None
+    def norm(s: str) -> str:
+        return " ".join(s.lower().replace("_", " ").split())
+
+    wanted = norm(text)
+    return next((i for i, spec in enumerate(scorer.taxonomy.labels) if wanted in (norm(spec.name), norm(spec.text))),
+                None)
 
 
 def text_query(idx: IndexFiles, scorer: Any, text: str, match_labels: bool = True) -> tuple[np.ndarray, str]:

@@ -45,10 +45,6 @@ def sidecar_paths(index_path: Path) -> Path:
     return Path(f"{index_path}.paths.txt")
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    return read_json_object(path, what)
-
-
 def iter_chunks(emb: np.ndarray, source: Path, chunk: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(start, contiguous float32 L2-normalised copy of rows start:start+chunk) over a memmap
     (``chunk`` defaults to :data:`CHUNK_ROWS`, read at call time).
@@ -145,7 +141,7 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: index not found (make one with hspnet index build TAGS.csv --out {path})")
-    meta = _read_json(sidecar_json(path), "index sidecar")
+    meta = read_json_object(sidecar_json(path), "index sidecar")
     if meta.get("format") != FORMAT:
         raise UserError(f"{sidecar_json(path)}: not an hspnet index sidecar (format {meta.get('format')!r})")
     plist = sidecar_paths(path)

@@ -162,8 +162,11 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
     manifest = read_json_object(named.manifest, "tags manifest")
     dim, model, images, fmt = _facts(named.manifest, manifest)
     files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    emb = named.manifest.parent / str(files["embeddings"]) if files.get("embeddings") else named.emb
-    failed = named.manifest.parent / str(files["failed"]) if files.get("failed") else named.failed
+
+    def named_in_manifest(role: str, default: Path) -> Path:
+        return named.manifest.parent / str(files[role]) if files.get(role) else default
+
+    emb, failed = named_in_manifest("embeddings", named.emb), named_in_manifest("failed", named.failed)
     header, paths, offsets = _scan(tags_file, fmt)
     if not emb.is_file():
         raise UserError(f"{emb}: embedding file not found (hspnet tag writes it beside {tags_file.name})")

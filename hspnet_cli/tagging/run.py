@@ -324,7 +324,7 @@ def _tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWr
     """
     from hspnet_cli.train.progress import NoBar, epoch_progress
 
-    num_labels, embed_dim = scorer.taxonomy.num_labels, int(scorer.label_features.shape[1])
+    num_labels, embed_dim = scorer.taxonomy.num_labels, writer.embed_dim
     on_cuda = scorer.device.type == "cuda"
     loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
                              collate_fn=collate_jpeg if preprocess is not None else None)

@@ -60,7 +60,7 @@ class EMA:
     def __init__(self, model: HSPNet, decay: float) -> None:
         self.decay = decay
         self.state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
-        self._where: list[tuple[nn.Module, str]] | None = None
+        self._where: list[tuple[nn.Module, str]] = []
         self._where_for: tuple[int, int] = (0, 0)
         self._floats: list[int] = []
         self._others: list[int] = []
@@ -72,7 +72,7 @@ class EMA:
 
     def _live(self, model: HSPNet) -> list[torch.Tensor]:
         """The model's current tensors in ``self.state``'s key order."""
-        if self._where is None or self._where_for != (id(model), id(self.state)):
+        if self._where_for != (id(model), id(self.state)):
             self._where = [((model.get_submodule(prefix) if prefix else model), name)
                            for prefix, _, name in (key.rpartition(".") for key in self.state)]
             self._where_for = (id(model), id(self.state))
