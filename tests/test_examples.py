@@ -1,0 +1,69 @@
+"""The examples in examples/ run end to end in their small mode (a demo world in the dataset's
+own layout, the tiny random `demo` preset), so the commands they show cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, out: Path, **env: str) -> subprocess.CompletedProcess:
+    bin_dir = str(Path(sys.executable).parent)
+    full_env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                "PYTHON": sys.executable, "EXAMPLE_SMALL": "1", "EXAMPLE_SMALL_IMAGES": "160",
+                "OUT": str(out), **env}
+    proc = subprocess.run(["bash", str(EXAMPLES / name / "run.sh")], env=full_env, cwd=out.parent,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_coco_example_reproduces_the_published_pipeline_on_a_coco_layout(tmp_path: Path) -> None:
+    out = tmp_path / "coco"
+    run_example("coco_single_positive", out)
+    # The split read COCO JSON: 80% of 160 images is train2014, split 80/20 into train/val.
+    split = (out / "split" / "split.yaml").read_text()
+    assert "single-positive" in split
+    metrics = json.loads((out / "test-metrics.json").read_text())
+    assert metrics["images"] == 32
+    assert 0.0 < metrics["map"] <= 1.0
+
+
+def test_voc_partial_example_trains_one_run_per_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "voc"
+    run_example("voc_partial", out, EXAMPLE_RATIOS="0.3,0.6")
+    for p in ("0.3", "0.6"):
+        metrics = json.loads((out / f"test-metrics-{p}.json").read_text())
+        assert metrics["images"] == 32
+    # Partial labels keep observed negatives (-1) in train.csv; single-positive files have none.
+    train = (out / "split" / "keep-0.3" / "train.csv").read_text()
+    assert ",-1" in train
+
+
+def test_custom_labels_example_builds_two_hierarchies_and_trains(tmp_path: Path) -> None:
+    out = tmp_path / "custom"
+    proc = run_example("custom_labels", out)
+    from hspnet_cli.taxonomy import load_taxonomy
+
+    wordnet = load_taxonomy(out / "wordnet.yaml")
+    kmeans = load_taxonomy(out / "kmeans.yaml")
+    assert wordnet.label_names == kmeans.label_names
+    assert kmeans.num_groups == 4
+    assert "ARI" in proc.stdout
+    assert (out / "run" / "best.ckpt").exists()
+
+
+@pytest.mark.parametrize("name, var", [("coco_single_positive", "COCO"), ("voc_partial", "VOC")])
+def test_real_mode_names_what_is_missing(tmp_path: Path, name: str, var: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (var, "EXAMPLE_SMALL")}
+    proc = subprocess.run(["bash", str(EXAMPLES / name / "run.sh")], env={**env, "OUT": str(tmp_path / "o")},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert f"set {var} to" in proc.stderr
