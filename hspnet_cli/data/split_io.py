@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hspnet_cli.data.labelset import LabelSet
+from hspnet_cli.data.labelset import LabelSet, clean_image_path
 from hspnet_cli.data.readers.common import read_text
 from hspnet_cli.data.readers.tabular import csv_rows
 from hspnet_cli.errors import UserError
@@ -103,6 +103,10 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
             bad = next(i for i, c in enumerate(cells[1:]) if c not in _CELL)
             raise UserError(f"{where}: column '{names[bad]}' holds '{cells[bad + 1]}'; split CSV cells are "
                             "1 (positive), 0 (unknown) or -1 (negative)") from None
+        try:  # training opens these under its images folder: a path climbing out of it is refused here
+            clean_image_path(cells[0])  # checked only: the file's own spelling is kept byte for byte
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
         if cells[0] in seen:
             raise UserError(f"{where}: image '{cells[0]}' is listed twice (first at {seen[cells[0]]}); keep one line")
         seen[cells[0]] = where

@@ -83,7 +83,8 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = None, strict: bool = False,
-                     voc_set: str | None = None, voc_difficult: str = "ignore") -> tuple[LabelSet, ReadReport]:
+                     voc_set: str | None = None, voc_difficult: str = "ignore",
+                     label_sep: str = ";") -> tuple[LabelSet, ReadReport]:
     """Read annotations in any supported format onto ``taxonomy``'s label order.
 
     Args:
@@ -95,6 +96,7 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         voc_set: VOC only: read ``ImageSets/Main/<voc_set>.txt``.
         voc_difficult: VOC only: ``ignore`` | ``unknown`` | ``positive`` (see
             :mod:`hspnet_cli.data.readers.voc`).
+        label_sep: ``image,labels`` CSV only: what separates the names in a labels cell.
 
     Returns:
         ``(labels, report)``: full annotations in the SPML encoding, one row per distinct
@@ -126,11 +128,16 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
     elif fmt == "voc":
         raw = read_voc(path, voc_set, voc_difficult)
     elif fmt == "csv":
-        raw = read_label_csv(path)
+        clash = [name for name in taxonomy.label_names if label_sep in name]
+        if clash:
+            raise UserError(f"taxonomy '{taxonomy.name}' has label '{clash[0]}', which contains the label "
+                            f"separator '{label_sep}', so {path} cannot be read unambiguously; choose another "
+                            "--label-sep")
+        raw = read_label_csv(path, label_sep, frozenset(taxonomy.label_names))
     elif fmt == "wide":
         raw = read_wide_csv(path)
     elif fmt == "jsonl":
-        raw = read_jsonl(path)
+        raw = read_jsonl(path, frozenset(taxonomy.label_names))
     else:
         raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
     report.files = raw.files
