@@ -150,7 +150,7 @@ def test_a_json_taxonomy_loads_with_line_numbers(runner: CliRunner, tmp_path: Pa
     path.write_text('{\n\t"labels": ["cat"],\n\t"groups": {"a": ["cat"]},\n\t"groups": {"b": ["cat"]}\n}\n')
     with pytest.raises(UserError, match="duplicate key 'groups'"):
         load_taxonomy(path)
-    path.write_text('{"labels": ["cat"],\n "groups": {"a": ["cat"]\n')
+    path.write_text('{"labels": ["cat"],\n "groups": {"a" ["cat"]}}\n')
     with pytest.raises(UserError, match=rf"^{path}:2:\d+: not valid JSON"):
         load_taxonomy(path)
 

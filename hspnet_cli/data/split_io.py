@@ -28,6 +28,7 @@ from hspnet_cli.data.readers.common import read_text
 from hspnet_cli.data.readers.tabular import csv_rows
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.safe_yaml import load_yaml_file
 from hspnet_cli.taxonomy.core import Taxonomy
 
 SPLIT_MAGIC = "# hspnet-split"
@@ -152,10 +153,7 @@ def read_split_yaml(folder: str | Path) -> dict[str, Any]:
         UserError: It is missing or not a mapping.
     """
     path = Path(folder) / SPLIT_YAML
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}); remake the split") from None
+    data = load_yaml_file(path, "split.yaml")
     if not isinstance(data, dict) or "hspnet_split" not in data:
         raise UserError(f"{path}: not an hspnet split description; remake the split with hspnet split")
     return data
