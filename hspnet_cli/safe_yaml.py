@@ -117,10 +117,15 @@ def load_yaml(text: str, source: str, loader_class: type[BoundedLoader] = Bounde
     """
     if len(text) > MAX_BYTES:
         raise UserError(f"{source}: larger than {MAX_BYTES // 2**20} MiB; refusing to parse it")
-    loader = loader_class(text)
-    loader.source = source
+    loader = None
     try:
+        loader = loader_class(text)  # the reader checks every character here
+        loader.source = source
         return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        raise UserError(f"{source}:{line}: not valid YAML ({exc.reason} character {exc.character!r}); "
+                        "remove it") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -131,7 +136,8 @@ def load_yaml(text: str, source: str, loader_class: type[BoundedLoader] = Bounde
     except RecursionError:
         raise UserError(f"{source}: nested too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: str | Path, what: str = "YAML file") -> Any:

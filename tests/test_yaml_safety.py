@@ -117,7 +117,7 @@ def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
 
 
 def test_errors_about_big_values_stay_short(runner: CliRunner, tmp_path: Path) -> None:
-    big = "[" + ", ".join(str(i) for i in range(20000)) + "]"
+    big = "[" + ", ".join(str(i) for i in range(3000)) + "]"
     path = tmp_path / "t.yaml"
     path.write_text(f"name: {big}\nlabels:\n- {big}\n- {big}\ngroups: {{g: [{big}]}}\n")
     result = invoke(runner, "taxonomy", "validate", path)
