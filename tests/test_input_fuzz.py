@@ -218,3 +218,19 @@ def test_mutated_files_give_a_result_or_a_user_error(tmp_path: Path, name: str) 
         except Exception as exc:  # noqa: BLE001 - the point of the test
             pytest.fail(f"{type(exc).__name__}: {exc} (mutant {trial} of {name}: {data[:300]!r})")
     assert outcomes["refused"] > 30, outcomes  # the mutations do reach the error paths
+
+
+def test_voc_difficult_flag_and_thresholds_file_are_checked(tmp_path: Path) -> None:
+    voc = tmp_path / "VOC"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "a.xml").write_text(voc_xml("a.jpg", [("dog", 0)]).replace(
+        "<difficult>0</difficult>", "<difficult>yes</difficult>"))
+    with pytest.raises(UserError, match=r"a\.xml: <object> #1 \('dog'\) has <difficult>yes</difficult>"):
+        read_annotations(voc, VOC)
+    from hspnet_cli.calibration import load_thresholds
+
+    path = tmp_path / "thresholds.json"
+    for text in ("[" * 100_000, '{"format": ' + "1" * 5000 + "}", "\xff\xfe"):
+        path.write_text(text, encoding="latin-1")
+        with pytest.raises(UserError, match=f"^{path}: not valid JSON"):
+            load_thresholds(path, VOC)

@@ -122,7 +122,11 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
             name = (obj.findtext("name") or "").strip()
             if not name:
                 raise UserError(f"{xml}: <object> #{number} has no <name>; give every object its class name")
-            (hard if (obj.findtext("difficult") or "0").strip() == "1" else clear).add(name)
+            flag = (obj.findtext("difficult") or "0").strip()
+            if flag not in ("0", "1"):
+                raise UserError(f"{xml}: <object> #{number} ('{name[:80]}') has <difficult>{flag[:20]}</difficult>; "
+                                "VOC writes 0 or 1")
+            (hard if flag == "1" else clear).add(name)
         values = {name: POSITIVE for name in sorted(clear)}
         hard_only = sorted(hard - clear)  # a clear instance of the class settles it whatever the policy
         if difficult != "ignore":
