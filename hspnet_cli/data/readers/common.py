@@ -139,5 +139,8 @@ def describe(value: Any) -> str:
     """A value's JSON type and a short rendering of it, for messages: ``a list ([1, 2])``."""
     kind = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
-    shown = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        shown = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # inf/nan are fine; only absurd nesting gets here
+        shown = "..."
     return f"{kind} ({shown[:60]}{'...' if len(shown) > 60 else ''})"

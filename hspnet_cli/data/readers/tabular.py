@@ -66,9 +66,9 @@ def _label_names(names: list[str], known: frozenset[str] | None, sep: str | None
             parts = [part.strip() for part in name.split(other) if part.strip()]
             if len(parts) > 1 and all(part in known for part in parts):
                 how = f"this file's labels are read as separated by '{sep}'" if sep else "each list item is one label"
-                raise UserError(f"{where}: '{name}' is the labels {', '.join(repr(p) for p in parts)} separated by "
-                                f"'{other}', but {how}; pass --label-sep '{other}' if the whole file uses "
-                                f"'{other}', or fix this line")
+                joined = ", ".join(repr(part) for part in parts[:8])
+                raise UserError(f"{where}: '{name[:120]}' is the labels {joined} separated by '{other}', but {how}; "
+                                f"pass --label-sep '{other}' if the whole file uses '{other}', or fix this line")
     return names
 
 
