@@ -5,12 +5,15 @@ Formats (``--format`` forces one; otherwise detected from the path and first lin
 ========  =======================================================================
 coco      COCO instances JSON (``.json``)
 voc       Pascal VOC folder with ``Annotations/*.xml`` (a folder)
-csv       ``image,labels`` header, ``;``-separated positive names
+csv       ``image,labels`` header, ``;``-separated positive names (``label_sep``)
 wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
 jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
 list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
 split     our own split CSV (first line ``# hspnet-split v1 ...``)
 ========  =======================================================================
+
+Every reader refuses, with file:line, image paths that are absolute or climb out of the images
+folder (:func:`hspnet_cli.data.labelset.normalize_image_path`) and fields of the wrong type.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Tabular annotations: ``image,labels`` CSV, wide 0/1 CSV, and JSON Lines.
 
 - ``image,labels``: a header line, then one image a line with its positive label names
-  separated by ``;`` (the demo world's ``annotations.csv``). An empty labels cell is an image
-  with no positive. Everything not listed is negative (full annotations).
+  separated by ``;`` (the demo world's ``annotations.csv``; ``--label-sep`` for another). An
+  empty labels cell is an image with no positive. Everything not listed is negative (full
+  annotations). A name that is several taxonomy labels joined by another common separator
+  (``"zigzag,ring"``) is an error naming that separator, never a silently dropped label.
 - wide: a header ``image,<label1>,<label2>,...`` and one cell per label. This is the one-hot
   layout pandas and scikit-learn write, so ``1`` is positive and ``0`` is *negative* (absent);
   ``-1`` is also negative (the +-1 layout); an *empty* cell is unknown. (Our own split CSVs,
