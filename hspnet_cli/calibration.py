@@ -121,8 +121,9 @@ def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
         raise UserError(f"{path}: thresholds file not found; make one with 'hspnet calibrate'")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); remake it with 'hspnet calibrate'") from None
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8, too-deep nesting, 5000-digit numbers
+        raise UserError(f"{path}: not valid JSON ({str(exc)[:120] or 'nested too deeply'}); "
+                        "remake it with 'hspnet calibrate'") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("thresholds"), dict):
         raise UserError(f"{path}: not an hspnet thresholds file; make one with 'hspnet calibrate'")
     table = data["thresholds"]
@@ -138,6 +139,7 @@ def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
     for i, name in enumerate(names):
         value = table[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise UserError(f"{path}: threshold of '{name}' is {value!r}; thresholds are probabilities in [0, 1]")
+            raise UserError(f"{path}: threshold of '{name}' is {repr(value)[:40]}; thresholds are probabilities "
+                            "in [0, 1]")
         out[i] = value
     return out

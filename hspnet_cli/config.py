@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from hspnet_cli.errors import UserError
+from hspnet_cli.safe_yaml import load_yaml_file
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -222,15 +223,23 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return dict(value)
     else:  # pragma: no cover - schema uses only the types above
         return value
-    raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:80] + "..."
+    raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {shown}")
+
+
+def _keys(keys: list[Any]) -> str:
+    """Unknown keys for a message: at most five, each cut to 40 characters (a file can hold thousands)."""
+    shown = str([str(k)[:40] for k in keys[:5]])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def _fill(cls: type, data: dict[str, Any], where: str) -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        raise UserError(f"{where}: unknown key(s) {_keys(unknown)}; allowed: {sorted(names)}")
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
 
 
@@ -241,9 +250,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfi
     """
     if not isinstance(data, dict):
         raise UserError(f"{source}: a config must be a YAML mapping with 'model' and/or 'train'")
-    unknown = sorted(set(data) - {"preset", "model", "train"})
+    unknown = sorted(set(data) - {"preset", "model", "train"}, key=str)
     if unknown:
-        raise UserError(f"{source}: unknown key(s) {unknown}; allowed: model, train, preset")
+        raise UserError(f"{source}: unknown key(s) {_keys(unknown)}; allowed: model, train, preset")
     preset = data.get("preset", "official")
     merged = load_preset(str(preset)).to_dict()
     for section in ("model", "train"):
@@ -265,7 +274,9 @@ def load_preset(name: str) -> RunConfig:
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"no preset '{name}' (presets: {', '.join(list_presets())})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml_file(path, "preset") or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a preset must be a YAML mapping with 'model' and 'train'")
     model = _fill(ModelConfig, data.get("model") or {}, f"{path}: model")
     train = _fill(TrainConfig, data.get("train") or {}, f"{path}: train")
     return RunConfig(preset=name, model=model, train=train).validate()
@@ -274,15 +285,9 @@ def load_preset(name: str) -> RunConfig:
 def load_config(path: str | Path) -> RunConfig:
     """Read a user's YAML config (``preset`` plus overrides), validated."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return config_from_dict(data or {}, source=str(path))
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    return config_from_dict(load_yaml_file(path, "config") or {}, source=str(path))
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -311,7 +311,7 @@ def test_structural_errors_of_coco_and_voc(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=rf"^{path}: no 'annotations' list"):
         read_annotations(path, COCO)
     path.write_text(json.dumps({"images": [{"id": 1}], "categories": [], "annotations": []}))
-    with pytest.raises(UserError, match=rf"^{path}: image #1 has no valid 'file_name'"):
+    with pytest.raises(UserError, match=rf"^{path}:1: images\[0\]\.file_name is missing; it must be text"):
         read_annotations(path, COCO)
     (tmp_path / "VOC" / "Annotations").mkdir(parents=True)
     with pytest.raises(UserError, match=r"Annotations: no \*\.xml annotation files"):

@@ -77,6 +77,8 @@ def split(
     test_voc_set: Optional[str] = typer.Option(None, "--test-voc-set", help="VOC: image set for --test."),
     voc_difficult: str = typer.Option("ignore", "--voc-difficult", help="VOC: a class seen only as difficult "
                                       "objects is ignore (negative, the SPML protocol) | unknown | positive."),
+    label_sep: str = typer.Option(";", "--label-sep", help="image,labels CSV: what separates the label names "
+                                  "in a cell (quote the cell in the CSV when it is ',')."),
     strict: bool = typer.Option(False, "--strict", help="Labels outside the taxonomy, or taxonomy labels "
                                 "absent from the data, are errors (default: warnings; unknown ones dropped)."),
     out_format: str = typer.Option("csv", "--out-format", help="csv (our split CSV) | list (published "
@@ -97,7 +99,7 @@ def split(
     options = SplitOptions(
         mode=mode, keep=parse_keep(keep), val_fraction=val_fraction, val_labels=val_labels, subset=subset,
         seed=seed, input_format=input_format, test_format=test_format, voc_set=voc_set, test_voc_set=test_voc_set,
-        voc_difficult=voc_difficult, strict=strict, out_format=out_format, check_images=check,
+        voc_difficult=voc_difficult, label_sep=label_sep, strict=strict, out_format=out_format, check_images=check,
         check_test_images=check_test, check_images_deep=deep, overwrite=overwrite)
     result = make_split(input_path, taxonomy, out, test_path=test, options=options)
     if not is_quiet():

@@ -13,14 +13,14 @@ from hspnet_cli.errors import UserError
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
     """``--set model.n_ctx=8`` -> {"model.n_ctx": 8}; values are read as YAML scalars."""
-    import yaml
+    from hspnet_cli.safe_yaml import load_yaml
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set '{item}' must look like section.name=value (e.g. model.n_ctx=8)")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml(value, f"--set {key.strip()}")
     return out
 
 

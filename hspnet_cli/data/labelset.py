@@ -14,8 +14,10 @@ Full annotations are positives 1 and everything else -1.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -140,24 +142,74 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:")  # C:\x and C:x (relative to drive C's current folder)
+
+
+def contained_path(path: str) -> str | None:
+    """``path`` (relative, ``/``-separated) normalised lexically, or None when it leaves its root.
+
+    The one containment check of the package: annotation readers and ``tag --list`` both use
+    it. ``a/./b``, ``a//b`` and ``a/x/../b`` become ``a/b``; a path that climbs above its root
+    (``../x``, ``a/../../x``) or names the root itself (``.``, ``a/..``) gives None. The check is
+    lexical (no file system access): what a symlink inside the root points to is checked where
+    files are opened (:func:`hspnet_cli.data.split.check_images`).
+    """
+    normal = posixpath.normpath(path)
+    if normal in (".", "..") or normal.startswith(("../", "/")):
+        return None
+    return normal
+
+
 def normalize_image_path(raw: str, origin: str) -> str:
-    """An image path as a clean relative POSIX path.
+    """An image path as a clean relative POSIX path, refused when it leaves the images folder.
 
     Backslashes become ``/`` (files written on Windows) and ``./`` or doubled slashes vanish,
-    so the same image is never counted twice under two spellings.
+    so the same image is never counted twice under two spellings. Nothing else changes: spaces
+    at either end are part of the file name and stay (byte-exact paths).
+
+    Args:
+        raw: The path as the annotation file writes it.
+        origin: Where it is written (``file:line``), the start of every message.
 
     Raises:
-        UserError: The path is empty or absolute.
+        UserError: The path is blank, holds a control character (line break, tab, NUL), is
+            absolute (``/x``, ``C:\\x``, ``C:x``, ``\\\\server\\share``) or climbs out of the
+            images folder (``../x``).
     """
-    text = raw.strip().replace("\\", "/")
-    if not text:
-        raise UserError(f"{origin}: empty image path; give each image's path relative to the images folder")
-    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
-        raise UserError(f"{origin}: image path '{raw.strip()}' is absolute; write it relative to the "
-                        "images folder (the folder you pass to --check-images)")
-    if "//" in text or text.startswith("./") or "/./" in text or text.endswith(("/", "/.")):
-        text = PurePosixPath(text).as_posix()  # only when needed: this runs once per image of COCO
+    try:
+        return clean_image_path(raw)
+    except ValueError as exc:
+        raise UserError(f"{origin}: {exc}") from None
+
+
+def clean_image_path(raw: str) -> str:
+    """:func:`normalize_image_path` for callers that place the message themselves.
+
+    Raises:
+        ValueError: The reason the path is refused and what to do, without a location.
+    """
+    text = raw.replace("\\", "/")
+    if not text.strip():
+        raise ValueError("empty image path; give each image's path relative to the images folder")
+    if _CONTROL.search(text):
+        raise ValueError(f"image path {_short(repr(raw))} holds a control character (line break, tab "
+                         "or NUL); rename the file or fix the entry")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder "
+                         "(the folder you pass to --check-images)")
+    # normpath only where it can change something: this runs once per image of COCO
+    if "//" in text or "/." in "/" + text or text.endswith("/"):
+        normal = contained_path(text)
+        if normal is None:
+            raise ValueError(f"image path '{_short(raw)}' points outside the images folder; write paths "
+                             "relative to the images folder, without '..' climbing above it")
+        return normal
     return text
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def build_labelset(records: list[Record], label_names: list[str], taxonomy_name: str, report: ReadReport,

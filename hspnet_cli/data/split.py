@@ -12,6 +12,7 @@ With several ``keep`` ratios (partial mode) every ratio gets its own self-contai
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class SplitOptions:
     voc_set: str | None = None
     test_voc_set: str | None = None
     voc_difficult: str = "ignore"
+    label_sep: str = ";"
     strict: bool = False
     out_format: str = "csv"
     check_images: Path | None = None
@@ -78,6 +80,9 @@ class SplitOptions:
             raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.subset is not None and not 0 < self.subset <= 1:
             raise UserError(f"--subset must be in (0, 1], got {self.subset}")
+        if not self.label_sep or any(c in self.label_sep for c in '"\r\n'):
+            raise UserError(f"--label-sep must be a non-empty separator without quotes or line breaks, "
+                            f"got {self.label_sep!r}")
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0, got {self.seed}")
 
@@ -104,8 +109,18 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
                         "pass --overwrite to replace it, or choose another folder")
 
 
+def _real_inside(path: str, real_root: str) -> str | None:
+    """The real path of ``path`` when it lies inside ``real_root``, else None."""
+    real = os.path.realpath(path)
+    return real if real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep) else None
+
+
 def check_images(entries: list[tuple[str, str]], root: Path, deep: bool = False) -> None:
     """Check that every image exists under ``root`` (with ``deep``, that PIL can verify it).
+
+    Nothing outside ``root`` is opened or reported on: a path that is a symlink (or runs
+    through a symlinked folder) to a place outside the real ``root`` counts as bad. The paths
+    themselves were already refused at read time if they climb out (``../``).
 
     Args:
         entries: ``(image path, origin)`` pairs.
@@ -113,20 +128,37 @@ def check_images(entries: list[tuple[str, str]], root: Path, deep: bool = False)
         deep: Also open each image and run PIL's ``verify()`` (slow: reads every file).
 
     Raises:
-        UserError: Listing the first missing or broken images (with where they are listed) and the count.
+        UserError: Listing the first missing, outside or broken images (with where they are listed) and the count.
     """
     if not root.is_dir():
         raise UserError(f"{root}: no such images folder (--check-images)")
-    bad = [(image, origin, "missing") for image, origin in entries if not (root / image).is_file()]
+    real_root = os.path.realpath(root)
+    folders: dict[str, str | None] = {"": real_root}  # folder -> its real path inside root, None if outside
+    bad: list[tuple[str, str, str]] = []
+    real: list[tuple[str, str, str]] = []
+    for image, origin in entries:
+        head, name = os.path.split(image)
+        if head not in folders:
+            folders[head] = _real_inside(os.path.join(root, head), real_root)
+        folder = folders[head]
+        target = None if folder is None else os.path.join(folder, name)
+        if target is not None and os.path.islink(target):
+            target = _real_inside(target, real_root)
+        if target is None:
+            bad.append((image, origin, f"a link to a file outside {root}"))
+        elif not os.path.isfile(target):
+            bad.append((image, origin, "missing"))
+        else:
+            real.append((image, origin, target))
     if not bad and deep:
         from PIL import Image
 
-        for image, origin in entries:
+        for image, origin, target in real:
             try:
-                with Image.open(root / image) as handle:
+                with Image.open(target) as handle:
                     handle.verify()
             except Exception as exc:  # noqa: BLE001 - PIL raises many types for a broken file
-                bad.append((image, origin, f"unreadable: {exc}"))
+                bad.append((image, origin, f"unreadable: {str(exc)[:200]}"))
     if bad:
         shown = "; ".join(f"{image} ({why}, {origin})" for image, origin, why in bad[:_SHOWN])
         more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
@@ -186,12 +218,13 @@ def _variant_warnings(summary: dict[str, Any]) -> list[str]:
 def _read_inputs(input_path: Path, test_path: Path | None, tax: Taxonomy,
                  opts: SplitOptions) -> tuple[LabelSet, LabelSet | None, list[ReadReport]]:
     labels, report = read_annotations(input_path, tax, fmt=opts.input_format, strict=opts.strict,
-                                      voc_set=opts.voc_set, voc_difficult=opts.voc_difficult)
+                                      voc_set=opts.voc_set, voc_difficult=opts.voc_difficult,
+                                      label_sep=opts.label_sep)
     if test_path is None:
         return labels, None, [report]
     test, test_report = read_annotations(test_path, tax, fmt=opts.test_format or opts.input_format,
                                          strict=opts.strict, voc_set=opts.test_voc_set,
-                                         voc_difficult=opts.voc_difficult)
+                                         voc_difficult=opts.voc_difficult, label_sep=opts.label_sep)
     where = dict(zip(labels.images, labels.origins))
     shared = [(image, origin) for image, origin in zip(test.images, test.origins) if image in where]
     if shared:  # a test image seen in training would inflate every score
@@ -244,6 +277,7 @@ def _common_meta(tax: Taxonomy, opts: SplitOptions, inputs: dict[str, Any], tax_
         "options": {"mode": opts.mode, "keep": list(opts.keep), "val_fraction": opts.val_fraction,
                     "val_labels": opts.val_labels, "subset": opts.subset, "voc_set": opts.voc_set,
                     "test_voc_set": opts.test_voc_set, "voc_difficult": opts.voc_difficult,
+                    "label_sep": opts.label_sep,
                     "strict": opts.strict, "out_format": opts.out_format,
                     "random_streams": {k: f"SeedSequence([seed, {v}])" for k, v in protocols.STREAMS.items()}},
     }

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hspnet_cli.data.labelset import LabelSet
+from hspnet_cli.data.labelset import LabelSet, clean_image_path
 from hspnet_cli.data.readers.common import read_text
 from hspnet_cli.data.readers.tabular import csv_rows
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.safe_yaml import load_yaml_file
 from hspnet_cli.taxonomy.core import Taxonomy
 
 SPLIT_MAGIC = "# hspnet-split"
@@ -103,6 +104,10 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
             bad = next(i for i, c in enumerate(cells[1:]) if c not in _CELL)
             raise UserError(f"{where}: column '{names[bad]}' holds '{cells[bad + 1]}'; split CSV cells are "
                             "1 (positive), 0 (unknown) or -1 (negative)") from None
+        try:  # training opens these under its images folder: a path climbing out of it is refused here
+            clean_image_path(cells[0])  # checked only: the file's own spelling is kept byte for byte
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}") from None
         if cells[0] in seen:
             raise UserError(f"{where}: image '{cells[0]}' is listed twice (first at {seen[cells[0]]}); keep one line")
         seen[cells[0]] = where
@@ -148,10 +153,7 @@ def read_split_yaml(folder: str | Path) -> dict[str, Any]:
         UserError: It is missing or not a mapping.
     """
     path = Path(folder) / SPLIT_YAML
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}); remake the split") from None
+    data = load_yaml_file(path, "split.yaml")
     if not isinstance(data, dict) or "hspnet_split" not in data:
         raise UserError(f"{path}: not an hspnet split description; remake the split with hspnet split")
     return data

@@ -33,6 +33,7 @@ from array import array
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from hspnet_cli.data.labelset import contained_path
 from hspnet_cli.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -187,13 +188,15 @@ def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
 
 
 def normalise_listed(text: str, root_abs: str) -> str | None:
-    """A listed path as a relative POSIX key, or None when it leaves ``root_abs``."""
+    """A listed path as a relative POSIX key, or None when it leaves ``root_abs``.
+
+    Absolute paths are made relative to ``root_abs`` first; the containment check itself is
+    the one annotation readers use (:func:`hspnet_cli.data.labelset.contained_path`).
+    """
     text = text.replace("\\", "/") if os.sep == "\\" else text
-    full = os.path.normpath(text if os.path.isabs(text) else os.path.join(root_abs, text))
-    rel = os.path.relpath(full, root_abs)
-    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
-        return None
-    return Path(rel).as_posix()
+    if os.path.isabs(text):
+        text = Path(os.path.relpath(os.path.normpath(text), root_abs)).as_posix()
+    return contained_path(text)
 
 
 def shard_items(items: PathList, index: int, count: int) -> PathList:

@@ -38,6 +38,11 @@ _TOP_KEYS = {"name", "description", "labels", "groups", "group_features"}
 _LABEL_KEYS = {"name", "prompt", "wordnet"}
 _SYNSET_RE = re.compile(r"^[^\s.][^\s]*\.[nvasr]\.\d{2}$")
 _MAX_REPORTED = 12
+_MAX_MESSAGE = 300
+# In a label name these would make label lists ambiguous: ';' separates the names in tags.csv
+# and image,labels cells, and line breaks or tabs break line- and cell-based files.
+_FORBIDDEN_IN_LABELS = {";": "';' (the separator of label lists in tags.csv and image,labels CSVs)",
+                        "\n": "a line break", "\r": "a line break", "\t": "a tab"}
 
 
 class TaxonomyError(UserError):
@@ -171,6 +176,8 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, value: Any, message: str) -> None:
+        if len(message) > _MAX_MESSAGE:  # a value quoted in full could be megabytes (a huge list, a bomb)
+            message = message[:_MAX_MESSAGE] + "..."
         self.items.append(f"{_where(self.source, value)}: {message}")
 
     def raise_if_any(self) -> None:
@@ -184,7 +191,9 @@ class _Problems:
 
 def _clean_name(value: Any, what: str, problems: _Problems, holder: Any) -> str | None:
     if not isinstance(value, str):
-        problems.add(holder, f"{what} must be text, got {type(value).__name__} {value!r}; quote it")
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."
+        problems.add(holder, f"{what} must be text, got {type(value).__name__} {shown}; quote it")
         return None
     name = value.strip()
     if not name:
@@ -193,10 +202,21 @@ def _clean_name(value: Any, what: str, problems: _Problems, holder: Any) -> str 
     return name
 
 
+def _forbidden(name: str) -> str | None:
+    """What in ``name`` would make a label list ambiguous (see :data:`_FORBIDDEN_IN_LABELS`), or None."""
+    for char, what in _FORBIDDEN_IN_LABELS.items():
+        if char in name:
+            return what
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character"
+    return None
+
+
 def parse_label_entries(entries: Any, problems: _Problems, holder: Any = None) -> list[LabelSpec]:
     """Parse a ``labels`` list: each entry a name or ``{name, prompt?, wordnet?}``.
 
-    Checks non-empty names, no duplicates (also none differing only in case, which CLIP's
+    Checks non-empty names without ';', line breaks, tabs or other control characters (they would
+    make label lists ambiguous), no duplicates (also none differing only in case, which CLIP's
     lower-casing tokenizer cannot tell apart) and well-formed synset ids.
     """
     if not isinstance(entries, list) or not entries:
@@ -219,6 +239,11 @@ def parse_label_entries(entries: Any, problems: _Problems, holder: Any = None) -
             raw, prompt, wordnet = entry, None, None
         name = _clean_name(raw, f"label {i}", problems, holder)
         if name is None:
+            continue
+        bad = _forbidden(name)
+        if bad:
+            problems.add(raw if line_of(raw) else holder, f"label {name[:80]!r} contains {bad}; rename it "
+                         "(e.g. 'rock and roll' for 'rock;roll')")
             continue
         if prompt is not None:
             prompt = _clean_name(prompt, f"prompt of label '{name}'", problems, raw)

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from hspnet_cli.errors import UserError
+from hspnet_cli.safe_yaml import read_yaml_text
 from hspnet_cli.taxonomy.core import (
     LabelSpec,
     Taxonomy,
@@ -19,9 +20,13 @@ from hspnet_cli.taxonomy.core import (
     parse_label_entries,
     taxonomy_from_dict,
 )
-from hspnet_cli.taxonomy.yaml_lines import LineStr, load_yaml_with_lines
+from hspnet_cli.taxonomy.yaml_lines import LineStr, load_json_with_lines, load_yaml_with_lines
 
-_YAML_SUFFIXES = {".yaml", ".yml"}
+_YAML_SUFFIXES = {".yaml", ".yml", ".json"}  # JSON is YAML; it is read by json for exact JSON rules
+
+
+def _load_document(path: Path) -> object:
+    return load_json_with_lines(path) if path.suffix.lower() == ".json" else load_yaml_with_lines(path)
 
 
 def _builtin_dir() -> Path:
@@ -70,7 +75,8 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     """Load and validate a taxonomy from a built-in name or a YAML file.
 
     Args:
-        name_or_path: ``coco``, ``voc``, ``nuswide``, ``cub`` or a path to a taxonomy YAML.
+        name_or_path: ``coco``, ``voc``, ``nuswide``, ``cub`` or a path to a taxonomy YAML
+            (or the same document as ``.json``).
 
     Returns:
         The validated taxonomy.
@@ -80,9 +86,9 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     """
     path = resolve_taxonomy_path(name_or_path)
     if path.suffix.lower() not in _YAML_SUFFIXES:
-        raise UserError(f"{path}: a taxonomy must be a .yaml file with 'labels' and 'groups' "
+        raise UserError(f"{path}: a taxonomy must be a .yaml (or .json) file with 'labels' and 'groups' "
                         "(a plain label list can be turned into one with hspnet taxonomy build)")
-    return taxonomy_from_dict(load_yaml_with_lines(path), source=str(path))
+    return taxonomy_from_dict(_load_document(path), source=str(path))
 
 
 def read_label_lines(path: Path) -> list[LabelSpec]:
@@ -90,12 +96,7 @@ def read_label_lines(path: Path) -> list[LabelSpec]:
 
     Blank lines and lines starting with ``#`` are skipped.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    text = read_yaml_text(path, "label list")  # the same size bound as every other file hspnet reads
     entries: list[object] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -123,6 +124,5 @@ def load_label_list(name_or_path: str | Path) -> list[LabelSpec]:
     """
     path = resolve_taxonomy_path(name_or_path)
     if path.suffix.lower() in _YAML_SUFFIXES:
-        data = load_yaml_with_lines(path)
-        return taxonomy_from_dict(data, source=str(path), require_groups=False).labels
+        return taxonomy_from_dict(_load_document(path), source=str(path), require_groups=False).labels
     return read_label_lines(path)

@@ -2,18 +2,23 @@
 
 ``yaml.safe_load`` silently keeps the last of two equal mapping keys (a group listed twice
 loses its first members) and forgets where each value came from. Validation messages must
-name the line to fix, so this loader, still a ``SafeLoader`` underneath, returns strings
-that carry their 1-based line number and raises on duplicate keys.
+name the line to fix, so this loader, a :class:`~hspnet_cli.safe_yaml.BoundedLoader` (safe tags,
+bounded size, depth and aliases) underneath, returns strings that carry their 1-based line
+number and raises on duplicate keys. JSON taxonomies are read with :mod:`json` (exact JSON
+rules, duplicate keys refused) and then, where YAML can read the same text, with this loader
+for the line numbers.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hspnet_cli.errors import UserError
+from hspnet_cli.safe_yaml import BoundedLoader, load_yaml, read_yaml_text
 
 
 class LineStr(str):
@@ -32,7 +37,7 @@ def line_of(value: Any) -> int:
     return getattr(value, "line", 0)
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(BoundedLoader):
     """SafeLoader whose strings are :class:`LineStr` and whose mappings reject duplicate keys."""
 
     source: str = "<yaml>"
@@ -77,26 +82,41 @@ def load_yaml_with_lines(path: str | Path) -> Any:
         The document, with every string a :class:`LineStr`.
 
     Raises:
-        UserError: The file is missing, unreadable, not valid YAML, or has a duplicate key.
+        UserError: The file is missing, unreadable, too large, not valid YAML, beyond the
+            alias or nesting bounds, or has a duplicate key.
     """
-    path = Path(path)
+    return load_yaml(read_yaml_text(path, "taxonomy"), str(path), _LineLoader)
+
+
+def load_json_with_lines(path: str | Path) -> Any:
+    """Read a JSON file (a taxonomy written as JSON), with line numbers on strings where possible.
+
+    JSON is parsed by :mod:`json` first, so its rules and its errors (line and column) are
+    JSON's own. YAML 1.1 reads almost every JSON text too, and then gives the line numbers;
+    where it cannot (tab indentation, for one), the values come without them.
+
+    Raises:
+        UserError: Missing, unreadable, too large, not valid JSON, too deep, or a duplicate key.
+    """
+    text = read_yaml_text(path, "taxonomy")
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise UserError(f"{path}: duplicate key '{key[:80]}'; merge the two entries into one")
+            out[key] = value
+        return out
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    loader = _LineLoader(text)
-    loader.source = str(path)
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); fix the syntax there") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
     try:
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({exc.problem or exc.context}); fix the syntax there") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    finally:
-        loader.dispose()
+        return load_yaml(text, str(path), _LineLoader)
+    except UserError:
+        return data  # valid JSON that YAML 1.1 reads differently: right values, no line numbers

@@ -5,12 +5,15 @@ Formats (``--format`` forces one; otherwise detected from the path and first lin
 ========  =======================================================================
 coco      COCO instances JSON (``.json``)
 voc       Pascal VOC folder with ``Annotations/*.xml`` (a folder)
-csv       ``image,labels`` header, ``;``-separated positive names
+csv       ``image,labels`` header, ``;``-separated positive names (``label_sep``)
 wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
 jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
 list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
 split     our own split CSV (first line ``# hspnet-split v1 ...``)
 ========  =======================================================================
+
+Every reader refuses, with file:line, image paths that are absolute or climb out of the images
+folder (:func:`hspnet_cli.data.labelset.normalize_image_path`) and fields of the wrong type.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def detect_format(path: str | Path) -> str:
 
 
 def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = None, strict: bool = False,
-                     voc_set: str | None = None, voc_difficult: str = "ignore") -> tuple[LabelSet, ReadReport]:
+                     voc_set: str | None = None, voc_difficult: str = "ignore",
+                     label_sep: str = ";") -> tuple[LabelSet, ReadReport]:
     """Read annotations in any supported format onto ``taxonomy``'s label order.
 
     Args:
@@ -95,6 +99,7 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         voc_set: VOC only: read ``ImageSets/Main/<voc_set>.txt``.
         voc_difficult: VOC only: ``ignore`` | ``unknown`` | ``positive`` (see
             :mod:`hspnet_cli.data.readers.voc`).
+        label_sep: ``image,labels`` CSV only: what separates the names in a labels cell.
 
     Returns:
         ``(labels, report)``: full annotations in the SPML encoding, one row per distinct
@@ -126,11 +131,16 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
     elif fmt == "voc":
         raw = read_voc(path, voc_set, voc_difficult)
     elif fmt == "csv":
-        raw = read_label_csv(path)
+        clash = [name for name in taxonomy.label_names if label_sep in name]
+        if clash:
+            raise UserError(f"taxonomy '{taxonomy.name}' has label '{clash[0]}', which contains the label "
+                            f"separator '{label_sep}', so {path} cannot be read unambiguously; choose another "
+                            "--label-sep")
+        raw = read_label_csv(path, label_sep, frozenset(taxonomy.label_names))
     elif fmt == "wide":
         raw = read_wide_csv(path)
     elif fmt == "jsonl":
-        raw = read_jsonl(path)
+        raw = read_jsonl(path, frozenset(taxonomy.label_names))
     else:
         raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
     report.files = raw.files

@@ -8,29 +8,50 @@ no annotation stay, with no positive, and are counted. ``file_name`` is the imag
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
-from hspnet_cli.data.readers.common import RawAnnotations, read_text
+from hspnet_cli.data.labelset import POSITIVE, Record, clean_image_path
+from hspnet_cli.data.readers.common import RawAnnotations, describe, json_where, parse_json, read_text
 from hspnet_cli.errors import UserError
 
 _SHOWN = 8
 
 
-def _list(data: dict, key: str, path: Path) -> list[Any]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise UserError(f"{path}: no '{key}' list; a COCO instances file has 'images', 'categories' and "
-                        "'annotations' (image_info files without annotations cannot be split)")
-    return value
+class _Doc:
+    """The parsed file and its text, so a message can name the line of a bad value."""
+
+    def __init__(self, path: Path, text: str, data: dict) -> None:
+        self.path, self.text, self.data = path, text, data
+
+    def fail(self, steps: list[str | int], problem: str) -> UserError:
+        return UserError(f"{json_where(self.path, self.text, steps)} {problem}")
+
+    def list(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            found = "the key is missing" if key not in self.data else f"it is {describe(value)}"
+            raise UserError(f"{self.path}: no '{key}' list ({found}); a COCO instances file has 'images', "
+                            "'categories' and 'annotations' (image_info files without annotations cannot be split)")
+        return value
+
+    def entry(self, key: str, i: int, entry: Any, what: str) -> dict:
+        if not isinstance(entry, dict):
+            raise self.fail([key, i], f"is {describe(entry)}; every {what} is an object with {_NEEDS[key]}")
+        return entry
+
+    def field(self, key: str, i: int, entry: dict, name: str, kind: type) -> Any:
+        value = entry.get(name)
+        if type(value) is not kind:  # bool is an int subclass; true is no id
+            found = "is missing" if name not in entry else f"is {describe(value)}"
+            want = "a whole number" if kind is int else "text"
+            raise self.fail([key, i, name], f"{found}; it must be {want} ({_NEEDS[key]})")
+        return value
 
 
-def _field(entry: Any, key: str, kind: type | tuple[type, ...], what: str, position: int, path: Path) -> Any:
-    if not isinstance(entry, dict) or not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
-        raise UserError(f"{path}: {what} #{position + 1} has no valid '{key}'; every {what} needs one")
-    return entry[key]
+_NEEDS = {"categories": "'id' (a whole number) and 'name' (text)",
+          "images": "'id' (a whole number) and 'file_name' (text)",
+          "annotations": "'image_id' and 'category_id' (whole numbers)"}
 
 
 def _ids(values: list[Any]) -> str:
@@ -48,46 +69,54 @@ def read_coco(path: Path) -> RawAnnotations:
         One record per entry of ``images`` (file order); ``declared`` holds the category names.
 
     Raises:
-        UserError: Malformed JSON (with line and column), missing lists or fields, duplicate
-            image or category ids, or annotations pointing at unknown image or category ids.
+        UserError: Malformed JSON (with line and column), missing lists or fields, a field of
+            the wrong type (named by line and JSON path, e.g. ``annotations[3].image_id``),
+            an image path leaving the images folder, duplicate image or category ids, or
+            annotations pointing at unknown image or category ids.
     """
     text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); "
-                        "fix the file or download it again") from None
+    data = parse_json(text, path, "fix the file or download it again")
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a COCO instances file (expected a JSON object with 'images', "
                         "'categories' and 'annotations')")
+    doc = _Doc(path, text, data)
     categories: dict[int, str] = {}
-    for i, cat in enumerate(_list(data, "categories", path)):
-        cat_id = _field(cat, "id", int, "category", i, path)
-        name = _field(cat, "name", str, "category", i, path).strip()
+    for i, cat in enumerate(doc.list("categories")):
+        cat = doc.entry("categories", i, cat, "category")
+        cat_id = doc.field("categories", i, cat, "id", int)
+        name = doc.field("categories", i, cat, "name", str).strip()
         if cat_id in categories:
-            raise UserError(f"{path}: category id {cat_id} is listed twice ('{categories[cat_id]}' and "
-                            f"'{name}'); each category needs its own id")
+            raise doc.fail(["categories", i, "id"], f"category id {cat_id} is listed twice ('{categories[cat_id]}' "
+                           f"and '{name}'); each category needs its own id")
         categories[cat_id] = name
     images: dict[int, tuple[str, str]] = {}
-    for i, image in enumerate(_list(data, "images", path)):
-        image_id = _field(image, "id", int, "image", i, path)
+    for i, image in enumerate(doc.list("images")):
+        image = doc.entry("images", i, image, "image")
+        image_id = doc.field("images", i, image, "id", int)
         origin = f"{path}: image id {image_id}"
-        file_name = normalize_image_path(_field(image, "file_name", str, "image", i, path), origin)
+        try:
+            file_name = clean_image_path(doc.field("images", i, image, "file_name", str))
+        except ValueError as exc:
+            raise doc.fail(["images", i, "file_name"], str(exc)) from None
         if image_id in images:
-            raise UserError(f"{origin}: image id {image_id} is listed twice in 'images'; each image needs its own id")
+            raise doc.fail(["images", i, "id"], f"image id {image_id} is listed twice in 'images'; "
+                           "each image needs its own id")
         images[image_id] = (file_name, origin)
 
     positives: dict[int, set[str]] = {image_id: set() for image_id in images}
-    bad_images: list[Any] = []
-    bad_categories: list[Any] = []
-    for i, ann in enumerate(_list(data, "annotations", path)):
+    bad_images: list[int] = []
+    bad_categories: list[int] = []
+    for i, ann in enumerate(doc.list("annotations")):
         try:  # the fast path: COCO train has ~600k annotations
             image_id, cat_id = ann["image_id"], ann["category_id"]
-        except (KeyError, TypeError):
-            _field(ann, "image_id", int, "annotation", i, path)
-            _field(ann, "category_id", int, "annotation", i, path)
-            raise  # pragma: no cover - _field raises first
-        names = positives.get(image_id) if isinstance(image_id, int) else None
+        except (KeyError, TypeError, IndexError):
+            ann = doc.entry("annotations", i, ann, "annotation")
+            image_id = doc.field("annotations", i, ann, "image_id", int)
+            cat_id = doc.field("annotations", i, ann, "category_id", int)
+        if type(image_id) is not int or type(cat_id) is not int:
+            doc.field("annotations", i, ann, "image_id", int)
+            doc.field("annotations", i, ann, "category_id", int)
+        names = positives.get(image_id)
         if names is None:
             bad_images.append(image_id)
         elif cat_id not in categories:

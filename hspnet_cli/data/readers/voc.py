@@ -17,7 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, normalize_image_path
+from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, clean_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
 from hspnet_cli.errors import UserError
 
@@ -26,28 +26,40 @@ _POLICY_TEXT = {"ignore": "treated as absent (negative)", "unknown": "left unkno
                 "positive": "counted as positive"}
 
 
-def _parse_xml(path: Path) -> ET.Element:
+def _parse_xml(path: Path) -> tuple[ET.Element, bytes]:
     try:
         data = path.read_bytes()  # bytes, so expat honours the file's own encoding declaration
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return ET.fromstring(data)
+        return ET.fromstring(data), data
     except ET.ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]
         raise UserError(f"{path}:{line}:{column + 1}: malformed XML ({reason}); fix or restore the file") from None
 
 
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
 def _set_ids(root: Path, image_set: str) -> list[tuple[str, str]]:
     set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not _plain_name(image_set):
+        raise UserError(f"--voc-set '{image_set}' must be the name of a list in ImageSets/Main (e.g. train), "
+                        "not a path")
     if not set_file.is_file():
         available = sorted(p.stem for p in (root / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
         raise UserError(f"{set_file}: no such image set; available: {', '.join(available) or 'none'}")
     ids = []
     for number, line in enumerate(read_text(set_file).splitlines(), start=1):
         if line.strip():
-            ids.append((line.split()[0], f"{set_file}:{number}"))
+            image_id = line.split()[0]
+            if not _plain_name(image_id):
+                # the id names Annotations/<id>.xml: a path here would read a file outside the folder
+                raise UserError(f"{set_file}:{number}: image id '{image_id[:120]}' is not a plain file name "
+                                "(it holds '/', '\\' or is '..'); list ids like 2008_000008")
+            ids.append((image_id, f"{set_file}:{number}"))
     if not ids:
         raise UserError(f"{set_file}: the image set is empty; list one image id a line")
     return ids
@@ -94,18 +106,27 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
     difficult_only = 0
     for xml in entries:
         files.append(xml)
-        tree = _parse_xml(xml)
+        tree, data = _parse_xml(xml)
         if tree.tag != "annotation":
             raise UserError(f"{xml}:1: root element is <{tree.tag}>, not <annotation>; not a VOC annotation file")
+        # Surrounding white space is the XML's layout, not part of the name.
         filename = (tree.findtext("filename") or "").strip() or f"{xml.stem}.jpg"
-        image = normalize_image_path(f"JPEGImages/{filename}", str(xml))
+        try:
+            image = "JPEGImages/" + clean_image_path(filename)  # a name inside JPEGImages/, never above it
+        except ValueError as exc:
+            line = data[:max(data.find(b"<filename"), 0)].count(b"\n") + 1
+            raise UserError(f"{xml}:{line}: <filename> {exc}") from None
         clear: set[str] = set()
         hard: set[str] = set()
         for number, obj in enumerate(tree.findall("object"), start=1):
             name = (obj.findtext("name") or "").strip()
             if not name:
                 raise UserError(f"{xml}: <object> #{number} has no <name>; give every object its class name")
-            (hard if (obj.findtext("difficult") or "0").strip() == "1" else clear).add(name)
+            flag = (obj.findtext("difficult") or "0").strip()
+            if flag not in ("0", "1"):
+                raise UserError(f"{xml}: <object> #{number} ('{name[:80]}') has <difficult>{flag[:20]}</difficult>; "
+                                "VOC writes 0 or 1")
+            (hard if flag == "1" else clear).add(name)
         values = {name: POSITIVE for name in sorted(clear)}
         hard_only = sorted(hard - clear)  # a clear instance of the class settles it whatever the policy
         if difficult != "ignore":
