@@ -145,6 +145,16 @@ def _source(checkpoint: str | Path) -> dict[str, Any]:
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
                  device: str = "cpu") -> Path:
+    """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.locks`); arguments:
+    see :func:`_export_model`."""
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(out, "export"):
+        return _export_model(checkpoint, out, fmt, thresholds, device)
+
+
+def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
+                  device: str = "cpu") -> Path:
     """Export a training checkpoint as a small inference model (see module docstring).
 
     Args:

@@ -69,15 +69,18 @@ def tag(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
-    from hspnet_cli.tagging.run import tag_images
+    from hspnet_cli.locks import output_lock
+    from hspnet_cli.tagging.run import tag_images, tags_out_path
 
     fmt = fmt.strip().lower()
-    scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
     try:
-        summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
-                             thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers,
-                             max_pixels=max_pixels, shard=shard, overwrite=overwrite,
-                             decode=decode, decode_timeout=decode_timeout)
+        # Locked before the model loads, so a second writer fails at once (tag_images re-enters it).
+        with output_lock(tags_out_path(out, shard), "tags file"):
+            scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
+            summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
+                                 thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size,
+                                 workers=workers, max_pixels=max_pixels, shard=shard, overwrite=overwrite,
+                                 decode=decode, decode_timeout=decode_timeout)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None

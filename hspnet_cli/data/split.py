@@ -293,6 +293,16 @@ def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, 
 
 def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir: str | Path, test_path: str | Path | None = None,
                options: SplitOptions | None = None) -> SplitResult:
+    """Turn full annotations into a weak-label training split folder (holding its output lock,
+    :mod:`hspnet_cli.locks`; see :func:`_make_split` for the arguments)."""
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(out_dir, "split folder"):
+        return _make_split(input_path, taxonomy, out_dir, test_path, options)
+
+
+def _make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir: str | Path,
+                test_path: str | Path | None = None, options: SplitOptions | None = None) -> SplitResult:
     """Turn full annotations into a weak-label training split folder.
 
     Args:
@@ -307,7 +317,8 @@ def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir:
 
     Raises:
         UserError: Bad options, bad input (file and line), an image in both train and test,
-            missing images with ``check_images``, or an occupied ``out_dir``.
+            missing images with ``check_images``, an occupied ``out_dir``, or another process
+            writing it.
     """
     from hspnet_cli.taxonomy import load_taxonomy
 

@@ -241,12 +241,20 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
         UserError: Bad input files, an empty tags file, a bad factory string or too little
             data to train it.
     """
+    from hspnet_cli.locks import output_lock
+
+    out = Path(out) if out is not None else default_index_path(Path(tags_csv))
+    with output_lock(out, "index"):
+        return _build_index(tags_csv, out, factory, nprobe, seed, recall_queries)
+
+
+def _build_index(tags_csv: str | os.PathLike, out: Path, factory: str | None, nprobe: int | None, seed: int,
+                 recall_queries: int) -> dict[str, Any]:
     data = read_tags_output(tags_csv)
     if data.n == 0:
         raise UserError(f"{data.file}: no rows to index")
     if nprobe is not None and nprobe < 1:
         raise UserError(f"--nprobe must be at least 1; got {nprobe}")
-    out = Path(out) if out is not None else default_index_path(data.file)
     chosen = factory.strip() if factory else choose_factory(data.n, data.dim)
     t0 = time.perf_counter()
     index = _make_index(chosen, data.dim)
@@ -269,7 +277,16 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
     or with ``skip_existing`` left out and counted; a path twice in the new file is refused.
     A different embedding dim is always refused; a different model description unless ``force``.
     Recall is not re-measured (the stored value says on how many vectors it was measured).
+    The index is locked while it is read and rewritten (:mod:`hspnet_cli.locks`).
     """
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(index_path, "index"):
+        return _add_to_index(index_path, tags_csv, force, skip_existing)
+
+
+def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool,
+                  skip_existing: bool) -> dict[str, Any]:
     idx = load_index(index_path)
     data = read_tags_output(tags_csv)
     if data.dim != idx.dim:

@@ -83,13 +83,16 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
         UserError: No shards, incompatible shards, an image in two shards, or the output being
             one of the shards.
     """
+    from hspnet_cli.locks import output_lock
+
     if not shards:
         raise UserError("give at least one shard tags file to merge")
     out = Path(out)
     target = OutputPaths.for_out(out)
-    counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
-    summary = build_index(out, index_out if index_out is not None else default_index_path(out),
-                          factory=factory, nprobe=nprobe, seed=seed)
+    with output_lock(out, "tags file"):
+        counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
+        summary = build_index(out, index_out if index_out is not None else default_index_path(out),
+                              factory=factory, nprobe=nprobe, seed=seed)
     return {**summary, "merged": str(out), **counts}
 
 

@@ -26,6 +26,7 @@ import torch
 
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
+from hspnet_cli.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
 from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
                                            resolve_decode_mode)
@@ -187,12 +188,28 @@ def _embed(scorer: Any, images: torch.Tensor) -> torch.Tensor:
     return scorer.embed(images)
 
 
-def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
-               threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
-               fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-               shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-               progress: bool = True, decode: str = "auto",
-               decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
+def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -> Path:
+    """The tags file a run with ``--out out --shard shard`` writes (shards get ``.shard-i-of-N``)."""
+    return shard_out(out, *parse_shard(shard))
+
+
+def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, **options: Any) -> TagSummary:
+    """Tag the images under ``images_dir`` into ``out`` while holding its output lock (see
+    :func:`_tag_images` for the options and :mod:`hspnet_cli.locks` for the lock).
+
+    Raises:
+        UserError: Another process is writing the same tags file, and see :func:`_tag_images`.
+    """
+    with output_lock(tags_out_path(out, options.get("shard")), "tags file"):
+        return _tag_images(images_dir, out, scorer, **options)
+
+
+def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
+                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
+                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
+                progress: bool = True, decode: str = "auto",
+                decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
 

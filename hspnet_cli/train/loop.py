@@ -10,6 +10,7 @@ needs saving), and optimiser, schedule, EMA, grad scaler and loss state are rest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -135,10 +136,20 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
 
 
 def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
-          taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
-          overwrite: bool = False, stop_after_epochs: int | None = None,
-          on_epoch: Callable[[EpochRecord], None] | None = None,
-          progress: Callable[[str, int], Any] | None = None) -> TrainResult:
+          **options: Any) -> TrainResult:
+    """Train into ``out_dir`` holding its output lock (rank 0 of a torchrun launch holds it for all
+    ranks; :mod:`hspnet_cli.locks`). Arguments: see :func:`_train`."""
+    from hspnet_cli.locks import is_rank_zero, output_lock
+
+    with output_lock(out_dir, "run folder") if is_rank_zero() else contextlib.nullcontext():
+        return _train(split_dir, images, out_dir, config, **options)
+
+
+def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
+           taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
+           overwrite: bool = False, stop_after_epochs: int | None = None,
+           on_epoch: Callable[[EpochRecord], None] | None = None,
+           progress: Callable[[str, int], Any] | None = None) -> TrainResult:
     """Train a model on a split, writing a run folder.
 
     Args:
