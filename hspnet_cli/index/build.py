@@ -224,7 +224,9 @@ def _tune(index: Any, emb: np.ndarray, source: Path, nprobe: int | None, seed: i
 def _base_meta(data: TagsOutput, factory: str, index: Any) -> dict[str, Any]:
     import faiss
 
-    return {"images_dir": str(data.images_dir), "model": data.model, "embedding_dim": data.dim,
+    fingerprint = data.manifest.get("model", {}).get("fingerprint") if isinstance(data.manifest.get("model"), dict) else None
+    return {"images_dir": str(data.images_dir), "model": data.model, "model_fingerprint": fingerprint,
+            "embedding_dim": data.dim,
             "factory": factory, "index_type": type(index).__name__, "metric": "inner_product",
             "faiss_version": faiss.__version__}
 
@@ -264,7 +266,8 @@ def _build_index(tags_csv: str | os.PathLike, out: Path, factory: str | None, np
             "factory_rule": "--factory" if factory else "size rule", "built_on": "gpu" if gpu else "cpu",
             "seed": seed, "recall_at_10": round(recall, 4), "recall_queries": used, "recall_measured_on": data.n,
             "build_seconds": round(time.perf_counter() - t0, 3),
-            "sources": [{"csv": str(data.file.absolute()), "first_id": 0, "rows": data.n, "skipped": 0}]}
+            "sources": [{"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": 0,
+                         "rows": data.n, "skipped": 0}]}
     save_index(out, index, meta, list(data.paths))
     return {**meta, "count": data.n, "index": str(out)}
 
@@ -317,10 +320,13 @@ def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, fo
         mask = keep[start:start + block.shape[0]]
         if mask.any():
             index.add(np.ascontiguousarray(block[mask]))
-    source = {"csv": str(data.file.absolute()), "first_id": first_id, "rows": int(keep.sum()), "skipped": skipped}
+    source = {"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": first_id,
+              "rows": int(keep.sum()), "skipped": skipped}
     if data.model != idx.meta.get("model"):
         source["model"] = data.model                               # added with --force
     meta = {**idx.meta, "images_dir": str(root), "sources": [*idx.meta.get("sources", []), source]}
     paths = old + [p for p, k in zip(new, keep) if k]
     save_index(idx.path, index, meta, paths)
-    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path)}
+    moved = {"root_moved_from": str(idx.images_dir)} if root != idx.images_dir else {}
+    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path),
+            **moved}

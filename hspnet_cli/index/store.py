@@ -5,6 +5,10 @@ The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.index.tags_inpu
 **Output** (``tags.faiss``): the FAISS index (id i = the i-th vector added), and two sidecars:
 
 * ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``;
+  every path must stay inside that root: an absolute path, a ``..`` that climbs out of it, an
+  empty line or a NUL is refused when the index is loaded (an edited or hostile paths file
+  must never make ``search --copy-to`` read ``/etc/passwd``). Symlinks inside the root are
+  followed, as ``hspnet tag`` follows them;
 * ``tags.faiss.json``: format and version, ``images_dir`` (the root the paths are relative to),
   ``model``, ``embedding_dim``, ``factory``, ``index_type``, ``metric`` (always inner product on
   L2-normalised vectors), ``search_params`` (e.g. ``nprobe=32``), ``count``, ``sources`` (every
@@ -82,6 +86,36 @@ def common_root(dirs: list[Path]) -> Path:
     return Path(os.path.commonpath([str(d) for d in dirs]))
 
 
+def path_problem(path: str) -> str | None:
+    """Why an index path cannot name a file under the index's root (None: it can)."""
+    if not path:
+        return "is empty"
+    if "\0" in path:
+        return "holds a NUL byte"
+    if path.startswith(("/", "\\")) or (len(path) > 2 and path[0].isalpha() and path[1] == ":" and path[2] in "/\\"):
+        return "is absolute"
+    if ".." in path.replace("\\", "/").split("/"):
+        return "climbs out of the images folder with '..'"
+    return None
+
+
+def _read_paths(plist: Path) -> list[str]:
+    """The id -> path lines of a paths file, each checked with :func:`path_problem`."""
+    try:
+        text = plist.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        raise UserError(f"{plist}: cannot read the paths file ({exc.strerror or exc})") from None
+    paths = text.split("\n")
+    if paths and paths[-1] == "":
+        paths.pop()
+    for number, path in enumerate(paths, 1):
+        problem = path_problem(path)
+        if problem is not None:
+            raise UserError(f"{plist}:{number}: path {path[:200]!r} {problem}; index paths are relative to the "
+                            "images folder and stay inside it (was the file edited?): rebuild with hspnet index build")
+    return paths
+
+
 @dataclass
 class IndexFiles:
     """A loaded index: the FAISS object, its sidecar facts and id -> path list."""
@@ -147,7 +181,7 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     plist = sidecar_paths(path)
     if not plist.is_file():
         raise UserError(f"{plist}: paths file of index {path.name} not found")
-    paths = plist.read_text(encoding="utf-8").splitlines()
+    paths = _read_paths(plist)
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
