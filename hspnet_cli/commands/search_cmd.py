@@ -61,7 +61,7 @@ def search(
     table.add_column("score", justify="right")
     table.add_column("path")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.to_dict()["path"])
     say(table)
     if copy_to is not None:
         say(f"copied {len(copied)} file(s) to {copy_to}")

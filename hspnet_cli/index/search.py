@@ -44,6 +44,7 @@ from hspnet_cli.errors import UserError
 from hspnet_cli.index.build import set_search_params
 from hspnet_cli.index.store import IndexFiles, load_index, normalize_rows
 from hspnet_cli.io_utils import output_errors
+from hspnet_cli.tagging.text_escape import escape, unescape
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ class Hit:
     file: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6),
-                "file": str(self.file)}
+        # Escaped as in tags.csv: valid text for any file name (tagging.text_escape).
+        return {"rank": self.rank, "id": self.id, "path": escape(self.path), "score": round(self.score, 6),
+                "file": escape(str(self.file))}
 
 
 def _query_taxonomy() -> Any:
@@ -199,8 +201,9 @@ def like_id(idx: IndexFiles, path: str) -> int:
     the images folder of one of the tags files added to the index (when exactly one matches)."""
     wanted = path.replace(os.sep, "/")
     ids = {p: i for i, p in enumerate(idx.paths)}
-    if wanted in ids:
-        return ids[wanted]
+    for form in (wanted, unescape(wanted)):    # as typed, or copied from tags.csv / --json output
+        if form in ids:
+            return ids[form]
     candidates = {Path(os.path.relpath(Path(path).absolute(), idx.images_dir)).as_posix()}
     for source in idx.meta.get("sources", []):
         root = source.get("images_dir") if isinstance(source, dict) else None

@@ -4,7 +4,9 @@ The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.index.tags_inpu
 
 **Output** (``tags.faiss``): the FAISS index (id i = the i-th vector added), and two sidecars:
 
-* ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``;
+* ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``,
+  escaped as tags.csv's path cells are (:mod:`hspnet_cli.tagging.text_escape`; the sidecar
+  says ``"paths_escaping": 1``);
   every path must stay inside that root: an absolute path, a ``..`` that climbs out of it, an
   empty line or a NUL is refused when the index is loaded (an edited or hostile paths file
   must never make ``search --copy-to`` read ``/etc/passwd``). Symlinks inside the root are
@@ -35,6 +37,7 @@ import numpy as np
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import atomic_write, read_json_object, write_text_atomic
+from hspnet_cli.tagging.text_escape import TEXT_ESCAPING, escape, unescape
 
 FORMAT = "hspnet-index"
 FORMAT_VERSION = 1
@@ -99,8 +102,9 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def _read_paths(plist: Path) -> list[str]:
-    """The id -> path lines of a paths file, each checked with :func:`path_problem`."""
+def _read_paths(plist: Path, escaped: bool) -> list[str]:
+    """The id -> path lines of a paths file (unescaped when ``escaped``), each checked with
+    :func:`path_problem`."""
     try:
         text = plist.read_bytes().decode("utf-8", "surrogateescape")
     except OSError as exc:
@@ -108,6 +112,8 @@ def _read_paths(plist: Path) -> list[str]:
     paths = text.split("\n")
     if paths and paths[-1] == "":
         paths.pop()
+    if escaped:
+        paths = [unescape(p) for p in paths]
     for number, path in enumerate(paths, 1):
         problem = path_problem(path)
         if problem is not None:
@@ -158,9 +164,10 @@ def save_index(path: Path, index: Any, meta: dict[str, Any], paths: list[str]) -
     meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION, "count": int(index.ntotal),
             "paths_file": sidecar_paths(path).name}
     write_faiss_atomic(index, path)
+    meta["paths_escaping"] = TEXT_ESCAPING
     with atomic_write(sidecar_paths(path)) as fh:
         for p in paths:
-            fh.write(p + "\n")
+            fh.write(escape(p) + "\n")
     write_text_atomic(sidecar_json(path), json.dumps(meta, indent=2) + "\n")
 
 
@@ -181,7 +188,7 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     plist = sidecar_paths(path)
     if not plist.is_file():
         raise UserError(f"{plist}: paths file of index {path.name} not found")
-    paths = _read_paths(plist)
+    paths = _read_paths(plist, escaped=bool(meta.get("paths_escaping")))
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:

@@ -31,6 +31,7 @@ from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS
 from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
                                            resolve_decode_mode)
 from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
+from hspnet_cli.tagging.text_escape import TEXT_ESCAPING
 from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
                                        read_json, shard_out, write_json)
 
@@ -264,7 +265,8 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
     fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
                    "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": fmt,
                    "max_pixels": max_pixels, "shard": [index, count], "images_dir": os.path.abspath(images_dir),
-                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode}
+                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode,
+                   "text_escaping": TEXT_ESCAPING}
     manifest = _check_existing(paths, fingerprint, overwrite)
     selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
     outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
@@ -296,7 +298,7 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             "fingerprint": fingerprint,
             "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
             "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
-            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}}
+            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}, "text_escaping": TEXT_ESCAPING}
         write_json(paths.manifest, manifest)
         writer.start_fresh()
 

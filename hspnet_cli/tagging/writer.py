@@ -9,16 +9,22 @@ writes, all UTF-8 text with ``\\n`` line ends unless said otherwise:
     cats/a.jpg,cat;sofa,0.9712;0.6301,animals;furniture
 
   ``path`` is the image's key (relative POSIX path under IMAGES_DIR), ``tags`` the selected
-  labels ``;``-joined by probability descending, ``scores`` their probabilities (4 decimals,
-  same order), ``groups`` the groups with at least one selected member, in order of their best
-  member. Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted).
+  labels ``;``-joined by probability descending, ``scores`` their probabilities (4 significant
+  digits, ``0.9712``, ``0.0002153``, ``1.2e-05``: their order can always be read; same order),
+  ``groups`` the groups with at least one selected member, in order of their best member.
+  Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted). Text
+  cells (path, each tag and group name, the failure reason) are escaped as
+  :mod:`hspnet_cli.tagging.text_escape` says: the file is valid UTF-8 with one line a row
+  whatever the file names, a ``;`` inside a label name cannot split the list, no cell starts a
+  spreadsheet formula, and ``unescape`` gives every file name back byte for byte.
 
 ``NAME.EXT`` (``--format jsonl``): one JSON object a line::
 
-    {"path": "cats/a.jpg", "tags": ["cat", "sofa"], "scores": [0.9712, 0.6301],
-     "groups": ["animals", "furniture"], "probs": [0.0312, 0.9712, ...]}
+    {"path": "cats/a.jpg", "tags": ["cat", "sofa"], "scores": [0.971199989, 0.630100012],
+     "groups": ["animals", "furniture"], "probs": [0.0311999992, 0.971199989, ...]}
 
-  ``probs`` holds every label's probability (4 decimals) in the manifest's ``labels`` order.
+  ``probs`` holds every label's probability in the manifest's ``labels`` order, at full float32
+  precision (9 significant digits, exact). ``path`` is escaped as in the CSV; names are JSON strings.
 
 ``STEM.emb.f32``: raw little-endian float32, ``embedding_dim`` values a row, no header; row i
 is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f4").reshape(-1, D)``).
@@ -31,7 +37,7 @@ is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f
 "thresholds": [per label, label order], "threshold_source", "options": {...},
 "fingerprint": {...}, "embedding": {"file", "dim", "dtype": "float32", "byteorder": "little"},
 "files": {"tags", "failed", "embeddings"} (names relative to the manifest's folder),
-"counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}}``. ``fingerprint``
+"counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}, "text_escaping": 1}``. ``fingerprint``
 (model, labels, thresholds, output options, decode mode, image list digest) must match for a rerun to
 resume; ``counts``/``bytes`` are final once ``complete`` is true.
 
@@ -60,13 +66,14 @@ import numpy as np
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import read_json_object, write_text_atomic
+from hspnet_cli.tagging.text_escape import escape, join_list
 
 MANIFEST_FORMAT = "hspnet-tags"
 PROGRESS_FORMAT = "hspnet-tag-progress"
 VERSION = 1
 CSV_HEADER = ("path", "tags", "scores", "groups")
 FAILED_HEADER = ("path", "error")
-ENCODING = ("utf-8", "surrogateescape")  # file names that are not UTF-8 round-trip byte for byte
+ENCODING = ("utf-8", "surrogateescape")  # reading: outputs written before cells were escaped held raw bytes
 
 
 @dataclass(frozen=True)
@@ -136,15 +143,20 @@ class TagSelector:
 
     def csv_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        return csv_line([key, ";".join(self.label_names[i] for i in sel),
-                          ";".join(f"{probs[i]:.4f}" for i in sel), ";".join(self.groups(sel))])
+        return csv_line([escape(key), join_list([self.label_names[i] for i in sel]),
+                         ";".join(f"{probs[i]:.4g}" for i in sel), join_list(self.groups(sel))])
 
     def jsonl_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        row = {"path": key, "tags": [self.label_names[i] for i in sel],
-               "scores": [round(float(probs[i]), 4) for i in sel], "groups": self.groups(sel),
-               "probs": [round(float(p), 4) for p in probs]}
+        row = {"path": escape(key), "tags": [self.label_names[i] for i in sel],
+               "scores": [_full(probs[i]) for i in sel], "groups": self.groups(sel),
+               "probs": [_full(p) for p in probs]}
         return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _full(p: float) -> float:
+    """A float32 probability as the shortest decimal that gives it back exactly (9 digits)."""
+    return float(f"{float(p):.9g}")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -178,9 +190,9 @@ class TagWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:
                 if key == "tags" and self.fmt == "csv":
-                    fh.write(csv_line(CSV_HEADER).encode(*ENCODING))
+                    fh.write(csv_line(CSV_HEADER).encode())
                 elif key == "failed":
-                    fh.write(csv_line(FAILED_HEADER).encode(*ENCODING))
+                    fh.write(csv_line(FAILED_HEADER).encode())
         self._open()
         self._commit()
 
@@ -230,14 +242,14 @@ class TagWriter:
         if len(keys):
             row = self.selector.csv_row if self.fmt == "csv" else self.selector.jsonl_row
             text = "".join(row(k, p) for k, p in zip(keys, probs))
-            self._files["tags"].write(text.encode(*ENCODING))
+            self._files["tags"].write(text.encode())
             emb = np.ascontiguousarray(embeddings, dtype="<f4")
             if emb.ndim != 2 or emb.shape[1] != self.embed_dim:
                 raise ValueError(f"embeddings must be (n, {self.embed_dim}); got {emb.shape}")
             self._files["emb"].write(emb.tobytes())
         if failures:
-            text = "".join(csv_line([k, " ".join(err.split())]) for k, err in failures)
-            self._files["failed"].write(text.encode(*ENCODING))
+            text = "".join(csv_line([escape(k), escape(" ".join(err.split()))]) for k, err in failures)
+            self._files["failed"].write(text.encode())
         self.rows += len(keys)
         self.failed += len(failures)
         self.items_done += items
@@ -262,7 +274,8 @@ class TagWriter:
 
 
 def read_failures(path: Path, limit: int | None = 20) -> list[tuple[str, str]]:
-    """The first ``limit`` rows (None: all) of a failures file (missing file: none)."""
+    """The first ``limit`` rows (None: all) of a failures file (missing file: none), cells as
+    written (escaped: :func:`~hspnet_cli.tagging.text_escape.unescape` gives the file name)."""
     out: list[tuple[str, str]] = []
     if not path.is_file():
         return out
