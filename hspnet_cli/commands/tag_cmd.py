@@ -34,6 +34,17 @@ def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: b
                        device=device)
 
 
+def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
+    """One line each: files that are not images (by extension), and what the decoders said."""
+    if summary.skipped:
+        top = sorted(summary.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{ext} {n:,}" for ext, n in top[:8]) + (", ..." if len(top) > 8 else "")
+        say(f"skipped {sum(summary.skipped.values()):,} file(s) that are not images Pillow opens: {shown}")
+    if summary.decoder_messages:
+        say(f"{summary.decoder_messages:,} decoder message(s) about {summary.decoder_images:,} image(s) in "
+            f"{summary.outputs['decode_log']}")
+
+
 def tag(
     images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl); the embeddings, "
@@ -95,5 +106,7 @@ def tag(
         say(f"[{colour}]tagged[/] {summary.rows} of {summary.items} images{resumed}, [{colour}]{summary.failed} "
             f"failed[/]" + (f" (see {summary.outputs['failed']})" if summary.failed else "")
             + f"; {summary.images_per_second:,.1f} img/s; wrote {summary.outputs['tags']}")
+    if not as_json:
+        _say_accounting(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

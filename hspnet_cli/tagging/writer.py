@@ -41,6 +41,10 @@ is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f
 (model, labels, thresholds, output options, decode mode, image list digest) must match for a rerun to
 resume; ``counts``/``bytes`` are final once ``complete`` is true.
 
+``STEM.decode.log``: what the image decoders said (warnings, C-library messages), one line a
+message, ``path<TAB>source<TAB>message``, appended by every invocation (see
+:mod:`hspnet_cli.tagging.chatter`); written only when there is something to say.
+
 ``STEM.progress.json`` (only while a run is unfinished): ``{"format": "hspnet-tag-progress",
 "version": 1, "items_done", "rows", "failed", "bytes": {"tags", "emb", "failed"}}``, rewritten
 atomically after every batch once that batch's rows are flushed. Resuming truncates each file
@@ -85,19 +89,21 @@ class OutputPaths:
     emb: Path
     manifest: Path
     progress: Path
+    decode_log: Path
 
     @classmethod
     def for_out(cls, out: str | Path) -> "OutputPaths":
         out = Path(out)
         stem = out.with_suffix("") if out.suffix else out
         return cls(tags=out, failed=Path(f"{stem}.failed.csv"), emb=Path(f"{stem}.emb.f32"),
-                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"))
+                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"),
+                   decode_log=Path(f"{stem}.decode.log"))
 
     def data_files(self) -> dict[str, Path]:
         return {"tags": self.tags, "emb": self.emb, "failed": self.failed}
 
     def all(self) -> list[Path]:
-        return [self.tags, self.failed, self.emb, self.manifest, self.progress]
+        return [self.tags, self.failed, self.emb, self.manifest, self.progress, self.decode_log]
 
 
 def shard_out(out: str | Path, index: int, count: int) -> Path:
