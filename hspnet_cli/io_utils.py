@@ -39,9 +39,9 @@ class OutputError(UserError):
         errno: The OSError's errno.
     """
 
-    def __init__(self, message: str, path: Path, err: int) -> None:
+    def __init__(self, message: str, path: Path, err: int, what: str = "output") -> None:
         super().__init__(message)
-        self.path, self.errno = path, err
+        self.path, self.errno, self.what = path, err, what
 
 
 def output_error(exc: OSError, path: str | os.PathLike, what: str = "output", then: str = "") -> OutputError | None:
@@ -59,15 +59,32 @@ def output_error(exc: OSError, path: str | os.PathLike, what: str = "output", th
         return None
     reason, fix = known
     then = then or "then rerun the same command"
-    return OutputError(f"{path}: cannot write the {what}: {reason}; {fix}, {then}", Path(path), exc.errno or 0)
+    return OutputError(f"{path}: cannot write the {what}: {reason}; {fix}, {then}", Path(path), exc.errno or 0, what)
+
+
+def output_error_in_message(exc: BaseException, path: str | os.PathLike, what: str = "output",
+                            then: str = "") -> OutputError | None:
+    """:func:`output_error` for libraries that report a failed write as text only (faiss:
+    "... write error in F: 4051 != 256000 (No space left on device)"): the errno is recognised
+    by its ``strerror`` in the message."""
+    text = str(exc)
+    for number in _OUTPUT_ERRNOS:
+        if os.strerror(number) in text:
+            return output_error(OSError(number, os.strerror(number)), path, what, then)
+    return None
 
 
 @contextlib.contextmanager
 def output_errors(path: str | os.PathLike, what: str = "output", then: str = "") -> Iterator[None]:
     """Turn a full disk, a quota or a permission error inside the block into one :class:`OutputError`
-    line naming ``path`` (see :func:`output_error`)."""
+    line naming ``path`` (see :func:`output_error`). An OutputError from a nested write keeps
+    its own path and gets this block's ``then`` (what to do next), when one is given."""
     try:
         yield
+    except OutputError as exc:
+        if not then:
+            raise
+        raise output_error(OSError(exc.errno, os.strerror(exc.errno)), exc.path, exc.what, then) from None
     except OSError as exc:
         err = output_error(exc, path, what, then)
         if err is None:

@@ -105,7 +105,7 @@ def _acquire(lock: Path, target: Path, what: str) -> int:
     while True:
         from hspnet_cli.io_utils import output_errors
 
-        with output_errors(lock, f"lock file of the {what}"):
+        with output_errors(target, what):
             lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:

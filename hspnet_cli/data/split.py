@@ -27,7 +27,7 @@ from hspnet_cli.data.split_io import (
     SPLIT_VERSION, SPLIT_YAML, format_split_csv, format_split_yaml, labels_sha256, sha256_files,
 )
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir, staging_dir
+from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
 from hspnet_cli.taxonomy.core import Taxonomy
 
 MODES = ("single-positive", "partial", "full")
@@ -271,6 +271,12 @@ def _summarise(variant: dict[str, Any], label_names: list[str], out_format: str,
 
 def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, Any]],
                texts: list[dict[str, str]], reader_warnings: list[str]) -> None:
+    with output_errors(out_dir, "split folder"):
+        _write_staged(out_dir, common, summaries, texts, reader_warnings)
+
+
+def _write_staged(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, Any]],
+                  texts: list[dict[str, str]], reader_warnings: list[str]) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(out_dir)
     try:

@@ -36,7 +36,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write, read_json_object, write_text_atomic
+from hspnet_cli.io_utils import (atomic_write, output_error, output_error_in_message, output_errors, read_json_object,
+                                 write_text_atomic)
 from hspnet_cli.tagging.text_escape import TEXT_ESCAPING, escape, unescape
 
 FORMAT = "hspnet-index"
@@ -144,16 +145,21 @@ def write_faiss_atomic(index: Any, path: Path) -> None:
     """``faiss.write_index`` to a temporary file beside ``path``, then rename."""
     import faiss
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with output_errors(path, "index"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     try:
         faiss.write_index(index, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        err = (output_error(exc, path, "index") if isinstance(exc, OSError)
+               else output_error_in_message(exc, path, "index") if isinstance(exc, RuntimeError) else None)
+        if err is not None:
+            raise err from None
         raise
 
 

@@ -69,7 +69,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import read_json_object, write_text_atomic
+from hspnet_cli.io_utils import output_errors, read_json_object, write_text_atomic
 from hspnet_cli.tagging.text_escape import escape, join_list
 
 MANIFEST_FORMAT = "hspnet-tags"
@@ -77,6 +77,7 @@ PROGRESS_FORMAT = "hspnet-tag-progress"
 VERSION = 1
 CSV_HEADER = ("path", "tags", "scores", "groups")
 FAILED_HEADER = ("path", "error")
+_RERUN = "then rerun the same command: it continues after the last batch recorded"
 ENCODING = ("utf-8", "surrogateescape")  # reading: outputs written before cells were escaped held raw bytes
 
 
@@ -191,7 +192,15 @@ class TagWriter:
 
     # -- life cycle -------------------------------------------------------------------------
     def start_fresh(self) -> None:
-        """Create the data files with their headers and record zero progress."""
+        """Create the data files with their headers and record zero progress.
+
+        Raises:
+            OutputError: A full disk, a quota or permissions (one line; rerunning continues).
+        """
+        with output_errors(self.paths.tags, "tag outputs", _RERUN):
+            self._start_fresh()
+
+    def _start_fresh(self) -> None:
         for key, path in self.paths.data_files().items():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:
@@ -228,8 +237,13 @@ class TagWriter:
             self._files[key] = open(path, "ab")
 
     def close(self) -> None:
+        """Close the files. A failing close (its last flush hit a full disk) is ignored: bytes
+        past the progress record are cut off by the next resume anyway."""
         for fh in self._files.values():
-            fh.close()
+            try:
+                fh.close()
+            except OSError:
+                pass
         self._files.clear()
 
     def __enter__(self) -> "TagWriter":
@@ -242,7 +256,17 @@ class TagWriter:
     def write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
                     failures: list[tuple[str, str]], items: int) -> None:
         """Append one batch: rows for ``keys`` (probabilities and embeddings row-aligned), failure
-        rows, then record that ``items`` more input items are done."""
+        rows, then record that ``items`` more input items are done.
+
+        Raises:
+            OutputError: A full disk, a quota or permissions (one line). What was recorded
+                before stays valid: the rerun truncates the files to it and continues.
+        """
+        with output_errors(self.paths.tags, "tag outputs", _RERUN):
+            self._write_batch(keys, probs, embeddings, failures, items)
+
+    def _write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
+                     failures: list[tuple[str, str]], items: int) -> None:
         if len(keys) != len(probs) or len(keys) != len(embeddings):
             raise ValueError("keys, probs and embeddings must have the same number of rows")
         if len(keys):
