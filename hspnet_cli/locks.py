@@ -78,15 +78,11 @@ def read_holder(path: str | os.PathLike) -> dict:
 
 def _pid_gone(holder: dict) -> bool:
     """True when the holder ran on this host and its process no longer exists."""
+    from hspnet_cli.io_utils import _pid_alive
+
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return not _pid_alive(holder["pid"])
 
 
 def _describe(holder: dict) -> str:
