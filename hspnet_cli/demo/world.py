@@ -49,7 +49,7 @@ from hspnet_cli.demo.summary import DemoWorldSummary, summarise
 from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
 from hspnet_cli.demo.draw import DRAWERS
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir, staging_dir
+from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
 from hspnet_cli.locks import output_lock
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
@@ -309,7 +309,7 @@ def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0
     workers = _whole("workers", workers, 1)
     out_dir = Path(out_dir)
     target = Path(os.path.abspath(out_dir))  # so that "." or "x/.." still have a name and a parent
-    with output_lock(target, "demo world"):
+    with output_lock(target, "demo world"), output_errors(target, "demo world"):
         _check_target(target, overwrite, shown=out_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
 
