@@ -224,7 +224,8 @@ def _tune(index: Any, emb: np.ndarray, source: Path, nprobe: int | None, seed: i
 def _base_meta(data: TagsOutput, factory: str, index: Any) -> dict[str, Any]:
     import faiss
 
-    fingerprint = data.manifest.get("model", {}).get("fingerprint") if isinstance(data.manifest.get("model"), dict) else None
+    model = data.manifest.get("model")
+    fingerprint = model.get("fingerprint") if isinstance(model, dict) else None  # search compares by content
     return {"images_dir": str(data.images_dir), "model": data.model, "model_fingerprint": fingerprint,
             "embedding_dim": data.dim,
             "factory": factory, "index_type": type(index).__name__, "metric": "inner_product",

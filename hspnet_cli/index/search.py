@@ -291,7 +291,8 @@ def _copy_one(source: Path, target: Path, overwrite: bool) -> None:
             try:
                 os.link(tmp, target)
             except FileExistsError:
-                raise UserError(f"{target}: appeared while copying; nothing replaced (--overwrite replaces it)") from None
+                raise UserError(f"{target}: appeared while copying; nothing replaced "
+                                "(--overwrite replaces it)") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
