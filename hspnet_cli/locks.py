@@ -62,9 +62,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def _holder_text() -> bytes:
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    program = "hspnet" if program in ("__main__.py", "hspnet_cli") else program  # python -m hspnet_cli
     return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                        "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                       "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}).encode()
+                       "command": " ".join([program, *sys.argv[1:]])[:300]}).encode()
 
 
 def read_holder(path: str | os.PathLike) -> dict:
