@@ -73,8 +73,12 @@ class ChatterLog:
         sink = self._fd2_sink()
         with contextlib.suppress(Exception):
             sys.stderr.flush()  # Python-level text written before the swap stays on the terminal
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
+        try:
+            saved: int | None = os.dup(2)
+        except OSError:  # no fd 2 at all (a daemon started with it closed): nothing to redirect
+            saved = None
+        if saved is not None:
+            os.dup2(sink.fileno(), 2)
         pil = logging.getLogger("PIL")
         handler, propagate = self._handler, pil.propagate
         handler.sink = messages
@@ -91,8 +95,9 @@ class ChatterLog:
             pil.propagate = propagate
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
             messages[:0] = [("warning", f"{w.category.__name__}: {w.message}") for w in caught]
             messages += [("stderr", line) for line in _drain(sink) if line.strip()]
             if messages:
