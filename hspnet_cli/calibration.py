@@ -106,8 +106,11 @@ def calibrate(probs: np.ndarray, targets: np.ndarray, label_names: list[str], *,
 
 
 def write_thresholds(path: str | Path, data: dict[str, Any]) -> None:
-    """Write a thresholds file atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    """Write a thresholds file atomically, holding its output lock (:mod:`hspnet_cli.locks`)."""
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(path, "thresholds file"):
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:

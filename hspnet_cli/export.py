@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write, write_text_atomic
+from hspnet_cli.io_utils import atomic_write, output_errors, write_text_atomic
 
 FORMAT = "hspnet-export"
 FORMAT_VERSION = 1
@@ -145,6 +145,16 @@ def _source(checkpoint: str | Path) -> dict[str, Any]:
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
                  device: str = "cpu") -> Path:
+    """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.locks`); arguments:
+    see :func:`_export_model`."""
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(out, "export"):
+        return _export_model(checkpoint, out, fmt, thresholds, device)
+
+
+def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
+                  device: str = "cpu") -> Path:
     """Export a training checkpoint as a small inference model (see module docstring).
 
     Args:
@@ -214,7 +224,8 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thr
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
             torch.jit.save(traced, fh)
     else:
-        meta["onnx_checked_with"] = _write_onnx(head, probe, expected, out)
+        with output_errors(out, "export"):
+            meta["onnx_checked_with"] = _write_onnx(head, probe, expected, out)
     meta["inputs"] = {"images": f"float32 (batch, 3, {size}, {size}), preprocessed as 'preprocessing' says"}
     meta["outputs"] = {"logits": "float32 (batch, labels) in 'labels' order; sigmoid gives probabilities"}
     write_text_atomic(sidecar_path(out), json.dumps({**meta, "kind": fmt}, indent=2) + "\n")

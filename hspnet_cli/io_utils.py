@@ -8,6 +8,7 @@ system, so ``os.replace`` is atomic) and rename it over the target only when it 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -15,6 +16,80 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from hspnet_cli.errors import UserError
+
+# OSErrors about the place being written, not about our data: the user fixes them by making room,
+# fixing permissions or writing elsewhere. Anything else (EIO, EBADF...) keeps its traceback.
+_OUTPUT_ERRNOS = {
+    errno.ENOSPC: ("no space left on the device", "free space on it (df -h) or write somewhere else"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within your quota or write somewhere else"),
+    errno.EACCES: ("permission denied", "make the folder writable for you or write somewhere else"),
+    errno.EPERM: ("operation not permitted", "make the folder writable for you or write somewhere else"),
+    errno.EROFS: ("read-only file system", "write somewhere writable"),
+    errno.EFBIG: ("file too large for this file system", "write to a file system that allows large files"),
+}
+
+
+class OutputError(UserError):
+    """An output could not be written for a reason the user can fix (full disk, permissions).
+
+    Attributes:
+        path: The file or folder being written.
+        errno: The OSError's errno.
+    """
+
+    def __init__(self, message: str, path: Path, err: int, what: str = "output") -> None:
+        super().__init__(message)
+        self.path, self.errno, self.what = path, err, what
+
+
+def output_error(exc: OSError, path: str | os.PathLike, what: str = "output", then: str = "") -> OutputError | None:
+    """The one-line :class:`OutputError` for an OSError on output, or None when it is not one of
+    full disk / quota / permissions / read-only (those are bugs or hardware and keep their traceback).
+
+    Args:
+        exc: The error.
+        path: What was being written.
+        what: What it is ("tags file", "checkpoint").
+        then: What to do after fixing the cause (default: rerun the same command).
+    """
+    known = _OUTPUT_ERRNOS.get(exc.errno or -1)
+    if known is None:
+        return None
+    reason, fix = known
+    then = then or "then rerun the same command"
+    return OutputError(f"{path}: cannot write the {what}: {reason}; {fix}, {then}", Path(path), exc.errno or 0, what)
+
+
+def output_error_in_message(exc: BaseException, path: str | os.PathLike, what: str = "output",
+                            then: str = "") -> OutputError | None:
+    """:func:`output_error` for libraries that report a failed write as text only (faiss:
+    "... write error in F: 4051 != 256000 (No space left on device)"): the errno is recognised
+    by its ``strerror`` in the message."""
+    text = str(exc)
+    for number in _OUTPUT_ERRNOS:
+        if os.strerror(number) in text:
+            return output_error(OSError(number, os.strerror(number)), path, what, then)
+    return None
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike, what: str = "output", then: str = "") -> Iterator[None]:
+    """Turn a full disk, a quota or a permission error inside the block into one :class:`OutputError`
+    line naming ``path`` (see :func:`output_error`). An OutputError from a nested write keeps
+    its own path and gets this block's ``then`` (what to do next), when one is given."""
+    try:
+        yield
+    except OutputError as exc:
+        if not then:
+            raise
+        raise output_error(OSError(exc.errno, os.strerror(exc.errno)), exc.path, exc.what, then) from None
+    except OSError as exc:
+        err = output_error(exc, path, what, then)
+        if err is None:
+            raise
+        raise err from None
 
 
 @contextlib.contextmanager
@@ -29,10 +104,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     Yields:
         The open temporary file. If the block raises, the temporary file is removed and
         ``path`` is left untouched.
+
+    Raises:
+        OutputError: A full disk, a quota or permissions (one line naming ``path``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None) as fh:
             yield fh
@@ -41,9 +120,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         # mkstemp creates owner-only files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        err = output_error(exc, path) if isinstance(exc, OSError) else None
+        if err is not None:
+            raise err from None
         raise
 
 
@@ -58,8 +140,6 @@ def read_json_object(path: str | os.PathLike, what: str, fix: str = "") -> dict[
     Raises:
         UserError: Missing, unreadable or not a JSON object; the message names the file.
     """
-    from hspnet_cli.errors import UserError
-
     path = Path(path)
     tail = f"; {fix}" if fix else ""
     if not path.is_file():

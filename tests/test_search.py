@@ -45,7 +45,7 @@ def test_like_returns_the_item_itself_first(tmp_path: Path) -> None:
     for factory in (None, "IVF32,Flat"):
         out = tmp_path / f"{factory or 'flat'}.faiss"
         build_index(tmp_path / "t.csv", out, factory=factory)
-        result = run("search", out, "--like", "img/00042.jpg", "--k", 5, "--json")
+        result = run("search", out, "--like", "img/00042.jpg", "--k", 5, "--json", "--include-self")
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert data["hits"][0]["path"] == "img/00042.jpg" and data["hits"][0]["id"] == 42
@@ -100,7 +100,8 @@ def test_image_query_finds_the_same_image_first(image_index: dict) -> None:
 
 def test_copy_to_copies_the_hits_with_rank_prefixes(image_index: dict, tmp_path: Path) -> None:
     out = tmp_path / "hits"
-    result = run("search", image_index["index"], "--like", "sub/07.png", "--k", 3, "--copy-to", out, "--json")
+    result = run("search", image_index["index"], "--like", "sub/07.png", "--k", 3, "--copy-to", out, "--json",
+                 "--include-self")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     names = sorted(p.name for p in out.iterdir())
@@ -132,7 +133,8 @@ def test_query_errors_are_one_line(image_index: dict, tmp_path: Path) -> None:
     # Missing hit files: nothing is copied, and the message says so.
     (image_index["images"] / "sub" / "09.png").rename(tmp_path / "09.png")
     try:
-        result = run("search", index, "--like", "sub/09.png", "--k", 2, "--copy-to", tmp_path / "c")
+        result = run("search", index, "--like", "sub/09.png", "--k", 2, "--copy-to", tmp_path / "c",
+                     "--include-self")
         assert result.exit_code == 2 and "hit file(s) are missing" in result.stderr and not (tmp_path / "c").exists()
     finally:
         (tmp_path / "09.png").rename(image_index["images"] / "sub" / "09.png")

@@ -79,7 +79,7 @@ def test_outputs_aligned_with_embeddings_and_failures_listed(scorer, folder: Pat
         tags = r["tags"].split(";") if r["tags"] else []
         want = [names[i] for i in np.argsort(-p, kind="stable") if p[i] >= 0.5]
         assert tags == want
-        assert r["scores"] == ";".join(f"{p[names.index(t)]:.4f}" for t in tags)
+        assert r["scores"] == ";".join(f"{p[names.index(t)]:.4g}" for t in tags)
         assert set(r["groups"].split(";") if tags else []) == {group_of[t] for t in tags}
     manifest = json.loads((tmp_path / "o" / "tags.manifest.json").read_text())
     assert manifest["complete"] and manifest["counts"] == {"items": GOOD + 4, "rows": GOOD, "failed": 4}

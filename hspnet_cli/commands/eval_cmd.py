@@ -147,15 +147,18 @@ def calibrate_command(
     from hspnet_cli.calibration import calibrate, write_thresholds
     from hspnet_cli.evaluation import sigmoid
 
+    from hspnet_cli.locks import output_lock
+
     if not 0.0 <= default <= 1.0:
         raise UserError(f"--default is a probability in [0, 1]; got {default}")
-    scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
-                                             batch_size, workers, device)
-    result = calibrate(sigmoid(logits), targets, scorer.taxonomy.label_names, min_positives=min_positives,
-                       default=default, fallback=fallback,
-                       source={"scorer": scorer.description, "data": str(data), "images": labels.n_images,
-                               "taxonomy": scorer.taxonomy.name})
-    write_thresholds(out, result)
+    with output_lock(out, "thresholds file"):  # before scoring: a second writer fails at once
+        scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
+                                                 batch_size, workers, device)
+        result = calibrate(sigmoid(logits), targets, scorer.taxonomy.label_names, min_positives=min_positives,
+                           default=default, fallback=fallback,
+                           source={"scorer": scorer.description, "data": str(data), "images": labels.n_images,
+                                   "taxonomy": scorer.taxonomy.name})
+        write_thresholds(out, result)
     if as_json:
         print_json(result)
         return

@@ -72,6 +72,10 @@ def add(
     if not as_json:
         say(f"added {facts['added']:,} image(s)" + (f", skipped {facts['skipped']:,} already indexed"
                                                       if facts["skipped"] else ""))
+        if facts.get("root_moved_from"):
+            say(f"[yellow]the index's root moved[/] from {facts['root_moved_from']} to {facts['images_dir']} (the "
+                "common folder of both batches): listed paths now start below it; --like also takes a path "
+                "relative to the folder a batch was tagged in")
         if facts.get("factory") != "Flat":
             say(f"[dim]recall@10 was measured at build time on {facts['recall_measured_on']:,} vectors[/]")
 

@@ -28,6 +28,10 @@ def search(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (query encoding)."),
     label_match: bool = typer.Option(True, "--label-match/--no-label-match",
                                      help="A --text naming a label uses the label's feature (default), or not."),
+    include_self: bool = typer.Option(False, "--include-self", help="With --like: keep the query image among "
+                                      "the hits (left out by default)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="With --copy-to: replace files already there "
+                                   "(refused by default)."),
 ) -> None:
     """Search an index by --text, --image or --like; print, --json, or --copy-to the top k."""
     from hspnet_cli.errors import UserError
@@ -44,8 +48,8 @@ def search(
         dev = str(resolve_device(device))
     idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=model,
                                       clip_model=clip_model, pretrained=pretrained, device=dev,
-                                      match_labels=label_match)
-    copied = copy_hits(hits, copy_to) if copy_to is not None else []
+                                      match_labels=label_match, include_self=include_self)
+    copied = copy_hits(hits, copy_to, overwrite=overwrite) if copy_to is not None else []
     if as_json:
         print_json({"index": str(index), "query": described, "k": k, "hits": [h.to_dict() for h in hits],
                     **({"copied": [str(p) for p in copied]} if copy_to is not None else {})})
@@ -57,7 +61,7 @@ def search(
     table.add_column("score", justify="right")
     table.add_column("path")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.to_dict()["path"])
     say(table)
     if copy_to is not None:
         say(f"copied {len(copied)} file(s) to {copy_to}")

@@ -34,6 +34,17 @@ def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: b
                        device=device)
 
 
+def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
+    """One line each: files that are not images (by extension), and what the decoders said."""
+    if summary.skipped:
+        top = sorted(summary.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{ext} {n:,}" for ext, n in top[:8]) + (", ..." if len(top) > 8 else "")
+        say(f"skipped {sum(summary.skipped.values()):,} file(s) that are not images Pillow opens: {shown}")
+    if summary.decoder_messages:
+        say(f"{summary.decoder_messages:,} decoder message(s) about {summary.decoder_images:,} image(s) in "
+            f"{summary.outputs['decode_log']}")
+
+
 def tag(
     images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl); the embeddings, "
@@ -69,15 +80,18 @@ def tag(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
-    from hspnet_cli.tagging.run import tag_images
+    from hspnet_cli.locks import output_lock
+    from hspnet_cli.tagging.run import tag_images, tags_out_path
 
     fmt = fmt.strip().lower()
-    scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
     try:
-        summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
-                             thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers,
-                             max_pixels=max_pixels, shard=shard, overwrite=overwrite,
-                             decode=decode, decode_timeout=decode_timeout)
+        # Locked before the model loads, so a second writer fails at once (tag_images re-enters it).
+        with output_lock(tags_out_path(out, shard), "tags file"):
+            scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
+            summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
+                                 thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size,
+                                 workers=workers, max_pixels=max_pixels, shard=shard, overwrite=overwrite,
+                                 decode=decode, decode_timeout=decode_timeout)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None
@@ -92,5 +106,7 @@ def tag(
         say(f"[{colour}]tagged[/] {summary.rows} of {summary.items} images{resumed}, [{colour}]{summary.failed} "
             f"failed[/]" + (f" (see {summary.outputs['failed']})" if summary.failed else "")
             + f"; {summary.images_per_second:,.1f} img/s; wrote {summary.outputs['tags']}")
+    if not as_json:
+        _say_accounting(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

@@ -28,7 +28,7 @@ from hspnet_cli.data.split_io import (
     SPLIT_VERSION, SPLIT_YAML, format_split_csv, format_split_yaml, labels_sha256, sha256_files,
 )
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir, staging_dir
+from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
 from hspnet_cli.taxonomy.core import Taxonomy
 
 MODES = ("single-positive", "partial", "full")
@@ -305,6 +305,12 @@ def _summarise(variant: dict[str, Any], label_names: list[str], out_format: str,
 
 def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, Any]],
                texts: list[dict[str, str]], reader_warnings: list[str]) -> None:
+    with output_errors(out_dir, "split folder"):
+        _write_staged(out_dir, common, summaries, texts, reader_warnings)
+
+
+def _write_staged(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, Any]],
+                  texts: list[dict[str, str]], reader_warnings: list[str]) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(out_dir)
     try:
@@ -327,6 +333,16 @@ def _write_all(out_dir: Path, common: dict[str, Any], summaries: list[dict[str, 
 
 def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir: str | Path, test_path: str | Path | None = None,
                options: SplitOptions | None = None) -> SplitResult:
+    """Turn full annotations into a weak-label training split folder (holding its output lock,
+    :mod:`hspnet_cli.locks`; see :func:`_make_split` for the arguments)."""
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(out_dir, "split folder"):
+        return _make_split(input_path, taxonomy, out_dir, test_path, options)
+
+
+def _make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir: str | Path,
+                test_path: str | Path | None = None, options: SplitOptions | None = None) -> SplitResult:
     """Turn full annotations into a weak-label training split folder.
 
     Args:
@@ -341,7 +357,8 @@ def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir:
 
     Raises:
         UserError: Bad options, bad input (file and line), an image in both train and test,
-            missing images with ``check_images``, or an occupied ``out_dir``.
+            missing images with ``check_images``, an occupied ``out_dir``, or another process
+            writing it.
     """
     from hspnet_cli.taxonomy import load_taxonomy
 

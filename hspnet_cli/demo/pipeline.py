@@ -76,11 +76,20 @@ def run_demo(out_dir: str | Path, n_images: int = 2000, seed: int = 0, overwrite
     Returns:
         The summary; also written to ``out_dir/demo-run.json``.
     """
+    from hspnet_cli.locks import output_lock
+
+    out_dir = Path(out_dir)
+    with output_lock(out_dir, "demo folder"):
+        return _run_demo(out_dir, n_images, seed, overwrite, epochs, on_stage, progress)
+
+
+def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: int | None,
+              on_stage: Callable[[StageResult], None] | None,
+              progress: Callable[[str, int], Any] | None) -> DemoSummary:
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.taxonomy.build import build_taxonomy
 
-    out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, overwrite)
     summary = DemoSummary(out_dir=out_dir)
 

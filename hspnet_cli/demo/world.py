@@ -49,7 +49,8 @@ from hspnet_cli.demo.summary import DemoWorldSummary, summarise
 from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
 from hspnet_cli.demo.draw import DRAWERS
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import replace_dir, staging_dir
+from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
+from hspnet_cli.locks import output_lock
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 GENERATOR_VERSION = 1
@@ -308,23 +309,24 @@ def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0
     workers = _whole("workers", workers, 1)
     out_dir = Path(out_dir)
     target = Path(os.path.abspath(out_dir))  # so that "." or "x/.." still have a name and a parent
-    _check_target(target, overwrite, shown=out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(target, "demo world"), output_errors(target, "demo world"):
+        _check_target(target, overwrite, shown=out_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
 
-    tmp = staging_dir(target)
-    try:
-        images_dir = tmp / "images"
-        images_dir.mkdir()
-        label_sets = _render_all(str(images_dir), seed, image_size, n_images, workers)
-        _write_annotations(tmp / "annotations.csv", label_sets, n_images)
-        DEMO_TAXONOMY.save(tmp / "taxonomy.yaml")
-        summary = summarise(out_dir, n_images, image_size, seed, label_sets, DEMO_TAXONOMY)
-        # world.json is the marker is_demo_world looks for: written last.
-        (tmp / "world.json").write_text(_world_json(summary), encoding="utf-8")
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp = staging_dir(target)
+        try:
+            images_dir = tmp / "images"
+            images_dir.mkdir()
+            label_sets = _render_all(str(images_dir), seed, image_size, n_images, workers)
+            _write_annotations(tmp / "annotations.csv", label_sets, n_images)
+            DEMO_TAXONOMY.save(tmp / "taxonomy.yaml")
+            summary = summarise(out_dir, n_images, image_size, seed, label_sets, DEMO_TAXONOMY)
+            # world.json is the marker is_demo_world looks for: written last.
+            (tmp / "world.json").write_text(_world_json(summary), encoding="utf-8")
+            replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     summary.seconds = time.perf_counter() - started
     return summary
 

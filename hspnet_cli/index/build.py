@@ -224,7 +224,10 @@ def _tune(index: Any, emb: np.ndarray, source: Path, nprobe: int | None, seed: i
 def _base_meta(data: TagsOutput, factory: str, index: Any) -> dict[str, Any]:
     import faiss
 
-    return {"images_dir": str(data.images_dir), "model": data.model, "embedding_dim": data.dim,
+    model = data.manifest.get("model")
+    fingerprint = model.get("fingerprint") if isinstance(model, dict) else None  # search compares by content
+    return {"images_dir": str(data.images_dir), "model": data.model, "model_fingerprint": fingerprint,
+            "embedding_dim": data.dim,
             "factory": factory, "index_type": type(index).__name__, "metric": "inner_product",
             "faiss_version": faiss.__version__}
 
@@ -241,12 +244,20 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
         UserError: Bad input files, an empty tags file, a bad factory string or too little
             data to train it.
     """
+    from hspnet_cli.locks import output_lock
+
+    out = Path(out) if out is not None else default_index_path(Path(tags_csv))
+    with output_lock(out, "index"):
+        return _build_index(tags_csv, out, factory, nprobe, seed, recall_queries)
+
+
+def _build_index(tags_csv: str | os.PathLike, out: Path, factory: str | None, nprobe: int | None, seed: int,
+                 recall_queries: int) -> dict[str, Any]:
     data = read_tags_output(tags_csv)
     if data.n == 0:
         raise UserError(f"{data.file}: no rows to index")
     if nprobe is not None and nprobe < 1:
         raise UserError(f"--nprobe must be at least 1; got {nprobe}")
-    out = Path(out) if out is not None else default_index_path(data.file)
     chosen = factory.strip() if factory else choose_factory(data.n, data.dim)
     t0 = time.perf_counter()
     index = _make_index(chosen, data.dim)
@@ -256,7 +267,8 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
             "factory_rule": "--factory" if factory else "size rule", "built_on": "gpu" if gpu else "cpu",
             "seed": seed, "recall_at_10": round(recall, 4), "recall_queries": used, "recall_measured_on": data.n,
             "build_seconds": round(time.perf_counter() - t0, 3),
-            "sources": [{"csv": str(data.file.absolute()), "first_id": 0, "rows": data.n, "skipped": 0}]}
+            "sources": [{"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": 0,
+                         "rows": data.n, "skipped": 0}]}
     save_index(out, index, meta, list(data.paths))
     return {**meta, "count": data.n, "index": str(out)}
 
@@ -269,7 +281,16 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
     or with ``skip_existing`` left out and counted; a path twice in the new file is refused.
     A different embedding dim is always refused; a different model description unless ``force``.
     Recall is not re-measured (the stored value says on how many vectors it was measured).
+    The index is locked while it is read and rewritten (:mod:`hspnet_cli.locks`).
     """
+    from hspnet_cli.locks import output_lock
+
+    with output_lock(index_path, "index"):
+        return _add_to_index(index_path, tags_csv, force, skip_existing)
+
+
+def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool,
+                  skip_existing: bool) -> dict[str, Any]:
     idx = load_index(index_path)
     data = read_tags_output(tags_csv)
     if data.dim != idx.dim:
@@ -300,10 +321,13 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
         mask = keep[start:start + block.shape[0]]
         if mask.any():
             index.add(np.ascontiguousarray(block[mask]))
-    source = {"csv": str(data.file.absolute()), "first_id": first_id, "rows": int(keep.sum()), "skipped": skipped}
+    source = {"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": first_id,
+              "rows": int(keep.sum()), "skipped": skipped}
     if data.model != idx.meta.get("model"):
         source["model"] = data.model                               # added with --force
     meta = {**idx.meta, "images_dir": str(root), "sources": [*idx.meta.get("sources", []), source]}
     paths = old + [p for p, k in zip(new, keep) if k]
     save_index(idx.path, index, meta, paths)
-    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path)}
+    moved = {"root_moved_from": str(idx.images_dir)} if root != idx.images_dir else {}
+    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path),
+            **moved}

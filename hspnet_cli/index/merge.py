@@ -29,11 +29,12 @@ from hspnet_cli.index.build import build_index, default_index_path
 from hspnet_cli.index.store import common_root, rebase_paths
 from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
 from hspnet_cli.io_utils import atomic_write
+from hspnet_cli.tagging.text_escape import escape, unescape
 from hspnet_cli.tagging.writer import (CSV_HEADER, ENCODING, FAILED_HEADER, OutputPaths, csv_line, read_failures,
                                        write_json)
 
 # Fingerprint entries that decide what a row says; shards that differ in one cannot be joined.
-_MUST_AGREE = ("scorer", "labels", "thresholds", "top_k", "format")
+_MUST_AGREE = ("scorer", "labels", "thresholds", "top_k", "format", "text_escaping")
 
 
 def _check_compatible(parts: list[TagsOutput], out: Path) -> None:
@@ -55,16 +56,18 @@ def _check_compatible(parts: list[TagsOutput], out: Path) -> None:
                                 "must come from one hspnet tag command (same model, thresholds and options)")
 
 
-def _rewrite(line: bytes, new_path: str, old_path: str, fmt: str) -> bytes:
-    """A row's line with its path replaced (unchanged bytes when the path is unchanged)."""
+def _rewrite(line: bytes, new_path: str, old_path: str, fmt: str, escaped: bool) -> bytes:
+    """A row's line with its path replaced (unchanged bytes when the path is unchanged); paths
+    are file names, escaped into the cell when the outputs escape text."""
     if new_path == old_path:
         return line
     text = line.decode(*ENCODING)
+    cell = escape(new_path) if escaped else new_path
     if fmt == "csv":
         row = next(csv.reader([text]))
-        return csv_line([new_path, *row[1:]]).encode(*ENCODING)
+        return csv_line([cell, *row[1:]]).encode(*ENCODING)
     obj = json.loads(text)
-    obj["path"] = new_path
+    obj["path"] = cell
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode(*ENCODING)
 
 
@@ -83,13 +86,16 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
         UserError: No shards, incompatible shards, an image in two shards, or the output being
             one of the shards.
     """
+    from hspnet_cli.locks import output_lock
+
     if not shards:
         raise UserError("give at least one shard tags file to merge")
     out = Path(out)
     target = OutputPaths.for_out(out)
-    counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
-    summary = build_index(out, index_out if index_out is not None else default_index_path(out),
-                          factory=factory, nprobe=nprobe, seed=seed)
+    with output_lock(out, "tags file"):
+        counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
+        summary = build_index(out, index_out if index_out is not None else default_index_path(out),
+                              factory=factory, nprobe=nprobe, seed=seed)
     return {**summary, "merged": str(out), **counts}
 
 
@@ -115,6 +121,7 @@ def _write_merged(parts: list[TagsOutput], target: OutputPaths) -> dict[str, int
     root = common_root([p.images_dir for p in parts])
     paths, order, shard_of, row_of = _merged_order(parts, root)
     first = parts[0]
+    escaped = bool(first.manifest.get("text_escaping"))
     # The manifest is written last and says the files are complete: an earlier merge's must not
     # vouch for files a killed rerun left half replaced.
     target.manifest.unlink(missing_ok=True)
@@ -123,18 +130,18 @@ def _write_merged(parts: list[TagsOutput], target: OutputPaths) -> dict[str, int
         if first.fmt == "csv":
             fh.write(csv_line(first.header or list(CSV_HEADER)).encode(*ENCODING))
         for i, s, r in zip(order.tolist(), shard_of.tolist(), row_of.tolist()):
-            fh.write(_rewrite(parts[s].line(sources[s], r), paths[i], parts[s].paths[r], first.fmt))
+            fh.write(_rewrite(parts[s].line(sources[s], r), paths[i], parts[s].paths[r], first.fmt, escaped))
     _write_embeddings(target.emb, parts, shard_of, row_of)
     failures: list[tuple[str, str]] = []
     for part in parts:
         rows = read_failures(part.failed, None)
-        rebased = rebase_paths([path for path, _ in rows], part.images_dir, root)
-        failures += [(path, err) for path, (_, err) in zip(rebased, rows)]
+        names = [unescape(path) if escaped else path for path, _ in rows]
+        failures += [(path, err) for path, (_, err) in zip(rebase_paths(names, part.images_dir, root), rows)]
     failures.sort()
     with atomic_write(target.failed, "wb") as fh:
         fh.write(csv_line(FAILED_HEADER).encode(*ENCODING))
         for path, err in failures:
-            fh.write(csv_line([path, err]).encode(*ENCODING))
+            fh.write(csv_line([escape(path) if escaped else path, err]).encode(*ENCODING))
     target.progress.unlink(missing_ok=True)
     write_json(target.manifest, _merged_manifest(parts, target, root, len(paths), len(failures)))
     return {"shards": len(parts), "failed": len(failures)}

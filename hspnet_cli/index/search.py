@@ -2,7 +2,9 @@
 
 * ``--like PATH``: the stored vector of an indexed image (``index.reconstruct``; IVF indexes get
   their direct map first; for PQ indexes the vector is the compressed approximation). The
-  image itself is among the hits, normally first with a score of about 1.
+  image itself is left out of the hits (it would be hit 1 with a score of about 1) unless
+  ``include_self``. PATH is the path as listed in the index, a file path, or a path relative
+  to the images folder of any tags file added to the index (``index add`` may move the root).
 * ``--image FILE``: the image through the query model's evaluation transform and
   ``Scorer.embed``.
 * ``--text "..."``: a text that names one of the query model's labels is that label's feature
@@ -14,12 +16,19 @@
 The query model is ``--model`` (a checkpoint, run folder or ckpt / TorchScript export),
 ``--clip-model M --pretrained P`` (plain CLIP), or, when neither is given, the model the index
 records when its description names one (``zero-shot M/P``, ``checkpoint PATH (...)``,
-``export PATH (...)``). Query and index dims must agree; a different model description is a
-warning (embeddings of different models are not comparable).
+``export PATH (...)``). Query and index dims must agree; a different model is a warning
+(embeddings of different models are not comparable). Models are compared by content: the
+scorer fingerprint the tagger recorded (label features, temperature, input size, labels), or
+the same file behind two spellings of its path; never by the path's spelling.
+
+``--copy-to DIR`` copies only files under the index's root (the paths file is checked when the
+index is loaded), each to ``DIR/<rank>_<file name>`` (a name, never a path, so nothing lands
+outside DIR); a file already there is refused before anything is copied, unless ``overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -34,6 +43,8 @@ import numpy as np
 from hspnet_cli.errors import UserError
 from hspnet_cli.index.build import set_search_params
 from hspnet_cli.index.store import IndexFiles, load_index, normalize_rows
+from hspnet_cli.io_utils import output_errors
+from hspnet_cli.tagging.text_escape import escape, unescape
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +60,9 @@ class Hit:
     file: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": round(self.score, 6),
-                "file": str(self.file)}
+        # Escaped as in tags.csv: valid text for any file name (tagging.text_escape).
+        return {"rank": self.rank, "id": self.id, "path": escape(self.path), "score": round(self.score, 6),
+                "file": escape(str(self.file))}
 
 
 def _query_taxonomy() -> Any:
@@ -84,11 +96,40 @@ def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: s
     return zero_shot(_query_taxonomy(), clip_model, tag, device=device, template=PROMPT)
 
 
+def same_model(scorer: Any, idx: IndexFiles) -> bool:
+    """True when ``scorer`` is the model that made the index's embeddings, judged by content: equal
+    descriptions, the fingerprint recorded at tagging time, or one file behind two path spellings."""
+    indexed = str(idx.meta.get("model", ""))
+    if scorer.description == indexed:
+        return True
+    recorded = idx.meta.get("model_fingerprint")
+    if recorded and getattr(scorer, "label_features", None) is not None:
+        from hspnet_cli.tagging.run import scorer_fingerprint
+
+        with contextlib.suppress(Exception):  # a scorer without the fingerprinted facts: fall through
+            if scorer_fingerprint(scorer) == recorded:
+                return True
+    pattern = re.compile(r"(checkpoint|export) (.+?) (\(.*\))$")
+    a, b = pattern.match(scorer.description), pattern.match(indexed)
+    if a and b and (a.group(1), a.group(3)) == (b.group(1), b.group(3)):
+        with contextlib.suppress(OSError):
+            return os.path.samefile(a.group(2), b.group(2)) or _same_bytes(Path(a.group(2)), Path(b.group(2)))
+    return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    from hspnet_cli.data.split_io import sha256_file
+
+    return sha256_file(a) == sha256_file(b)
+
+
 def _check_dim(vec: np.ndarray, idx: IndexFiles, scorer: Any) -> None:
     if vec.shape[-1] != idx.dim:
         raise UserError(f"the query model '{scorer.description}' makes {vec.shape[-1]}-dim embeddings but index "
                         f"{idx.path} holds {idx.dim}-dim ones from '{idx.meta.get('model')}'; query with that model")
-    if scorer.description != idx.meta.get("model"):
+    if not same_model(scorer, idx):
         log.warning("query model '%s' is not the index's model '%s': scores compare different embeddings",
                     scorer.description, idx.meta.get("model"))
 
@@ -155,18 +196,33 @@ def image_query(idx: IndexFiles, scorer: Any, image: Path) -> np.ndarray:
     return normalize_rows(np.ascontiguousarray(vec, dtype=np.float32), image)
 
 
+def like_id(idx: IndexFiles, path: str) -> int:
+    """The id of an indexed image: ``path`` as listed in the index, as a file path, or relative to
+    the images folder of one of the tags files added to the index (when exactly one matches)."""
+    wanted = path.replace(os.sep, "/")
+    ids = {p: i for i, p in enumerate(idx.paths)}
+    for form in (wanted, unescape(wanted)):    # as typed, or copied from tags.csv / --json output
+        if form in ids:
+            return ids[form]
+    candidates = {Path(os.path.relpath(Path(path).absolute(), idx.images_dir)).as_posix()}
+    for source in idx.meta.get("sources", []):
+        root = source.get("images_dir") if isinstance(source, dict) else None
+        if root:
+            candidates.add(Path(os.path.relpath(Path(root) / wanted, idx.images_dir)).as_posix())
+    found = sorted({ids[c] for c in candidates if c in ids})
+    if len(found) > 1:
+        raise UserError(f"'{path}' names {len(found)} indexed images ({', '.join(idx.paths[i] for i in found[:3])}); "
+                        f"give the path as listed in the index (relative to {idx.images_dir})")
+    if not found:
+        raise UserError(f"'{path}' is not in index {idx.path} (paths are relative to {idx.images_dir})")
+    return found[0]
+
+
 def like_query(idx: IndexFiles, path: str) -> np.ndarray:
-    """(1, D) stored vector of an indexed path (as listed in the index, or as a file path)."""
+    """(1, D) stored vector of an indexed path (see :func:`like_id`)."""
     import faiss
 
-    wanted = path.replace(os.sep, "/")
-    try:
-        i = idx.paths.index(wanted)
-    except ValueError:
-        try:
-            i = idx.paths.index(Path(os.path.relpath(Path(path).absolute(), idx.images_dir)).as_posix())
-        except ValueError:
-            raise UserError(f"'{path}' is not in index {idx.path} (paths are relative to {idx.images_dir})") from None
+    i = like_id(idx, path)
     try:
         ivf = faiss.extract_index_ivf(idx.index)
     except RuntimeError:
@@ -181,52 +237,74 @@ def like_query(idx: IndexFiles, path: str) -> np.ndarray:
     return normalize_rows(np.ascontiguousarray(vec, dtype=np.float32), idx.path)
 
 
-def search(idx: IndexFiles, query: np.ndarray, k: int = 10) -> list[Hit]:
-    """Top-``k`` hits of a (1, D) unit query, best first."""
+def search(idx: IndexFiles, query: np.ndarray, k: int = 10, exclude: int | None = None) -> list[Hit]:
+    """Top-``k`` hits of a (1, D) unit query, best first; id ``exclude`` (the ``--like`` image) left out."""
     if k < 1:
         raise UserError(f"--k must be at least 1; got {k}")
     set_search_params(idx.index, str(idx.meta.get("search_params", "")))
-    scores, ids = idx.index.search(query, min(k, idx.index.ntotal))
-    return [Hit(rank=r + 1, id=int(i), path=idx.paths[int(i)], score=float(s), file=idx.images_dir / idx.paths[int(i)])
-            for r, (s, i) in enumerate(zip(scores[0], ids[0])) if i >= 0]
+    extra = 1 if exclude is not None else 0
+    scores, ids = idx.index.search(query, min(k + extra, idx.index.ntotal))
+    kept = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude][:k]
+    return [Hit(rank=r + 1, id=i, path=idx.paths[i], score=s, file=idx.images_dir / idx.paths[i])
+            for r, (s, i) in enumerate(kept)]
 
 
-def copy_hits(hits: list[Hit], out_dir: Path) -> list[Path]:
+def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[Path]:
     """Copy the hit files into ``out_dir`` as ``<rank>_<name>``; every copy is atomic.
 
+    The sources are files under the index's root (its paths are checked when it is loaded);
+    each target is a direct child of ``out_dir`` (a file name is used, never a path).
+
     Raises:
-        UserError: A hit file is missing (nothing is copied then).
+        UserError: A hit file is missing, or (without ``overwrite``) a target exists already;
+            nothing is copied then. A full disk or permissions: one line naming the file.
     """
     missing = [h.file for h in hits if not h.file.is_file()]
     if missing:
         raise UserError(f"{len(missing)} hit file(s) are missing, e.g. {missing[0]}; nothing copied "
                         "(has the images folder moved?)")
-    out_dir.mkdir(parents=True, exist_ok=True)
     width = max(2, len(str(len(hits))))
-    written = []
-    for h in hits:
-        target = out_dir / f"{h.rank:0{width}d}_{h.file.name}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        try:
-            shutil.copyfile(h.file, tmp)
-            os.chmod(tmp, 0o644)
+    targets = [out_dir / f"{h.rank:0{width}d}_{h.file.name}" for h in hits]
+    taken = [t for t in targets if os.path.lexists(t)]
+    if taken and not overwrite:
+        raise UserError(f"{taken[0]}: exists already ({len(taken)} of the {len(targets)} copies would replace a "
+                        "file); nothing copied: use an empty --copy-to folder, or --overwrite to replace them")
+    with output_errors(out_dir, "--copy-to folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for h, target in zip(hits, targets):
+        with output_errors(target, "copy of a hit"):
+            _copy_one(h.file, target, overwrite)
+    return targets
+
+
+def _copy_one(source: Path, target: Path, overwrite: bool) -> None:
+    """Copy through a temporary file; the final step replaces ``target`` (overwrite) or links the
+    copy in only if nothing appeared there meanwhile (a link never follows a symlink at ``target``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)
+        if overwrite:
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise UserError(f"{target}: appeared while copying; nothing replaced "
+                                "(--overwrite replaces it)") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def run_search(index_path: str | os.PathLike, *, text: str | None = None, image: str | os.PathLike | None = None,
                like: str | None = None, k: int = 10, model: str | Path | None = None, clip_model: str | None = None,
                pretrained: str | None = None, device: str = "cpu",
-               match_labels: bool = True) -> tuple[IndexFiles, list[Hit], str]:
+               match_labels: bool = True, include_self: bool = False) -> tuple[IndexFiles, list[Hit], str]:
     """Load an index, encode the one query given, search: (index, hits, query description).
 
     ``match_labels``: a ``text`` naming one of the model's labels uses that label's feature
-    (see :func:`text_query`).
+    (see :func:`text_query`). ``include_self``: keep the ``like`` image among its own hits.
     """
     given = [name for name, v in (("--text", text), ("--image", image), ("--like", like)) if v is not None]
     if len(given) != 1:
@@ -236,7 +314,8 @@ def run_search(index_path: str | os.PathLike, *, text: str | None = None, image:
         raise UserError(f"--k must be at least 1; got {k}")
     idx = load_index(index_path)
     if like is not None:
-        return idx, search(idx, like_query(idx, like), k), f"like {like}"
+        return (idx, search(idx, like_query(idx, like), k, exclude=None if include_self else like_id(idx, like)),
+                f"like {like}")
     scorer = query_scorer(idx, model=model, clip_model=clip_model, pretrained=pretrained, device=device)
     if text is not None:
         vec, how = text_query(idx, scorer, text, match_labels)

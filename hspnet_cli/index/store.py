@@ -4,7 +4,13 @@ The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.index.tags_inpu
 
 **Output** (``tags.faiss``): the FAISS index (id i = the i-th vector added), and two sidecars:
 
-* ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``;
+* ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``,
+  escaped as tags.csv's path cells are (:mod:`hspnet_cli.tagging.text_escape`; the sidecar
+  says ``"paths_escaping": 1``);
+  every path must stay inside that root: an absolute path, a ``..`` that climbs out of it, an
+  empty line or a NUL is refused when the index is loaded (an edited or hostile paths file
+  must never make ``search --copy-to`` read ``/etc/passwd``). Symlinks inside the root are
+  followed, as ``hspnet tag`` follows them;
 * ``tags.faiss.json``: format and version, ``images_dir`` (the root the paths are relative to),
   ``model``, ``embedding_dim``, ``factory``, ``index_type``, ``metric`` (always inner product on
   L2-normalised vectors), ``search_params`` (e.g. ``nprobe=32``), ``count``, ``sources`` (every
@@ -30,7 +36,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write, read_json_object, write_text_atomic
+from hspnet_cli.io_utils import (atomic_write, output_error, output_error_in_message, output_errors, read_json_object,
+                                 write_text_atomic)
+from hspnet_cli.tagging.text_escape import TEXT_ESCAPING, escape, unescape
 
 FORMAT = "hspnet-index"
 FORMAT_VERSION = 1
@@ -82,6 +90,39 @@ def common_root(dirs: list[Path]) -> Path:
     return Path(os.path.commonpath([str(d) for d in dirs]))
 
 
+def path_problem(path: str) -> str | None:
+    """Why an index path cannot name a file under the index's root (None: it can)."""
+    if not path:
+        return "is empty"
+    if "\0" in path:
+        return "holds a NUL byte"
+    if path.startswith(("/", "\\")) or (len(path) > 2 and path[0].isalpha() and path[1] == ":" and path[2] in "/\\"):
+        return "is absolute"
+    if ".." in path.replace("\\", "/").split("/"):
+        return "climbs out of the images folder with '..'"
+    return None
+
+
+def _read_paths(plist: Path, escaped: bool) -> list[str]:
+    """The id -> path lines of a paths file (unescaped when ``escaped``), each checked with
+    :func:`path_problem`."""
+    try:
+        text = plist.read_bytes().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        raise UserError(f"{plist}: cannot read the paths file ({exc.strerror or exc})") from None
+    paths = text.split("\n")
+    if paths and paths[-1] == "":
+        paths.pop()
+    if escaped:
+        paths = [unescape(p) for p in paths]
+    for number, path in enumerate(paths, 1):
+        problem = path_problem(path)
+        if problem is not None:
+            raise UserError(f"{plist}:{number}: path {path[:200]!r} {problem}; index paths are relative to the "
+                            "images folder and stay inside it (was the file edited?): rebuild with hspnet index build")
+    return paths
+
+
 @dataclass
 class IndexFiles:
     """A loaded index: the FAISS object, its sidecar facts and id -> path list."""
@@ -104,16 +145,21 @@ def write_faiss_atomic(index: Any, path: Path) -> None:
     """``faiss.write_index`` to a temporary file beside ``path``, then rename."""
     import faiss
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with output_errors(path, "index"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     try:
         faiss.write_index(index, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        err = (output_error(exc, path, "index") if isinstance(exc, OSError)
+               else output_error_in_message(exc, path, "index") if isinstance(exc, RuntimeError) else None)
+        if err is not None:
+            raise err from None
         raise
 
 
@@ -124,9 +170,10 @@ def save_index(path: Path, index: Any, meta: dict[str, Any], paths: list[str]) -
     meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION, "count": int(index.ntotal),
             "paths_file": sidecar_paths(path).name}
     write_faiss_atomic(index, path)
+    meta["paths_escaping"] = TEXT_ESCAPING
     with atomic_write(sidecar_paths(path)) as fh:
         for p in paths:
-            fh.write(p + "\n")
+            fh.write(escape(p) + "\n")
     write_text_atomic(sidecar_json(path), json.dumps(meta, indent=2) + "\n")
 
 
@@ -147,7 +194,7 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     plist = sidecar_paths(path)
     if not plist.is_file():
         raise UserError(f"{plist}: paths file of index {path.name} not found")
-    paths = plist.read_text(encoding="utf-8").splitlines()
+    paths = _read_paths(plist, escaped=bool(meta.get("paths_escaping")))
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:

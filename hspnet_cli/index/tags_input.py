@@ -26,6 +26,7 @@ import numpy as np
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import read_json_object
+from hspnet_cli.tagging.text_escape import unescape
 from hspnet_cli.tagging.writer import CSV_HEADER, ENCODING, MANIFEST_FORMAT, OutputPaths
 
 
@@ -37,7 +38,7 @@ class TagsOutput:
         file: The tags file (csv or jsonl).
         fmt: ``csv`` or ``jsonl``.
         header: The CSV header line's fields (``[]`` for jsonl).
-        paths: Row i's ``path`` (relative to ``images_dir``).
+        paths: Row i's ``path`` (relative to ``images_dir``; the file name itself, unescaped).
         offsets: (n,) int64 byte offset of row i in ``file``.
         dim: Embedding width D.
         model: The model description (``model.scorer``).
@@ -107,8 +108,9 @@ def _facts(mpath: Path, manifest: dict[str, Any]) -> tuple[int, str, str, str]:
     return dim, str(model), str(images), fmt
 
 
-def _scan(file: Path, fmt: str) -> tuple[list[str], list[str], np.ndarray]:
-    """(header, paths, row offsets) of a tags file, one pass, rows not kept."""
+def _scan(file: Path, fmt: str, escaped: bool = True) -> tuple[list[str], list[str], np.ndarray]:
+    """(header, paths, row offsets) of a tags file, one pass, rows not kept; ``escaped``: the
+    path cells are escaped (:mod:`hspnet_cli.tagging.text_escape`) and are unescaped here."""
     header: list[str] = []
     paths: list[str] = []
     offsets: list[int] = []
@@ -124,9 +126,9 @@ def _scan(file: Path, fmt: str) -> tuple[list[str], list[str], np.ndarray]:
             text = raw.decode(*ENCODING)
             if text.strip():
                 path = _row_path(file, number, text, fmt)
-                if not path or "\n" in path or "\r" in path:
+                if not path or "\n" in path or "\r" in path:   # as written: escaped names have neither
                     raise UserError(f"{file}: line {number} has an empty path or a path with a line break")
-                paths.append(path)
+                paths.append(unescape(path) if escaped else path)
                 offsets.append(pos)
             pos += len(raw)
     return header, paths, np.asarray(offsets, dtype=np.int64)
@@ -167,7 +169,7 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
         return named.manifest.parent / str(files[role]) if files.get(role) else default
 
     emb, failed = named_in_manifest("embeddings", named.emb), named_in_manifest("failed", named.failed)
-    header, paths, offsets = _scan(tags_file, fmt)
+    header, paths, offsets = _scan(tags_file, fmt, escaped=bool(manifest.get("text_escaping")))
     if not emb.is_file():
         raise UserError(f"{emb}: embedding file not found (hspnet tag writes it beside {tags_file.name})")
     size = emb.stat().st_size

@@ -44,6 +44,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from hspnet_cli.tagging.chatter import ChatterLog
 from hspnet_cli.tagging.discover import PathList
 
 # PIL refuses outright at twice its warning limit; that figure (about 179 M pixels, e.g.
@@ -210,13 +211,14 @@ class TagImages(Dataset):
     """
 
     def __init__(self, root: str | Path, items: PathList, transform: Callable, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 start: int = 0, timeout: float = DEFAULT_DECODE_TIMEOUT) -> None:
+                 start: int = 0, timeout: float = DEFAULT_DECODE_TIMEOUT, chatter: ChatterLog | None = None) -> None:
         self.root = os.fspath(root)
         self.items = items
         self.transform = transform
         self.max_pixels = max_pixels
         self.start = start
         self.timeout = timeout
+        self.chatter = chatter or ChatterLog(None)
 
     def __len__(self) -> int:
         return len(self.items) - self.start
@@ -230,19 +232,22 @@ class TagImages(Dataset):
 
     def pil_item(self, position: int) -> tuple[torch.Tensor | None, int, str]:
         """Item ``position`` decoded with PIL and ``transform`` within the decode deadline:
-        ``(tensor or None, position, error)``."""
+        ``(tensor or None, position, error)``. What the decoders say goes to ``self.chatter``'s
+        log (:mod:`hspnet_cli.tagging.chatter`); the capture is outside the deadline, so a
+        timeout never leaves file descriptor 2 redirected."""
         path = self.path_of(position)
-        try:
-            with decode_deadline(self.timeout):
-                image = open_rgb(path, self.max_pixels)
-                try:
-                    tensor = self.transform(image)
-                except DecodeError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a transform failure is this image's failure
-                    return None, position, f"preprocessing failed: {describe_error(exc)}"
-        except DecodeError as exc:
-            return None, position, str(exc)
+        with self.chatter.capture(self.items[position]):
+            try:
+                with decode_deadline(self.timeout):
+                    image = open_rgb(path, self.max_pixels)
+                    try:
+                        tensor = self.transform(image)
+                    except DecodeError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a transform failure is this image's failure
+                        return None, position, f"preprocessing failed: {describe_error(exc)}"
+            except DecodeError as exc:
+                return None, position, str(exc)
         return tensor, position, ""
 
 

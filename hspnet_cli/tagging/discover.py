@@ -3,8 +3,14 @@
 Rules:
 
 * Discovery walks IMAGES_DIR recursively with :func:`os.scandir` (one directory listing in
-  memory at a time) and keeps files whose extension, compared case-insensitively, is one of
-  :data:`IMAGE_EXTENSIONS`.
+  memory at a time) and keeps files whose extension, compared case-insensitively, is one the
+  installed Pillow can open (:func:`image_extensions`: every registered extension whose format
+  has an open plugin, about 60 with Pillow 13: jpg, png, webp, tif, bmp, gif, ppm, pgm, pbm,
+  pnm, tga, psd, ico, dds, jp2, avif, ...). Left out are formats Pillow only identifies but
+  cannot decode by itself (MPEG video, the BUFR/GRIB/HDF5 stubs, WMF outside Windows, EPS
+  without Ghostscript), so a video or a data file is not reported as a broken image. Every
+  other file is skipped and counted by extension (``skipped``), so a summary can account for
+  every file of the folder.
 * The key of an image is its path relative to IMAGES_DIR in POSIX form (``a/b/c.jpg``); two
   files with the same name in different folders are two items.
 * Order: sorted by that key (plain code-point order of the whole relative path). The walk
@@ -26,10 +32,13 @@ without copy-on-write churn from per-string reference counts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import sys
 from array import array
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -38,7 +47,32 @@ from hspnet_cli.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Formats Pillow registers but cannot decode without a handler or program it does not ship.
+_NOT_DECODABLE = {"MPEG", "BUFR", "GRIB", "HDF5", "WMF", "EPS", "PDF"}
+
+
+@functools.lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Lower-case extensions (with the dot) of every format the installed Pillow can open."""
+    import shutil
+
+    from PIL import Image
+
+    Image.init()
+    openable = set(Image.OPEN) | {"MPO"}  # MPO files are opened by the JPEG plugin
+    skip = set(_NOT_DECODABLE)
+    if shutil.which("gs"):
+        skip.discard("EPS")
+    if sys.platform == "win32":
+        skip.discard("WMF")
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in openable and fmt not in skip)
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    if name == "IMAGE_EXTENSIONS":  # computed on first use: importing this module must not load PIL
+        return image_extensions()
+    raise AttributeError(name)
 
 
 def _enc(path: str) -> bytes:
@@ -89,12 +123,18 @@ class PathList:
 
 
 def is_image_name(name: str) -> bool:
-    """True when ``name`` has one of :data:`IMAGE_EXTENSIONS` (any case)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """True when ``name`` has one of :func:`image_extensions` (any case)."""
+    return os.path.splitext(name)[1].lower() in image_extensions()
 
 
-def iter_images(root: str | Path) -> Iterator[str]:
-    """Yield the relative POSIX paths of the images under ``root`` in sorted order (see module doc).
+def extension_key(name: str) -> str:
+    """How a skipped file is counted: its lower-case extension, or ``(none)``."""
+    return os.path.splitext(name)[1].lower() or "(none)"
+
+
+def iter_images(root: str | Path, skipped: Counter | None = None) -> Iterator[str]:
+    """Yield the relative POSIX paths of the images under ``root`` in sorted order (see module doc);
+    files that are not images are counted in ``skipped`` by :func:`extension_key`.
 
     Raises:
         UserError: ``root`` is not a readable folder.
@@ -112,10 +152,10 @@ def iter_images(root: str | Path) -> Iterator[str]:
             pass
     except OSError as exc:
         raise UserError(f"{root}: cannot list the images folder ({exc.strerror or exc})") from None
-    yield from _walk(str(root), "", seen)
+    yield from _walk(str(root), "", seen, skipped if skipped is not None else Counter())
 
 
-def _walk(folder: str, prefix: str, seen: set[tuple[int, int]]) -> Iterator[str]:
+def _walk(folder: str, prefix: str, seen: set[tuple[int, int]], skipped: Counter) -> Iterator[str]:
     entries: list[tuple[str, str, bool]] = []  # (sort key, name, is folder)
     try:
         with os.scandir(folder) as it:
@@ -128,6 +168,8 @@ def _walk(folder: str, prefix: str, seen: set[tuple[int, int]]) -> Iterator[str]
                     entries.append((entry.name + "/", entry.name, True))
                 elif is_image_name(entry.name):
                     entries.append((entry.name, entry.name, False))
+                else:
+                    skipped[extension_key(entry.name)] += 1
     except OSError as exc:
         log.warning("skipping folder %s: cannot list it (%s)", folder, exc.strerror or exc)
         return
@@ -148,12 +190,13 @@ def _walk(folder: str, prefix: str, seen: set[tuple[int, int]]) -> Iterator[str]
             log.info("not walking %s again: it is a folder already walked (symlink)", full)
             continue
         seen.add(ident)
-        yield from _walk(full, rel + "/", seen)
+        yield from _walk(full, rel + "/", seen, skipped)
 
 
-def discover_images(root: str | Path) -> PathList:
-    """All images under ``root`` as a :class:`PathList`, in discovery order."""
-    return PathList(iter_images(root))
+def discover_images(root: str | Path, skipped: Counter | None = None) -> PathList:
+    """All images under ``root`` as a :class:`PathList`, in discovery order (other files counted
+    in ``skipped``, see :func:`iter_images`)."""
+    return PathList(iter_images(root, skipped))
 
 
 def read_path_list(list_file: str | Path, root: str | Path) -> PathList:

@@ -214,7 +214,8 @@ class JpegBytesImages(TagImages):
     def __getitem__(self, index: int) -> JpegItem:  # type: ignore[override]
         position = self.start + index
         try:
-            jpeg = read_jpeg(self.path_of(position), self.max_pixels)
+            with self.chatter.capture(self.items[position]):  # EXIF parsing talks too
+                jpeg = read_jpeg(self.path_of(position), self.max_pixels)
         except DecodeError as exc:
             return None, position, str(exc), None
         if jpeg is not None:

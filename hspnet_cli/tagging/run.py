@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ import torch
 
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
+from hspnet_cli.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
 from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
                                            resolve_decode_mode)
-from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
+from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
+from hspnet_cli.tagging.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
+from hspnet_cli.tagging.text_escape import TEXT_ESCAPING
 from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
                                        read_json, shard_out, write_json)
 
@@ -52,6 +56,10 @@ class TagSummary:
         failures: Up to 20 (path, reason) examples from the failures file.
         already_complete: The outputs were complete before this invocation; nothing was done.
         shard: (index, count).
+        skipped: Files of the folder that are not images Pillow opens, by extension (folder
+            discovery only; the whole folder, before sharding).
+        decoder_messages: Lines this invocation added to the decode log (what decoders said).
+        decoder_images: Images those lines are about.
     """
 
     items: int
@@ -65,6 +73,9 @@ class TagSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     already_complete: bool = False
     shard: tuple[int, int] = (0, 1)
+    skipped: dict[str, int] = field(default_factory=dict)
+    decoder_messages: int = 0
+    decoder_images: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -78,7 +89,8 @@ class TagSummary:
                 "outputs": {k: str(v) for k, v in self.outputs.items()},
                 "failures": [{"path": p, "error": e} for p, e in self.failures],
                 "already_complete": self.already_complete, "shard": f"{self.shard[0]}/{self.shard[1]}",
-                "exit_code": self.exit_code}
+                "skipped": dict(self.skipped), "decoder_messages": self.decoder_messages,
+                "decoder_images": self.decoder_images, "exit_code": self.exit_code}
 
 
 def parse_shard(shard: str | tuple[int, int] | None, env: dict[str, str] | None = None) -> tuple[int, int]:
@@ -144,10 +156,12 @@ def scorer_fingerprint(scorer: Any) -> str:
     return h.hexdigest()
 
 
-def _items(images_dir: Path, list_file: str | Path | None) -> PathList:
-    items = read_path_list(list_file, images_dir) if list_file is not None else discover_images(images_dir)
+def _items(images_dir: Path, list_file: str | Path | None, skipped: Counter) -> PathList:
+    items = read_path_list(list_file, images_dir) if list_file is not None else discover_images(images_dir, skipped)
     if len(items) == 0:
-        where = f"--list {list_file}" if list_file is not None else f"{images_dir} (jpg, jpeg, png, webp, bmp, gif, tif, tiff)"
+        where = (f"--list {list_file}" if list_file is not None else
+                 f"{images_dir} (no file with one of the {len(image_extensions())} extensions Pillow opens"
+                 + (f"; skipped {sum(skipped.values())} other file(s)" if skipped else "") + ")")
         raise UserError(f"no images to tag in {where}")
     return items
 
@@ -187,12 +201,28 @@ def _embed(scorer: Any, images: torch.Tensor) -> torch.Tensor:
     return scorer.embed(images)
 
 
-def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
-               threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
-               fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-               shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-               progress: bool = True, decode: str = "auto",
-               decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
+def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -> Path:
+    """The tags file a run with ``--out out --shard shard`` writes (shards get ``.shard-i-of-N``)."""
+    return shard_out(out, *parse_shard(shard))
+
+
+def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, **options: Any) -> TagSummary:
+    """Tag the images under ``images_dir`` into ``out`` while holding its output lock (see
+    :func:`_tag_images` for the options and :mod:`hspnet_cli.locks` for the lock).
+
+    Raises:
+        UserError: Another process is writing the same tags file, and see :func:`_tag_images`.
+    """
+    with output_lock(tags_out_path(out, options.get("shard")), "tags file"):
+        return _tag_images(images_dir, out, scorer, **options)
+
+
+def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
+                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
+                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
+                progress: bool = True, decode: str = "auto",
+                decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -240,14 +270,16 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     if paths.tags.is_dir():
         raise UserError(f"{paths.tags}: is a folder; --out is the tags file to write (e.g. tags.csv)")
     thr, thr_source = resolve_thresholds(scorer, threshold, thresholds)
-    all_items = _items(images_dir, list_file)
+    skipped: Counter = Counter()
+    all_items = _items(images_dir, list_file, skipped)
     items = shard_items(all_items, index, count)
     tax = scorer.taxonomy
     embed_dim = int(scorer.label_features.shape[1])
     fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
                    "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": fmt,
                    "max_pixels": max_pixels, "shard": [index, count], "images_dir": os.path.abspath(images_dir),
-                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode}
+                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode,
+                   "text_escaping": TEXT_ESCAPING}
     manifest = _check_existing(paths, fingerprint, overwrite)
     selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
     outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
@@ -259,7 +291,7 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
             return TagSummary(items=len(items), rows=counts["rows"], failed=counts["failed"],
                               resumed_from=len(items), processed=0, seconds=0.0, images_per_second=0.0,
                               outputs=outputs, failures=read_failures(paths.failed), already_complete=True,
-                              shard=(index, count))
+                              shard=(index, count), skipped=dict(skipped))
         raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
 
     writer = TagWriter(paths, selector, fmt, embed_dim)
@@ -279,14 +311,15 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
             "fingerprint": fingerprint,
             "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
             "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
-            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}}
+            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}, "text_escaping": TEXT_ESCAPING}
         write_json(paths.manifest, manifest)
         writer.start_fresh()
 
     resumed_from = writer.items_done
     dataset_type = JpegBytesImages if preprocess is not None else TagImages
+    log_start = log_size(paths.decode_log)
     dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from,
-                           timeout=decode_timeout)
+                           timeout=decode_timeout, chatter=ChatterLog(paths.decode_log))
     on_cuda = scorer.device.type == "cuda"
     if on_cuda:
         from hspnet_cli.train.runtime import tune_for_cuda
@@ -308,10 +341,13 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
     write_json(paths.manifest, manifest)
     paths.progress.unlink(missing_ok=True)
     processed = writer.items_done - resumed_from
+    messages, chatty = count_since(paths.decode_log, log_start)
     return TagSummary(items=len(items), rows=writer.rows, failed=writer.failed, resumed_from=resumed_from,
                       processed=processed, seconds=seconds,
-                      images_per_second=processed / seconds if seconds > 0 else 0.0, outputs=outputs,
-                      failures=read_failures(paths.failed), shard=(index, count))
+                      images_per_second=processed / seconds if seconds > 0 else 0.0,
+                      outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
+                      failures=read_failures(paths.failed), shard=(index, count), skipped=dict(skipped),
+                      decoder_messages=messages, decoder_images=chatty)
 
 
 def _tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWriter,

@@ -9,16 +9,22 @@ writes, all UTF-8 text with ``\\n`` line ends unless said otherwise:
     cats/a.jpg,cat;sofa,0.9712;0.6301,animals;furniture
 
   ``path`` is the image's key (relative POSIX path under IMAGES_DIR), ``tags`` the selected
-  labels ``;``-joined by probability descending, ``scores`` their probabilities (4 decimals,
-  same order), ``groups`` the groups with at least one selected member, in order of their best
-  member. Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted).
+  labels ``;``-joined by probability descending, ``scores`` their probabilities (4 significant
+  digits, ``0.9712``, ``0.0002153``, ``1.2e-05``: their order can always be read; same order),
+  ``groups`` the groups with at least one selected member, in order of their best member.
+  Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted). Text
+  cells (path, each tag and group name, the failure reason) are escaped as
+  :mod:`hspnet_cli.tagging.text_escape` says: the file is valid UTF-8 with one line a row
+  whatever the file names, a ``;`` inside a label name cannot split the list, no cell starts a
+  spreadsheet formula, and ``unescape`` gives every file name back byte for byte.
 
 ``NAME.EXT`` (``--format jsonl``): one JSON object a line::
 
-    {"path": "cats/a.jpg", "tags": ["cat", "sofa"], "scores": [0.9712, 0.6301],
-     "groups": ["animals", "furniture"], "probs": [0.0312, 0.9712, ...]}
+    {"path": "cats/a.jpg", "tags": ["cat", "sofa"], "scores": [0.971199989, 0.630100012],
+     "groups": ["animals", "furniture"], "probs": [0.0311999992, 0.971199989, ...]}
 
-  ``probs`` holds every label's probability (4 decimals) in the manifest's ``labels`` order.
+  ``probs`` holds every label's probability in the manifest's ``labels`` order, at full float32
+  precision (9 significant digits, exact). ``path`` is escaped as in the CSV; names are JSON strings.
 
 ``STEM.emb.f32``: raw little-endian float32, ``embedding_dim`` values a row, no header; row i
 is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f4").reshape(-1, D)``).
@@ -31,9 +37,13 @@ is the unit-norm image embedding of row i of the tags file (``np.fromfile(p, "<f
 "thresholds": [per label, label order], "threshold_source", "options": {...},
 "fingerprint": {...}, "embedding": {"file", "dim", "dtype": "float32", "byteorder": "little"},
 "files": {"tags", "failed", "embeddings"} (names relative to the manifest's folder),
-"counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}}``. ``fingerprint``
+"counts": {"items", "rows", "failed"}, "bytes": {"tags", "emb", "failed"}, "text_escaping": 1}``. ``fingerprint``
 (model, labels, thresholds, output options, decode mode, image list digest) must match for a rerun to
 resume; ``counts``/``bytes`` are final once ``complete`` is true.
+
+``STEM.decode.log``: what the image decoders said (warnings, C-library messages), one line a
+message, ``path<TAB>source<TAB>message``, appended by every invocation (see
+:mod:`hspnet_cli.tagging.chatter`); written only when there is something to say.
 
 ``STEM.progress.json`` (only while a run is unfinished): ``{"format": "hspnet-tag-progress",
 "version": 1, "items_done", "rows", "failed", "bytes": {"tags", "emb", "failed"}}``, rewritten
@@ -59,14 +69,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import read_json_object, write_text_atomic
+from hspnet_cli.io_utils import output_errors, read_json_object, write_text_atomic
+from hspnet_cli.tagging.text_escape import escape, join_list
 
 MANIFEST_FORMAT = "hspnet-tags"
 PROGRESS_FORMAT = "hspnet-tag-progress"
 VERSION = 1
 CSV_HEADER = ("path", "tags", "scores", "groups")
 FAILED_HEADER = ("path", "error")
-ENCODING = ("utf-8", "surrogateescape")  # file names that are not UTF-8 round-trip byte for byte
+_RERUN = "then rerun the same command: it continues after the last batch recorded"
+ENCODING = ("utf-8", "surrogateescape")  # reading: outputs written before cells were escaped held raw bytes
 
 
 @dataclass(frozen=True)
@@ -78,19 +90,21 @@ class OutputPaths:
     emb: Path
     manifest: Path
     progress: Path
+    decode_log: Path
 
     @classmethod
     def for_out(cls, out: str | Path) -> "OutputPaths":
         out = Path(out)
         stem = out.with_suffix("") if out.suffix else out
         return cls(tags=out, failed=Path(f"{stem}.failed.csv"), emb=Path(f"{stem}.emb.f32"),
-                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"))
+                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"),
+                   decode_log=Path(f"{stem}.decode.log"))
 
     def data_files(self) -> dict[str, Path]:
         return {"tags": self.tags, "emb": self.emb, "failed": self.failed}
 
     def all(self) -> list[Path]:
-        return [self.tags, self.failed, self.emb, self.manifest, self.progress]
+        return [self.tags, self.failed, self.emb, self.manifest, self.progress, self.decode_log]
 
 
 def shard_out(out: str | Path, index: int, count: int) -> Path:
@@ -136,15 +150,20 @@ class TagSelector:
 
     def csv_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        return csv_line([key, ";".join(self.label_names[i] for i in sel),
-                          ";".join(f"{probs[i]:.4f}" for i in sel), ";".join(self.groups(sel))])
+        return csv_line([escape(key), join_list([self.label_names[i] for i in sel]),
+                         ";".join(f"{probs[i]:.4g}" for i in sel), join_list(self.groups(sel))])
 
     def jsonl_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        row = {"path": key, "tags": [self.label_names[i] for i in sel],
-               "scores": [round(float(probs[i]), 4) for i in sel], "groups": self.groups(sel),
-               "probs": [round(float(p), 4) for p in probs]}
+        row = {"path": escape(key), "tags": [self.label_names[i] for i in sel],
+               "scores": [_full(probs[i]) for i in sel], "groups": self.groups(sel),
+               "probs": [_full(p) for p in probs]}
         return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _full(p: float) -> float:
+    """A float32 probability as the shortest decimal that gives it back exactly (9 digits)."""
+    return float(f"{float(p):.9g}")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -173,14 +192,22 @@ class TagWriter:
 
     # -- life cycle -------------------------------------------------------------------------
     def start_fresh(self) -> None:
-        """Create the data files with their headers and record zero progress."""
+        """Create the data files with their headers and record zero progress.
+
+        Raises:
+            OutputError: A full disk, a quota or permissions (one line; rerunning continues).
+        """
+        with output_errors(self.paths.tags, "tag outputs", _RERUN):
+            self._start_fresh()
+
+    def _start_fresh(self) -> None:
         for key, path in self.paths.data_files().items():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:
                 if key == "tags" and self.fmt == "csv":
-                    fh.write(csv_line(CSV_HEADER).encode(*ENCODING))
+                    fh.write(csv_line(CSV_HEADER).encode())
                 elif key == "failed":
-                    fh.write(csv_line(FAILED_HEADER).encode(*ENCODING))
+                    fh.write(csv_line(FAILED_HEADER).encode())
         self._open()
         self._commit()
 
@@ -210,8 +237,13 @@ class TagWriter:
             self._files[key] = open(path, "ab")
 
     def close(self) -> None:
+        """Close the files. A failing close (its last flush hit a full disk) is ignored: bytes
+        past the progress record are cut off by the next resume anyway."""
         for fh in self._files.values():
-            fh.close()
+            try:
+                fh.close()
+            except OSError:
+                pass
         self._files.clear()
 
     def __enter__(self) -> "TagWriter":
@@ -224,20 +256,30 @@ class TagWriter:
     def write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
                     failures: list[tuple[str, str]], items: int) -> None:
         """Append one batch: rows for ``keys`` (probabilities and embeddings row-aligned), failure
-        rows, then record that ``items`` more input items are done."""
+        rows, then record that ``items`` more input items are done.
+
+        Raises:
+            OutputError: A full disk, a quota or permissions (one line). What was recorded
+                before stays valid: the rerun truncates the files to it and continues.
+        """
+        with output_errors(self.paths.tags, "tag outputs", _RERUN):
+            self._write_batch(keys, probs, embeddings, failures, items)
+
+    def _write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
+                     failures: list[tuple[str, str]], items: int) -> None:
         if len(keys) != len(probs) or len(keys) != len(embeddings):
             raise ValueError("keys, probs and embeddings must have the same number of rows")
         if len(keys):
             row = self.selector.csv_row if self.fmt == "csv" else self.selector.jsonl_row
             text = "".join(row(k, p) for k, p in zip(keys, probs))
-            self._files["tags"].write(text.encode(*ENCODING))
+            self._files["tags"].write(text.encode())
             emb = np.ascontiguousarray(embeddings, dtype="<f4")
             if emb.ndim != 2 or emb.shape[1] != self.embed_dim:
                 raise ValueError(f"embeddings must be (n, {self.embed_dim}); got {emb.shape}")
             self._files["emb"].write(emb.tobytes())
         if failures:
-            text = "".join(csv_line([k, " ".join(err.split())]) for k, err in failures)
-            self._files["failed"].write(text.encode(*ENCODING))
+            text = "".join(csv_line([escape(k), escape(" ".join(err.split()))]) for k, err in failures)
+            self._files["failed"].write(text.encode())
         self.rows += len(keys)
         self.failed += len(failures)
         self.items_done += items
@@ -262,7 +304,8 @@ class TagWriter:
 
 
 def read_failures(path: Path, limit: int | None = 20) -> list[tuple[str, str]]:
-    """The first ``limit`` rows (None: all) of a failures file (missing file: none)."""
+    """The first ``limit`` rows (None: all) of a failures file (missing file: none), cells as
+    written (escaped: :func:`~hspnet_cli.tagging.text_escape.unescape` gives the file name)."""
     out: list[tuple[str, str]] = []
     if not path.is_file():
         return out

@@ -15,6 +15,7 @@ it is recreated from the tag, and a fingerprint of its weights checks it is the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from hspnet_cli import __version__
 from hspnet_cli.config import RunConfig, config_from_dict
 from hspnet_cli.errors import UserError
+from hspnet_cli.io_utils import output_error
 from hspnet_cli.taxonomy import Taxonomy, taxonomy_from_dict
 
 FORMAT = "hspnet-checkpoint"
@@ -33,14 +35,23 @@ FORMAT_VERSION = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus format markers) atomically: temp file, fsync, rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__, **payload}
-    with open(tmp, "wb") as fh:
-        torch.save(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()                  # never leave a half checkpoint taking the space
+        cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+        err = output_error(cause, path, "checkpoint") if isinstance(cause, OSError) else None
+        if err is not None:
+            raise err from None
+        raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -10,6 +10,7 @@ needs saving), and optimiser, schedule, EMA, grad scaler and loss state are rest
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -25,7 +26,7 @@ from hspnet_cli.config import RunConfig, config_to_yaml
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.io_utils import OutputError, write_text_atomic
 from hspnet_cli.losses import build_loss
 from hspnet_cli.metrics import mean_average_precision
 from hspnet_cli.model.hspnet import HSPNet, build_model
@@ -135,10 +136,33 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
 
 
 def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
-          taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
-          overwrite: bool = False, stop_after_epochs: int | None = None,
-          on_epoch: Callable[[EpochRecord], None] | None = None,
-          progress: Callable[[str, int], Any] | None = None) -> TrainResult:
+          **options: Any) -> TrainResult:
+    """Train into ``out_dir`` holding its output lock (rank 0 of a torchrun launch holds it for all
+    ranks; :mod:`hspnet_cli.locks`). Arguments: see :func:`_train`."""
+    from hspnet_cli.locks import is_rank_zero, output_lock
+
+    with output_lock(out_dir, "run folder") if is_rank_zero() else contextlib.nullcontext():
+        try:
+            return _train(split_dir, images, out_dir, config, **options)
+        except OutputError as exc:  # full disk, quota, permissions: say how this run goes on
+            raise OutputError(f"{exc}; {_how_to_continue(Path(out_dir), bool(options.get('resume')))}", exc.path,
+                              exc.errno) from None
+
+
+def _how_to_continue(out_dir: Path, resumed: bool) -> str:
+    """What to run once the cause of a failed write is fixed."""
+    if (out_dir / "last.ckpt").is_file():
+        return f"continue from the last saved epoch with: hspnet train --resume {out_dir}"
+    if resumed:
+        return f"{out_dir}/last.ckpt is gone; start the run again with --overwrite"
+    return "no checkpoint was written yet, so there is nothing to resume: rerun the same hspnet train command"
+
+
+def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
+           taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
+           overwrite: bool = False, stop_after_epochs: int | None = None,
+           on_epoch: Callable[[EpochRecord], None] | None = None,
+           progress: Callable[[str, int], Any] | None = None) -> TrainResult:
     """Train a model on a split, writing a run folder.
 
     Args:
