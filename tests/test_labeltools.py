@@ -156,8 +156,14 @@ def test_fiftyone_layout_round_trip(runner, tmp_path: Path, fmt: str) -> None:
     doc = json.loads((out / "labels.json").read_text(encoding="utf-8"))
     assert doc["classes"] == LABELS
     media = json.loads((out / "data.json").read_text(encoding="utf-8"))
-    assert media["000000000"] == (tmp_path / "images" / NAMES[0]).as_posix()
+    assert media[NAMES[0]] == (tmp_path / "images" / NAMES[0]).as_posix()
+    assert sorted(doc["labels"]) == sorted(n.rsplit(".", 1)[0] for n in NAMES)   # ids without extension
+    first = doc["labels"]["a/cat 1"]
+    assert {LABELS[c["label"]]: c["confidence"] for c in first} == {
+        LABELS[i]: float(PROBS[0, i]) for i in range(len(LABELS)) if PROBS[0, i] >= 0.5}
     assert detect_format(out) == "fiftyone"
+    assert by_name(*split_full(runner, out, tmp_path)) == truth()
+    assert by_name(*split_full(runner, out / "labels.json", tmp_path)) == truth()
 
 
 def test_image_references(runner, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ Every writer takes the tag output's label order and groups, the rows, and an
 - Hugging Face imagefolder: ``metadata.jsonl`` beside (or above) the images, ``file_name``
   relative to it, ``labels``, ``scores``, ``groups``.
 - FiftyOne image classification dataset: ``labels.json`` (``classes`` + per-sample lists of
-  ``{"label": index, "confidence": prob}``) and ``data.json`` (sample id -> image path), so
-  no image is copied.
+  ``{"label": index, "confidence": prob}``) and ``data.json`` (image key -> image path), so
+  no image is copied; FiftyOne reads it with ``data_path="data.json"``.
 """
 
 from __future__ import annotations
@@ -136,13 +136,24 @@ def write_hf(out: Path, rows: Iterable[TagRow], refs: ImageRefs) -> dict[str, Pa
 
 
 def write_fiftyone(out: Path, rows: Iterable[TagRow], refs: ImageRefs, labels: list[str]) -> dict[str, Path]:
-    """FiftyOne image classification dataset folder: ``labels.json`` and the ``data.json`` manifest."""
+    """FiftyOne image classification dataset folder: ``labels.json`` and the ``data.json`` manifest.
+
+    Sample ids are the image keys: ``data.json`` maps each key to its image, ``labels.json``
+    holds the key without its extension (FiftyOne drops extensions from ids when it reads a
+    manifest), so reading the folder back recovers the tag run's keys.
+
+    Raises:
+        UserError: Two images that differ only in their extension (one FiftyOne id).
+    """
     index = {name: i for i, name in enumerate(labels)}
     targets: dict[str, list[dict]] = {}
     media: dict[str, str] = {}
-    for i, row in enumerate(rows):
-        sample = f"{i:09d}"  # sample ids must be unique; image names need not be
-        media[sample] = refs(row.path)
+    for row in rows:
+        sample = os.path.splitext(row.path)[0]
+        if sample in targets:
+            raise UserError(f"{row.origin}: FiftyOne ids drop the extension, and another image is also '{sample}'; "
+                            "rename one of them")
+        media[row.path] = refs(row.path)
         targets[sample] = [{"label": index[t], "confidence": s} for t, s in zip(row.tags, row.scores) if t in index]
     with atomic_write(out / "data.json") as fh:
         json.dump(media, fh, ensure_ascii=False)

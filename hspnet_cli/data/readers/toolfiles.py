@@ -19,6 +19,7 @@ FiftyOne's image classification layout, and hspnet's own tag outputs.
 from __future__ import annotations
 
 import json
+import os
 import xml.sax
 from pathlib import Path
 from typing import Any
@@ -185,8 +186,43 @@ def _fo_target(value: Any, classes: list[str], where: str) -> list[str]:
     return names
 
 
+def _fo_media(folder: Path, files: list[Path]) -> dict[str, str]:
+    """FiftyOne sample id -> image key, from ``data.json`` or ``data/`` (ids drop extensions, as FiftyOne's do)."""
+    media: dict[str, str] = {}
+    manifest = folder / "data.json"
+    if manifest.is_file():
+        files.append(manifest)
+        try:
+            entries = json.loads(read_text(manifest))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{manifest}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(entries, dict):
+            raise UserError(f"{manifest}: expected an object mapping sample ids to image paths")
+        for key, value in entries.items():
+            where = f"{manifest}: sample {key}"
+            if not isinstance(value, str):
+                raise UserError(f"{where}: the image path must be a string")
+            if Path(value).is_absolute():
+                # hspnet writes image keys as ids; any other absolute path has no images root here.
+                if not value.replace("\\", "/").endswith("/" + key.replace("\\", "/")):
+                    raise UserError(f"{where}: image path '{value}' is absolute and its id is not its path "
+                                    "under an images folder; write paths relative to the dataset folder")
+                image = normalize_image_path(key, where)
+            else:
+                image = path_from_ref(value, where)
+            media[os.path.splitext(key)[0]] = image
+    elif (folder / "data").is_dir():
+        for p in sorted((folder / "data").rglob("*")):
+            if p.is_file():
+                media[p.relative_to(folder / "data").with_suffix("").as_posix()] = p.relative_to(folder).as_posix()
+    return media
+
+
 def read_fiftyone(path: Path) -> RawAnnotations:
     """Read FiftyOne's image classification dataset (the folder or its ``labels.json``).
+
+    Image keys: ``data.json`` ids when its paths are absolute (what ``hspnet export-labels``
+    writes), else its paths, or ``data/<file>``, relative to the dataset folder.
 
     Raises:
         UserError: A missing ``labels.json``, a layout that is not FiftyOne's, a sample without
@@ -204,13 +240,10 @@ def read_fiftyone(path: Path) -> RawAnnotations:
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise UserError(f"{labels_file}: expected {{\"classes\": [...], \"labels\": {{sample: target}}}}")
     classes = doc.get("classes") or []
-    media: dict[str, str] = {}
     files = [labels_file]
-    if (folder / "data.json").is_file():
-        media = json.loads(read_text(folder / "data.json"))
-        files.append(folder / "data.json")
-    elif (folder / "data").is_dir():
-        media = {p.stem: p.relative_to(folder).as_posix() for p in (folder / "data").iterdir() if p.is_file()}
+    media = _fo_media(folder, files)
+    if not path.is_dir():
+        files = [labels_file]  # split.yaml digests files relative to the input: labels.json given, it alone
     records, unlabelled = [], 0
     for sample, target in doc["labels"].items():
         where = f"{labels_file}: sample {sample}"
@@ -219,17 +252,7 @@ def read_fiftyone(path: Path) -> RawAnnotations:
         if target is None:
             unlabelled += 1
             continue
-        image = media[sample]
-        image = path_from_ref(image, where) if not Path(image).is_absolute() else _relative_abs(image, folder, where)
-        records.append(Record(image, where, dict.fromkeys(_fo_target(target, classes, where), POSITIVE)))
+        records.append(Record(media[sample], where, dict.fromkeys(_fo_target(target, classes, where), POSITIVE)))
     notes = [f"{unlabelled} sample(s) without a label left out as unlabelled"] if unlabelled else []
     return RawAnnotations(records, declared=[c for c in classes if isinstance(c, str)] or None, files=files,
                           notes=notes)
-
-
-def _relative_abs(image: str, folder: Path, where: str) -> str:
-    """An absolute path of a FiftyOne manifest, relative to the dataset folder's parent tree is
-    not knowable here: the images folder must be named by the user, so refuse with what to do."""
-    raise UserError(f"{where}: image path '{image}' is absolute; split needs paths relative to the images "
-                    "folder (export with hspnet export-labels --to fiftyone, which writes relative paths "
-                    "with --images-relative, or edit data.json)")
