@@ -79,12 +79,11 @@ def ensure(name: str, timeout: float = 1800) -> Path:
 
 
 if __name__ == "__main__":
-    failed = 0
     for tool_name in sys.argv[1:] or TOOLS:
         try:
             print(f"{tool_name}: {ensure(tool_name)}", flush=True)
         except ToolUnavailable as exc:
-            failed = 1
             print(f"{tool_name}: NOT AVAILABLE: {exc}", file=sys.stderr, flush=True)
-    # Exit 0 regardless: the tests that need a missing tool fail with this reason themselves.
-    sys.exit(0 if failed == 0 else 0)
+    # Exit 0 regardless: the tests that need a missing tool fail with this reason themselves,
+    # and the rest of the suite still runs.
+    sys.exit(0)
