@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 from hspnet_cli.data.labelset import Record
 from hspnet_cli.errors import UserError
@@ -43,3 +45,22 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+
+
+def json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, object)`` for every non-blank line of a JSON Lines file.
+
+    Raises:
+        UserError: A line that is not JSON (file:line:column) or not an object.
+    """
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}:{exc.colno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected one JSON object a line")
+        yield where, entry

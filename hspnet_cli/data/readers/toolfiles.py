@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
-from hspnet_cli.data.readers.common import RawAnnotations, read_text
+from hspnet_cli.data.readers.common import RawAnnotations, json_objects, read_text
 from hspnet_cli.data.readers.labelstudio import path_from_ref
 from hspnet_cli.errors import UserError
 
@@ -97,22 +97,6 @@ def read_cvat(path: Path) -> RawAnnotations:
     return RawAnnotations(handler.records, declared=declared, files=[path])
 
 
-def _jsonl(path: Path) -> list[tuple[str, dict]]:
-    out = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}:{exc.colno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: expected one JSON object a line")
-        out.append((where, entry))
-    return out
-
-
 def _names(value: Any, where: str, key: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -130,7 +114,7 @@ def read_hf_metadata(path: Path) -> RawAnnotations:
         UserError: A line that is not a JSON object, lacks ``file_name``, or whose labels are not names.
     """
     records = []
-    for where, entry in _jsonl(path):
+    for where, entry in json_objects(path):
         if not isinstance(entry.get("file_name"), str):
             raise UserError(f"{where}: expected \"file_name\" (the image path relative to metadata.jsonl)")
         key = "labels" if "labels" in entry else "label"
@@ -151,7 +135,7 @@ def read_tags(path: Path) -> RawAnnotations:
 
     records = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for where, entry in _jsonl(path):
+        for where, entry in json_objects(path):
             if not isinstance(entry.get("path"), str) or "tags" not in entry:
                 raise UserError(f"{where}: expected \"path\" and \"tags\" as hspnet tag --format jsonl writes them")
             names = _names(entry["tags"], where, "tags")
