@@ -73,9 +73,9 @@ class LabelStudio:
             time.sleep(2)
         else:
             raise RuntimeError(f"label-studio did not answer /health within {wait:.0f} s:\n{self.log_tail()}")
-        self.access = self._access_token()
         if not TEMPLATE.is_file():
-            self._keep_template()
+            self._keep_template()  # before a token exists: a user may hold only one personal access token
+        self.access = self._access_token()
 
     def log_tail(self, lines: int = 25) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.is_file() else ""

@@ -53,10 +53,17 @@ def iter_rows(out: TagsOutput) -> Iterator[TagRow]:
             path is not UTF-8 (label tools take UTF-8 names only).
     """
     with open(out.file, "rb") as fh:
-        for i in range(out.n):
-            number = i + 1
-            raw = out.line(fh, i).decode(*ENCODING)
-            where = f"{out.file}: row {number} ({out.paths[i]!r})"
+        if out.fmt == "csv":
+            fh.readline()
+        # Sequential reading in step with the scan that found the rows (blank lines skipped the
+        # same way): one seek per row would refill the read buffer every time.
+        i = -1
+        for line in fh:
+            raw = line.decode(*ENCODING)
+            if not raw.strip():
+                continue
+            i += 1
+            where = f"{out.file}: row {i + 1}"
             try:
                 out.paths[i].encode("utf-8")
             except UnicodeEncodeError:

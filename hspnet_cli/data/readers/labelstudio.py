@@ -11,8 +11,8 @@ Both are JSON lists of tasks; each element's ``file:line`` is tracked for messag
   ``predictions`` are the model's, not a person's) and counted in a note.
 - JSON-MIN: each labelled task carries its answer under the Choices control's name
   (``labels`` in the config hspnet writes; any other name is found when it is the only
-  answer key) as a string (one choice) or ``{"choices": [...]}``. An entry without an
-  ``annotation_id`` is a task nobody annotated: left out like above.
+  answer key) as a string (one choice) or ``{"choices": [...]}``. An entry whose
+  ``annotation_id`` is null or missing is a task nobody annotated: left out like above.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def read_label_studio(path: Path) -> RawAnnotations:
         for line, entry in entries:
             where = f"{path}:{line}"
             image = _image(entry, where)
-            if "annotation_id" not in entry:
+            if entry.get("annotation_id") is None:  # a task nobody annotated: the key is null (1.23) or absent
                 counts["unlabelled"] += 1
                 continue
             names = _choices(entry[key], where) if key is not None and key in entry else []
