@@ -203,3 +203,10 @@ def test_bad_files_are_named_by_file_and_line(runner, tmp_path: Path, name: str,
     assert result.exit_code == 2
     assert message in result.output.replace("\n", ""), result.output
     assert "Traceback" not in result.output
+
+
+def test_fiftyone_refuses_two_images_with_one_id_and_writes_nothing(runner, tmp_path: Path) -> None:
+    tags = make_tags(tmp_path, "csv", PROBS[:2], names=["x.png", "x.jpg"])
+    result = invoke(runner, "export-labels", tags, "--to", "fiftyone", "-o", tmp_path / "fo")
+    assert result.exit_code == 2 and "FiftyOne ids drop the extension" in result.output
+    assert not any((tmp_path / "fo").glob("*.json"))                  # atomic: nothing half-written

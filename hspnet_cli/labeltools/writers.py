@@ -146,17 +146,23 @@ def write_fiftyone(out: Path, rows: Iterable[TagRow], refs: ImageRefs, labels: l
         UserError: Two images that differ only in their extension (one FiftyOne id).
     """
     index = {name: i for i, name in enumerate(labels)}
-    targets: dict[str, list[dict]] = {}
-    media: dict[str, str] = {}
-    for row in rows:
-        sample = os.path.splitext(row.path)[0]
-        if sample in targets:
-            raise UserError(f"{row.origin}: FiftyOne ids drop the extension, and another image is also '{sample}'; "
-                            "rename one of them")
-        media[row.path] = refs(row.path)
-        targets[sample] = [{"label": index[t], "confidence": s} for t, s in zip(row.tags, row.scores) if t in index]
-    with atomic_write(out / "data.json") as fh:
-        json.dump(media, fh, ensure_ascii=False)
-    with atomic_write(out / "labels.json") as fh:
-        json.dump({"classes": labels, "labels": targets}, fh, ensure_ascii=False)
+    seen: set[str] = set()
+    with atomic_write(out / "data.json") as media, atomic_write(out / "labels.json") as targets:
+        # Both files are streamed (only the ids are kept, to refuse two images with one id).
+        media.write("{")
+        targets.write("{" + json.dumps("classes") + ": " + json.dumps(labels, ensure_ascii=False) + ", "
+                      + json.dumps("labels") + ": {")
+        for row in rows:
+            sample = os.path.splitext(row.path)[0]
+            if sample in seen:
+                raise UserError(f"{row.origin}: FiftyOne ids drop the extension, and another image is also "
+                                f"'{sample}'; rename one of them")
+            sep = ", " if seen else ""
+            seen.add(sample)
+            found = [{"label": index[t], "confidence": s} for t, s in zip(row.tags, row.scores) if t in index]
+            media.write(sep + json.dumps(row.path, ensure_ascii=False) + ": "
+                        + json.dumps(refs(row.path), ensure_ascii=False))
+            targets.write(sep + json.dumps(sample, ensure_ascii=False) + ": " + json.dumps(found))
+        media.write("}\n")
+        targets.write("}}\n")
     return {"labels": out / "labels.json", "data": out / "data.json"}
