@@ -10,16 +10,22 @@ wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
 jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
 list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
 split     our own split CSV (first line ``# hspnet-split v1 ...``)
-labelstudio  Label Studio JSON or JSON-MIN export (a ``.json`` list of tasks)
-cvat      CVAT for images 1.1 XML, image-level tags (``.xml``)
-hf        Hugging Face imagefolder ``metadata.jsonl`` (``file_name`` key)
-fiftyone  FiftyOne image classification dataset (folder with ``labels.json``)
-tags      hspnet's own ``tags.csv`` / ``tags.jsonl`` (``path,tags,scores,groups``)
 ========  =======================================================================
+
+Label-tool exports and hspnet's own tag files (:mod:`~hspnet_cli.data.readers.labelstudio`,
+:mod:`~hspnet_cli.data.readers.toolfiles`):
+
+===========  ====================================================================
+labelstudio  Label Studio JSON or JSON-MIN export (a ``.json`` list of tasks)
+cvat         CVAT for images 1.1 XML, image-level tags (``.xml``)
+hf           Hugging Face imagefolder ``metadata.jsonl`` (``file_name`` key)
+fiftyone     FiftyOne image classification dataset (folder with ``labels.json``)
+tags         hspnet's own ``tags.csv`` / ``tags.jsonl`` (``path,tags,scores,groups``)
+===========  ====================================================================
 
 What a label an entry does not give means (``absent``): ``negative`` (full annotations: the
 readers' meaning), ``unknown`` (positives only: everything not given stays 0), or ``auto``:
-negative, except that a label-tool export or tag file (the last five formats) in which every
+negative, except that a label-tool export or tag file (the second table) in which every
 image has exactly one positive is read as single positives, everything else unknown, with a
 note: a person who picked one label per image said nothing about the others.
 """
@@ -35,9 +41,9 @@ from hspnet_cli.data.labelset import LabelSet, ReadReport, build_labelset
 from hspnet_cli.data.readers.coco import read_coco
 from hspnet_cli.data.readers.common import RawAnnotations
 from hspnet_cli.data.readers.labelstudio import read_label_studio
-from hspnet_cli.data.readers.toolfiles import read_cvat, read_fiftyone, read_hf_metadata, read_tags
 from hspnet_cli.data.readers.listfile import format_list, read_list_file
 from hspnet_cli.data.readers.tabular import read_jsonl, read_label_csv, read_wide_csv
+from hspnet_cli.data.readers.toolfiles import read_cvat, read_fiftyone, read_hf_metadata, read_tags
 from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
 from hspnet_cli.errors import UserError
 from hspnet_cli.taxonomy.core import Taxonomy
@@ -157,7 +163,8 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
     if fmt == "voc" and not path.is_dir():
         raise UserError(f"{path}: --format voc needs the VOC folder that holds Annotations/")
     if fmt not in ("voc", "fiftyone") and path.is_dir():
-        raise UserError(f"{path}: is a folder; only Pascal VOC input is a folder (give an annotation file)")
+        raise UserError(f"{path}: is a folder; only Pascal VOC and FiftyOne input are folders (give an "
+                        "annotation file)")
     report = ReadReport(source=str(path), format=fmt)
     if fmt == "split":
         from hspnet_cli.data.split_io import read_split_csv  # split_io imports the readers: import late
