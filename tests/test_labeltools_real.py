@@ -107,16 +107,16 @@ def test_label_studio_import_review_export_and_split(runner, label_studio: Label
     want = {NAMES[0]: [1 if n in chosen(0) else -1 for n in LABELS],
             NAMES[1]: [1 if n in ("tree", "sofa") else -1 for n in LABELS],
             NAMES[2]: [-1] * len(LABELS)}
-    for fmt in ("JSON", "JSON_MIN"):
-        got = split_full(runner, export(label_studio, project, fmt, root / f"export-{fmt}.json"), root)
+    for fmt, suffix in (("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv")):
+        got = split_full(runner, export(label_studio, project, fmt, root / f"export-{fmt}.{suffix}"), root)
         assert got == want, fmt                       # skipped and unanswered tasks: unlabelled, left out
     # Another project where a person gives one label per image: single positives, the rest unknown.
     project, tasks = project_with_tasks(label_studio, root, "one label each")
     for name, label in ((NAMES[0], "dog"), (NAMES[4], "tree"), (NAMES[5], "cat")):
         answer(label_studio, tasks[name]["id"], [label])
     single = {NAMES[0]: [0, 1, 0, 0, 0], NAMES[4]: [0, 0, 0, 0, 1], NAMES[5]: [1, 0, 0, 0, 0]}
-    for fmt in ("JSON", "JSON_MIN"):
-        assert split_full(runner, export(label_studio, project, fmt, root / f"single-{fmt}.json"), root) == single
+    for fmt, suffix in (("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv")):
+        assert split_full(runner, export(label_studio, project, fmt, root / f"single-{fmt}.{suffix}"), root) == single
 
 
 def run_tool(bin_dir: Path, script: str, *args: object) -> dict:

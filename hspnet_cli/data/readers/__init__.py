@@ -16,7 +16,7 @@ Label-tool exports and hspnet's own tag files (:mod:`~hspnet_cli.data.readers.la
 :mod:`~hspnet_cli.data.readers.toolfiles`):
 
 ===========  ====================================================================
-labelstudio  Label Studio JSON or JSON-MIN export (a ``.json`` list of tasks)
+labelstudio  Label Studio JSON, JSON-MIN (a ``.json`` list of tasks) or CSV export
 cvat         CVAT for images 1.1 XML, image-level tags (``.xml``)
 hf           Hugging Face imagefolder ``metadata.jsonl`` (``file_name`` key)
 fiftyone     FiftyOne image classification dataset (folder with ``labels.json``)
@@ -121,6 +121,8 @@ def detect_format(path: str | Path) -> str:
     cells = next(csv.reader([first]), [""])
     if [c.strip() for c in cells] == ["path", "tags", "scores", "groups"]:
         return "tags"
+    if {"annotation_id", "annotator"} <= {c.strip() for c in cells}:
+        return "labelstudio"  # Label Studio's CSV export
     if cells[0].strip().lower() == "image":
         return "csv" if [c.strip().lower() for c in cells] == ["image", "labels"] else "wide"
     if suffix == ".txt" or _LIST_LINE.match(first):

@@ -1,4 +1,4 @@
-"""Label Studio exports: JSON (tasks with ``annotations``) and JSON-MIN (one flat object a task).
+"""Label Studio exports: JSON (tasks with ``annotations``), JSON-MIN (one flat object a task) and CSV.
 
 Both are JSON lists of tasks; each element's ``file:line`` is tracked for messages.
 
@@ -13,6 +13,8 @@ Both are JSON lists of tasks; each element's ``file:line`` is tracked for messag
   (``labels`` in the config hspnet writes; any other name is found when it is the only
   answer key) as a string (one choice) or ``{"choices": [...]}``. An entry whose
   ``annotation_id`` is null or missing is a task nobody annotated: left out like above.
+- CSV: JSON-MIN's columns, one task a row (several choices in one cell as
+  ``{"choices": [...]}``; an empty ``annotation_id``: unlabelled).
 """
 
 from __future__ import annotations
@@ -101,7 +103,30 @@ def _image(data: dict, where: str) -> str:
                     "image project")
 
 
+def _csv_entries(path: Path) -> list[tuple[int, dict]]:
+    """A Label Studio CSV export as JSON-MIN-like entries (empty cells left out; several choices
+    are a JSON ``{"choices": [...]}`` cell)."""
+    from hspnet_cli.data.readers.tabular import csv_rows
+
+    rows = csv_rows(path, read_text(path))
+    header = next(rows, None)
+    if header is None:
+        return []
+    names = [c.strip() for c in header[1]]
+    entries = []
+    for line, cells in rows:
+        if len(cells) != len(names):
+            raise UserError(f"{path}:{line}: expected {len(names)} cells like the header, found {len(cells)}")
+        entries.append((line, {k: v for k, v in zip(names, cells) if v != ""}))
+    return entries
+
+
 def _choices(value: Any, where: str) -> list[str]:
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            value = json.loads(value)  # a CSV export's cell with several choices
+        except json.JSONDecodeError:
+            pass
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
@@ -160,8 +185,8 @@ def read_label_studio(path: Path) -> RawAnnotations:
         UserError: Not a JSON list of tasks, a task without an image, answers that are not
             label names, or (JSON-MIN) no way to tell which key holds the answers (file:line).
     """
-    entries = []
-    for line, obj in iter_json_array(path, read_text(path)):
+    entries = _csv_entries(path) if path.suffix.lower() == ".csv" else []
+    for line, obj in iter_json_array(path, read_text(path)) if not entries else ():
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{line}: expected a task object, found {type(obj).__name__}")
         entries.append((line, obj))
