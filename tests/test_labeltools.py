@@ -210,3 +210,18 @@ def test_fiftyone_refuses_two_images_with_one_id_and_writes_nothing(runner, tmp_
     result = invoke(runner, "export-labels", tags, "--to", "fiftyone", "-o", tmp_path / "fo")
     assert result.exit_code == 2 and "FiftyOne ids drop the extension" in result.output
     assert not any((tmp_path / "fo").glob("*.json"))                  # atomic: nothing half-written
+
+
+def test_label_studio_csv_export_with_any_choices_name(runner, tmp_path: Path) -> None:
+    """The CSV export a user's own project gives (Choices named 'choice'; it used to be taken for
+    a wide CSV and fail on "column 'choice' holds 'dot'")."""
+    make_tags(tmp_path, "csv", PROBS)
+    export = tmp_path / "project-1.csv"
+    export.write_text(
+        "image,id,choice,annotator,annotation_id,created_at,updated_at,lead_time\n"
+        "/data/local-files/?d=images/c.png,1,cat,1,7,2026-12-01,2026-12-01,3.2\n"
+        "/data/local-files/?d=images/d/e/f.png,2,\"{\"\"choices\"\": [\"\"dog\"\", \"\"tree\"\"]}\",1,8,x,x,1\n"
+        "/data/local-files/?d=images/a/cat%201.png,3,,,,,,\n", encoding="utf-8")
+    assert detect_format(export) == "labelstudio"
+    images, matrix = split_full(runner, export, tmp_path)
+    assert by_name(images, matrix) == {"images/c.png": [1, -1, -1, -1, -1], "images/d/e/f.png": [-1, 1, -1, -1, 1]}
