@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -34,18 +34,20 @@ def export_labels(
     """Write tags as pre-annotations a labeling tool imports (reviewers see them pre-ticked)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from hspnet_cli.index.tags_input import read_tags_output
     from hspnet_cli.labeltools import export_labels as run_export
 
-    total = read_tags_output(tags).n if not is_quiet() and not as_json else 0
     bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                    TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
-                   disable=total < 10000)
+                   disable=is_quiet() or as_json)
+
+    def rows_bar(total: int) -> Callable[[int], None]:
+        task = bar.add_task(f"export-labels --to {to}", total=total)
+        return lambda n: bar.advance(task, n)
+
     with bar:
-        task = bar.add_task(f"export-labels --to {to}", total=total or None)
         summary = run_export(tags, to, out, url_prefix=url_prefix, absolute=absolute,
                              local_files_root=local_files_root, images_dir=images, image_sizes=not no_sizes,
-                             overwrite=overwrite, progress=lambda n: bar.advance(task, n))
+                             overwrite=overwrite, progress=rows_bar)
     if as_json:
         print_json(summary)
         return

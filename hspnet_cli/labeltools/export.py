@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.index.tags_input import read_tags_output
@@ -23,20 +23,21 @@ def _model_version(manifest: dict[str, Any]) -> str:
     return f"{name} @{digest}" if digest else name
 
 
-def _counted(rows: Iterator[TagRow], counts: dict[str, int], progress: Any) -> Iterator[TagRow]:
+def _counted(rows: Iterator[TagRow], counts: dict[str, int],
+             advance: Callable[[int], Any] | None) -> Iterator[TagRow]:
     for row in rows:
         counts["rows"] += 1
         counts["tags"] += len(row.tags)
         counts["untagged"] += not row.tags
-        if progress is not None:
-            progress(1)
+        if advance is not None:
+            advance(1)
         yield row
 
 
 def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str | None = None,
                   absolute: bool = False, local_files_root: str | Path | None = None,
                   images_dir: str | Path | None = None, image_sizes: bool = True, overwrite: bool = False,
-                  progress: Any = None) -> dict[str, Any]:
+                  progress: Callable[[int], Callable[[int], Any]] | None = None) -> dict[str, Any]:
     """Write the tags of an ``hspnet tag`` output as ``to``'s pre-annotations.
 
     Args:
@@ -49,7 +50,8 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
         images_dir: The images folder (default: the tag run's).
         image_sizes: CVAT: read width/height from each image's header when the image is found.
         overwrite: Replace existing output files.
-        progress: Called with 1 per row written (for a progress bar), or None.
+        progress: Called once with the number of rows; returns a function called with 1 per
+            row written (a progress bar), or None.
 
     Returns:
         A summary: files written, rows, tags, untagged rows, the image reference style, seconds.
@@ -84,7 +86,7 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     if not labels:
         raise UserError(f"{source.file}: its manifest lists no labels; rerun hspnet tag with --overwrite")
     counts = {"rows": 0, "tags": 0, "untagged": 0}
-    rows = _counted(iter_rows(source), counts, progress)
+    rows = _counted(iter_rows(source), counts, progress(source.n) if progress is not None else None)
     start = time.perf_counter()
     if to == "label-studio":
         files = writers.write_label_studio(out, rows, refs, labels, groups, _model_version(manifest))

@@ -137,5 +137,6 @@ class ImageRefs:
 
     def describe(self) -> str:
         """A short description for summaries (``prefix https://...``, ``relative``...)."""
-        return f"{self.mode} {self.prefix}".strip() if self.prefix and self.mode != "local-files" else (
-            f"local-files under {self.prefix}" if self.mode == "local-files" else self.mode)
+        if self.mode == "local-files":
+            return f"local-files under {self.prefix}"
+        return f"{self.mode} {self.prefix}" if self.prefix else self.mode

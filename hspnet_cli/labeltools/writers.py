@@ -120,7 +120,7 @@ def write_hf(out: Path, rows: Iterable[TagRow], refs: ImageRefs) -> dict[str, Pa
         UserError: ``out`` is not at or above the images (imagefolder looks images up under
             the metadata file's folder).
     """
-    if out.name not in ("metadata.jsonl",):
+    if out.name != "metadata.jsonl":
         raise UserError(f"{out}: Hugging Face imagefolder reads a file named metadata.jsonl; name the output so")
     base = out.parent.absolute()
     if not refs.images_dir.is_relative_to(base):
