@@ -185,20 +185,27 @@ def read_label_studio(path: Path) -> RawAnnotations:
         UserError: Not a JSON list of tasks, a task without an image, answers that are not
             label names, or (JSON-MIN) no way to tell which key holds the answers (file:line).
     """
-    entries = _csv_entries(path) if path.suffix.lower() == ".csv" else []
-    for line, obj in iter_json_array(path, read_text(path)) if not entries else ():
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}:{line}: expected a task object, found {type(obj).__name__}")
-        entries.append((line, obj))
-    counts = {"unlabelled": 0, "multi": 0}
+    counts = {"unlabelled": 0, "multi": 0, "tasks": 0}
     records: list[Record] = []
-    full = any(isinstance(e.get("data"), dict) or "annotations" in e for _, e in entries)
-    if full:
-        for line, task in entries:
-            record = _full_task(task, f"{path}:{line}", counts)
+    entries: list[tuple[int, dict]] = []  # JSON-MIN / CSV rows: small, and the answer key needs all of them
+    if path.suffix.lower() == ".csv":
+        entries = _csv_entries(path)
+    else:
+        full = None
+        for line, obj in iter_json_array(path, read_text(path)):
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{line}: expected a task object, found {type(obj).__name__}")
+            if full is None:
+                full = isinstance(obj.get("data"), dict) or "annotations" in obj
+            if not full:
+                entries.append((line, obj))
+                continue
+            # Full tasks are large (predictions, annotation history): turned into records one by one.
+            counts["tasks"] += 1
+            record = _full_task(obj, f"{path}:{line}", counts)
             if record is not None:
                 records.append(record)
-    else:
+    if entries:
         key = _answer_key(entries)
         if key is None and any("annotation_id" in e for _, e in entries):
             raise UserError(f"{path}: cannot tell which key holds the answers in this JSON-MIN export; name the "
@@ -218,7 +225,7 @@ def read_label_studio(path: Path) -> RawAnnotations:
     if counts["multi"]:
         notes.append(f"{counts['multi']} task(s) have several annotations: the ground truth one, else the "
                      "one updated last, was used")
-    if not records and entries:
-        raise UserError(f"{path}: none of its {len(entries)} task(s) has an annotation yet; label some in "
+    if not records and (entries or counts["tasks"]):
+        raise UserError(f"{path}: none of its {len(entries) or counts['tasks']} task(s) has an annotation yet; label some in "
                         "Label Studio and export again")
     return RawAnnotations(records, declared=None, files=[path], notes=notes)
