@@ -225,3 +225,22 @@ def test_label_studio_csv_export_with_any_choices_name(runner, tmp_path: Path) -
     assert detect_format(export) == "labelstudio"
     images, matrix = split_full(runner, export, tmp_path)
     assert by_name(images, matrix) == {"images/c.png": [1, -1, -1, -1, -1], "images/d/e/f.png": [-1, 1, -1, -1, 1]}
+
+
+def test_label_studio_export_is_read_in_chunks_with_exact_lines(tmp_path: Path, monkeypatch) -> None:
+    from hspnet_cli.data.readers import labelstudio
+    from hspnet_cli.errors import UserError
+
+    monkeypatch.setattr(labelstudio._JsonStream, "CHUNK", 7)          # every task crosses chunk ends
+    tasks = [{"data": {"image": f"ü/{i}.png", "pad": "x" * (i % 23)}, "annotations": [{"result": []}]}
+             for i in range(150)]
+    text = json.dumps(tasks, indent=2, ensure_ascii=False)
+    path = tmp_path / "export.json"
+    path.write_text(text, encoding="utf-8")
+    got = list(labelstudio.iter_json_array(path))
+    assert [obj for _, obj in got] == tasks
+    lines = text.splitlines()
+    assert all(lines[line - 1] == "  {" for line, _ in got)
+    path.write_text(text[:-30], encoding="utf-8")
+    with pytest.raises(UserError, match=rf"export.json:{len(lines) - 4}:\d+: not valid JSON"):
+        list(labelstudio.iter_json_array(path))

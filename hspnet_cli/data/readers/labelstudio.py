@@ -19,6 +19,7 @@ Both are JSON lists of tasks; each element's ``file:line`` is tracked for messag
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,45 +38,97 @@ _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "le
 _IMAGE_KEYS = ("hspnet_path", "image")
 
 
-def iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    """The elements of a JSON list with the line each starts on.
+class _JsonStream:
+    """A JSON text read in chunks: a sliding buffer, absolute line numbers, file:line:col errors."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path: Path, fh: Any) -> None:
+        self.path, self.fh = path, fh
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.buf, self.pos, self.eof = "", 0, False
+        self.line, self.counted = 1, 0  # line number at buffer offset `counted`
+
+    def more(self) -> bool:
+        """Append the next chunk; False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.fh.read(self.CHUNK)
+        self.eof = not chunk
+        try:
+            text = self.decoder.decode(chunk, final=self.eof)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{self.path}:{self.line_at(len(self.buf))}: not UTF-8 text ({exc.reason}); "
+                            "save the file as UTF-8") from None
+        if self.pos > self.CHUNK:  # drop what was consumed (amortised: at most once a chunk)
+            self.line_at(self.pos)
+            self.buf, self.counted, self.pos = self.buf[self.pos:], self.counted - self.pos, 0
+        self.buf += text
+        return not self.eof or bool(text)
+
+    def line_at(self, i: int) -> int:
+        if i >= self.counted:
+            self.line += self.buf.count("\n", self.counted, i)
+            self.counted = i
+            return self.line
+        return self.line - self.buf.count("\n", i, self.counted)
+
+    def fail(self, i: int, what: str) -> UserError:
+        col = i - (self.buf.rfind("\n", 0, i) + 1) + 1
+        return UserError(f"{self.path}:{self.line_at(i)}:{col}: {what}")
+
+    def peek(self) -> str:
+        """The next non-blank character ('' at the end), skipping blanks."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos:self.pos + 1]
+
+
+def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    """The elements of a JSON list with the line each starts on, read in 1 MiB chunks (a large
+    export never sits in memory whole).
 
     Raises:
-        UserError: Not a JSON list, or malformed JSON (file:line:column).
+        UserError: Not a JSON list, malformed JSON or not UTF-8 (file:line:column).
     """
     decoder = json.JSONDecoder()
-    pos, line = 0, 1
-
-    def skip(i: int) -> int:
-        while i < len(text) and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    def fail(i: int, what: str) -> UserError:
-        ln = text.count("\n", 0, i) + 1
-        col = i - (text.rfind("\n", 0, i) + 1) + 1
-        return UserError(f"{path}:{ln}:{col}: {what}")
-
-    pos = skip(pos)
-    if not text.startswith("[", pos):
-        raise fail(pos, "expected a JSON list of tasks ('['), as Label Studio exports them")
-    pos, counted = skip(pos + 1), 0
-    if text.startswith("]", pos):
-        return
-    while True:
-        line += text.count("\n", counted, pos)
-        counted = pos
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise fail(exc.pos, f"not valid JSON ({exc.msg}); was the export cut short?") from None
-        yield line, obj
-        pos = skip(end)
-        if text.startswith("]", pos):
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    with fh:
+        s = _JsonStream(path, fh)
+        if s.peek() != "[":
+            raise s.fail(s.pos, "expected a JSON list of tasks ('['), as Label Studio exports them")
+        s.pos += 1
+        if s.peek() == "]":
             return
-        if not text.startswith(",", pos):
-            raise fail(pos, "expected ',' or ']' after a task; was the export cut short?")
-        pos = skip(pos + 1)
+        while True:
+            start = s.pos
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(s.buf, start)
+                    break
+                except json.JSONDecodeError:
+                    # An element cut by the chunk boundary: read on and decode it again.
+                    if s.more():
+                        start = s.pos  # more() may have moved the buffer
+                        continue
+                    try:
+                        decoder.raw_decode(s.buf, s.pos)  # the whole rest: where the error really is
+                    except json.JSONDecodeError as exc:
+                        raise s.fail(exc.pos, f"not valid JSON ({exc.msg}); was the export cut short?") from None
+            yield s.line_at(start), obj
+            s.pos = end
+            nxt = s.peek()
+            if nxt == "]":
+                return
+            if nxt != ",":
+                raise s.fail(s.pos, "expected ',' or ']' after a task; was the export cut short?")
+            s.pos += 1
+            s.peek()
 
 
 def path_from_ref(ref: str, where: str) -> str:
@@ -192,7 +245,7 @@ def read_label_studio(path: Path) -> RawAnnotations:
         entries = _csv_entries(path)
     else:
         full = None
-        for line, obj in iter_json_array(path, read_text(path)):
+        for line, obj in iter_json_array(path):
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{line}: expected a task object, found {type(obj).__name__}")
             if full is None:
