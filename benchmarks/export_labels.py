@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 STEP = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 start = time.perf_counter()
 kind, root, arg = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
@@ -34,7 +34,8 @@ else:
     from hspnet_cli.taxonomy import load_taxonomy
     labels, _ = read_annotations(root / arg, load_taxonomy(root / "taxonomy.yaml"))
     assert labels.n_images > 0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries a forked parent's peak into ru_maxrss across exec.
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(peak)}))
 """
 
