@@ -10,13 +10,19 @@ DEMO_DIR ?= demo-out
 # This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
 PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test install wordnet-data clean
+.PHONY: demo test install wordnet-data tool-venvs clean
 
 demo: install wordnet-data
 	$(BIN)/hspnet demo run $(DEMO_DIR) --overwrite --json $(DEMO_DIR)-summary.json
 
-test: install wordnet-data
+test: install wordnet-data tool-venvs
 	$(BIN)/python -m pytest -q
+
+# The real labeling tools the label-tool tests run against (Label Studio, datumaro, FiftyOne),
+# each in its own venv under ~/.cache/hspnet/venvs (their pins would fight ours): minutes the
+# first time, instant after. A tool that cannot be installed is reported here and its test fails.
+tool-venvs: install
+	$(BIN)/python tests/tool_venvs.py
 
 install: $(STAMP)
 

@@ -17,18 +17,24 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
                      "split --mode single-positive", "train", "eval (test split)", "tag", "index build",
-                     "search --like", "search --text"]
+                     "search --like", "search --text", "export-labels --to label-studio"]
     train = summary["stages"][4 + 1]
     assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
     assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
     evaluation = summary["stages"][6]
     assert 0 < evaluation["test_map"] <= 1 and len(evaluation["plots"]) == 3
     assert all(Path(p).stat().st_size > 10_000 for p in evaluation["plots"])
-    tag, index, search, text = summary["stages"][7:]
+    tag, index, search, text = summary["stages"][7:11]
     assert tag["rows"] == 160 and tag["failed"] == 0 and index["count"] == 160
     assert search["query"] not in search["hits"] and len(set(search["hits"])) == 5  # --like leaves itself out
     assert len(text["precision_at_k"]) == 16 and len(text["example_hits"]) == 3
     assert 0 < text["mean_label_rate"] < 1 and 0 <= text["mean_precision_at_k"] <= 1
+    labeling = summary["stages"][11]
+    tasks = json.loads(Path(labeling["files"]["tasks"]).read_text())
+    assert labeling["tasks"] == len(tasks) == 160 and Path(labeling["files"]["config"]).is_file()
+    assert tasks[0]["data"]["image"] == f"/data/local-files/?d=world/images/{tasks[0]['data']['hspnet_path']}"
+    assert labeling["choices"] == sum(len(t["predictions"][0]["result"][0]["value"]["choices"])
+                                      for t in tasks if "predictions" in t)
     assert "hspnet demo" in result.stdout  # the summary table
     again = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1")
     assert again.exit_code == 2 and "--overwrite" in again.stderr

@@ -54,7 +54,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def split(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="Annotations: COCO JSON, VOC folder, CSV "
-                                      "(image,labels or wide), JSONL, list file, or an hspnet split CSV."),
+                                      "(image,labels or wide), JSONL, list file, an hspnet split CSV, a Label Studio, "
+                                      "CVAT, Hugging Face or FiftyOne export, or hspnet tags.csv/jsonl."),
     taxonomy: str = typer.Option(..., "--taxonomy", "-t", help="Built-in name (coco, voc, nuswide, cub) or "
                                  "taxonomy YAML; its label order is the column order."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write train/val/test files and split.yaml."),
@@ -70,7 +71,7 @@ def split(
                                         "with full labels."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same input and seed, byte-identical files."),
     input_format: Optional[str] = typer.Option(None, "--format", help="Force the input format: coco, voc, "
-                                               "csv, wide, jsonl, list, split (default: detect)."),
+                                               "csv, wide, jsonl, list, split, labelstudio, cvat, hf, fiftyone, tags (default: detect)."),
     test_format: Optional[str] = typer.Option(None, "--test-format", help="Force the --test format "
                                               "(default: --format, else detect)."),
     voc_set: Optional[str] = typer.Option(None, "--voc-set", help="VOC: read ImageSets/Main/<set>.txt only."),
@@ -79,6 +80,9 @@ def split(
                                       "objects is ignore (negative, the SPML protocol) | unknown | positive."),
     label_sep: str = typer.Option(";", "--label-sep", help="image,labels CSV: what separates the label names "
                                   "in a cell (quote the cell in the CSV when it is ',')."),
+    absent: str = typer.Option("auto", "--absent", help="What a label an image is not given means: negative "
+                                "(full annotations) | unknown (positives only) | auto (negative, but a label-tool "
+                                "export or tag file with exactly one label per image is single positives)."),
     strict: bool = typer.Option(False, "--strict", help="Labels outside the taxonomy, or taxonomy labels "
                                 "absent from the data, are errors (default: warnings; unknown ones dropped)."),
     out_format: str = typer.Option("csv", "--out-format", help="csv (our split CSV) | list (published "
@@ -99,7 +103,7 @@ def split(
     options = SplitOptions(
         mode=mode, keep=parse_keep(keep), val_fraction=val_fraction, val_labels=val_labels, subset=subset,
         seed=seed, input_format=input_format, test_format=test_format, voc_set=voc_set, test_voc_set=test_voc_set,
-        voc_difficult=voc_difficult, label_sep=label_sep, strict=strict, out_format=out_format, check_images=check,
+        voc_difficult=voc_difficult, label_sep=label_sep, absent=absent, strict=strict, out_format=out_format, check_images=check,
         check_test_images=check_test, check_images_deep=deep, overwrite=overwrite)
     result = make_split(input_path, taxonomy, out, test_path=test, options=options)
     if not is_quiet():

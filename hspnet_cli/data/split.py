@@ -53,6 +53,7 @@ class SplitOptions:
     test_voc_set: str | None = None
     voc_difficult: str = "ignore"
     label_sep: str = ";"
+    absent: str = "auto"
     strict: bool = False
     out_format: str = "csv"
     check_images: Path | None = None
@@ -219,12 +220,13 @@ def _read_inputs(input_path: Path, test_path: Path | None, tax: Taxonomy,
                  opts: SplitOptions) -> tuple[LabelSet, LabelSet | None, list[ReadReport]]:
     labels, report = read_annotations(input_path, tax, fmt=opts.input_format, strict=opts.strict,
                                       voc_set=opts.voc_set, voc_difficult=opts.voc_difficult,
-                                      label_sep=opts.label_sep)
+                                      label_sep=opts.label_sep, absent=opts.absent)
     if test_path is None:
         return labels, None, [report]
     test, test_report = read_annotations(test_path, tax, fmt=opts.test_format or opts.input_format,
                                          strict=opts.strict, voc_set=opts.test_voc_set,
-                                         voc_difficult=opts.voc_difficult, label_sep=opts.label_sep)
+                                         voc_difficult=opts.voc_difficult, label_sep=opts.label_sep,
+                                         absent=opts.absent)
     where = dict(zip(labels.images, labels.origins))
     shared = [(image, origin) for image, origin in zip(test.images, test.origins) if image in where]
     if shared:  # a test image seen in training would inflate every score
@@ -277,7 +279,7 @@ def _common_meta(tax: Taxonomy, opts: SplitOptions, inputs: dict[str, Any], tax_
         "options": {"mode": opts.mode, "keep": list(opts.keep), "val_fraction": opts.val_fraction,
                     "val_labels": opts.val_labels, "subset": opts.subset, "voc_set": opts.voc_set,
                     "test_voc_set": opts.test_voc_set, "voc_difficult": opts.voc_difficult,
-                    "label_sep": opts.label_sep,
+                    "label_sep": opts.label_sep, "absent": opts.absent,
                     "strict": opts.strict, "out_format": opts.out_format,
                     "random_streams": {k: f"SeedSequence([seed, {v}])" for k, v in protocols.STREAMS.items()}},
     }

@@ -130,6 +130,7 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
                                                      "encoder": f"{TINY_MODEL}/random"}))
 
     _split_and_train(out_dir, world_dir, n_images, seed, epochs, record, progress)
+    _label_studio_tasks(out_dir, record)
     write_text_atomic(out_dir / DEMO_MARKER, json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
@@ -253,3 +254,23 @@ def _text_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[
                        {"k": k, "mean_precision_at_k": round(p_mean, 4), "mean_label_rate": round(b_mean, 4),
                         "precision_at_k": {n: round(p, 4) for n, p in zip(scorer.taxonomy.label_names, precision)},
                         "example_query": first, "example_hits": example}))
+
+
+def _label_studio_tasks(out_dir: Path, record: Callable[[StageResult], None]) -> None:
+    """Stage export-labels: the world's tags as Label Studio tasks with pre-ticked predictions.
+
+    Images are referenced through Label Studio's local file serving with the demo folder as
+    its document root, so the tasks open as they are (see the stage's result line).
+    """
+    from hspnet_cli.labeltools import export_labels
+
+    start = time.perf_counter()
+    out = out_dir / "labeling" / "tasks.json"
+    facts = export_labels(out_dir / "tags" / "tags.csv", "label-studio", out, local_files_root=out_dir)
+    record(StageResult("export-labels --to label-studio",
+                       f"{facts['rows']} tasks, {facts['tags']} pre-ticked choices -> {out} (+ labeling config); "
+                       f"serve with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+                       f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={out_dir.absolute()}",
+                       time.perf_counter() - start,
+                       {"tasks": facts["rows"], "choices": facts["tags"], "untagged": facts["untagged"],
+                        "files": facts["files"]}))

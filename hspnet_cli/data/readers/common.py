@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from hspnet_cli.data.labelset import Record
 from hspnet_cli.errors import UserError
@@ -144,3 +144,19 @@ def describe(value: Any) -> str:
     except (ValueError, RecursionError):  # inf/nan are fine; only absurd nesting gets here
         shown = "..."
     return f"{kind} ({shown[:60]}{'...' if len(shown) > 60 else ''})"
+
+
+def json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, object)`` for every non-blank line of a JSON Lines file.
+
+    Raises:
+        UserError: A line that is not JSON (file:line:column) or not an object.
+    """
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        entry = parse_json(line, path, "write one JSON object a line", line=number)
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected one JSON object a line")
+        yield where, entry
