@@ -83,7 +83,7 @@ def _detect_tool_file(path: Path, suffix: str) -> str | None:
         return "fiftyone" if path.name == "labels.json" else None
     try:
         entry = json.loads(first)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON too odd to detect by
         return None
     if isinstance(entry, dict) and "file_name" in entry and "image" not in entry:
         return "hf"
@@ -119,7 +119,7 @@ def detect_format(path: str | Path) -> str:
     if first.startswith("{"):
         try:
             return "jsonl" if isinstance(json.loads(first), dict) else "coco"
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return "coco"  # a pretty-printed JSON document opens with a lone '{'
     cells = next(csv.reader([first]), [""])
     if [c.strip() for c in cells] == ["path", "tags", "scores", "groups"]:

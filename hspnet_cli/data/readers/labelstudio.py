@@ -120,6 +120,10 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
                         decoder.raw_decode(s.buf, s.pos)  # the whole rest: where the error really is
                     except json.JSONDecodeError as exc:
                         raise s.fail(exc.pos, f"not valid JSON ({exc.msg}); was the export cut short?") from None
+                except (RecursionError, ValueError) as exc:  # absurd nesting; a number too long to read
+                    what = "JSON nested too deeply to read" if isinstance(exc, RecursionError) else \
+                        f"not valid JSON ({str(exc)[:100]})"
+                    raise s.fail(start, f"{what}; is this a Label Studio export?") from None
             yield s.line_at(start), obj
             s.pos = end
             nxt = s.peek()
@@ -178,7 +182,7 @@ def _choices(value: Any, where: str) -> list[str]:
     if isinstance(value, str) and value.startswith("{"):
         try:
             value = json.loads(value)  # a CSV export's cell with several choices
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             pass
     if isinstance(value, str):
         return [value]

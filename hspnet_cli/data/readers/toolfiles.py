@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
-from hspnet_cli.data.readers.common import RawAnnotations, json_objects, read_text
+from hspnet_cli.data.readers.common import RawAnnotations, json_objects, parse_json, read_text
 from hspnet_cli.data.readers.labelstudio import path_from_ref
 from hspnet_cli.errors import UserError
 
@@ -176,10 +176,7 @@ def _fo_media(folder: Path, files: list[Path]) -> dict[str, str]:
     manifest = folder / "data.json"
     if manifest.is_file():
         files.append(manifest)
-        try:
-            entries = json.loads(read_text(manifest))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{manifest}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+        entries = parse_json(read_text(manifest), manifest, "FiftyOne's data.json maps sample ids to image paths")
         if not isinstance(entries, dict):
             raise UserError(f"{manifest}: expected an object mapping sample ids to image paths")
         for key, value in entries.items():
@@ -217,10 +214,7 @@ def read_fiftyone(path: Path) -> RawAnnotations:
     if not labels_file.is_file():
         raise UserError(f"{folder}: no labels.json; a FiftyOne image classification dataset holds labels.json "
                         "and data/ (or data.json)")
-    try:
-        doc = json.loads(read_text(labels_file))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{labels_file}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    doc = parse_json(read_text(labels_file), labels_file, "write FiftyOne's labels.json as JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise UserError(f"{labels_file}: expected {{\"classes\": [...], \"labels\": {{sample: target}}}}")
     classes = doc.get("classes") or []
