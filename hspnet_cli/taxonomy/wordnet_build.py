@@ -44,6 +44,20 @@ class WordNetReport:
     unknown: list[str] = field(default_factory=list)
     groups: dict[str, str | None] = field(default_factory=dict)
 
+    def uncertain(self) -> list[LabelResolution]:
+        """Labels whose sense won narrowly over a sense of another kind (check them, or pin)."""
+        return [res for res in self.labels if res.uncertain]
+
+    def uncertain_note(self) -> str | None:
+        """One line naming each uncertain choice and its rival, with how to pin; None if none."""
+        picks = self.uncertain()
+        if not picks:
+            return None
+        named = "; ".join(f"{r.label} = {r.synset} (over {r.runner_up})" for r in picks)
+        return (f"{len(picks)} label(s) chose their WordNet sense by a narrow margin: {named}. Check them "
+                f"and pin the right sense in the label file where it is wrong, e.g. "
+                f"'{picks[0].label} = {picks[0].runner_up}'")
+
     def by_method(self) -> dict[str, list[str]]:
         """Method -> names of the labels resolved that way."""
         methods = dict.fromkeys(res.method for res in self.labels)

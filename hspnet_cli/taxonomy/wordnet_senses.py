@@ -35,6 +35,9 @@ _W_COUNT = 0.03
 _PRIOR = 0.05
 _ROUNDS = 10
 _W_ALT = 0.1
+# The score margin under which a choice between senses of different kinds (lexicographer files:
+# noun.animal, noun.food, ...) is reported as uncertain, for the user to check or pin.
+LOW_MARGIN = 0.05
 _STOP = set("""the and for from with are been its his her their your that which who this these those
 such used use using any some one two more most other than into onto out over under very usually often
 typically especially etc having has have made make makes consisting something someone kind form part
@@ -52,6 +55,8 @@ class LabelResolution:
         method: pinned, exact, morphy, compound join/split, head noun, derived or unknown.
         lemma: The WordNet lemma that matched (e.g. ``ball`` for "sports ball").
         definition: The synset's gloss, so a user can check the sense.
+        margin: How far the chosen sense's score was ahead of ``runner_up``'s (inf: none).
+        runner_up: The best-placed sense of another kind (another lexicographer file), if any.
     """
 
     label: str
@@ -60,6 +65,13 @@ class LabelResolution:
     method: str
     lemma: str | None = None
     definition: str = ""
+    margin: float = math.inf
+    runner_up: str | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        """Chosen by a narrow margin over a sense of another kind: worth a look, or a pin."""
+        return self.runner_up is not None and self.margin < LOW_MARGIN
 
 
 class _Senses:
@@ -109,13 +121,17 @@ class _Senses:
                          * sum(self.idf.get(w, 0.0) for w in self.signature(b)))
         return shared / norm
 
-    def choose(self, cands: list[list[Synset]], priors: list[list[float]]) -> list[int]:
-        """The chosen sense per unit: prior plus context fit, re-picked until stable."""
+    def choose(self, cands: list[list[Synset]], priors: list[list[float]]
+               ) -> tuple[list[int], list[tuple[float, int | None]]]:
+        """The chosen sense per unit (prior plus context fit, re-picked until stable), and per
+        unit the margin over its best sense of another kind (another lexicographer file) with
+        that sense's index ((inf, None) when every sense is of one kind)."""
         n = len(cands)
         df = Counter(w for unit in cands for w in set().union(*(self.signature(s) for s in unit)))
         # Words in one unit's senses only cannot link two labels; common words say little.
         self.idf = {w: math.log(n / c) for w, c in df.items() if c > 1}
         choice: list[int | None] = [None] * n
+        margin: list[tuple[float, int | None]] = [(math.inf, None)] * n
         for _ in range(_ROUNDS if n > 1 else 0):
             changed = False
             for u in range(n):
@@ -130,14 +146,20 @@ class _Senses:
                 for rank, s in enumerate(cands[u]):
                     current = [max(o, key=lambda x: self.lin(s, x)) for o in others]
                     sims = sorted((self.lin(s, o) for o in current), reverse=True)[:_NEIGHBOURS]
-                    rel = sorted((self.gloss(s, o) for o in current), reverse=True)[:_NEIGHBOURS]
+                    # Gloss words shared with a label of another kind say little ("tentacles of
+                    # octopus prepared as food" and the jellyfish's tentacles): count the same kind.
+                    rel = sorted((self.gloss(s, o) if o.lexname() == s.lexname() else 0.0 for o in current),
+                                 reverse=True)[:_NEIGHBOURS]
                     scores.append(priors[u][rank] + sum(sims) / len(sims) + _W_GLOSS * sum(rel) / len(rel))
                 pick = max(range(len(scores)), key=lambda r: (scores[r], -r))
+                kinds = [r for r, s in enumerate(cands[u]) if s.lexname() != cands[u][pick].lexname()]
+                rival = max(kinds, key=lambda r: scores[r], default=None)
+                margin[u] = (math.inf, None) if rival is None else (scores[pick] - scores[rival], rival)
                 if pick != choice[u]:
                     choice[u], changed = pick, True
             if not changed:
                 break
-        return [c or 0 for c in choice]
+        return [c or 0 for c in choice], margin
 
 
 def _prior(s: Synset, rank: int, lemma: str) -> float:
@@ -171,14 +193,18 @@ def resolve_labels(wn: WordNetCorpusReader, labels: list[LabelSpec], ctx: _Sense
     alt = {k: units[k][0][1] == "compound join" for k in keys}  # "glass" against "wineglass"
     priors = [[_prior(s, r, lemma) - (_W_ALT if alt[k] and how == "head noun" else 0.0)
                for r, (s, how, lemma) in enumerate(units[k])] for k in keys]
-    choice = dict(zip(keys, ctx.choose([[s for s, _, _ in units[k]] for k in keys], priors)))
+    picks, margins = ctx.choose([[s for s, _, _ in units[k]] for k in keys], priors)
+    choice, margin = dict(zip(keys, picks)), dict(zip(keys, margins))
     out = []
     for spec, cands in zip(labels, found):
         if not cands:
             out.append(LabelResolution(spec.name, spec.text, None, "unknown"))
             continue
-        s, method, lemma = cands[choice[tuple(c.name() for c, _, _ in cands)]]
-        out.append(LabelResolution(spec.name, spec.text, s.name(), method, lemma, s.definition()))
+        key = tuple(c.name() for c, _, _ in cands)
+        s, method, lemma = cands[choice[key]]
+        gap, rival = margin[key]
+        out.append(LabelResolution(spec.name, spec.text, s.name(), method, lemma, s.definition(), margin=gap,
+                                   runner_up=units[key][rival][0].name() if rival is not None else None))
     return out
 
 
