@@ -10,8 +10,10 @@ import typer
 from hspnet_cli.console import is_quiet, print_json, say
 from hspnet_cli.errors import UserError
 
+from hspnet_cli.config import list_presets
+
 # Read from the presets folder so --help lists what exists (a glob: --help stays instant).
-_PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "presets").glob("*.yaml"))
+_PRESETS = list_presets()
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:

@@ -11,8 +11,6 @@ work, before anything is trained or written.
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,8 +99,3 @@ def resample_positions(pos: torch.Tensor, grid: int) -> torch.Tensor:
     cells = image.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos.dtype)
     return torch.cat([first, cells], dim=0)
 
-
-def trained_image_size(config: Any) -> int | None:
-    """The side a run was trained at when it is not the tower's own (``train.image_size``)."""
-    size = getattr(getattr(config, "train", None), "image_size", None)
-    return int(size) if size else None
