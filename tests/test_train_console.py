@@ -265,6 +265,23 @@ def test_tag_prints_periodic_lines_off_a_terminal(an_run, runner, tmp_path: Path
     assert all("img/s" in line and "ETA" in line for line in lines)
 
 
+def test_tag_threads_rule_and_override(an_run, runner, tmp_path: Path, monkeypatch) -> None:
+    import hspnet_cli.train.runtime as runtime
+
+    seen: list[int] = []
+    real = runtime.intra_op_threads
+    monkeypatch.setattr(runtime, "intra_op_threads", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    args = ["tag", an_run["images"], "--checkpoint", an_run["out"], "--workers", "1"]
+    assert invoke(runner, *args, "--out", tmp_path / "a.csv").exit_code == 0
+    assert invoke(runner, *args, "--out", tmp_path / "b.csv", "--threads", "2").exit_code == 0
+    assert seen == [3, 2]  # 4 cores - 1 worker; then as asked
+    bad = invoke(runner, *args, "--out", tmp_path / "c.csv", "--threads", "0")
+    assert bad.exit_code == 2 and "--threads must be at least 1" in bad.stderr
+    assert not list(tmp_path.glob("c.*"))  # refused before anything was written
+
+
 def test_old_checkpoints_counted_from_zero_resume_right() -> None:
     old = {"epoch": 2, "best": {"map": 0.3, "epoch": 1, "source": "raw"}}
     new = {"epoch": 3, "epoch_numbering": "from 1", "best": {"map": 0.3, "epoch": 2, "source": "raw"}}

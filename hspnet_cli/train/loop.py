@@ -200,7 +200,7 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
     tc = config.train
 
-    with runtime_for(device, tc.amp) as rt, intra_op_threads_set(rt, tc.num_workers, threads) as used_threads:
+    with runtime_for(device, tc.amp) as rt, intra_op_threads_set(tc.num_workers, threads) as used_threads:
         if rt.is_main and not resume:
             _check_run_dir(out_dir, overwrite)
         torch.manual_seed(tc.seed)

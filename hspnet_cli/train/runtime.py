@@ -160,11 +160,10 @@ def intra_op_threads(workers: int, requested: int | None = None, processes: int 
 
 
 @contextlib.contextmanager
-def intra_op_threads_set(runtime: Runtime, workers: int, requested: int | None = None) -> Iterator[int]:
-    """Use :func:`intra_op_threads` threads inside the block (processes of a torchrun job on one
-    machine share its cores), restoring the caller's setting after."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", runtime.world_size))
-    threads = intra_op_threads(workers, requested, local)
+def intra_op_threads_set(workers: int, requested: int | None = None) -> Iterator[int]:
+    """Use :func:`intra_op_threads` threads inside the block (the processes torchrun starts on
+    one machine, LOCAL_WORLD_SIZE, share its cores), restoring the caller's setting after."""
+    threads = intra_op_threads(workers, requested, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
