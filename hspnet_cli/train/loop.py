@@ -5,9 +5,10 @@ EMA; keep the better of the two as ``best.ckpt`` when it beats every earlier epo
 is on validation, never on test); write ``last.ckpt`` for resuming and one line per epoch to
 ``metrics.jsonl``. Epochs are numbered from 1 everywhere a person or a script reads them (the
 console, ``metrics.jsonl``, the summary and the checkpoints' ``epoch``: the epochs completed);
-only the seeding uses the 0-based index. ``--resume RUN_DIR`` continues from ``last.ckpt`` exactly: the data order,
-augmentation and every other draw of an epoch are seeded by (seed, epoch) (so no RNG state
-needs saving), and optimiser, schedule, EMA, grad scaler and loss state are restored.
+only the seeding uses the 0-based index. ``--resume RUN_DIR`` continues from ``last.ckpt``
+exactly: the data order, augmentation and every other draw of an epoch are seeded by (seed,
+epoch) (so no RNG state needs saving), and optimiser, schedule, EMA, grad scaler and loss state
+are restored.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from hspnet_cli.config import RunConfig
-from hspnet_cli.train.record import run_config_yaml
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
@@ -38,8 +38,9 @@ from hspnet_cli.train import checkpoint as ckpt
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.train.progress import NoBar
-from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, gather_rows, runtime_for, say_threads,
-                                      intra_op_threads_set)
+from hspnet_cli.train.record import run_config_yaml
+from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, gather_rows, intra_op_threads_set, runtime_for,
+                                      say_threads)
 
 
 @dataclass
@@ -159,8 +160,7 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
           taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
           overwrite: bool = False, stop_after_epochs: int | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
-          progress: Callable[[str, int], Any] | None = None, threads: int | None = None,
-          taxonomy_source: str | None = None) -> TrainResult:
+          progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
     """Train a model on a split, writing a run folder.
 
     Args:
@@ -179,14 +179,13 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             the per-epoch progress bar (main process only); None for no bar.
         threads: Intra-op CPU threads (None: :func:`~hspnet_cli.train.runtime.intra_op_threads`'s
             rule, which leaves a core to each DataLoader worker).
-        taxonomy_source: How the user named the taxonomy (recorded in ``config.yaml``; default:
-            ``taxonomy`` or the split's).
 
     Returns:
         The result (meaningful on the main process).
     """
     out_dir = Path(out_dir)
     state: dict[str, Any] | None = None
+    taxonomy_source: str | None = None  # a resumed run keeps the config.yaml it started with
     if resume:
         state = ckpt.load_checkpoint(out_dir / "last.ckpt")
         config = ckpt.checkpoint_config(state)
@@ -195,7 +194,9 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
     else:
         split_dir, images = Path(split_dir), Path(images)
         tax = _resolve_taxonomy(split_dir, taxonomy)
-        taxonomy_source = taxonomy_source or (str(taxonomy) if taxonomy is not None else None)
+        # What config.yaml records as the taxonomy's source: as given, else as the split names it.
+        taxonomy_source = (str(taxonomy) if taxonomy is not None
+                           else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source"))
     train_set = read_split_csv(split_dir / "train.csv", tax)
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
     tc = config.train
@@ -232,8 +233,8 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             start_epoch, step, best = ckpt.epochs_done(state), state["step"], ckpt.best_record(state)
         net = DistributedDataParallel(model) if rt.distributed else model
         if rt.is_main:
-            if not resume:  # a resumed run keeps the record of how it was started
-                write_text_atomic(out_dir / "config.yaml", run_config_yaml(config, tax, taxonomy_source or "split"))
+            if not resume:
+                write_text_atomic(out_dir / "config.yaml", run_config_yaml(config, tax, taxonomy_source))
             say_threads(rt, used_threads, tc.num_workers)
         baseline = label_frequency_baseline(train_set, val_set) if val_set else float("nan")
         result = TrainResult(out_dir, float("nan"), 0, "raw", baseline, is_main=rt.is_main, threads=used_threads)

@@ -31,11 +31,11 @@ def taxonomy_record(taxonomy: Taxonomy, source: str | None) -> dict[str, Any]:
 
     Args:
         taxonomy: The loaded taxonomy.
-        source: What the user passed (``-t`` value); None or ``split`` when it came from the split.
+        source: What the user passed (``-t``), else what the split records; None if neither.
     """
     record: dict[str, Any] = {"name": taxonomy.name}
-    if source is None or source == "split":
-        record["source"] = "the split's taxonomy"
+    if source is None:
+        record["source"] = None
     elif Path(source).expanduser().is_file():
         path = Path(source).expanduser().resolve()
         record["source"] = str(path)
