@@ -7,10 +7,9 @@ from typing import Any, Optional
 
 import typer
 
+from hspnet_cli.config import list_presets
 from hspnet_cli.console import is_quiet, print_json, say
 from hspnet_cli.errors import UserError
-
-from hspnet_cli.config import list_presets
 
 # Read from the presets folder so --help lists what exists (a glob: --help stays instant).
 _PRESETS = list_presets()
@@ -35,7 +34,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to write."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML config (preset + overrides)."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (default: the split's)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help=f"Recipe: {', '.join(_PRESETS)} (default official, the published code's)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"Recipe: {', '.join(_PRESETS)} (default "
+                                         "official, the published code's)."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip model (default RN50)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Tag, checkpoint file, or none."),
     method: Optional[str] = typer.Option(None, "--method", help="hspnet, hcp, spl_gcn or spl."),

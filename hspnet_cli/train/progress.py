@@ -62,11 +62,10 @@ class LineProgress:
     """Off a terminal (a log file, CI, nohup): a plain line every ``interval`` seconds and one at
     the end, with count, rate and ETA, instead of a redrawn bar that a log cannot show."""
 
-    interval = 60.0
+    interval = 60.0  # seconds between lines
 
-    def __init__(self, description: str, total: int, unit: str = "img/s", interval: float | None = None) -> None:
+    def __init__(self, description: str, total: int, unit: str = "img/s") -> None:
         self.description, self.total, self.unit = description, total, unit
-        self.every = self.interval if interval is None else interval
         self.done = 0
         self.start = self.last = 0.0
 
@@ -75,13 +74,13 @@ class LineProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None and self.done and self.every > 0 and time.monotonic() - self.start >= self.every:
+        if exc[0] is None and self.done and self.interval > 0 and time.monotonic() - self.start >= self.interval:
             self._line(time.monotonic())  # the final count, for a stage long enough to have had lines
 
     def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self.last >= self.every:
+        if now - self.last >= self.interval:
             self._line(now)
 
     def _line(self, now: float) -> None:
@@ -107,33 +106,37 @@ def epoch_progress(description: str, images: int) -> ItemProgress | LineProgress
     return ItemProgress(description, images) if err_console.is_terminal else LineProgress(description, images)
 
 
-def epoch_line(record, epochs: int) -> str:  # type: ignore[no-untyped-def]
-    """One epoch's figures as one plain line (for logs); ``*`` marks the weights saved as best."""
+def _maps(record) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Raw and EMA validation mAP as shown, ``*`` on the one whose weights were saved as best."""
     raw = f"{record.val_map_raw:.4f}" + (" *" if record.best_weights == "raw" else "")
-    ema = "-" if record.val_map_ema is None else f"{record.val_map_ema:.4f}" + (
-        " *" if record.best_weights == "ema" else "")
-    return (f"epoch {record.epoch}/{epochs}  train loss {record.train_loss:.4f}  val mAP raw {raw}  EMA {ema}  "
+    ema = "-" if record.val_map_ema is None else (
+        f"{record.val_map_ema:.4f}" + (" *" if record.best_weights == "ema" else ""))
+    return raw, ema
+
+
+def _title(record, epochs: int | None) -> str:  # type: ignore[no-untyped-def]
+    return f"epoch {record.epoch}" + (f"/{epochs}" if epochs else "")
+
+
+def epoch_line(record, epochs: int | None) -> str:  # type: ignore[no-untyped-def]
+    """One epoch's figures as one plain line (for logs); ``*`` marks the weights saved as best."""
+    raw, ema = _maps(record)
+    return (f"{_title(record, epochs)}  train loss {record.train_loss:.4f}  val mAP raw {raw}  EMA {ema}  "
             f"lr {record.lr:.2e}  {record.images_per_second:,.0f} img/s  {record.seconds:.1f} s")
 
 
 def epoch_table(record, epochs: int | None = None) -> Table:  # type: ignore[no-untyped-def]
     """One epoch's figures as a small table; ``*`` marks the column whose weights were saved as best."""
-    title = f"epoch {record.epoch}" + (f"/{epochs}" if epochs else "")
-    table = Table(title=title, show_header=True, title_justify="left")
+    table = Table(title=_title(record, epochs), show_header=True, title_justify="left")
     for column in ("train loss", "val mAP raw", "val mAP EMA", "lr", "img/s", "s"):
         table.add_column(column, justify="right")
-    ema = "-" if record.val_map_ema is None else f"{record.val_map_ema:.4f}"
-    raw = f"{record.val_map_raw:.4f}"
-    if record.best_weights == "ema":
-        ema += " *"
-    elif record.best_weights == "raw":
-        raw += " *"
+    raw, ema = _maps(record)
     table.add_row(f"{record.train_loss:.4f}", raw, ema, f"{record.lr:.2e}",
                   f"{record.images_per_second:,.0f}", f"{record.seconds:.1f}")
     return table
 
 
-def epoch_reporter(epochs: int):  # type: ignore[no-untyped-def]
+def epoch_reporter(epochs: int | None):  # type: ignore[no-untyped-def]
     """What ``hspnet train`` prints after each epoch: a table on a terminal, one plain line in a log."""
     from hspnet_cli.console import console, say
 
