@@ -104,7 +104,7 @@ def eval_command(
                                              batch_size, workers, device)
     cut, cut_source = _decision_thresholds(scorer, threshold, thresholds_file)
     report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=cut, top_k=top_k, variant=map_variant)
-    note = _no_prediction_note(logits, cut, cut_source, checkpoint, data, images)
+    note = _no_prediction_note(logits, cut, cut_source, checkpoint, images)
     report.extra = {**describe(scorer), "data": str(data), "taxonomy": scorer.taxonomy.name,
                     "threshold_source": cut_source, **({"threshold_note": note} if note else {})}
     result = report.to_dict()
@@ -151,8 +151,7 @@ def _decision_thresholds(scorer: Any, threshold: float | None, path: Path | None
     return 0.5, "probability >= 0.5"
 
 
-def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional[Path], data: Path,
-                        images: Path) -> str | None:
+def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional[Path], images: Path) -> str | None:
     """Why CF1/OF1 are 0 when no probability reaches its threshold (models trained with the AN
     loss score every label low), and how to get thresholds that fit the model."""
     import numpy as np

@@ -11,6 +11,7 @@ work, before anything is trained or written.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
