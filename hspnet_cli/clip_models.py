@@ -98,7 +98,7 @@ def _check_model_name(open_clip: Any, model_name: str) -> None:
 
 
 def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
-              device: str = "cpu") -> ClipModel:
+              device: str = "cpu", weights_follow: bool = False) -> ClipModel:
     """Create an open_clip model with its transform and tokenizer.
 
     Args:
@@ -106,6 +106,8 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
         pretrained: A pretrained tag (``openai``), a local checkpoint file, or ``none`` for
             random weights (tests and demos only).
         device: Torch device to place the model on.
+        weights_follow: The caller loads trained weights into the model next (a checkpoint):
+            do not warn that a ``none`` backbone is random.
 
     Returns:
         The loaded model, in eval mode.
@@ -124,8 +126,9 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
             model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
         finally:
             logging.disable(logging.NOTSET)
-        log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
-                    "until trained; use it for tests and demos only", model_name)
+        if not weights_follow:
+            log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
+                        "until trained; use it for tests and demos only", model_name)
     elif Path(tag).expanduser().exists():
         model, preprocess = _load_local(open_clip, model_name, Path(tag).expanduser(), device)
     else:

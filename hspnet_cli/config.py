@@ -250,7 +250,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfi
     """
     if not isinstance(data, dict):
         raise UserError(f"{source}: a config must be a YAML mapping with 'model' and/or 'train'")
-    unknown = sorted(set(data) - {"preset", "model", "train"}, key=str)
+    # ``taxonomy``: the record a run's config.yaml carries (hspnet_cli.train.record), so that
+    # file is a valid --config; the taxonomy itself is chosen with -t or by the split.
+    unknown = sorted(set(data) - {"preset", "model", "train", "taxonomy"}, key=str)
     if unknown:
         raise UserError(f"{source}: unknown key(s) {_keys(unknown)}; allowed: model, train, preset")
     preset = data.get("preset", "official")

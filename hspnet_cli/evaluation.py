@@ -79,7 +79,7 @@ class EvalReport:
     per_class_ap: np.ndarray
     positives: np.ndarray
     no_positive: list[str]
-    threshold: float
+    threshold: float | np.ndarray
     at_threshold: ThresholdMetrics
     top_k: int
     top_k_precision: float
@@ -94,6 +94,12 @@ class EvalReport:
         defined = np.flatnonzero(~np.isnan(self.per_class_ap))
         return defined[np.argsort(self.per_class_ap[defined], kind="stable")].tolist()
 
+    def _threshold_dict(self) -> dict[str, Any]:
+        """``threshold`` (one for all classes) or ``thresholds`` (per class, by label name)."""
+        if np.ndim(self.threshold) == 0:
+            return {"threshold": float(self.threshold)}
+        return {"threshold": None, "thresholds": dict(zip(self.label_names, map(float, self.threshold)))}
+
     def to_dict(self) -> dict[str, Any]:
         def num(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
@@ -104,7 +110,7 @@ class EvalReport:
             "images": self.n_images, "labels": len(self.label_names), "map_variant": self.variant,
             "map": num(self.map), "group_map": num(self.group_map),
             "cf1": num(t.cf1), "cp": num(t.cp), "cr": num(t.cr), "of1": num(t.of1), "op": num(t.op), "or": num(t.or_),
-            "threshold": self.threshold, f"top{self.top_k}_precision": num(self.top_k_precision),
+            **self._threshold_dict(), f"top{self.top_k}_precision": num(self.top_k_precision),
             "no_positive": list(self.no_positive),
             "per_class": {name: {"group": group, "ap": num(ap), "positives": int(n), "precision": num(p),
                                  "recall": num(r)}
@@ -115,12 +121,13 @@ class EvalReport:
         }
 
 
-def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy, *, threshold: float = 0.5,
+def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy, *,
+                    threshold: float | np.ndarray = 0.5,
                     top_k: int = 3, variant: str = "sklearn") -> EvalReport:
     """All metrics of ``logits`` (n, C) against ``targets`` (n, C, 1/0/-1).
 
     mAP ranks the logits (positives = 1, everything else not positive); F1/precision/recall use
-    ``sigmoid(logits) >= threshold`` with unknown entries handled by
+    ``sigmoid(logits) >= threshold`` (one threshold or (C,) per class) with unknown entries handled by
     :func:`hspnet_cli.metrics.known_mask`; groups are scored by their best member.
     """
     if variant not in ("sklearn", "asl"):

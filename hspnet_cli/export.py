@@ -86,7 +86,7 @@ def transform_from_preprocessing(pre: dict[str, Any]) -> Callable:
 
 def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
     """What rebuilds ``visual`` without the rest of CLIP: its open_clip vision config."""
-    from hspnet_cli.clip_models import _open_clip
+    from hspnet_cli.clip_models import _open_clip, visual_image_size
     from open_clip.transformer import QuickGELU
 
     cfg = _open_clip().get_model_config(model_name)
@@ -94,6 +94,8 @@ def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
         raise UserError(f"model {model_name}: open_clip has no plain vision config for it, so it cannot be "
                         "exported; use the training checkpoint directly")
     vision_cfg = dict(cfg["vision_cfg"])
+    # A tower trained at another --image-size has its positional embedding resampled: build for that side.
+    vision_cfg["image_size"] = visual_image_size(visual)
     if vision_cfg.get("timm_model_name"):
         vision_cfg["timm_model_pretrained"] = False  # weights come from the export, never a download
     # OpenAI archives are loaded with QuickGELU whatever the config says: read it off the module.

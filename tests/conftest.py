@@ -37,9 +37,13 @@ def invoke(runner: CliRunner, *args: str):
 def _one_torch_thread():
     """Tiny models gain nothing from threads, and a second busy process makes multi-threaded
     torch ops dozens of times slower (threads spin waiting for each other): use one."""
+    import os
+
     import torch
 
     torch.set_num_threads(1)
+    # hspnet train's thread rule honours OMP_NUM_THREADS (also in the subprocesses tests start).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     summary_path = tmp_path / "summary.json"
     result = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1", "--json", summary_path)
     assert result.exit_code == 0, result.output
+    # Off a terminal (make demo > log) training prints one plain line per epoch.
+    assert [line.split()[:2] for line in result.stdout.splitlines() if line.startswith("epoch ")] == [["epoch", "1/1"]]
     summary = json.loads(summary_path.read_text())
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",

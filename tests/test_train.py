@@ -34,10 +34,10 @@ def test_run_folder_checkpoints_and_metrics(demo_split, tmp_path: Path) -> None:
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["best.ckpt", "config.yaml", "last.ckpt", "metrics.jsonl"]
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [0, 1]
+    assert [line["epoch"] for line in lines] == [1, 2]  # counted from 1, as the console does
     assert all(0 <= line["val_map_raw"] <= 1 and 0 <= line["val_map_ema"] <= 1 for line in lines)
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["clip_model"] == "hspnet-tiny"
-    assert 0 < result.baseline_map < 1 and result.best_epoch in (0, 1)
+    assert 0 < result.baseline_map < 1 and result.best_epoch in (1, 2)
     assert len(result.step_losses) == 2 * 6  # 90 training images / 16 per step -> 6 steps, 2 epochs
 
     best = load_checkpoint(tmp_path / "run" / "best.ckpt")  # weights_only=True inside
@@ -136,7 +136,7 @@ def test_cli_train_json_and_resume_rules(demo_split, runner, tmp_path: Path) -> 
     result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["epochs"][0]["epoch"] == 0 and "label_frequency_baseline_map" in summary
+    assert summary["epochs"][0]["epoch"] == 1 and "label_frequency_baseline_map" in summary
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["n_ctx"] == 2
     bad = invoke(runner, "train", "--resume", tmp_path / "run", "--epochs", "3")
     assert bad.exit_code == 2 and "--resume continues a run with its own config" in bad.stderr
@@ -159,7 +159,7 @@ def test_ddp_on_two_cpu_processes(demo_split, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])  # rank 0 alone prints
-    assert [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
     assert 0 < summary["best_val_map"] <= 1
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # written once, by rank 0

@@ -267,3 +267,66 @@ def test_common_hypernym_name_without_wordnet(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(wordnet_build, "get_wordnet", missing)
     assert common_hypernym_name(specs("dog", "cat")) is None
+
+
+EVERYDAY = Path(__file__).resolve().parent / "data" / "everyday-labels.txt"
+
+
+@pytest.fixture(scope="module")
+def everyday(wordnet: object):
+    """A 70-label list of everyday objects, animals and food, as a labeling team writes one."""
+    specs_ = load_label_list(EVERYDAY)
+    assert len(specs_) == 70
+    return specs_, *build_wordnet_taxonomy(specs_, n_groups=8)
+
+
+def test_whole_phrase_lemmas_come_before_word_guesses(wordnet: object) -> None:
+    from hspnet_cli.taxonomy.wordnet_data import lookup_noun_senses
+
+    first = {text: lookup_noun_senses(wordnet, text.split())[0] for text in ("ping pong", "t shirt", "x ray")}
+    assert (first["ping pong"][0].name(), first["ping pong"][2]) == ("table_tennis.n.01", "ping-pong")  # not niff
+    assert first["t shirt"][0].name() == "jersey.n.03" and first["x ray"][2] == "x_ray"
+    # "X of Y": the senses of X whose gloss names Y come first (the cereal's ear, not hearing).
+    ear = lookup_noun_senses(wordnet, ["ear", "of", "corn"])
+    assert ear[0][0].name() == "ear.n.05" and ear[0][1] == "head noun"
+
+
+def test_everyday_list_named_cases(everyday) -> None:
+    specs_, tax, report = everyday
+    got = {r.label: r for r in report.labels}
+    group_of = {m: g for g, members in tax.groups.items() for m in members}
+    assert got["ping pong"].synset == "table_tennis.n.01"
+    assert got["ear of corn"].synset == "ear.n.05"
+    assert group_of["ear of corn"] == group_of["banana"] != "psychological feature"
+    # octopus and turtle are the animals here, grouped with the dog, not with pizza or clothing.
+    assert got["octopus"].synset == "octopus.n.02" and got["turtle"].synset == "turtle.n.02"
+    assert group_of["octopus"] == group_of["turtle"] == group_of["dog"] != group_of["pizza"]
+    assert not report.unknown and tax.num_groups == 8
+
+
+def test_low_confidence_choices_are_listed_by_name_and_can_be_pinned(everyday, wordnet: object) -> None:
+    specs_, _, report = everyday
+    uncertain = report.uncertain()
+    names = [r.label for r in uncertain]
+    assert names and "octopus" in names and "dog" not in names
+    for r in uncertain:  # each rival is a different kind of thing, and it was close
+        assert wordnet.synset(r.synset).lexname() != wordnet.synset(r.runner_up).lexname()
+        assert 0 <= r.margin < 0.05
+    note = report.uncertain_note()
+    assert all(f"{r.label} = {r.synset} (over {r.runner_up})" in note for r in uncertain)
+    # Pinning a sense settles it: the label is no longer listed.
+    pinned = [LabelSpec(s.name, s.prompt, "octopus.n.02" if s.name == "octopus" else s.wordnet) for s in specs_]
+    _, again = build_wordnet_taxonomy(pinned, n_groups=8)
+    assert "octopus" not in [r.label for r in again.uncertain()]
+
+
+def test_cli_build_names_the_uncertain_labels(wordnet: object, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from conftest import invoke
+
+    result = invoke(CliRunner(), "taxonomy", "build", "--wordnet", EVERYDAY, "--groups", "8", "-o", tmp_path / "wn.yaml")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "chose their WordNet sense by a narrow margin" in text and "octopus = octopus.n.02" in text
+    assert load_taxonomy(tmp_path / "wn.yaml").labels[34].wordnet == "table_tennis.n.01"  # "ping pong", line 36

@@ -78,7 +78,10 @@ def eval_command(
     pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every metric to this JSON file ('-': stdout)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG pictures into this folder."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold for F1/precision/recall."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Probability threshold for F1/precision/"
+                                              "recall (default: the model's calibrated ones, else 0.5)."),
+    thresholds_file: Optional[Path] = typer.Option(None, "--thresholds", help="Per-class thresholds JSON of "
+                                                   "hspnet calibrate for F1/precision/recall."),
     top_k: int = typer.Option(3, "--top-k", help="k of top-k precision."),
     map_variant: str = typer.Option("sklearn", "--map-variant", help="sklearn (ties = one step) or asl."),
     all_classes: bool = typer.Option(False, "--all-classes", help="Show every class in the table."),
@@ -93,12 +96,17 @@ def eval_command(
     from hspnet_cli.inference import describe
     from hspnet_cli.io_utils import write_text_atomic
 
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a probability in [0, 1]; got {threshold}")
+    if threshold is not None and thresholds_file is not None:
+        raise UserError("give --threshold or --thresholds, not both")
     scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
                                              batch_size, workers, device)
-    report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=threshold, top_k=top_k, variant=map_variant)
-    report.extra = {**describe(scorer), "data": str(data), "taxonomy": scorer.taxonomy.name}
+    cut, cut_source = _decision_thresholds(scorer, threshold, thresholds_file)
+    report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=cut, top_k=top_k, variant=map_variant)
+    note = _no_prediction_note(logits, cut, cut_source, checkpoint, images)
+    report.extra = {**describe(scorer), "data": str(data), "taxonomy": scorer.taxonomy.name,
+                    "threshold_source": cut_source, **({"threshold_note": note} if note else {})}
     result = report.to_dict()
     plots: list[Path] = []
     if plot is not None:
@@ -120,9 +128,44 @@ def eval_command(
             + ", ".join(report.no_positive))
     say(_summary_table(result, top_k))
     say(f"{report.n_images} images, {len(report.label_names)} labels; {scorer.description}; "
-        f"F1 at probability >= {threshold}")
+        f"F1 at {cut_source}")
+    if note:
+        say(f"[yellow]{note}[/]")
     for path in ([json_out] if json_out else []) + plots:
         say(f"wrote {path}")
+
+
+def _decision_thresholds(scorer: Any, threshold: float | None, path: Path | None) -> tuple[Any, str]:
+    """The thresholds F1/precision/recall use and a phrase saying where they came from:
+    ``--thresholds`` file, else ``--threshold``, else the model's calibrated ones (an export made
+    with ``--thresholds``), else 0.5."""
+    if path is not None:
+        from hspnet_cli.calibration import load_thresholds
+
+        return load_thresholds(path, scorer.taxonomy), f"the per-class thresholds of {path}"
+    if threshold is not None:
+        return float(threshold), f"probability >= {threshold}"
+    stored = getattr(scorer, "thresholds", None)
+    if stored is not None:
+        return stored.float().cpu().numpy(), "the model's calibrated per-class thresholds"
+    return 0.5, "probability >= 0.5"
+
+
+def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional[Path], images: Path) -> str | None:
+    """Why CF1/OF1 are 0 when no probability reaches its threshold (models trained with the AN
+    loss score every label low), and how to get thresholds that fit the model."""
+    import numpy as np
+
+    from hspnet_cli.evaluation import sigmoid
+
+    probs = sigmoid(logits)
+    if probs.size == 0 or (probs >= np.asarray(cut, dtype=np.float32)).any():
+        return None
+    model = str(checkpoint) if checkpoint is not None else "--zero-shot ..."
+    return (f"no probability reaches {source.removeprefix('probability >= ')} (highest {float(probs.max()):.3f}), "
+            "so nothing is predicted and CF1/OF1 are 0 (usual after training with the AN loss; mAP is unaffected). "
+            f"Fit per-class thresholds on a validation split: hspnet calibrate {model} --data val.csv --images "
+            f"{images} -o thresholds.json, then eval --thresholds thresholds.json")
 
 
 def calibrate_command(

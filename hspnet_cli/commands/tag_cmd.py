@@ -67,6 +67,8 @@ def tag(
                             "label's probability)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(4, "--workers", help="DataLoader workers decoding images (0: in this process)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op CPU threads (default: "
+                                          "OMP_NUM_THREADS if set, else usable cores minus --workers, at least 1)."),
     max_pixels: int = typer.Option(178_956_970, "--max-pixels", help="Refuse images whose header claims more "
                                    "pixels (decompression bombs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: tag items with position % N == i; output "
@@ -91,7 +93,7 @@ def tag(
             summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
                                  thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size,
                                  workers=workers, max_pixels=max_pixels, shard=shard, overwrite=overwrite,
-                                 decode=decode, decode_timeout=decode_timeout)
+                                 decode=decode, decode_timeout=decode_timeout, threads=threads)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None

@@ -7,8 +7,12 @@ from typing import Any, Optional
 
 import typer
 
+from hspnet_cli.config import list_presets
 from hspnet_cli.console import is_quiet, print_json, say
 from hspnet_cli.errors import UserError
+
+# Read from the presets folder so --help lists what exists (a glob: --help stays instant).
+_PRESETS = list_presets()
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -30,7 +34,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to write."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML config (preset + overrides)."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (default: the split's)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="official (published code, default) or paper."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"Recipe: {', '.join(_PRESETS)} (default "
+                                         "official, the published code's)."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip model (default RN50)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Tag, checkpoint file, or none."),
     method: Optional[str] = typer.Option(None, "--method", help="hspnet, hcp, spl_gcn or spl."),
@@ -45,6 +50,8 @@ def train(
     cache_features: bool = typer.Option(False, "--cache-features", help="Frozen tower only: compute image "
                                         "features once and reuse them."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op CPU threads (default: "
+                                          "OMP_NUM_THREADS if set, else usable cores minus --workers, at least 1)."),
     overrides: list[str] = typer.Option([], "--set", help="Any config field: --set model.n_ctx=8 (repeatable)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
@@ -54,7 +61,7 @@ def train(
     """Train HSPNet (or a baseline) on a split. Multi-GPU: torchrun --nproc_per_node N -m hspnet_cli train ..."""
     from hspnet_cli.config import apply_overrides, load_config, load_preset
     from hspnet_cli.train.loop import train as run_training
-    from hspnet_cli.train.progress import epoch_progress, epoch_table
+    from hspnet_cli.train.progress import epoch_progress, epoch_reporter
 
     if resume is not None:
         given = [name for name, value in (("--split", split), ("--config", config_file), ("--preset", preset),
@@ -86,12 +93,25 @@ def train(
     quiet = is_quiet() or as_json
     result = run_training(
         split_dir, images_dir, out_dir, config, taxonomy=taxonomy, device=device, resume=resume is not None,
-        overwrite=overwrite, on_epoch=None if quiet else (lambda rec: say(epoch_table(rec))),
-        progress=None if quiet else epoch_progress)
+        overwrite=overwrite, on_epoch=None if quiet else _reporter(config, out_dir, epoch_reporter),
+        progress=None if quiet else epoch_progress, threads=threads)
     if not result.is_main:
         return  # under torchrun only rank 0 reports
     if as_json:
         print_json(result.summary())
     else:
-        say(f"[green]best[/] validation mAP {result.best_map:.4f} (epoch {result.best_epoch + 1}, "
+        say(f"[green]best[/] validation mAP {result.best_map:.4f} (epoch {result.best_epoch}, "
             f"{result.best_source} weights); label-frequency baseline {result.baseline_map:.4f}; run in {out_dir}")
+
+
+def _reporter(config, out_dir: Path, make):  # type: ignore[no-untyped-def]
+    """The per-epoch printer, told the run's epoch count (resumed: from the run's config.yaml)."""
+    if config is not None:
+        return make(config.train.epochs)
+    import yaml
+
+    try:
+        epochs = yaml.safe_load((Path(out_dir) / "config.yaml").read_text(encoding="utf-8"))["train"]["epochs"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        epochs = None  # the resume itself reports what is wrong with the folder
+    return make(epochs)

@@ -163,8 +163,15 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
     if epochs is not None:
         changes["train.epochs"] = epochs
     config = apply_overrides(config, changes)
+    on_epoch = None
+    if progress is not None:  # not --quiet: in a log (make demo > log) one plain line per epoch
+        from hspnet_cli.console import console, say
+        from hspnet_cli.train.progress import epoch_line
+
+        if not console.is_terminal:
+            on_epoch = lambda rec: say(epoch_line(rec, config.train.epochs), highlight=False, soft_wrap=True)  # noqa: E731
     result = train(out_dir / "split", world_dir / "images", out_dir / "run", config,
-                   taxonomy=world_dir / "taxonomy.yaml", device="auto", progress=progress)
+                   taxonomy=world_dir / "taxonomy.yaml", device="auto", progress=progress, on_epoch=on_epoch)
     record(StageResult(
         "train", f"{config.model.method} on {config.model.clip_model} (random init), {config.train.epochs} epochs: "
         f"val mAP {result.best_map:.3f} vs label-frequency baseline {result.baseline_map:.3f}",

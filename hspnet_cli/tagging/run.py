@@ -222,7 +222,7 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
                 fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
                 shard: str | tuple[int, int] | None = None, overwrite: bool = False,
                 progress: bool = True, decode: str = "auto",
-                decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> TagSummary:
+                decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -246,16 +246,21 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             before it is written to the failures file (0: no limit); see
             :func:`~hspnet_cli.tagging.decode.decode_deadline`. Not part of the fingerprint:
             a rerun may change it.
+        threads: Intra-op CPU threads (None: the rule of
+            :func:`~hspnet_cli.train.runtime.intra_op_threads`, a core left to each worker).
 
     Raises:
         UserError: Bad options, no images, or outputs of a run with other settings.
     """
     from hspnet_cli.inference import describe
+    from hspnet_cli.train.runtime import intra_op_threads_set
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
     if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1 or not decode_timeout >= 0:
         raise UserError("--top-k, --workers and --decode-timeout must be >= 0, --batch-size and --max-pixels >= 1")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1; got {threads}")
     decode_mode = resolve_decode_mode(decode, scorer.device)
     preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
     if decode_mode == "gpu" and preprocess is None:
@@ -332,7 +337,8 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
     start = time.perf_counter()
     try:
         if len(dataset):
-            _tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
+            with intra_op_threads_set(workers, threads):
+                _tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
         seconds = time.perf_counter() - start
         manifest.update(complete=True, counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
                         bytes=writer.sizes())

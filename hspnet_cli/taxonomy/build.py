@@ -89,6 +89,8 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
         if report.unknown:
             notes.append(f"WordNet does not know {len(report.unknown)} label(s), put in their own group: "
                          + ", ".join(report.unknown))
+        if report.uncertain_note():
+            notes.append(report.uncertain_note())
     elif method == "kmeans":
         if n_groups is not None or depth is not None:
             raise UserError("--groups and --depth belong to --wordnet; use -k with --kmeans")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -326,6 +327,16 @@ def _nouns(wn: WordNetCorpusReader, form: str) -> tuple[list[Synset], bool]:
     return exact + [s for s in found if s not in exact], bool(exact)
 
 
+def _mentioning(found: list[Candidate], words: list[str]) -> list[Candidate]:
+    """Senses whose gloss names one of the label's other words first: "ear of corn" is the ear
+    "fruiting spike of a cereal plant especially corn", not the organ of hearing."""
+    words = [w for w in words if len(w) > 2 and w != "of"]
+    if not words:
+        return found
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w.rstrip("s")) for w in words) + r")s?\b")
+    return sorted(found, key=lambda c: pattern.search(c[0].definition().lower()) is None)
+
+
 def _split_compound(wn: WordNetCorpusReader, word: str) -> list[str] | None:
     """Split a run-together word ("diningtable") into two known words, the second a noun."""
     best: tuple[tuple[bool, int], list[str]] | None = None
@@ -358,7 +369,9 @@ def lookup_noun_senses(wn: WordNetCorpusReader, words: list[str], top: bool = Tr
         method is exact, morphy, compound join, compound split, head noun or derived.
     """
     form = "_".join(words)
-    for cand in dict.fromkeys([form, form.replace("-", "_")]):
+    # Whole-phrase lemmas, underscored or hyphenated, before any word-level guess: "ping pong" is
+    # the lemma ping-pong (table tennis), while its head noun "pong" is a smell.
+    for cand in dict.fromkeys([form, "-".join(words), form.replace("-", "_")]):
         found, exact = _nouns(wn, cand)
         if found:
             return [(s, "exact" if exact else "morphy", cand) for s in found]
@@ -374,7 +387,7 @@ def lookup_noun_senses(wn: WordNetCorpusReader, words: list[str], top: bool = Tr
     tails = [words[:words.index("of", 1)]] if "of" in words[1:-1] else []  # "bottle of wine"
     tails += [words[i:] for i in range(1, len(words))]  # longest known tail first
     for tail in tails:
-        found = lookup_noun_senses(wn, tail, top=False)
+        found = _mentioning(lookup_noun_senses(wn, tail, top=False), [w for w in words if w not in tail])
         if found:
             return joined[:2] + [(s, "head noun", lemma) for s, _, lemma in found]
     if joined or not top or len(words) > 1:

@@ -30,6 +30,9 @@ from hspnet_cli.taxonomy import Taxonomy, taxonomy_from_dict
 
 FORMAT = "hspnet-checkpoint"
 FORMAT_VERSION = 1
+# Marks checkpoints whose ``epoch`` (and ``best.epoch``) count from 1 (the epochs completed);
+# earlier ones stored the 0-based index of the last epoch.
+EPOCHS_FROM_1 = "from 1"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -96,10 +99,15 @@ def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: i
     from hspnet_cli.model.hspnet import HSPNet, ablate_taxonomy
     from hspnet_cli.clip_models import load_clip
 
+    from hspnet_cli.model.image_size import fit_image_size
+
     config = checkpoint_config(data)
     tax = checkpoint_taxonomy(data)
+    # The trained weights are loaded below: a random backbone here is not a random model.
     clip = load_clip(config.model.clip_model, config.model.pretrained if data.get("frozen_text") is None else "none",
-                     device=device)
+                     device=device, weights_follow=True)
+    if config.train.image_size:  # the positional embedding was resampled for this side in training
+        fit_image_size(clip.model.visual, int(config.train.image_size), config.model.clip_model)
     tax = ablate_taxonomy(tax, config.model.taxonomy_ablation, config.train.seed)
     model = HSPNet(clip.model, clip.tokenizer, tax, config.model)
     restore_text_tower(model, data)
@@ -138,3 +146,16 @@ def checkpoint_config(data: dict[str, Any]) -> RunConfig:
 def checkpoint_taxonomy(data: dict[str, Any]) -> Taxonomy:
     """The taxonomy stored in a checkpoint (its label order is the score columns' order)."""
     return taxonomy_from_dict(data["taxonomy"], source="checkpoint")
+
+
+def epochs_done(data: dict[str, Any]) -> int:
+    """Epochs a checkpoint's run had completed (also for checkpoints counting from 0)."""
+    return int(data["epoch"]) + (0 if data.get("epoch_numbering") == EPOCHS_FROM_1 else 1)
+
+
+def best_record(data: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's best-so-far record with its epoch counted from 1."""
+    best = dict(data["best"])
+    if data.get("epoch_numbering") != EPOCHS_FROM_1:
+        best["epoch"] = int(best["epoch"]) + 1
+    return best

@@ -3,9 +3,12 @@
 Each epoch: train on the split's ``train.csv``; score ``val.csv`` with the raw model and its
 EMA; keep the better of the two as ``best.ckpt`` when it beats every earlier epoch (selection
 is on validation, never on test); write ``last.ckpt`` for resuming and one line per epoch to
-``metrics.jsonl``. ``--resume RUN_DIR`` continues from ``last.ckpt`` exactly: the data order,
-augmentation and every other draw of an epoch are seeded by (seed, epoch) (so no RNG state
-needs saving), and optimiser, schedule, EMA, grad scaler and loss state are restored.
+``metrics.jsonl``. Epochs are numbered from 1 everywhere a person or a script reads them (the
+console, ``metrics.jsonl``, the summary and the checkpoints' ``epoch``: the epochs completed);
+only the seeding uses the 0-based index. ``--resume RUN_DIR`` continues from ``last.ckpt``
+exactly: the data order, augmentation and every other draw of an epoch are seeded by (seed,
+epoch) (so no RNG state needs saving), and optimiser, schedule, EMA, grad scaler and loss state
+are restored.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hspnet_cli.config import RunConfig, config_to_yaml
+from hspnet_cli.config import RunConfig
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
@@ -30,17 +33,26 @@ from hspnet_cli.io_utils import OutputError, write_text_atomic
 from hspnet_cli.losses import build_loss
 from hspnet_cli.metrics import mean_average_precision
 from hspnet_cli.model.hspnet import HSPNet, build_model
+from hspnet_cli.model.image_size import fit_image_size
 from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
 from hspnet_cli.train import checkpoint as ckpt
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.train.progress import NoBar
-from hspnet_cli.train.runtime import Runtime, all_reduce_mean, gather_rows, runtime_for
+from hspnet_cli.train.record import run_config_yaml
+from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, gather_rows, intra_op_threads_set, runtime_for,
+                                      say_threads)
 
 
 @dataclass
 class EpochRecord:
-    """One line of ``metrics.jsonl``."""
+    """One line of ``metrics.jsonl``.
+
+    Attributes:
+        epoch: Epoch number, from 1.
+        best_weights: ``raw`` or ``ema`` when this epoch's weights of that kind were saved as
+            ``best.ckpt``; None otherwise.
+    """
 
     epoch: int
     train_loss: float
@@ -50,6 +62,7 @@ class EpochRecord:
     seconds: float
     images_per_second: float
     best: bool = False
+    best_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
@@ -62,13 +75,14 @@ class TrainResult:
     Attributes:
         out_dir: The run folder.
         best_map: Best validation mAP (raw or EMA), NaN without a validation split.
-        best_epoch: Epoch (0-based) of the best checkpoint.
+        best_epoch: Epoch (from 1) of the best checkpoint; 0 when none was saved.
         best_source: ``raw`` or ``ema``.
         baseline_map: Validation mAP of the label-frequency baseline (every image scored by the
             training frequency of each label).
         history: Epoch records of this invocation (resumed runs: only the new epochs).
         step_losses: Loss of every optimisation step of this invocation, in order.
         is_main: False on the non-zero ranks of a torchrun job (whose figures are partial).
+        threads: Intra-op CPU threads the run used.
     """
 
     out_dir: Path
@@ -79,10 +93,12 @@ class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     is_main: bool = True
+    threads: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
                 "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
+                "threads": self.threads,
                 "epochs": [r.to_dict() for r in self.history]}
 
 
@@ -111,9 +127,15 @@ def _resolve_taxonomy(split_dir: Path, taxonomy: str | Path | None) -> Taxonomy:
     return tax
 
 
-def _prepare_run_dir(out_dir: Path, overwrite: bool) -> None:
+def _check_run_dir(out_dir: Path, overwrite: bool) -> None:
     if (out_dir / "last.ckpt").exists() and not overwrite:
         raise UserError(f"{out_dir}: holds a run already; continue it with --resume {out_dir} or pass --overwrite")
+
+
+def _prepare_run_dir(out_dir: Path, overwrite: bool) -> None:
+    """Create (or clear) the run folder; called only once the model, data and schedule are built,
+    so a run refused or failing on the way leaves no folder behind."""
+    _check_run_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("last.ckpt", "best.ckpt", "metrics.jsonl"):
         (out_dir / name).unlink(missing_ok=True)
@@ -162,7 +184,7 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
            taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
            overwrite: bool = False, stop_after_epochs: int | None = None,
            on_epoch: Callable[[EpochRecord], None] | None = None,
-           progress: Callable[[str, int], Any] | None = None) -> TrainResult:
+           progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
     """Train a model on a split, writing a run folder.
 
     Args:
@@ -179,12 +201,15 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
         on_epoch: Called with each epoch's record on the main process.
         progress: Factory ``(description, images) -> context manager with .advance(n)`` for
             the per-epoch progress bar (main process only); None for no bar.
+        threads: Intra-op CPU threads (None: :func:`~hspnet_cli.train.runtime.intra_op_threads`'s
+            rule, which leaves a core to each DataLoader worker).
 
     Returns:
         The result (meaningful on the main process).
     """
     out_dir = Path(out_dir)
     state: dict[str, Any] | None = None
+    taxonomy_source: str | None = None  # a resumed run keeps the config.yaml it started with
     if resume:
         state = ckpt.load_checkpoint(out_dir / "last.ckpt")
         config = ckpt.checkpoint_config(state)
@@ -193,16 +218,20 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
     else:
         split_dir, images = Path(split_dir), Path(images)
         tax = _resolve_taxonomy(split_dir, taxonomy)
+        # What config.yaml records as the taxonomy's source: as given, else as the split names it.
+        taxonomy_source = (str(taxonomy) if taxonomy is not None
+                           else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source"))
     train_set = read_split_csv(split_dir / "train.csv", tax)
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
     tc = config.train
 
-    with runtime_for(device, tc.amp) as rt:
+    with runtime_for(device, tc.amp) as rt, intra_op_threads_set(tc.num_workers, threads) as used_threads:
         if rt.is_main and not resume:
-            _prepare_run_dir(out_dir, overwrite)
-        rt.barrier()
+            _check_run_dir(out_dir, overwrite)
         torch.manual_seed(tc.seed)
         model = build_model(tax, config.model, device=str(rt.device), seed=tc.seed)
+        if tc.image_size:
+            fit_image_size(model.visual, int(tc.image_size), config.model.clip_model)
         train_src = image_source(model, train_set, images, config, rt, shuffle=True, what="training")
         val_src = image_source(model, val_set, images, config, rt, shuffle=False, what="validation") if val_set else None
         steps = len(train_src)
@@ -211,8 +240,11 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
         optimizer, scheduler = build_optimizer(model, tc, steps)
         ema = EMA(model, tc.ema_decay or EMA.default_decay(steps)) if tc.ema else None
         scaler = torch.amp.GradScaler(enabled=rt.amp_dtype == torch.float16)
+        if rt.is_main and not resume:
+            _prepare_run_dir(out_dir, overwrite)
+        rt.barrier()
         start_epoch, step = 0, 0
-        best = {"map": -1.0, "epoch": -1, "source": "raw"}
+        best = {"map": -1.0, "epoch": 0, "source": "raw"}
         if state is not None:
             ckpt.restore_text_tower(model, state)
             model.load_state_dict(state["model"], strict=False)
@@ -222,12 +254,14 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
             loss_fn.load_state_dict(state["loss"])
             if ema is not None and state.get("ema") is not None:
                 ema.state = {k: v.to(rt.device) for k, v in state["ema"].items()}
-            start_epoch, step, best = state["epoch"] + 1, state["step"], dict(state["best"])
+            start_epoch, step, best = ckpt.epochs_done(state), state["step"], ckpt.best_record(state)
         net = DistributedDataParallel(model) if rt.distributed else model
         if rt.is_main:
-            write_text_atomic(out_dir / "config.yaml", config_to_yaml(config))
+            if not resume:
+                write_text_atomic(out_dir / "config.yaml", run_config_yaml(config, tax, taxonomy_source))
+            say_threads(rt, used_threads, tc.num_workers)
         baseline = label_frequency_baseline(train_set, val_set) if val_set else float("nan")
-        result = TrainResult(out_dir, float("nan"), -1, "raw", baseline, is_main=rt.is_main)
+        result = TrainResult(out_dir, float("nan"), 0, "raw", baseline, is_main=rt.is_main, threads=used_threads)
         end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
 
         for epoch in range(start_epoch, end_epoch):
@@ -266,18 +300,18 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
                 backup = ema.swap_into(model)
                 ema_map = _evaluate(model, val_src, val_set, rt)
                 model.load_state_dict(backup, strict=False)
-            record = EpochRecord(epoch, train_loss, raw_map, ema_map, scheduler.get_last_lr()[0], seconds,
+            record = EpochRecord(epoch + 1, train_loss, raw_map, ema_map, scheduler.get_last_lr()[0], seconds,
                                  train_set.n_images / max(seconds, 1e-9))
             result.step_losses.extend(losses)
             if rt.is_main:
                 source, value = ("ema", ema_map) if (ema_map is not None and ema_map > raw_map) else ("raw", raw_map)
                 improved = val_src is None or (not math.isnan(value) and value > best["map"])
                 if improved:
-                    best = {"map": value if val_src else float("nan"), "epoch": epoch, "source": source}
-                    record.best = True
+                    best = {"map": value if val_src else float("nan"), "epoch": epoch + 1, "source": source}
+                    record.best, record.best_weights = True, source
                     _save(out_dir / "best.ckpt", model, ema if source == "ema" else None, config, tax,
-                          split_dir, images, epoch, step, best, full=False)
-                _save(out_dir / "last.ckpt", model, ema, config, tax, split_dir, images, epoch, step, best,
+                          split_dir, images, epoch + 1, step, best, full=False)
+                _save(out_dir / "last.ckpt", model, ema, config, tax, split_dir, images, epoch + 1, step, best,
                       full=True, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=loss_fn)
                 _append_metrics(out_dir / "metrics.jsonl", record)
                 result.history.append(record)
@@ -298,7 +332,10 @@ def _append_metrics(path: Path, record: EpochRecord) -> None:
 def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Taxonomy, split_dir: Path,
           images: Path, epoch: int, step: int, best: dict, *, full: bool, optimizer=None, scheduler=None,
           scaler=None, loss_fn=None) -> None:  # type: ignore[no-untyped-def]
-    """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume."""
+    """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume.
+
+    ``epoch`` is the number (from 1) of the epoch just finished, i.e. the epochs completed.
+    """
     if ema is not None and not full:
         backup = ema.swap_into(model)
     weights = {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()}
@@ -310,7 +347,7 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
     payload: dict[str, Any] = {
         "config": config.to_dict(), "taxonomy": tax.to_dict(), "label_names": tax.label_names,
         "model": weights, "label_features": label_feats, "logit_scale": float(model.logit_scale.exp()),
-        "epoch": epoch, "step": step, "best": dict(best),
+        "epoch": epoch, "epoch_numbering": ckpt.EPOCHS_FROM_1, "step": step, "best": dict(best),
         "data": {"split": str(split_dir), "images": str(images)},
         **ckpt.frozen_text_payload(model, config.model.pretrained),
     }

@@ -41,10 +41,22 @@ def build_optimizer(model: HSPNet, config: TrainConfig, steps_per_epoch: int
     # One fused kernel for the whole update on a GPU instead of a few per parameter tensor.
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
     optimizer = torch.optim.Adam(groups, lr=config.lr, fused=True if on_cuda else None)
-    total = (config.schedule_epochs or config.epochs) * steps_per_epoch
+    total = max((config.schedule_epochs or config.epochs) * steps_per_epoch, 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(total, 1), pct_start=config.pct_start)
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=warmup_fraction(config.pct_start, total))
     return optimizer, scheduler
+
+
+def warmup_fraction(pct_start: float, total_steps: int) -> float:
+    """OneCycle's warm-up fraction, nudged where torch's schedule would divide by zero.
+
+    torch ends the warm-up at step ``pct_start * total - 1``; when that is exactly step 0 (e.g. 5
+    steps at 0.2: one short epoch of a small split) the warm-up phase has zero length and
+    OneCycleLR raises ZeroDivisionError. The warm-up then ends half-way to step 1 instead.
+    """
+    if total_steps >= 2 and abs(pct_start * total_steps - 1.0) < 1e-9:
+        return 1.5 / total_steps
+    return pct_start
 
 
 class EMA:

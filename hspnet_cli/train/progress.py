@@ -1,6 +1,9 @@
-"""Rich progress bars (images/s and ETA) and per-epoch tables for long runs."""
+"""Progress of long runs: rich bars (images/s, ETA) and per-epoch tables on a terminal, plain
+periodic lines off one (log files, CI, nohup), where a redrawn bar shows nothing."""
 
 from __future__ import annotations
+
+import time
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -43,7 +46,7 @@ class ItemProgress:
 
 
 class NoBar:
-    """Stands in for a bar where none can be drawn (output is a file or pipe, not a terminal)."""
+    """Stands in for a bar where none is wanted (``--quiet``, other ranks)."""
 
     def __enter__(self) -> "NoBar":
         return self
@@ -55,21 +58,88 @@ class NoBar:
         return None
 
 
-def epoch_progress(description: str, images: int) -> ItemProgress | NoBar:
-    """The per-epoch bar of ``hspnet train``: images of this process's share, img/s, ETA.
+class LineProgress:
+    """Off a terminal (a log file, CI, nohup): a plain line every ``interval`` seconds and one at
+    the end, with count, rate and ETA, instead of a redrawn bar that a log cannot show."""
 
-    Only on a terminal: in a log file a redrawn bar is just noise (the per-epoch tables remain).
-    """
-    return ItemProgress(description, images) if err_console.is_terminal else NoBar()
+    interval = 60.0  # seconds between lines
+
+    def __init__(self, description: str, total: int, unit: str = "img/s") -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.start = self.last = 0.0
+
+    def __enter__(self) -> "LineProgress":
+        self.start = self.last = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and self.done and self.interval > 0 and time.monotonic() - self.start >= self.interval:
+            self._line(time.monotonic())  # the final count, for a stage long enough to have had lines
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 and self.total > self.done else 0.0
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        err_console.print(f"{self.description}: {self.done:,}/{self.total:,} ({pct:.0f}%) {rate:,.1f} "
+                          f"{self.unit}, {_clock(elapsed)} elapsed, ETA {_clock(left)}", highlight=False,
+                          soft_wrap=True)
 
 
-def epoch_table(record) -> Table:  # type: ignore[no-untyped-def]
-    """One epoch's figures as a small table."""
-    table = Table(title=f"epoch {record.epoch + 1}", show_header=True, title_justify="left")
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def epoch_progress(description: str, images: int) -> ItemProgress | LineProgress:
+    """The progress of one long stage (a training epoch, a tagging run): images of this process's
+    share, img/s, ETA. A bar on a terminal; off one, a plain line every minute."""
+    return ItemProgress(description, images) if err_console.is_terminal else LineProgress(description, images)
+
+
+def _maps(record) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Raw and EMA validation mAP as shown, ``*`` on the one whose weights were saved as best."""
+    raw = f"{record.val_map_raw:.4f}" + (" *" if record.best_weights == "raw" else "")
+    ema = "-" if record.val_map_ema is None else (
+        f"{record.val_map_ema:.4f}" + (" *" if record.best_weights == "ema" else ""))
+    return raw, ema
+
+
+def _title(record, epochs: int | None) -> str:  # type: ignore[no-untyped-def]
+    return f"epoch {record.epoch}" + (f"/{epochs}" if epochs else "")
+
+
+def epoch_line(record, epochs: int | None) -> str:  # type: ignore[no-untyped-def]
+    """One epoch's figures as one plain line (for logs); ``*`` marks the weights saved as best."""
+    raw, ema = _maps(record)
+    return (f"{_title(record, epochs)}  train loss {record.train_loss:.4f}  val mAP raw {raw}  EMA {ema}  "
+            f"lr {record.lr:.2e}  {record.images_per_second:,.0f} img/s  {record.seconds:.1f} s")
+
+
+def epoch_table(record, epochs: int | None = None) -> Table:  # type: ignore[no-untyped-def]
+    """One epoch's figures as a small table; ``*`` marks the column whose weights were saved as best."""
+    table = Table(title=_title(record, epochs), show_header=True, title_justify="left")
     for column in ("train loss", "val mAP raw", "val mAP EMA", "lr", "img/s", "s"):
         table.add_column(column, justify="right")
-    ema = "-" if record.val_map_ema is None else f"{record.val_map_ema:.4f}"
-    mark = " *" if record.best else ""
-    table.add_row(f"{record.train_loss:.4f}", f"{record.val_map_raw:.4f}{mark}", ema, f"{record.lr:.2e}",
+    raw, ema = _maps(record)
+    table.add_row(f"{record.train_loss:.4f}", raw, ema, f"{record.lr:.2e}",
                   f"{record.images_per_second:,.0f}", f"{record.seconds:.1f}")
     return table
+
+
+def epoch_reporter(epochs: int | None):  # type: ignore[no-untyped-def]
+    """What ``hspnet train`` prints after each epoch: a table on a terminal, one plain line in a log."""
+    from hspnet_cli.console import console, say
+
+    if console.is_terminal:
+        return lambda record: say(epoch_table(record, epochs))
+    return lambda record: say(epoch_line(record, epochs), highlight=False, soft_wrap=True)
