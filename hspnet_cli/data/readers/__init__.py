@@ -10,6 +10,7 @@ wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
 jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
 list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
 split     our own split CSV (first line ``# hspnet-split v1 ...``)
+annotate  the labels log of ``hspnet annotate`` (JSON Lines with an ``hspnet-annotate`` header)
 ========  =======================================================================
 """
 
@@ -21,6 +22,7 @@ import re
 from pathlib import Path
 
 from hspnet_cli.data.labelset import LabelSet, ReadReport, build_labelset
+from hspnet_cli.data.readers.annotate_log import is_annotate_header, read_annotate_log
 from hspnet_cli.data.readers.coco import read_coco
 from hspnet_cli.data.readers.common import RawAnnotations
 from hspnet_cli.data.readers.listfile import format_list, read_list_file
@@ -29,7 +31,7 @@ from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
 from hspnet_cli.errors import UserError
 from hspnet_cli.taxonomy.core import Taxonomy
 
-FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split")
+FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split", "annotate")
 _LIST_LINE = re.compile(r"^[^,]+,\s*\d*(\s+\d+)*\s*$")
 
 __all__ = ["DIFFICULT_POLICIES", "FORMATS", "RawAnnotations", "detect_format", "format_list",
@@ -60,9 +62,9 @@ def detect_format(path: str | Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".json":
         return "coco"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
     first = _first_line(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return "annotate" if is_annotate_header(first) else "jsonl"
     if not first:
         raise UserError(f"{path}: the file is empty; no images found")
     if first.startswith("# hspnet-split"):
@@ -131,6 +133,8 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         raw = read_wide_csv(path)
     elif fmt == "jsonl":
         raw = read_jsonl(path)
+    elif fmt == "annotate":
+        raw = read_annotate_log(path)
     else:
         raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
     report.files = raw.files
