@@ -162,6 +162,8 @@ def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: A
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping is this command's normal end
     finally:
         session.preparer.close()
         final = session.store.status(len(session.queue))

@@ -108,7 +108,7 @@ def _static(name: str) -> str:
 def _item(session: AnnotateSession, prepared: Prepared, seq_hint: int | None = None) -> dict[str, Any]:
     """One image as the page needs it: where to load it, its size and its suggestions."""
     tax = session.store.taxonomy
-    group_of = tax.group_of
+    group_of = tax.group_of()
     out: dict[str, Any] = {"image": prepared.image, "src": "/img/" + quote(prepared.image), "error": prepared.error,
                            "size": prepared.size, "suggestions": []}
     if prepared.ranking is not None and prepared.scores is not None:

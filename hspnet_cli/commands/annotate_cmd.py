@@ -24,7 +24,8 @@ def _announce(info: dict[str, Any], as_json: bool) -> None:
             soft_wrap=True)
     if info["remote"]:
         err_console.print(f"[bold yellow]warning:[/] listening on {info['host']}, reachable from other machines: "
-                          "the token is the only protection; anyone with the URL can see every image and label")
+                          "the token is the only protection; anyone with the URL can see every image and label",
+                          soft_wrap=True)
     import sys
 
     sys.stdout.flush()
