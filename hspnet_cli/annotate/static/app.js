@@ -42,6 +42,16 @@ function annotator() { return $("annotator").value.trim() || state.config.annota
 function imageUrl(item) { return `${item.src}?token=${encodeURIComponent(token)}`; }
 function setPending(delta) { state.pending += delta; document.body.dataset.pending = String(state.pending); }
 
+// The number keys keep the labels used last, across reloads and restarts of the server.
+function recentKey() { return `hspnet-recent-${state.config.taxonomy}`; }
+function loadRecent() {
+  try {
+    const known = new Set(state.config.labels);
+    const saved = JSON.parse(localStorage.getItem(recentKey()) || "[]");
+    state.recent = Array.isArray(saved) ? saved.filter((l) => known.has(l)).slice(0, 9) : [];
+  } catch (e) { state.recent = []; }
+}
+
 function preload(items) {
   for (const item of items) { if (!item.preloaded && !item.error) { item.preloaded = new Image(); item.preloaded.src = imageUrl(item); } }
 }
@@ -172,7 +182,10 @@ function answer(kind, label) {
   const startedAt = performance.now();
   const seconds = (startedAt - state.shownAt) / 1000;
   state.answered.add(item.image);
-  if (kind === "answer") state.recent = [label, ...state.recent.filter((l) => l !== label)].slice(0, 9);
+  if (kind === "answer") {
+    state.recent = [label, ...state.recent.filter((l) => l !== label)].slice(0, 9);
+    localStorage.setItem(recentKey(), JSON.stringify(state.recent));
+  }
   $("search").value = ""; renderMatches(); $("search").blur();
   setPending(+1);
   state.chain = state.chain.then(() => api("/api/answer", { image: item.image, kind, label, seconds, annotator: annotator() }))
@@ -261,6 +274,7 @@ async function start() {
   $("status-toggle").addEventListener("click", () => toggleStatus());
   $("status-view").addEventListener("click", (e) => { if (e.target === $("status-view")) toggleStatus(false); });
   renderGroups();
+  loadRecent();
   setPending(0);
   refreshStatus();
   setInterval(refreshStatus, 10000);
