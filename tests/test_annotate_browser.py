@@ -135,7 +135,7 @@ def test_label_20_images_with_keys_and_clicks_undo_and_a_server_kill(world: dict
             assert event["annotator"] == "tester" and event["rank"] is None and event["seconds"] > 0
     assert got == expected
     assert [e[1] for e in expected if e[0] != "undo"] == world["names"][:10] + world["names"][9:20]
-    assert b'"labelled":19' in status and b'"skipped":1' in status
+    assert b'"labelled":19' in status and b'"skipped":1' in status and b'"queue_done":20' in status
 
 
 def test_two_tabs_get_different_images(world: dict, browser, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_suggestions_ranks_and_two_clients(server: Server, folder: Path) -> None
     assert (event["image"], event["label"], event["rank"], event["seconds"]) == (item["image"],
                                                                                 suggestions[2]["label"], 3, 1.5)
     status, state = server.get("/api/status")
-    assert b'"labelled":1' in state and b'"in_progress":5' in state
+    assert b'"labelled":1' in state and b'"queue_done":1' in state and b'"in_progress":5' in state
 
 
 def test_other_interfaces_need_an_explicit_option(runner, folder: Path, demo_split, tmp_path: Path) -> None:

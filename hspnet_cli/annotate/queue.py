@@ -78,6 +78,8 @@ class WorkQueue:
         self._returned: list[int] = []         # positions whose lease expired or was released (a heap)
         self._leases: dict[str, Lease] = {}    # image -> lease
         self._position: dict[str, int] = {}    # image -> position, for images leased at least once
+        # Done before this run: one pass over the paths now, so counting later never walks them again.
+        self._done_at_start = sum(1 for image in order if is_done(image))
 
     def __len__(self) -> int:
         return len(self.order)
@@ -164,6 +166,11 @@ class WorkQueue:
                 if lease.position >= 0:
                     heapq.heappush(self._returned, lease.position)
             return len(mine)
+
+    def done_count(self) -> int:
+        """Images of this queue with an answer, 'none' or skip (those of this run were all leased)."""
+        with self.lock:
+            return self._done_at_start + sum(1 for image in self._position if self.is_done(image))
 
     def leased_count(self) -> int:
         """Images leased right now (to any client)."""

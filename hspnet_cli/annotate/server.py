@@ -171,7 +171,7 @@ def build_app(session: AnnotateSession) -> Any:
         # Every held image is prepared (the page preloads them), so the next one shows at once.
         futures = [session.preparer.submit(lease.image) for lease in leases]
         items = [_item(session, future.result(timeout=120)) for future in futures]
-        return {"items": items, "remaining": len(session.queue) - len(session.store.state.current)}
+        return {"items": items, "remaining": len(session.queue) - session.queue.done_count()}
 
     async def api_next(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -227,7 +227,7 @@ def build_app(session: AnnotateSession) -> Any:
 
     async def api_status(request: Request) -> Response:
         status = session.store.status(len(session.queue))
-        status["in_progress"] = session.queue.leased_count()
+        status.update(queue_done=session.queue.done_count(), in_progress=session.queue.leased_count())
         return JSONResponse(status)
 
     def image_bytes(rel: str) -> Response:

@@ -139,7 +139,10 @@ class LabelStore:
             return target
 
     def status(self, total: int) -> dict[str, Any]:
-        """Counts for the status view: labelled / total, median seconds, labels used, annotators."""
+        """Counts over the whole log for the status view: labelled, median seconds, labels used, annotators.
+
+        ``total`` is passed through (the size of the server's queue, which may be a part of the log's images).
+        """
         with self.lock:
             events = list(self.state.current.values())
         kinds = Counter(e["event"] for e in events)

@@ -59,7 +59,9 @@ function preload(items) {
 function renderChoices(item) {
   const box = $("choices"); box.replaceChildren();
   const suggested = item && item.suggestions.length > 0;
-  $("choices-title").textContent = suggested ? `Suggestions (${state.config.suggester})` : "Recently used";
+  $("choices-title").textContent = suggested ? "Suggestions" : "Recently used";
+  $("suggester").textContent = suggested ? state.config.suggester : "";
+  $("suggester").title = suggested ? state.config.suggester : "";
   state.choices = suggested ? item.suggestions.map((s) => ({ label: s.label, group: s.group, score: s.score, rank: s.rank }))
     : state.recent.map((label) => ({ label, group: groupOf[label] }));
   state.choices.slice(0, 9).forEach((choice, i) => {
@@ -219,12 +221,12 @@ let statusBusy = false;
 function refreshStatus() {
   if (statusBusy) return; statusBusy = true;
   api("/api/status").then((s) => {
-    $("progress-fill").style.width = `${(100 * s.labelled / Math.max(1, s.total)).toFixed(2)}%`;
-    $("counts").replaceChildren(el("b", "", s.labelled.toLocaleString()), ` / ${s.total.toLocaleString()} labelled`);
+    $("progress-fill").style.width = `${(100 * s.queue_done / Math.max(1, s.total)).toFixed(2)}%`;
+    $("counts").replaceChildren(el("b", "", s.queue_done.toLocaleString()), ` / ${s.total.toLocaleString()} done`);
     $("median").replaceChildren(el("b", "", s.median_seconds === null ? "–" : `${s.median_seconds} s`), " median per image");
     const summary = $("status-summary"); summary.replaceChildren();
-    const facts = [["labelled", `${s.labelled} of ${s.total}`], ["one label", s.answered], ["no label fits", s.none_fits],
-      ["skipped", s.skipped], ["open in tabs now", s.in_progress], ["median seconds per image", s.median_seconds ?? "–"],
+    const facts = [["this queue", `${s.queue_done} of ${s.total} done`], ["labelled in the log", s.labelled],
+      ["one label", s.answered], ["no label fits", s.none_fits], ["skipped", s.skipped], ["open in tabs now", s.in_progress], ["median seconds per image", s.median_seconds ?? "–"],
       ["suggestion #1 taken", s.suggestion_top1 === null ? "–" : `${Math.round(100 * s.suggestion_top1)}%`],
       ["annotators", Object.entries(s.annotators).map(([k, v]) => `${k} (${v})`).join(", ") || "–"]];
     for (const [k, v] of facts) { const p = el("div", "", `${k}: `); p.append(el("b", "", String(v))); summary.append(p); }
