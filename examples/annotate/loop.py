@@ -39,11 +39,16 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--disable-dev-shm-usage", "--window-size=1440,900"]
 
 
+STAGE_SECONDS: dict[str, float] = {}
+
+
 def hspnet(*args: object) -> str:
-    """Run one hspnet command as a user would; return its stdout."""
+    """Run one hspnet command as a user would; return its stdout (its wall time goes to STAGE_SECONDS)."""
+    start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "hspnet_cli", *map(str, args)], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"hspnet {' '.join(map(str, args[:2]))} failed ({done.returncode}): {done.stderr.strip()}")
+    STAGE_SECONDS[str(args[0])] = round(STAGE_SECONDS.get(str(args[0]), 0) + time.monotonic() - start, 1)
     return done.stdout
 
 
@@ -67,6 +72,7 @@ def annotate_round(out: Path, args: list[object], truth: dict[str, list[str]], r
     """Serve ``hspnet annotate ARGS``, answer every image from the ground truth, stop the server."""
     from selenium.webdriver.common.by import By
 
+    start = time.monotonic()
     server = subprocess.Popen([sys.executable, "-m", "hspnet_cli", "annotate", *map(str, args), "--port", "0",
                                "--json", "--annotator", "scripted"], stdout=subprocess.PIPE, text=True)
     text = ""
@@ -113,6 +119,7 @@ def annotate_round(out: Path, args: list[object], truth: dict[str, list[str]], r
         page.quit()
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
+    STAGE_SECONDS["annotate"] = round(STAGE_SECONDS.get("annotate", 0) + time.monotonic() - start, 1)
     return {"answered": answered, "by_number_key": keyed,
             "answer_to_next_image_ms_median": round(statistics.median(timings), 1) if timings else None}
 
@@ -169,6 +176,7 @@ def main() -> None:
         ranks = [e["rank"] for e in events if e.get("rank") is not None]
         summary["round2"]["chosen_label_rank_median"] = statistics.median(ranks) if ranks else None
         summary["round2"]["chosen_label_in_top3"] = round(sum(r <= 3 for r in ranks) / len(ranks), 3) if ranks else None
+    summary["seconds"] = STAGE_SECONDS
     (out / "loop-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

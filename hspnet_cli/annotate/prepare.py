@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.tagging.decode import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
+from hspnet_cli.tagging.image_io import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
 from hspnet_cli.tagging.discover import is_image_name
 
 

@@ -16,6 +16,7 @@ const state = {
   chain: Promise.resolve(), pending: 0, recent: [], choices: [], matches: [], done: false,
 };
 window.hspnetTimings = [];  // ms from an answer to the next image painted (benchmarks read it)
+window.hspnetSaves = [];    // ms from an answer to the server's acknowledgement (written + fsync'ed)
 
 function api(path, body) {
   const opts = { headers: { "X-HSPNet-Token": token } };
@@ -192,6 +193,7 @@ function answer(kind, label) {
   setPending(+1);
   state.chain = state.chain.then(() => api("/api/answer", { image: item.image, kind, label, seconds, annotator: annotator() }))
     .then((data) => {
+      window.hspnetSaves.push(performance.now() - startedAt);
       state.history.push({ seq: data.seq, item });
       say(kind === "answer" ? `saved: ${label}` : kind === "none" ? "saved: no label fits" : "skipped");
       refreshStatus();
