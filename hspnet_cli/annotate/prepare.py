@@ -10,6 +10,7 @@ for an image that no client has been handed: a folder of millions costs only its
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -23,6 +24,8 @@ from PIL import Image
 
 from hspnet_cli.tagging.image_io import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
 from hspnet_cli.tagging.discover import is_image_name
+
+log = logging.getLogger(__name__)
 
 
 class UnsafePath(Exception):
@@ -132,8 +135,11 @@ class Preparer:
             return Prepared(image, error=str(exc))
         out = Prepared(image, size=picture.size)
         if self.scorer is not None:
-            out.scores = self._score(picture)
-            out.ranking = np.argsort(-out.scores, kind="stable")
+            try:
+                out.scores = self._score(picture)
+                out.ranking = np.argsort(-out.scores, kind="stable")
+            except Exception as exc:  # noqa: BLE001 - the image can still be labelled without suggestions
+                log.warning("%s: no suggestions (%s)", image, exc)
         preview = picture.copy()
         preview.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC)
         buffer = io.BytesIO()

@@ -64,6 +64,9 @@ class AnnotateSession:
     prefetch: int = 3
     suggester: str | None = None
 
+    def __post_init__(self) -> None:
+        self.group_of = self.store.taxonomy.group_of()
+
 
 class TokenGuard:
     """ASGI middleware: 403 unless the request carries the session token; security headers on every answer."""
@@ -108,7 +111,7 @@ def _static(name: str) -> str:
 def _item(session: AnnotateSession, prepared: Prepared, seq_hint: int | None = None) -> dict[str, Any]:
     """One image as the page needs it: where to load it, its size and its suggestions."""
     tax = session.store.taxonomy
-    group_of = tax.group_of()
+    group_of = session.group_of
     out: dict[str, Any] = {"image": prepared.image, "src": "/img/" + quote(prepared.image), "error": prepared.error,
                            "size": prepared.size, "suggestions": []}
     if prepared.ranking is not None and prepared.scores is not None:
@@ -166,7 +169,10 @@ def build_app(session: AnnotateSession) -> Any:
         client = request_data.get("client") or ""
         if not client:
             raise UserError("missing 'client'")
-        want = max(1, min(int(request_data.get("want", session.prefetch + 1)), 16))
+        want = request_data.get("want", session.prefetch + 1)
+        if not isinstance(want, int):
+            raise UserError("'want' must be a whole number of images")
+        want = max(1, min(want, 16))
         leases = session.queue.lease(client, want)
         # Every held image is prepared (the page preloads them), so the next one shows at once.
         futures = [session.preparer.submit(lease.image) for lease in leases]
@@ -212,8 +218,8 @@ def build_app(session: AnnotateSession) -> Any:
         target = session.store.state.events.get(seq)
         if target is None or target.get("client") != client:
             raise UserError(f"event {seq} was not answered in this tab; only a tab's own answers can be undone")
-        session.queue.grant(client, target["image"])
         session.store.undo(seq, annotator=str(data.get("annotator") or session.annotator)[:80], client=client)
+        session.queue.grant(client, target["image"])
         return {"item": _item(session, session.preparer.get(target["image"]), seq_hint=seq)}
 
     async def api_undo(request: Request) -> Response:

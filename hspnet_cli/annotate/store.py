@@ -24,6 +24,7 @@ from typing import Any
 from hspnet_cli import __version__
 from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, replay_log
 from hspnet_cli.errors import UserError
+from hspnet_cli.io_utils import atomic_write
 from hspnet_cli.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,15 @@ class LabelStore:
             self._lock_fh.close()
             raise UserError(f"{self.path}: another hspnet annotate is writing this labels file; stop it first, "
                             "or open its URL (several annotators can share one server)") from None
+        try:
+            self._open(images_dir)
+        except BaseException:
+            self._lock_fh.close()
+            raise
+
+    def _open(self, images_dir: str | Path) -> None:
+        """Replay an existing log (dropping a torn last line) or start one with its header."""
+        taxonomy = self.taxonomy
         digest = labels_digest(taxonomy.label_names)
         if self.path.exists() and self.path.stat().st_size > 0:
             self.state = replay_log(self.path)
@@ -78,8 +88,9 @@ class LabelStore:
                       "images_dir": os.path.abspath(images_dir), "created": utc_now(),
                       "hspnet_version": __version__}
             self.state = LogState(header=header)
+            with atomic_write(self.path) as fh:  # a log either has its whole header or does not exist
+                fh.write(json.dumps(header, ensure_ascii=False, separators=(",", ":")) + "\n")
             self._fh = open(self.path, "ab")
-            self._append(header)
 
     def _append(self, obj: dict[str, Any]) -> None:
         """Write one line and make it durable before returning (flush + fsync)."""
