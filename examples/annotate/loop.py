@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import shutil
 import signal
@@ -173,9 +174,14 @@ def main() -> None:
                                                  "--only-listed", "--suggest", out / "run" / "best.ckpt",
                                                  "--device", "cpu"], truth, rng, out / "annotate-page.png")
         events = [json.loads(line) for line in log.read_text().splitlines()[1:]]
-        ranks = [e["rank"] for e in events if e.get("rank") is not None]
+        ranked = [e for e in events if e.get("rank") is not None]
+        ranks = [e["rank"] for e in ranked]
         summary["round2"]["chosen_label_rank_median"] = statistics.median(ranks) if ranks else None
         summary["round2"]["chosen_label_in_top3"] = round(sum(r <= 3 for r in ranks) / len(ranks), 3) if ranks else None
+        # What a suggester ranking labels at random would give: P(one of an image's t true labels in the top 3).
+        n = len(json.loads(log.read_text().splitlines()[0])["labels"])
+        chance = [1 - math.comb(n - len(truth[e["image"]]), 3) / math.comb(n, 3) for e in ranked]
+        summary["round2"]["in_top3_if_suggestions_were_random"] = round(statistics.mean(chance), 3) if chance else None
     summary["seconds"] = STAGE_SECONDS
     (out / "loop-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

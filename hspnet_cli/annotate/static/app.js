@@ -189,7 +189,9 @@ function answer(kind, label) {
     state.recent = [label, ...state.recent.filter((l) => l !== label)].slice(0, 9);
     localStorage.setItem(recentKey(), JSON.stringify(state.recent));
   }
-  $("search").value = ""; renderMatches(); $("search").blur();
+  $("search").value = ""; renderMatches();
+  if (document.activeElement instanceof HTMLElement) document.activeElement.blur();  // keys go to the page again
+  $("groups").scrollTop = 0;
   setPending(+1);
   state.chain = state.chain.then(() => api("/api/answer", { image: item.image, kind, label, seconds, annotator: annotator() }))
     .then((data) => {
