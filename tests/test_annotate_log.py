@@ -148,3 +148,20 @@ def test_order_list_first_then_the_rest(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("../x.png\n")
     with pytest.raises(UserError, match=r"bad.txt:1: '../x.png' is not inside"):
         build_order(tmp_path / "img", tmp_path / "bad.txt")
+
+
+def test_out_that_is_not_a_labels_log_is_refused_untouched(tmp_path: Path, runner) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(b"x")
+    tax_file = tmp_path / "t.yaml"
+    tax_file.write_text(TAX.to_yaml())
+    other = tmp_path / "annotations.csv"
+    other.write_text("image,labels\na.png,cat\n")
+    result = invoke(runner, "annotate", tmp_path / "img", "-t", tax_file, "-o", other)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: {other}:1: not an hspnet annotate labels log (no "
+                                                  "\"hspnet-annotate\" header); choose another --out file"]
+    assert other.read_text() == "image,labels\na.png,cat\n" and not (tmp_path / "annotations.csv.lock").exists()
+    result = invoke(runner, "annotate", tmp_path / "missing", "-t", tax_file, "-o", tmp_path / "l.jsonl")
+    assert result.exit_code == 2 and "images folder not found" in result.stderr
+    assert not (tmp_path / "l.jsonl").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hspnet_cli import __version__
-from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, replay_log
+from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, is_annotate_header, replay_log
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import atomic_write
 from hspnet_cli.taxonomy import Taxonomy
@@ -52,6 +52,12 @@ class LabelStore:
         self.taxonomy = taxonomy
         self.lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as fh:
+                first = fh.readline(1 << 20).decode("utf-8", "replace")
+            if not is_annotate_header(first):  # refuse before leaving a lock file beside the user's file
+                raise UserError(f"{self.path}:1: not an hspnet annotate labels log (no \"{LOG_FORMAT}\" header); "
+                                "choose another --out file")
         self._lock_fh = open(self.path.with_name(self.path.name + ".lock"), "a")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -132,7 +132,10 @@ def replay_log(path: str | Path) -> LogState:
         try:
             entry = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if not raw.endswith(b"\n") and state is not None:
+            if state is None:
+                raise UserError(f"{where}: not an hspnet annotate labels log (its first line is not JSON); choose "
+                                "another --out file") from None
+            if not raw.endswith(b"\n"):
                 state.torn_tail = offset
                 break
             raise UserError(f"{where}: not a JSON line ({exc}); the labels log was edited or damaged") from None
