@@ -21,6 +21,7 @@ JSON API (all POST bodies are JSON objects; ``client`` is the tab's random id):
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -104,11 +106,12 @@ class TokenGuard:
         await self.app(scope, receive, send_with_headers)
 
 
+@functools.lru_cache(maxsize=None)
 def _static(name: str) -> str:
     return resources.files("hspnet_cli.annotate").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def _item(session: AnnotateSession, prepared: Prepared, seq_hint: int | None = None) -> dict[str, Any]:
+def _item(session: AnnotateSession, prepared: Prepared) -> dict[str, Any]:
     """One image as the page needs it: where to load it, its size and its suggestions."""
     tax = session.store.taxonomy
     group_of = session.group_of
@@ -119,8 +122,6 @@ def _item(session: AnnotateSession, prepared: Prepared, seq_hint: int | None = N
         out["suggestions"] = [{"label": names[i], "group": group_of[names[i]], "rank": r + 1,
                                "score": round(float(prepared.scores[i]), 4)}
                               for r, i in enumerate(prepared.ranking[:session.top_k])]
-    if seq_hint is not None:
-        out["undone"] = seq_hint
     return out
 
 
@@ -180,8 +181,6 @@ def build_app(session: AnnotateSession) -> Any:
         return {"items": items, "remaining": len(session.queue) - session.queue.done_count()}
 
     async def api_next(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         data = await _body(request)
         return JSONResponse(await run_in_threadpool(next_items, data))
 
@@ -207,8 +206,6 @@ def build_app(session: AnnotateSession) -> Any:
         return {"seq": event["seq"], "event": event}
 
     async def api_answer(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(await run_in_threadpool(answer, await _body(request)))
 
     def undo(data: dict[str, Any]) -> dict[str, Any]:
@@ -220,11 +217,9 @@ def build_app(session: AnnotateSession) -> Any:
             raise UserError(f"event {seq} was not answered in this tab; only a tab's own answers can be undone")
         session.store.undo(seq, annotator=str(data.get("annotator") or session.annotator)[:80], client=client)
         session.queue.grant(client, target["image"])
-        return {"item": _item(session, session.preparer.get(target["image"]), seq_hint=seq)}
+        return {"item": _item(session, session.preparer.get(target["image"]))}
 
     async def api_undo(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(await run_in_threadpool(undo, await _body(request)))
 
     async def api_release(request: Request) -> Response:
@@ -249,8 +244,6 @@ def build_app(session: AnnotateSession) -> Any:
         return Response(prepared.jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     async def image(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(image_bytes, request.path_params["path"])
 
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/config", config),
