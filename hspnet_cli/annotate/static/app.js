@@ -213,7 +213,7 @@ function undo() {
     return api("/api/undo", { seq: last.seq, annotator: annotator() }).then((data) => {
       state.answered.delete(data.item.image);
       if (state.current) state.queue.unshift(state.current);
-      $("done").hidden = true;
+      $("done").hidden = true; state.done = false;
       show(data.item);
       say(`undone: ${data.item.image}`);
       refreshStatus();
