@@ -72,10 +72,10 @@ def measure(folder: Path, taxonomy: Path, answers: int, extra: list[str], tmp: P
         wait_for(browser, lambda b: b.execute_script("return document.body.dataset.pending") == "0", 120, "saves")
         shown_ms = browser.execute_script("return window.hspnetTimings.map(t => t.ms)")
         saved_ms = browser.execute_script("return window.hspnetSaves")
+        rss_end, peak = rss_mib(server.proc.pid)
     finally:
         browser.quit()
-    rss_end, peak = rss_mib(server.proc.pid)
-    server.stop()
+        server.stop()
     q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]  # noqa: E731
     return {"images": sum(1 for _ in folder.rglob("*.png")), "start_s": round(started, 1),
             "next_image_ms_median": round(statistics.median(shown_ms), 1), "next_image_ms_p95": round(q(shown_ms, .95), 1),
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--answers", type=int, default=100)
     parser.add_argument("--zero-shot", action="store_true", help="Suggest with the tiny random CLIP (scoring cost).")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="Print only the JSON.")
     opts = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
     extra = ["--zero-shot", "--clip-model", "hspnet-tiny", "--pretrained", "none", "--device", "cpu"] \
@@ -115,7 +115,8 @@ def main() -> None:
         table.add_column(key.replace("_", " "), justify="right")
     for row in rows:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
-    Console().print(table)
+    Console(width=180).print(table)
+    print(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

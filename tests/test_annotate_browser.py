@@ -66,63 +66,66 @@ def _answer(browser, image: str, label: str, way: str) -> None:  # type: ignore[
 def test_label_20_images_with_keys_and_clicks_undo_and_a_server_kill(world: dict, browser, tmp_path: Path) -> None:
     log = tmp_path / "labels.jsonl"
     server = Server(world["images"], world["taxonomy"], log, token=TOKEN)
-    expected: list[tuple] = []  # (event, image, label) in log order
-    browser.get(server.url)
-    image = wait_new_image(browser, None)
-    assert image == world["names"][0]
-    ways = ["click", "search", "key"]
-    answered = 0
-    keys_used = 0
-    killed = False
-    while answered < 20:
-        truth = world["truth"][image]
-        if answered == 4:
-            _press(browser, "n")
-            expected.append(("none", image, None))
-        elif answered == 7:
-            _press(browser, "s")
-            expected.append(("skip", image, None))
-        else:
-            label = truth[answered % len(truth)]
-            way = ways[answered % 3]
-            keyed = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".choice .name")]
-            if way == "key":  # number keys hold the 9 labels used last (no suggester here)
-                label = next((name for name in truth if name in keyed), label)
-                way = "key" if label in keyed else "click"
-            keys_used += way == "key"
-            _answer(browser, image, label, way)
-            expected.append(("answer", image, label))
-        answered += 1
-        previous = image
-        image = wait_new_image(browser, previous)
-        if answered == 10:
-            # Undo the last answer: the same image comes back and is answered again.
-            wait_saved(browser)
-            _press(browser, "u")
-            back = wait_new_image(browser, image)
-            assert back == previous
-            undone_seq = len(expected)
-            expected.append(("undo", undone_seq, None))
-            label = world["truth"][back][-1]
-            _answer(browser, back, label, "click")
-            expected.append(("answer", back, label))
-            image = wait_new_image(browser, back)
-        if answered == 13 and not killed:
-            wait_saved(browser)
-            server.kill()  # SIGKILL: nothing of the server's shutdown runs
-            killed = True
-            server = Server(world["images"], world["taxonomy"], log, token=TOKEN)
-            browser.get(server.url)
-            image = wait_new_image(browser, None)
-            # The restart continues with the first image without an answer.
-            assert image == world["names"][13]
-    assert keys_used >= 3
-    wait_saved(browser)
-    shot = tmp_path / "page.png"
-    browser.save_screenshot(str(shot))
-    assert shot.stat().st_size > 20_000
-    status = server.get("/api/status")[1]
-    assert server.stop() == 0
+    try:
+        expected: list[tuple] = []  # (event, image, label) in log order
+        browser.get(server.url)
+        image = wait_new_image(browser, None)
+        assert image == world["names"][0]
+        ways = ["click", "search", "key"]
+        answered = 0
+        keys_used = 0
+        killed = False
+        while answered < 20:
+            truth = world["truth"][image]
+            if answered == 4:
+                _press(browser, "n")
+                expected.append(("none", image, None))
+            elif answered == 7:
+                _press(browser, "s")
+                expected.append(("skip", image, None))
+            else:
+                label = truth[answered % len(truth)]
+                way = ways[answered % 3]
+                keyed = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".choice .name")]
+                if way == "key":  # number keys hold the 9 labels used last (no suggester here)
+                    label = next((name for name in truth if name in keyed), label)
+                    way = "key" if label in keyed else "click"
+                keys_used += way == "key"
+                _answer(browser, image, label, way)
+                expected.append(("answer", image, label))
+            answered += 1
+            previous = image
+            image = wait_new_image(browser, previous)
+            if answered == 10:
+                # Undo the last answer: the same image comes back and is answered again.
+                wait_saved(browser)
+                _press(browser, "u")
+                back = wait_new_image(browser, image)
+                assert back == previous
+                undone_seq = len(expected)
+                expected.append(("undo", undone_seq, None))
+                label = world["truth"][back][-1]
+                _answer(browser, back, label, "click")
+                expected.append(("answer", back, label))
+                image = wait_new_image(browser, back)
+            if answered == 13 and not killed:
+                wait_saved(browser)
+                server.kill()  # SIGKILL: nothing of the server's shutdown runs
+                killed = True
+                server = Server(world["images"], world["taxonomy"], log, token=TOKEN)
+                browser.get(server.url)
+                image = wait_new_image(browser, None)
+                # The restart continues with the first image without an answer.
+                assert image == world["names"][13]
+        assert keys_used >= 3
+        wait_saved(browser)
+        shot = tmp_path / "page.png"
+        browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 20_000
+        status = server.get("/api/status")[1]
+    finally:
+        stopped = server.stop()
+    assert stopped == 0
 
     events = log_events(log)
     assert [e["seq"] for e in events] == list(range(1, len(expected) + 1))
