@@ -165,3 +165,14 @@ def test_out_that_is_not_a_labels_log_is_refused_untouched(tmp_path: Path, runne
     result = invoke(runner, "annotate", tmp_path / "missing", "-t", tax_file, "-o", tmp_path / "l.jsonl")
     assert result.exit_code == 2 and "images folder not found" in result.stderr
     assert not (tmp_path / "l.jsonl").exists()
+
+
+def test_a_server_without_suggester_does_not_import_torch() -> None:
+    """Without a suggester the server holds paths and a few previews (~60 MiB), not torch (~500 MiB)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import hspnet_cli.annotate.run, hspnet_cli.annotate.server, hspnet_cli.commands.annotate_cmd;"
+            "print(','.join(m for m in ('torch', 'open_clip', 'faiss') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == ""
