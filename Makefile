@@ -10,12 +10,12 @@ DEMO_DIR ?= demo-out
 # This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
 PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test install wordnet-data tool-venvs clean
+.PHONY: demo test install wordnet-data tool-venvs chromium clean
 
 demo: install wordnet-data
 	$(BIN)/hspnet demo run $(DEMO_DIR) --overwrite --json $(DEMO_DIR)-summary.json
 
-test: install wordnet-data tool-venvs
+test: install wordnet-data tool-venvs chromium
 	$(BIN)/python -m pytest -q
 
 # The real labeling tools the label-tool tests run against (Label Studio, datumaro, FiftyOne),
@@ -46,6 +46,16 @@ wordnet-data: install
 	else \
 	  echo "WordNet data missing: run 'sudo apt-get install wordnet-base wordnet-sense-index' or '$(BIN)/python -m nltk.downloader wordnet'" >&2; exit 1; \
 	fi
+
+# Debian's Chromium and its driver for the browser tests of `hspnet annotate` (installed with
+# apt-get when running as root on Debian/Ubuntu). Without them those tests fail and say so.
+chromium:
+	@if ! { command -v chromium && command -v chromedriver; } >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Chromium: installing Debian's chromium and chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "Chromium: ok"; else \
+	  echo "Chromium missing: run 'sudo apt-get install chromium chromium-driver' (the annotate browser tests fail without it)" >&2; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-summary.json .pytest_cache

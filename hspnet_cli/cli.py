@@ -20,6 +20,7 @@ from hspnet_cli import __version__
 from hspnet_cli.commands import (demo_cmd, eval_cmd, export_cmd, index_cmd, search_cmd, split_cmd, tag_cmd,
                                  taxonomy_cmd, train_cmd)
 from hspnet_cli.commands import labels_cmd
+from hspnet_cli.commands import annotate_cmd
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import UserError
 
@@ -74,6 +75,7 @@ app.command("tag")(tag_cmd.tag)
 app.command("search")(search_cmd.search)
 app.add_typer(index_cmd.app, name="index")
 app.command("export-labels")(labels_cmd.export_labels)
+app.command("annotate")(annotate_cmd.annotate)
 
 
 if __name__ == "__main__":  # pragma: no cover

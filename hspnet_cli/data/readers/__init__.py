@@ -10,6 +10,7 @@ wide      ``image,<label1>,<label2>,...`` header, cells 1 / 0 or -1 / empty
 jsonl     ``{"image": ..., "labels": [...]}`` one a line (``.jsonl``, ``.ndjson``)
 list      published ``relative/path.jpg,idx idx`` (0-based indices), e.g. ``.txt``
 split     our own split CSV (first line ``# hspnet-split v1 ...``)
+annotate  the labels log of ``hspnet annotate`` (JSON Lines with an ``hspnet-annotate`` header)
 ========  =======================================================================
 
 Every reader refuses, with file:line, image paths that are absolute or climb out of the images
@@ -41,6 +42,7 @@ import re
 from pathlib import Path
 
 from hspnet_cli.data.labelset import LabelSet, ReadReport, build_labelset
+from hspnet_cli.data.readers.annotate_log import is_annotate_header, read_annotate_log
 from hspnet_cli.data.readers.coco import read_coco
 from hspnet_cli.data.readers.common import RawAnnotations
 from hspnet_cli.data.readers.labelstudio import read_label_studio
@@ -51,7 +53,8 @@ from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
 from hspnet_cli.errors import UserError
 from hspnet_cli.taxonomy.core import Taxonomy
 
-FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split", "labelstudio", "cvat", "hf", "fiftyone", "tags")
+FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split", "labelstudio", "cvat", "hf", "fiftyone", "tags",
+           "annotate")
 TOOL_FORMATS = ("labelstudio", "cvat", "hf", "fiftyone", "tags")
 ABSENT = ("auto", "negative", "unknown")
 _LIST_LINE = re.compile(r"^[^,]+,\s*\d*(\s+\d+)*\s*$")
@@ -109,9 +112,9 @@ def detect_format(path: str | Path) -> str:
         return tool
     if suffix == ".json":
         return "coco"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
     first = _first_line(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return "annotate" if is_annotate_header(first) else "jsonl"
     if not first:
         raise UserError(f"{path}: the file is empty; no images found")
     if first.startswith("# hspnet-split"):
@@ -198,6 +201,8 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         raw = read_jsonl(path, frozenset(taxonomy.label_names))
     elif fmt in _TOOL_READERS:
         raw = _TOOL_READERS[fmt](path)
+    elif fmt == "annotate":
+        raw = read_annotate_log(path)
     else:
         raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
     report.files = raw.files
