@@ -371,32 +371,31 @@ def _tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWr
     loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
                              collate_fn=collate_jpeg if preprocess is not None else None)
     with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
-        batches = iter(loader)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                break
-            except RuntimeError as exc:
-                if "DataLoader worker" not in str(exc):
-                    raise
-                first = writer.items_done
-                raise UserError(
-                    f"an image-decoding worker died ({str(exc).strip().splitlines()[0]}) while reading the images "
-                    f"from #{first + 1} of {len(items)} ('{items[first]}') on; the {writer.rows} rows written are "
-                    "kept: rerun the same command to continue, and if it dies again there, tag with --workers 0 "
-                    "to find the file, or leave it out with --list") from None
-            if preprocess is not None:
-                images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
-            else:
-                images, positions, failed = batch
-            keys = [items[p] for p in positions.tolist()]
-            if len(keys):
-                emb = _embed(scorer, images)
-                probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
-                emb_np = emb.float().cpu().numpy()
-            else:
-                probs = np.zeros((0, num_labels), np.float32)
-                emb_np = np.zeros((0, embed_dim), np.float32)
-            writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed], len(keys) + len(failed))
-            bar.advance(len(keys) + len(failed))
+        try:
+            for batch in loader:
+                if preprocess is not None:
+                    images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
+                else:
+                    images, positions, failed = batch
+                keys = [items[p] for p in positions.tolist()]
+                if len(keys):
+                    emb = _embed(scorer, images)
+                    probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
+                    emb_np = emb.float().cpu().numpy()
+                else:
+                    probs = np.zeros((0, num_labels), np.float32)
+                    emb_np = np.zeros((0, embed_dim), np.float32)
+                writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed],
+                                   len(keys) + len(failed))
+                bar.advance(len(keys) + len(failed))
+        except RuntimeError as exc:
+            # torch reports a dead worker from its SIGCHLD handler, so the error can surface anywhere
+            # in the loop body (in the forward pass too), not only while fetching the next batch.
+            if "DataLoader worker" not in str(exc):
+                raise
+            first = writer.items_done
+            raise UserError(
+                f"an image-decoding worker died ({str(exc).strip().splitlines()[0]}) while reading the images "
+                f"from #{first + 1} of {len(items)} ('{items[min(first, len(items) - 1)]}') on; the {writer.rows} "
+                "rows written are kept: rerun the same command to continue, and if it dies again there, tag with "
+                "--workers 0 to find the file, or leave it out with --list") from None
