@@ -19,13 +19,19 @@ epr        pos ``-log p``; plus ``(mean_b sum_c p - k)^2 / C^2``          term s
                                                                           + regulariser
 em         pos ``-log p``; unobserved ``-alpha H(p)``                     mean over B x C
 ll-r/ct/cp AN, the k largest unobserved losses rejected / corrected       mean over B x C
+role       0.5 (pos(p) + pos(e)) + 0.5 (BCE(p; e) + BCE(e; p)), e the     mean over B x C
+           learned label estimate of the entry, other side detached       + regularisers
 bce        BCE on known entries (1, -1) only; unknown ignored             mean over known
 =========  =============================================================  ====================
 
 Every log of a probability is computed as a log-sigmoid of the logit, and powers of
 probabilities as ``exp(g * logsigmoid)``, so no clamp is needed and gradients stay finite for
-any finite logit (the published code adds 1e-5 inside its logs; we do not, so values differ
-from it by at most ~1e-5 per entry).
+any finite logit. The published code computes ``-log(p + 1e-5)`` instead; that epsilon is not
+negligible where p is small. Measured per entry (float64), ``|-logsigmoid(x) + log(sigmoid(x) +
+1e-5)|`` is 2e-5 at x = 0, 5.6e-4 at x = -4, 0.029 at x = -8 and 0.20 at x = -10 (the fixed
+scale 10 puts logits in [-10, 10]); its gradient there is -0.82 instead of -1.0. So per-entry
+values here differ from the published ones by up to 0.20 for confidently wrong entries, and
+such entries get a little more gradient here; elsewhere the two agree closely.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from torch import Tensor, nn
 
 from hspnet_cli.errors import UserError
 
-__all__ = ["LOSS_NAMES", "SPMLLoss", "build_loss", "loss_defaults"]
+__all__ = ["LOSS_NAMES", "SPMLLoss", "build_loss", "loss_defaults", "loss_param_groups"]
 
 
 def _log_p(x: Tensor) -> Tensor:
@@ -71,7 +77,7 @@ class SPMLLoss(nn.Module):
             logits: (B, C) raw scores before the sigmoid.
             targets: (B, C) in {1, 0, -1} (observed positive, unknown, observed negative).
             epoch: 0-based index of the current epoch.
-            index: (B,) dataset row indices of the batch; only LL-Cp needs them.
+            index: (B,) dataset row indices of the batch; LL-Cp and ROLE need them.
 
         Raises:
             ValueError: on a shape mismatch, a target outside {-1, 0, 1} or a negative epoch
@@ -183,8 +189,12 @@ class LargeLoss(SPMLLoss):
     LL-Cp already corrected); k is capped at their number. Exactly k entries are chosen: ties are
     broken by position (row-major, earlier first), where the published code takes every entry
     tied with the k-th value. LL-R sets their loss to 0, LL-Ct replaces it by BCE with target 1
-    for this batch, LL-Cp does the same and records the entries in the (N, C) bool buffer
-    ``corrected`` (in ``state_dict``), so later batches treat them as observed positives.
+    for this batch, LL-Cp does the same and records entries in the (N, C) bool buffer
+    ``corrected`` (in ``state_dict``), so later batches treat them as observed positives. Which
+    entries LL-Cp records follows the published rule exactly: those whose loss is strictly
+    greater than the k-th largest (``unobserved_loss > topk_value``), i.e. k - 1 per batch
+    without ties (fewer with ties at the top), although k are corrected in the batch's loss;
+    all of them when the batch has fewer than k candidates (the k-th value is then a 0).
     The buffer is written only in training mode. Mean over B x C (rejected entries count in it).
     """
 
@@ -221,7 +231,8 @@ class LargeLoss(SPMLLoss):
             done = self.corrected[rows].to(x.device) & unk
             pos, unk = pos | done, unk & ~done
         loss = F.binary_cross_entropy_with_logits(x, pos.float(), reduction="none")
-        k = min(self.num_selected(b, c, epoch), int(unk.sum()))
+        k_full = self.num_selected(b, c, epoch)
+        k = min(k_full, int(unk.sum()))
         if k > 0:
             with torch.no_grad():
                 cand = torch.where(unk, loss.detach(), float("-inf")).flatten()
@@ -232,9 +243,72 @@ class LargeLoss(SPMLLoss):
             fixed = torch.zeros_like(loss) if self.scheme == "ll-r" else -_log_p(x)
             loss = torch.where(chosen, fixed, loss)
             if rows is not None and self.training:
-                r, col = chosen.nonzero(as_tuple=True)
+                # Published rule: the entries recorded for good are those whose loss is strictly
+                # above the k-th largest (``>``), so k - 1 per batch without ties, while k are
+                # corrected in this batch's loss. With fewer candidates than k, the published
+                # k-th value is a masked-out 0 and every candidate (loss > 0) is recorded.
+                record = chosen if k_full > k else chosen & (cand.view(b, c) > cand[top[-1]])
+                r, col = record.nonzero(as_tuple=True)
                 self.corrected[rows[r.to(rows.device)], col.to(rows.device)] = True
         return loss.mean()
+
+
+class ROLELoss(SPMLLoss):
+    """ROLE, regularised online label estimation (Cole et al. 2021).
+
+    Beside the classifier's probabilities p, a learnable (N, C) matrix of label-estimate logits
+    theta holds an estimate e = sigmoid(theta) of every training entry (the parameter
+    ``estimates``; trained by the optimiser, saved and resumed with the loss's state). Per
+    entry, with each side's target detached from the other's graph::
+
+        0.5 * (pos(p) + pos(e)) + 0.5 * (BCE(p; target e) + BCE(e; target p))
+
+    where pos(q) = -log q on observed positives (0 elsewhere). The matrix is summed and divided
+    by B x C; the expected-positive regulariser ``(mean_b sum_c q - k)^2 / C^2`` of EPR is added
+    for q = p and q = e, averaged. Initialisation as published: unobserved logits uniform in
+    +-logit(0.6), observed positives logit(0.995), observed negatives logit(0.005). Observed
+    negatives (the published code has none) get -log(1 - q) on both sides in place of pos(q).
+    The published optimiser runs the estimates at ``estimator_lr_mult`` (10) x the learning
+    rate: see :meth:`param_groups`.
+    """
+
+    def __init__(self, expected_positives: float, estimator_lr_mult: float, num_samples: int,
+                 num_classes: int, observed: Tensor | None = None) -> None:
+        super().__init__()
+        self.expected_positives, self.estimator_lr_mult = expected_positives, estimator_lr_mult
+        q = math.log(0.6 / 0.4)                                   # logit(0.5 + 0.1)
+        theta = q * (2 * torch.rand(num_samples, num_classes) - 1)
+        if observed is not None:
+            if tuple(observed.shape) != (num_samples, num_classes):
+                raise ValueError(f"role: observed labels {tuple(observed.shape)} must be "
+                                 f"({num_samples}, {num_classes})")
+            theta[observed == 1] = math.log(0.995 / 0.005)
+            theta[observed == -1] = math.log(0.005 / 0.995)
+        self.estimates = nn.Parameter(theta)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups of the loss's own parameters: the estimates, undecayed, at
+        ``estimator_lr_mult`` x ``lr``."""
+        return [{"params": [self.estimates], "lr": self.estimator_lr_mult * lr, "weight_decay": 0.0,
+                 "name": "role-estimates"}]
+
+    def _compute(self, x: Tensor, t: Tensor, epoch: int, index: Tensor | None) -> Tensor:
+        b, c = x.shape
+        if index is None or index.shape != (b,):
+            raise ValueError("role needs the batch's dataset row indices (index=..., shape (B,))")
+        theta = self.estimates[index.to(self.estimates.device, torch.long)].to(x.device).float()
+        if theta.shape[1] != c:
+            raise ValueError(f"role: {c} classes but estimates for {theta.shape[1]}")
+        p_det, e_det = torch.sigmoid(x).detach(), torch.sigmoid(theta).detach()
+        zero = torch.zeros_like(x)
+        own = (_by_target(t, -_log_p(x), zero, -_log_p(-x))
+               + _by_target(t, -_log_p(theta), zero, -_log_p(-theta)))
+        cross = (e_det * -_log_p(x) + (1 - e_det) * -_log_p(-x)
+                 + p_det * -_log_p(theta) + (1 - p_det) * -_log_p(-theta))
+        k = self.expected_positives
+        reg = ((torch.sigmoid(x).sum(dim=1).mean() - k) ** 2
+               + (torch.sigmoid(theta).sum(dim=1).mean() - k) ** 2) / c**2
+        return (0.5 * own + 0.5 * cross).sum() / (b * c) + 0.5 * reg
 
 
 class PartialBCELoss(SPMLLoss):
@@ -248,6 +322,11 @@ class PartialBCELoss(SPMLLoss):
         known = t != 0
         bce = F.binary_cross_entropy_with_logits(x, (t == 1).float(), reduction="none")
         return torch.where(known, bce, 0.0).sum() / known.sum().clamp(min=1)
+
+
+def loss_param_groups(loss: SPMLLoss, lr: float) -> list[dict]:
+    """Optimiser parameter groups of a loss's own trainable state (ROLE's estimates; else none)."""
+    return loss.param_groups(lr) if isinstance(loss, ROLELoss) else []
 
 
 def _by_target(t: Tensor, pos: Tensor, unk: Tensor, neg: Tensor) -> Tensor:
@@ -286,6 +365,9 @@ _OPTIONS: dict[str, dict[str, _Opt]] = {
     "ll-r": {"delta_rel": _DELTA},
     "ll-ct": {"delta_rel": _DELTA},
     "ll-cp": {"delta_rel": _DELTA},
+    "role": {"expected_positives": _EXPECTED,
+             "estimator_lr_mult": _Opt(10.0, float, 0.0, low_open=True,
+                                       note="learning-rate multiple of the label estimates (published 10)")},
     "bce": {},
 }
 
@@ -331,13 +413,15 @@ def _coerce(loss: str, key: str, opt: _Opt, value: Any) -> float | int:
 
 
 def build_loss(name: str, num_samples: int | None = None, num_classes: int | None = None,
-               **options: Any) -> SPMLLoss:
+               observed: Tensor | None = None, **options: Any) -> SPMLLoss:
     """Build the loss called ``name`` with ``options`` over its :func:`loss_defaults`.
 
     Args:
         name: one of :data:`LOSS_NAMES` (case and ``_``/``-`` are not significant).
         num_samples: training-set size; LL-Cp needs it for its correction buffer.
-        num_classes: number of labels; LL-Cp needs it, EPR uses it to check ``expected_positives``.
+        num_classes: number of labels; LL-Cp and ROLE need it, EPR uses it to check
+            ``expected_positives``.
+        observed: (N, C) training targets in {1, 0, -1}; ROLE initialises its estimates from them.
         **options: loss options, named as in the papers (see :func:`loss_defaults`).
 
     Raises:
@@ -365,11 +449,16 @@ def build_loss(name: str, num_samples: int | None = None, num_classes: int | Non
         loss = HillLoss(**vals)
     elif key == "an":
         loss = ANLoss()
-    elif key == "epr":
+    elif key in ("epr", "role"):
         if num_classes is not None and vals["expected_positives"] > num_classes:
             raise UserError(f"expected_positives {vals['expected_positives']} exceeds the "
                             f"number of classes ({num_classes})")
-        loss = EPRLoss(**vals)
+        if key == "epr":
+            loss = EPRLoss(**vals)
+        else:
+            if not num_samples or not num_classes:
+                raise ValueError("role needs num_samples and num_classes for its label estimates")
+            loss = ROLELoss(num_samples=num_samples, num_classes=num_classes, observed=observed, **vals)
     elif key == "em":
         loss = EMLoss(**vals)
     elif key.startswith("ll-"):

@@ -26,7 +26,7 @@ from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import write_text_atomic
-from hspnet_cli.losses import build_loss
+from hspnet_cli.losses import build_loss, loss_param_groups
 from hspnet_cli.metrics import mean_average_precision
 from hspnet_cli.model.hspnet import HSPNet, build_model
 from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
@@ -34,7 +34,7 @@ from hspnet_cli.train import checkpoint as ckpt
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.train.progress import NoBar
-from hspnet_cli.train.runtime import Runtime, all_reduce_mean, gather_rows, runtime_for
+from hspnet_cli.train.runtime import Runtime, all_reduce_mean, average_gradients, gather_rows, runtime_for
 
 
 @dataclass
@@ -68,6 +68,7 @@ class TrainResult:
         history: Epoch records of this invocation (resumed runs: only the new epochs).
         step_losses: Loss of every optimisation step of this invocation, in order.
         is_main: False on the non-zero ranks of a torchrun job (whose figures are partial).
+        stopped_early: True when ``train.patience`` epochs passed without a better validation mAP.
     """
 
     out_dir: Path
@@ -78,11 +79,12 @@ class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     is_main: bool = True
+    stopped_early: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
                 "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
-                "epochs": [r.to_dict() for r in self.history]}
+                "stopped_early": self.stopped_early, "epochs": [r.to_dict() for r in self.history]}
 
 
 def label_frequency_baseline(train: LabelSet, val: LabelSet) -> float:
@@ -183,8 +185,9 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
         val_src = image_source(model, val_set, images, config, rt, shuffle=False, what="validation") if val_set else None
         steps = len(train_src)
         loss_fn = build_loss(tc.loss, num_samples=train_set.n_images, num_classes=tax.num_labels,
-                             **tc.loss_options).to(rt.device)
-        optimizer, scheduler = build_optimizer(model, tc, steps)
+                             observed=torch.as_tensor(train_set.matrix), **tc.loss_options).to(rt.device)
+        loss_groups = loss_param_groups(loss_fn, tc.lr)   # ROLE's label estimates train too
+        optimizer, scheduler = build_optimizer(model, tc, steps, loss_groups)
         ema = EMA(model, tc.ema_decay or EMA.default_decay(steps)) if tc.ema else None
         scaler = torch.amp.GradScaler(enabled=rt.amp_dtype == torch.float16)
         start_epoch, step = 0, 0
@@ -207,10 +210,15 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
         end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
 
         for epoch in range(start_epoch, end_epoch):
+            if _patience_spent(tc.patience, epoch, best, val_src is not None, rt):
+                result.stopped_early = True
+                break
             start = time.perf_counter()
             model.train()
             if config.model.freeze_image_encoder:
                 model.visual.eval()  # frozen tower: fixed BatchNorm statistics, so features never change
+            elif epoch == 0 and tc.bn_frozen_first_epoch:
+                freeze_batchnorm(model.visual)
             # Kept on the device and read once an epoch: a float() per step would make the host
             # wait for the GPU every step instead of queueing the next one.
             step_losses: list[torch.Tensor] = []
@@ -224,6 +232,8 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
                     loss = loss_fn(logits.float(), targets, epoch=epoch, index=index.to(rt.device))
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
+                    if loss_groups and rt.distributed:
+                        average_gradients([p for g in loss_groups for p in g["params"]], rt)
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
@@ -263,6 +273,26 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
         result.best_map, result.best_epoch, result.best_source = best["map"], best["epoch"], best["source"]
         return result
 
+
+
+def freeze_batchnorm(module: torch.nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: normalise with the pretrained running
+    statistics and leave them unchanged (the published first epoch; its weights still train)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _patience_spent(patience: int | None, epoch: int, best: dict, has_val: bool, rt: Runtime) -> bool:
+    """True when ``patience`` epochs have passed since the best validation mAP (early stopping).
+
+    Decided from the best epoch alone, so a resumed run stops exactly where it would have; rank
+    0 keeps ``best``, so its answer is shared with every process (they must stop together).
+    """
+    if not patience or not has_val:
+        return False
+    spent = rt.is_main and best["epoch"] >= 0 and epoch - 1 - best["epoch"] >= patience
+    return all_reduce_mean(1.0 if spent else 0.0, rt) > 0
 
 
 def _append_metrics(path: Path, record: EpochRecord) -> None:
