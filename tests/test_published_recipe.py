@@ -84,6 +84,17 @@ def test_near_tie_scores_rank_the_same_under_autocast() -> None:
     assert torch.equal(torch.argsort(mixed), torch.arange(200)) and len(torch.unique(mixed)) == 200
     # What the fix prevents: the same product inside autocast collapses the 200 scores.
     assert len(torch.unique(naive.float())) < 50
+    # eval / tag / calibrate score through a Scorer: the same under autocast as without.
+    from hspnet_cli.inference import Scorer
+
+    scorer = Scorer(image_encoder=torch.nn.Identity(), label_features=torch.nn.functional.normalize(label, dim=-1),
+                    logit_scale=10.0, taxonomy=load_taxonomy("voc"), image_size=1, transform=lambda x: x,
+                    description="identity")
+    plain = scorer(images)[:, 0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = scorer(images)[:, 0]
+    torch.testing.assert_close(under, plain, rtol=0, atol=0)
+    assert torch.equal(torch.argsort(under), torch.arange(200))
 
 
 def test_graph_similarity_file_gives_the_published_graphs() -> None:
@@ -241,3 +252,60 @@ def test_checkpoints_record_the_activation_and_old_ones_rebuild_as_built(demo_sp
     # Written before the record existed: rebuilt with the config's own activation, as trained.
     del best["clip_build"]
     assert not uses_quick_gelu(model_from_checkpoint(best))
+
+
+TINY_OAI = {  # a tiny ViT whose head counts follow OpenAI's rule (width / 64), as OpenAI's files do
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 2},
+}
+
+
+def openai_style_archive(path: Path) -> dict:
+    """A TorchScript archive laid out like OpenAI's released CLIP files (a scripted module whose
+    state dict has OpenAI's key names), holding a tiny ViT's random weights; its architecture is
+    registered with open_clip as ``hspnet-tiny-oai``."""
+    from torch import nn
+
+    from hspnet_cli.clip_models import _open_clip
+
+    (path.parent / "configs").mkdir(exist_ok=True)
+    (path.parent / "configs" / "hspnet-tiny-oai.json").write_text(json.dumps(TINY_OAI))
+    open_clip = _open_clip()
+    open_clip.add_model_config(path.parent / "configs")
+    torch.manual_seed(0)
+    model = open_clip.create_model("hspnet-tiny-oai", pretrained=None, force_quick_gelu=True)
+    state = {k: v for k, v in model.state_dict().items() if k != "attn_mask"}  # OpenAI keeps it off the state
+    root = nn.Module()
+    for key, value in state.items():
+        *parents, name = key.split(".")
+        module = root
+        for part in parents:
+            if not hasattr(module, part):
+                module.add_module(part, nn.Module())
+            module = getattr(module, part)
+        module.register_buffer(name, value.clone())
+    torch.jit.script(root).save(str(path))
+    return state
+
+
+def test_local_openai_archive_keeps_quickgelu_through_training_and_rebuild(demo_split, tmp_path: Path) -> None:
+    from hspnet_cli.clip_models import load_clip, uses_quick_gelu
+    from hspnet_cli.inference import from_checkpoint
+
+    state = openai_style_archive(tmp_path / "ViT-tiny.pt")
+    clip = load_clip("hspnet-tiny-oai", str(tmp_path / "ViT-tiny.pt"))
+    assert clip.quick_gelu and uses_quick_gelu(clip.model.visual) and uses_quick_gelu(clip.model.transformer)
+    # open_clip rebuilds OpenAI archives through fp16 (their own precision): equal at that precision.
+    assert torch.equal(clip.model.visual.conv1.weight, state["visual.conv1.weight"].half().float())
+    run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny-oai",
+                                              "model.pretrained": str(tmp_path / "ViT-tiny.pt")}))
+    best = load_checkpoint(tmp_path / "run" / "best.ckpt")
+    assert best["clip_build"] == {"quick_gelu": True} and best["frozen_text"] is not None
+    # Rebuilt from the checkpoint alone (stored text tower): QuickGELU again, same label features.
+    model = model_from_checkpoint(best)
+    assert uses_quick_gelu(model.visual) and uses_quick_gelu(model.text)
+    with torch.no_grad():
+        torch.testing.assert_close(model.label_features(), best["label_features"], rtol=1e-5, atol=1e-5)
+    scorer = from_checkpoint(tmp_path / "run" / "best.ckpt")
+    assert uses_quick_gelu(scorer.image_encoder)
