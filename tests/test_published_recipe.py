@@ -309,3 +309,21 @@ def test_local_openai_archive_keeps_quickgelu_through_training_and_rebuild(demo_
         torch.testing.assert_close(model.label_features(), best["label_features"], rtol=1e-5, atol=1e-5)
     scorer = from_checkpoint(tmp_path / "run" / "best.ckpt")
     assert uses_quick_gelu(scorer.image_encoder)
+
+
+def test_best_checkpoint_of_ema_weights_holds_the_ema_weights(demo_split, tmp_path: Path, monkeypatch) -> None:
+    """When the EMA wins, best.ckpt stores the EMA weights and their label features (on the CPU the
+    weights once aliased the live model and were overwritten by the raw ones before writing)."""
+    import hspnet_cli.train.loop as loop
+
+    maps = iter([0.1, 0.2])                                        # raw, then EMA: the EMA wins
+    monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: next(maps))
+    run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny"}))
+    best, last = (load_checkpoint(tmp_path / "run" / name) for name in ("best.ckpt", "last.ckpt"))
+    assert best["best"]["source"] == "ema"
+    for key, value in last["ema"].items():
+        assert torch.equal(best["model"][key], value), key
+    assert any(not torch.equal(last["model"][k], v) for k, v in last["ema"].items() if v.is_floating_point())
+    with torch.no_grad():
+        torch.testing.assert_close(model_from_checkpoint(best).label_features(), best["label_features"],
+                                   rtol=1e-5, atol=1e-5)

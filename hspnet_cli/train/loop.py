@@ -307,7 +307,9 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
     """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume."""
     if ema is not None and not full:
         backup = ema.swap_into(model)
-    weights = {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()}
+    # A copy: on the CPU .cpu() returns the model's own tensors, which restoring the raw weights
+    # below would overwrite in place (best.ckpt would hold raw weights beside EMA label features).
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.trainable_state_dict().items()}
     model.eval()
     with torch.no_grad():
         label_feats = model.label_features().float().cpu()
