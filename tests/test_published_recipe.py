@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,9 @@ from hspnet_cli.model.hspnet import cosine_logits
 from hspnet_cli.model.similarity import load_similarity, order_agreement
 from hspnet_cli.taxonomy import load_taxonomy
 from hspnet_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
-from hspnet_cli.train.loop import train
+from test_train import run, tiny
 
 VOC_SIM = DATA / "clip-rn50-voc-similarity.npy"   # the published 24 x 24 VOC file (labels, then groups)
-
-
-def tiny(**changes):
-    base = {"model.clip_model": "hspnet-tiny-rn", "model.pretrained": "none", "train.epochs": 2,
-            "train.schedule_epochs": None, "train.batch_size": 16, "train.num_workers": 0,
-            "train.lr": 1e-3, "train.gcn_lr": 5e-3}
-    return apply_overrides(load_preset("official"), {**base, **changes})
-
-
-def run(demo_split, out: Path, config, **kw):
-    return train(demo_split["split"], demo_split["images"], out, config, taxonomy=demo_split["taxonomy"],
-                 device="cpu", **kw)
 
 
 def test_official_preset_matches_the_published_recipe() -> None:
@@ -185,7 +172,7 @@ def test_batchnorm_is_frozen_in_the_first_epoch_only(demo_split, tmp_path: Path)
 
     from hspnet_cli.model.hspnet import build_model
 
-    cfg = tiny(**{"train.epochs": 2, "train.ema": False})
+    cfg = tiny(**{"train.epochs": 2, "train.ema": False, "model.clip_model": "hspnet-tiny-rn"})
     torch.manual_seed(cfg.train.seed)
     initial = bn_stats(build_model(load_taxonomy(demo_split["taxonomy"]), cfg.model).state_dict())
     run(demo_split, tmp_path / "frozen", cfg, stop_after_epochs=1)
@@ -193,7 +180,7 @@ def test_batchnorm_is_frozen_in_the_first_epoch_only(demo_split, tmp_path: Path)
     assert torch.equal(after_first, initial)                   # epoch 1: running statistics kept
     run(demo_split, tmp_path / "frozen", cfg, resume=True)
     assert not torch.equal(bn_stats(load_checkpoint(tmp_path / "frozen" / "last.ckpt")["model"]), initial)
-    run(demo_split, tmp_path / "free", tiny(**{"train.epochs": 1, "train.ema": False,
+    run(demo_split, tmp_path / "free", tiny(**{"train.epochs": 1, "train.ema": False, "model.clip_model": "hspnet-tiny-rn",
                                                "train.bn_frozen_first_epoch": False}))
     assert not torch.equal(bn_stats(load_checkpoint(tmp_path / "free" / "last.ckpt")["model"]), initial)
 
