@@ -190,8 +190,8 @@ def cosine_logits(image_features: torch.Tensor, label_features: torch.Tensor,
     """(B, D) x (C, D) -> (B, C) ``scale * cos``, normalised and multiplied in float32.
 
     Autocast is switched off here: under it the product would run in bf16/fp16 even on float32
-    inputs, and bf16 keeps 8 bits of mantissa, so near-equal scores of one class collapse onto
-    a few hundred values and their ranking (hence mAP) changes.
+    inputs, and bf16 keeps 8 bits of mantissa, so the narrow spread of CLIP cosines collapses
+    onto a few dozen values per class and ties reorder images (``benchmarks/score_precision.py``).
     """
     with torch.autocast(device_type=image_features.device.type, enabled=False):
         img = F.normalize(image_features.float(), dim=-1)
@@ -241,10 +241,13 @@ def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonom
                     description=f"{ablation} ablation of {taxonomy.name}")
 
 
-def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0) -> HSPNet:
+def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0,
+                quick_gelu: bool | None = None) -> HSPNet:
     """Create the backbone named in ``config`` and wrap it as HSPNet for ``taxonomy``.
 
     The taxonomy ablation of ``config`` (if any) is applied here, seeded by ``seed``.
+    ``quick_gelu`` is passed to :func:`~hspnet_cli.clip_models.load_clip` (None: the activation
+    the weights need; a resumed run passes what its checkpoint was built with).
     """
     from hspnet_cli.clip_models import load_clip
 
@@ -254,7 +257,7 @@ def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", se
 
         # Checked before the backbone is built: a wrong file fails in a second, not minutes in.
         similarity = load_similarity(config.graph_similarity, taxonomy)
-    clip = load_clip(config.clip_model, config.pretrained, device=device)
+    clip = load_clip(config.clip_model, config.pretrained, device=device, quick_gelu=quick_gelu)
     taxonomy = ablate_taxonomy(taxonomy, config.taxonomy_ablation, seed)
     model = HSPNet(clip.model, clip.tokenizer, taxonomy, config, similarity)
     if similarity is not None and not clip.is_random:

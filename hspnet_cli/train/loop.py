@@ -180,7 +180,8 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             _prepare_run_dir(out_dir, overwrite)
         rt.barrier()
         torch.manual_seed(tc.seed)
-        model = build_model(tax, config.model, device=str(rt.device), seed=tc.seed)
+        model = build_model(tax, config.model, device=str(rt.device), seed=tc.seed,
+                            quick_gelu=ckpt.built_quick_gelu(state) if state is not None else None)
         train_src = image_source(model, train_set, images, config, rt, shuffle=True, what="training")
         val_src = image_source(model, val_set, images, config, rt, shuffle=False, what="validation") if val_set else None
         steps = len(train_src)
