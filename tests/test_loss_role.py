@@ -12,7 +12,6 @@ from hspnet_cli.losses import build_loss
 from test_losses import X, T, bce_neg, bce_pos, close, run, sig
 
 
-
 def test_role_initialises_estimates_from_the_observed_labels() -> None:
     observed = torch.tensor([[1, 0, -1], [0, 0, 1]])
     torch.manual_seed(0)
