@@ -57,6 +57,8 @@ class ClipModel:
         tokenizer: Text -> (n, context_length) token ids.
         model_name: open_clip architecture name.
         pretrained: What the weights came from (tag or file path); None for random weights.
+        quick_gelu: True when the transformer towers were built with QuickGELU (what OpenAI's
+            weights were trained with), False for GELU.
     """
 
     model: Any
@@ -64,6 +66,7 @@ class ClipModel:
     tokenizer: Callable
     model_name: str
     pretrained: str | None
+    quick_gelu: bool = False
 
     @property
     def is_random(self) -> bool:
@@ -97,9 +100,33 @@ def _check_model_name(open_clip: Any, model_name: str) -> None:
         raise UserError(f"unknown model '{model_name}'.{hint} See open_clip.list_models() for all names.")
 
 
+def tag_quick_gelu(model_name: str, tag: str) -> bool | None:
+    """The activation a published tag was trained with (its pretrained config's ``quick_gelu``).
+
+    open_clip 3.x builds plain ``RN50`` / ``ViT-B-32`` with GELU even for ``pretrained="openai"``
+    and only warns: every text and image feature is then off. None when the tag is unknown.
+    """
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name, tag)
+    return bool(cfg.get("quick_gelu", False)) if cfg else None
+
+
+def uses_quick_gelu(module: Any) -> bool:
+    """True when any activation inside ``module`` is open_clip's QuickGELU."""
+    from open_clip.model import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in module.modules())
+
+
 def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
-              device: str = "cpu", weights_follow: bool = False) -> ClipModel:
+              device: str = "cpu", weights_follow: bool = False, quick_gelu: bool | None = None) -> ClipModel:
     """Create an open_clip model with its transform and tokenizer.
+
+    The activation follows the weights: a published tag gets the one its pretrained config names
+    (QuickGELU for every ``openai`` tag), an OpenAI TorchScript archive gets QuickGELU, anything
+    else the architecture config's own. ``quick_gelu=True`` forces QuickGELU (a checkpoint
+    rebuilding the model it was trained with).
 
     Args:
         model_name: open_clip architecture (``RN50``, ``ViT-B-32``, ``hspnet-tiny``, ...).
@@ -108,6 +135,7 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
         device: Torch device to place the model on.
         weights_follow: The caller loads trained weights into the model next (a checkpoint):
             do not warn that a ``none`` backbone is random.
+        quick_gelu: None: as the weights need (above); True: QuickGELU; False: the config's own.
 
     Returns:
         The loaded model, in eval mode.
@@ -120,25 +148,30 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
     _check_model_name(open_clip, model_name)
     tag = None if pretrained is None or str(pretrained).strip().lower() in RANDOM_TAGS else str(pretrained)
     tokenizer = open_clip.get_tokenizer(model_name)
+    force = bool(quick_gelu)
     if tag is None:
         logging.disable(logging.WARNING)  # open_clip's own "initialized randomly" line; ours follows
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=None, device=device, force_quick_gelu=force)
         finally:
             logging.disable(logging.NOTSET)
         if not weights_follow:
             log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
                         "until trained; use it for tests and demos only", model_name)
     elif Path(tag).expanduser().exists():
-        model, preprocess = _load_local(open_clip, model_name, Path(tag).expanduser(), device)
+        model, preprocess = _load_local(open_clip, model_name, Path(tag).expanduser(), device, force)
     else:
-        model, preprocess = _load_tag(open_clip, model_name, tag, device)
+        if quick_gelu is None:
+            force = bool(tag_quick_gelu(model_name, tag))
+        model, preprocess = _load_tag(open_clip, model_name, tag, device, force)
     model.eval()
     return ClipModel(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
-                     pretrained=tag)
+                     pretrained=tag, quick_gelu=uses_quick_gelu(model))
 
 
-def _load_local(open_clip: Any, model_name: str, path: Path, device: str) -> tuple[Any, Callable]:
+def _load_local(open_clip: Any, model_name: str, path: Path, device: str,
+                quick_gelu: bool) -> tuple[Any, Callable]:
     if not path.is_file():
         raise UserError(f"{path}: is not a file; --pretrained takes a checkpoint file or a tag like 'openai'")
     if _is_torchscript_archive(path):
@@ -149,15 +182,16 @@ def _load_local(open_clip: Any, model_name: str, path: Path, device: str) -> tup
             log.warning("%s is an OpenAI TorchScript archive: loading it with QuickGELU activations "
                         "(as model %s-quickgelu)", path, model_name)
         try:
-            model = open_clip.load_openai_model(str(path), device=device, jit=False)
-        except (RuntimeError, KeyError, ValueError) as exc:
+            # fp32 also on a GPU: open_clip's default there is pure fp16, which training cannot use.
+            model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"{path}: could not read this OpenAI CLIP archive ({exc})") from None
         image_size = model.visual.image_size
         preprocess = open_clip.image_transform(image_size, is_train=False)
         return model, preprocess
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=str(path), device=device, weights_only=True)
+            model_name, pretrained=str(path), device=device, weights_only=True, force_quick_gelu=quick_gelu)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise UserError(f"{path}: weights do not fit model {model_name} ({first}); "
@@ -168,7 +202,7 @@ def _load_local(open_clip: Any, model_name: str, path: Path, device: str) -> tup
     return model, preprocess
 
 
-def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[Any, Callable]:
+def _load_tag(open_clip: Any, model_name: str, tag: str, device: str, quick_gelu: bool) -> tuple[Any, Callable]:
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if tag not in tags:
         known = ", ".join(tags) if tags else "none published"
@@ -178,7 +212,8 @@ def _load_tag(open_clip: Any, model_name: str, tag: str, device: str) -> tuple[A
         # open_clip logs its own download failure at ERROR on the root logger; the UserError
         # below says the same with what to do, so that record is muted for this call.
         logging.disable(logging.ERROR)
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
+                                                                     force_quick_gelu=quick_gelu)
     except Exception as exc:  # noqa: BLE001 - network failures surface as many exception types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(

@@ -50,8 +50,14 @@ class ModelConfig:
         gcn_residual: ``gamma`` (gamma*H_L + (1-gamma)*H_0, learnable gamma; code) or ``add``
             (H_0 + H_L; paper).
         gcn_gamma_init: Initial gamma for ``gamma`` residuals.
+        gcn_init: GCN weight initialisation: ``fan_out`` (U(+-1/sqrt(out_features)) per layer,
+            the published code) or ``fan_in`` (``nn.Linear``'s own, +-1/sqrt(in_features)).
         graph_topk: Fraction of each row's entries kept (K = int(frac * size), at least 1).
         graph_r: Weight given to the neighbours of each node (eq. 7).
+        graph_similarity: Optional ``.npy``/``.npz`` file of precomputed text similarities the
+            graphs are built from instead of this backbone's own prompt features (the published
+            code's files): (C+m) x (C+m) labels then groups, or C x C labels only. See
+            :mod:`hspnet_cli.model.similarity`.
         logit_scale: ``fixed`` (``fixed_scale``; code) or ``learned`` (CLIP's temperature; paper).
         fixed_scale: The fixed logit scale.
         freeze_image_encoder: Keep the image tower fixed (enables feature caching).
@@ -75,8 +81,10 @@ class ModelConfig:
     gcn_hidden_mult: float = 2.0
     gcn_residual: str = "gamma"
     gcn_gamma_init: float = 0.9
+    gcn_init: str = "fan_out"
     graph_topk: float = 0.75
     graph_r: float = 0.2
+    graph_similarity: str | None = None
     logit_scale: str = "fixed"
     fixed_scale: float = 10.0
     freeze_image_encoder: bool = False
@@ -90,6 +98,7 @@ class ModelConfig:
         _choice("model.context", self.context, CONTEXTS)
         _choice("model.meta_input", self.meta_input, ("refined", "raw"))
         _choice("model.gcn_residual", self.gcn_residual, ("gamma", "add"))
+        _choice("model.gcn_init", self.gcn_init, ("fan_out", "fan_in"))
         _choice("model.logit_scale", self.logit_scale, ("fixed", "learned"))
         _choice("model.taxonomy_ablation", self.taxonomy_ablation, ("none", "random_groups", "anonymous_groups"))
         if self.n_ctx < 1 or self.gcn_layers < 1:
@@ -126,8 +135,13 @@ class TrainConfig:
         pct_start: OneCycle warm-up fraction.
         ema: Keep an exponential moving average of the model.
         ema_decay: EMA decay; None: exp(ln 0.82 / iterations per epoch) as published.
-        amp: ``auto`` (bf16 on GPUs that support it, else fp16; off on CPU), ``bf16`` (also on
-            CPU), ``fp16`` (GPU only) or ``off``.
+        amp: ``fp16`` (with a grad scaler, as published; GPU only), ``auto`` (bf16 on GPUs that
+            support it, else fp16; off on CPU), ``bf16`` (also on CPU) or ``off``. Scores are
+            normalised and multiplied in float32 whatever is chosen.
+        bn_frozen_first_epoch: Train the first epoch with the image tower's BatchNorm layers in
+            eval mode (pretrained running statistics kept), as the published code does (its
+            model switches to train mode only after the first validation).
+        patience: Stop after this many epochs without a better validation mAP (None: never).
         augment: ``none`` (published code) or ``flip_crop`` (paper).
         image_size: Input side; None: the model's own.
         loss: Loss name (see ``hspnet_cli.losses``).
@@ -149,6 +163,8 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float | None = None
     amp: str = "auto"
+    bn_frozen_first_epoch: bool = True
+    patience: int | None = None
     augment: str = "none"
     image_size: int | None = None
     loss: str = "splc"
@@ -169,6 +185,9 @@ class TrainConfig:
                             f"({self.epochs}), or null to follow epochs")
         if self.lr <= 0 or self.gcn_lr <= 0:
             raise UserError("train.lr and train.gcn_lr must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"train.patience must be at least 1 epoch, or null for no early stopping; "
+                            f"got {self.patience}")
 
 
 @dataclass

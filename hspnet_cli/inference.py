@@ -54,13 +54,17 @@ class Scorer:
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, D) unit-norm image embeddings (float32)."""
-        return F.normalize(self.image_encoder(images.to(self.device)).float(), dim=-1)
+        """(B, 3, S, S) -> (B, D) unit-norm image embeddings (float32, normalised outside autocast)."""
+        feats = self.image_encoder(images.to(self.device))
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return F.normalize(feats.float(), dim=-1)
 
     @torch.no_grad()
     def scores_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, D) unit embeddings -> (B, C) logits."""
-        return self.logit_scale * embeddings @ self.label_features.T
+        """(B, D) unit embeddings -> (B, C) logits, in float32 even when called under autocast
+        (a bf16 product would collapse near-equal scores; see ``model.hspnet.cosine_logits``)."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.logit_scale * embeddings.float() @ self.label_features.float().T
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

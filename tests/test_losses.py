@@ -47,7 +47,7 @@ def close(a: float, b: float) -> bool:
 
 def make(name: str, n: int = 2, c: int = 3, **opts: object) -> SPMLLoss:
     """Any loss by name, with what it needs (EPR's k, LL-Cp's buffer size)."""
-    if name == "epr":
+    if name in ("epr", "role"):
         opts.setdefault("expected_positives", 1.0)
     return build_loss(name, num_samples=n, num_classes=c, **opts)
 
@@ -186,12 +186,19 @@ def test_ll_cp_corrections_persist_and_live_in_state_dict() -> None:
     terms = an_terms()
     first = (terms[0] + bce_pos(3.0) + terms[2] + bce_pos(2.0) + terms[4] + terms[5]) / 6
     assert close(run(loss, LX, LT, epoch=1, index=idx), first)
-    assert loss.corrected.nonzero().tolist() == [[2, 0], [5, 1]]
-    # Next call: (5,1) and (2,0) are now positives; k stays ceil(6 * 0.2) = 2 for LL-Cp, so the
-    # two remaining candidates (0,2) and (1,1) are corrected as well.
-    second = (terms[0] + bce_pos(3.0) + bce_pos(-1.0) + bce_pos(2.0) + bce_pos(-2.0)
-              + terms[5]) / 6
+    # k = 2 corrected in this batch's loss, but only the entry strictly above the 2nd largest
+    # loss, (0,1) = dataset row 5 col 1, is recorded for good (the published ``>`` rule).
+    assert loss.corrected.nonzero().tolist() == [[5, 1]]
+    # Next call: (5,1) is now a positive; k stays ceil(6 * 0.2) = 2 for LL-Cp: the two largest
+    # remaining candidates (1,0) 2.127 and (0,2) 0.313 are corrected, (1,0) recorded.
+    second = (terms[0] + bce_pos(3.0) + bce_pos(-1.0) + bce_pos(2.0) + terms[4] + terms[5]) / 6
     assert close(run(loss, LX, LT, epoch=2, index=idx), second)
+    assert loss.corrected.nonzero().tolist() == [[2, 0], [5, 1]]
+    # A third call records (0,2) and corrects the last candidate (1,1) in its loss.
+    third = (terms[0] + bce_pos(3.0) + bce_pos(-1.0) + bce_pos(2.0) + bce_pos(-2.0) + terms[5]) / 6
+    assert close(run(loss, LX, LT, epoch=2, index=idx), third)
+    assert loss.corrected.sum().item() == 3
+    assert close(run(loss, LX, LT, epoch=2, index=idx), third)
     assert loss.corrected.sum().item() == 4
     # Saved and restored exactly; a fresh loss with that state behaves the same.
     state = loss.state_dict()
@@ -200,7 +207,7 @@ def test_ll_cp_corrections_persist_and_live_in_state_dict() -> None:
     fresh.load_state_dict(state)
     assert torch.equal(fresh.corrected, loss.corrected)
     # All unobserved entries of these rows corrected: no candidates left, pure positives now.
-    assert close(run(fresh, LX, LT, epoch=1, index=idx), second)
+    assert close(run(fresh, LX, LT, epoch=1, index=idx), third)
 
 
 def test_ll_cp_eval_mode_does_not_write_and_training_needs_index() -> None:
@@ -223,10 +230,16 @@ def test_largeloss_ties_break_by_position_and_schedule_rounding() -> None:
     # LL-Cp: constant k = ceil(700 * 0.002) = 2 at any epoch >= 1, 0 at epoch 0.
     cp = build_loss("ll-cp", num_samples=4, num_classes=2)
     assert cp.num_selected(100, 7, 10) == 2 and cp.num_selected(100, 7, 0) == 0
-    # Which entry wins a tie: the earliest in row-major order (rows 3, 1 of the dataset).
+    # k = 1 and a 4-way tie: one entry corrected in the loss (the earliest in row-major order),
+    # none recorded, as no loss is strictly above the k-th (the published ``>`` rule).
     cp = build_loss("ll-cp", num_samples=4, num_classes=2, delta_rel=0.25)
-    run(cp, [[0.0, 0.0], [0.0, 0.0]], [[0, 0], [0, 0]], epoch=1, index=torch.tensor([3, 1]))
-    assert cp.corrected.nonzero().tolist() == [[3, 0]]
+    got = run(cp, [[0.0, 0.0], [0.0, 0.0]], [[0, 0], [0, 0]], epoch=1, index=torch.tensor([3, 1]))
+    assert close(got, (3 * bce_neg(0.0) + bce_pos(0.0)) / 4)
+    assert not cp.corrected.any()
+    # k = 2 over distinct losses: the larger one, dataset row 1 col 1, is the one recorded.
+    cp = build_loss("ll-cp", num_samples=4, num_classes=2, delta_rel=0.5)
+    run(cp, [[0.0, 1.0], [2.0, 3.0]], [[0, 0], [0, 0]], epoch=1, index=torch.tensor([3, 1]))
+    assert cp.corrected.nonzero().tolist() == [[1, 1]]
 
 
 # ---------------------------------------------------------------- partial-label BCE
@@ -253,13 +266,17 @@ def test_observed_negative_gets_the_bce_negative_term(name: str) -> None:
     loss = make(name, n=1, c=2)
     x = [[2.0, 3.0]]
     got = run(loss, x, [[1, -1]], epoch=3, index=torch.tensor([0]))
-    base = run(loss, x, [[1, 0]], epoch=0, index=torch.tensor([0])) if name == "epr" else None
+    base = run(loss, x, [[1, 0]], epoch=0, index=torch.tensor([0])) if name in ("epr", "role") else None
     pos = {"splc": focal_pos(2.0), "hill": focal_pos(2.0)}.get(name, bce_pos(2.0))
     if name in ("splc", "hill"):
         want = pos + bce_neg(3.0)
     elif name == "epr":
         assert base is not None
         want = base + bce_neg(3.0) / 2  # the regulariser is the same for both
+    elif name == "role":  # both sides get the negative term: -log(1-p) and -log(1-e), halved
+        assert base is not None
+        theta = loss.estimates[0, 1].item()
+        want = base + 0.5 * (bce_neg(3.0) + bce_neg(theta)) / 2
     elif name == "bce":
         want = (pos + bce_neg(3.0)) / 2
     else:  # an, em, ll-*: mean over B x C

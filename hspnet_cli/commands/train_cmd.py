@@ -40,6 +40,8 @@ def train(
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Tag, checkpoint file, or none."),
     method: Optional[str] = typer.Option(None, "--method", help="hspnet, hcp, spl_gcn or spl."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to train."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N epochs without a better "
+                                           "validation mAP (official: 10)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step (per GPU)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Max learning rate (image encoder, prompts)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="splc, hill, an, epr, em, ll-r, ll-ct, ll-cp, bce."),
@@ -78,7 +80,7 @@ def train(
         if preset and config_file:
             raise UserError("give --preset or --config (which names its own preset), not both")
         plain = {"model.clip_model": model, "model.pretrained": pretrained, "model.method": method,
-                 "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.loss": loss,
+                 "train.epochs": epochs, "train.patience": patience, "train.batch_size": batch_size, "train.lr": lr, "train.loss": loss,
                  "train.seed": seed, "train.image_size": image_size, "train.augment": augment,
                  "train.num_workers": workers,
                  "model.freeze_image_encoder": True if freeze_image_encoder else None,
@@ -100,6 +102,8 @@ def train(
     if as_json:
         print_json(result.summary())
     else:
+        if result.stopped_early:
+            say(f"stopped early (train.patience): no epoch after {result.best_epoch} had a better validation mAP")
         say(f"[green]best[/] validation mAP {result.best_map:.4f} (epoch {result.best_epoch}, "
             f"{result.best_source} weights); label-frequency baseline {result.baseline_map:.4f}; run in {out_dir}")
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from hspnet_cli.config import ModelConfig
 from hspnet_cli.errors import UserError
-from hspnet_cli.model.graph import GCN, build_graph
+from hspnet_cli.model.graph import GCN, build_graph, graph_from_similarity
 from hspnet_cli.model.text import FrozenTextEncoder, PromptTokens, encode_fixed_prompts
 from hspnet_cli.taxonomy import Taxonomy
 
@@ -36,8 +36,13 @@ def group_texts(taxonomy: Taxonomy) -> list[str]:
 class HSPNet(nn.Module):
     """Multi-label scorer with hierarchical prompts. Build it with :func:`build_model`."""
 
-    def __init__(self, clip_model: Any, tokenizer: Callable, taxonomy: Taxonomy, config: ModelConfig) -> None:
+    def __init__(self, clip_model: Any, tokenizer: Callable, taxonomy: Taxonomy, config: ModelConfig,
+                 similarity: tuple[Any, Any] | None = None) -> None:
+        """See :func:`build_model`; ``similarity`` is ``(label_sim, group_sim or None)`` from
+        :func:`hspnet_cli.model.similarity.load_similarity`, else the graphs come from the
+        backbone's own prompt features."""
         super().__init__()
+        label_sim, group_sim = similarity if similarity is not None else (None, None)
         config.validate()
         self.config = config
         self.visual = clip_model.visual
@@ -84,14 +89,20 @@ class HSPNet(nn.Module):
         self.gcn_group = self.gcn_label = None
         gcn_hidden = int(config.gcn_hidden_mult * dim)
         make_gcn = lambda: GCN(dim, gcn_hidden, config.gcn_layers, config.gcn_residual,  # noqa: E731
-                               config.gcn_gamma_init)
+                               config.gcn_gamma_init, config.gcn_init)
         if use_group_graph:
-            self.register_buffer("group_graph", build_graph(self.group_features, config.graph_topk, config.graph_r))
+            self.register_buffer("group_graph", build_graph(self.group_features, config.graph_topk, config.graph_r)
+                                 if group_sim is None else
+                                 graph_from_similarity(group_sim, config.graph_topk, config.graph_r))
             self.gcn_group = make_gcn()
         if use_label_graph:
-            label_init = encode_fixed_prompts(clip_model, tokenizer,
-                                              [config.label_template.format(t) for t in label_texts])
-            self.register_buffer("label_graph", build_graph(label_init, config.graph_topk, config.graph_r))
+            if label_sim is None:
+                label_init = encode_fixed_prompts(clip_model, tokenizer,
+                                                  [config.label_template.format(t) for t in label_texts])
+                graph = build_graph(label_init, config.graph_topk, config.graph_r)
+            else:
+                graph = graph_from_similarity(label_sim, config.graph_topk, config.graph_r)
+            self.register_buffer("label_graph", graph)
             self.gcn_label = self.gcn_group if (config.gcn_shared and self.gcn_group is not None) else make_gcn()
 
         if config.logit_scale == "learned":
@@ -133,12 +144,14 @@ class HSPNet(nn.Module):
 
     def scores_from_features(self, image_features: torch.Tensor,
                              label_features: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, D) image features -> (B, C) logits = scale * cos (eq. 10)."""
+        """(B, D) image features -> (B, C) logits = scale * cos (eq. 10).
+
+        Normalisation and the product run in float32 outside autocast (see
+        :func:`cosine_logits`), whatever precision the towers ran in.
+        """
         if label_features is None:
             label_features = self.label_features()
-        img = F.normalize(image_features.float(), dim=-1)
-        lab = F.normalize(label_features.float(), dim=-1)
-        return self.logit_scale.exp() * img @ lab.T
+        return cosine_logits(image_features, label_features, self.logit_scale.exp())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, C) logits."""
@@ -172,6 +185,36 @@ class HSPNet(nn.Module):
         return h.hexdigest()
 
 
+def cosine_logits(image_features: torch.Tensor, label_features: torch.Tensor,
+                  scale: torch.Tensor | float) -> torch.Tensor:
+    """(B, D) x (C, D) -> (B, C) ``scale * cos``, normalised and multiplied in float32.
+
+    Autocast is switched off here: under it the product would run in bf16/fp16 even on float32
+    inputs, and bf16 keeps 8 bits of mantissa, so the narrow spread of CLIP cosines collapses
+    onto a few dozen values per class and ties reorder images (``benchmarks/score_precision.py``).
+    """
+    with torch.autocast(device_type=image_features.device.type, enabled=False):
+        img = F.normalize(image_features.float(), dim=-1)
+        lab = F.normalize(label_features.float(), dim=-1)
+        scale = scale.float() if isinstance(scale, torch.Tensor) else scale
+        return scale * img @ lab.T
+
+
+def _warn_if_order_differs(model: HSPNet, label_sim: Any, taxonomy: Taxonomy, config: ModelConfig) -> None:
+    """A names-less ``.npy`` is read in the taxonomy's order: say so when a pretrained backbone's
+    own label similarities disagree with the file (rows probably in another order)."""
+    import logging
+
+    from hspnet_cli.model.similarity import order_agreement
+
+    own = model.encode_texts([config.label_template.format(s.text) for s in taxonomy.labels])
+    agreement = order_agreement(label_sim, (own @ own.T).cpu().numpy())
+    if agreement < 0.5:
+        logging.getLogger(__name__).warning(
+            "%s: its label similarities agree poorly with %s's own (correlation %.2f): are its rows in the "
+            "taxonomy's label order, then its group order?", config.graph_similarity, config.clip_model, agreement)
+
+
 def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonomy:
     """The paper's taxonomy ablations, as a new taxonomy with the same labels.
 
@@ -198,16 +241,27 @@ def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonom
                     description=f"{ablation} ablation of {taxonomy.name}")
 
 
-def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0) -> HSPNet:
+def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0,
+                quick_gelu: bool | None = None) -> HSPNet:
     """Create the backbone named in ``config`` and wrap it as HSPNet for ``taxonomy``.
 
     The taxonomy ablation of ``config`` (if any) is applied here, seeded by ``seed``.
+    ``quick_gelu`` is passed to :func:`~hspnet_cli.clip_models.load_clip` (None: the activation
+    the weights need; a resumed run passes what its checkpoint was built with).
     """
     from hspnet_cli.clip_models import load_clip
 
-    clip = load_clip(config.clip_model, config.pretrained, device=device)
+    similarity = None
+    if config.graph_similarity:
+        from hspnet_cli.model.similarity import load_similarity
+
+        # Checked before the backbone is built: a wrong file fails in a second, not minutes in.
+        similarity = load_similarity(config.graph_similarity, taxonomy)
+    clip = load_clip(config.clip_model, config.pretrained, device=device, quick_gelu=quick_gelu)
     taxonomy = ablate_taxonomy(taxonomy, config.taxonomy_ablation, seed)
-    model = HSPNet(clip.model, clip.tokenizer, taxonomy, config)
+    model = HSPNet(clip.model, clip.tokenizer, taxonomy, config, similarity)
+    if similarity is not None and not clip.is_random:
+        _warn_if_order_differs(model, similarity[0], taxonomy, config)
     if config.freeze_image_encoder:
         for p in model.visual.parameters():
             p.requires_grad_(False)

@@ -81,13 +81,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def frozen_text_payload(model: Any, pretrained: str | None) -> dict[str, Any]:
-    """What a checkpoint keeps of the frozen text tower (see module docstring)."""
-    from hspnet_cli.clip_models import RANDOM_TAGS
+    """What a checkpoint keeps of the frozen text tower (see module docstring), and how the
+    backbone was built (``clip_build``: its activation), so a rebuild makes the same network."""
+    from hspnet_cli.clip_models import RANDOM_TAGS, uses_quick_gelu
 
     tag = (pretrained or "").strip().lower()
     keep = tag in RANDOM_TAGS or Path(str(pretrained)).expanduser().exists()
     return {"text_sha256": model.text_fingerprint(),
-            "frozen_text": {k: v.detach().cpu() for k, v in model.text.state_dict().items()} if keep else None}
+            "frozen_text": {k: v.detach().cpu() for k, v in model.text.state_dict().items()} if keep else None,
+            "clip_build": {"quick_gelu": uses_quick_gelu(model)}}
+
+
+def built_quick_gelu(data: dict[str, Any]) -> bool:
+    """Whether the checkpoint's backbone was built with QuickGELU.
+
+    Checkpoints record it since the activation started following the weights. Older ones were
+    built with the architecture config's own activation (GELU for ``RN50`` even with ``openai``
+    weights), except from a local OpenAI TorchScript archive (always QuickGELU): they are rebuilt
+    exactly so, so their scores do not change.
+    """
+    from hspnet_cli.clip_models import _is_torchscript_archive
+
+    recorded = (data.get("clip_build") or {}).get("quick_gelu")
+    if recorded is not None:
+        return bool(recorded)
+    cfg = data["config"]["model"]
+    path = Path(str(cfg.get("pretrained"))).expanduser()
+    return str(cfg.get("clip_model", "")).endswith("quickgelu") or (path.is_file() and _is_torchscript_archive(path))
 
 
 def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: ignore[no-untyped-def]
@@ -105,10 +125,11 @@ def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: i
     tax = checkpoint_taxonomy(data)
     # The trained weights are loaded below: a random backbone here is not a random model.
     clip = load_clip(config.model.clip_model, config.model.pretrained if data.get("frozen_text") is None else "none",
-                     device=device, weights_follow=True)
+                     device=device, weights_follow=True, quick_gelu=built_quick_gelu(data))
     if config.train.image_size:  # the positional embedding was resampled for this side in training
         fit_image_size(clip.model.visual, int(config.train.image_size), config.model.clip_model)
     tax = ablate_taxonomy(tax, config.model.taxonomy_ablation, config.train.seed)
+    # The graphs are buffers of the checkpoint's weights: no similarity file is read again.
     model = HSPNet(clip.model, clip.tokenizer, tax, config.model)
     restore_text_tower(model, data)
     model.load_state_dict(data["model"], strict=False)

@@ -30,7 +30,7 @@ from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import OutputError, write_text_atomic
-from hspnet_cli.losses import build_loss
+from hspnet_cli.losses import build_loss, loss_param_groups
 from hspnet_cli.metrics import mean_average_precision
 from hspnet_cli.model.hspnet import HSPNet, build_model
 from hspnet_cli.model.image_size import fit_image_size
@@ -40,8 +40,8 @@ from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.train.progress import NoBar
 from hspnet_cli.train.record import run_config_yaml
-from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, gather_rows, intra_op_threads_set, runtime_for,
-                                      say_threads)
+from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, average_gradients, gather_rows, intra_op_threads_set,
+                                      runtime_for, say_threads)
 
 
 @dataclass
@@ -83,6 +83,7 @@ class TrainResult:
         step_losses: Loss of every optimisation step of this invocation, in order.
         is_main: False on the non-zero ranks of a torchrun job (whose figures are partial).
         threads: Intra-op CPU threads the run used.
+        stopped_early: True when ``train.patience`` epochs passed without a better validation mAP.
     """
 
     out_dir: Path
@@ -94,11 +95,12 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
     is_main: bool = True
     threads: int = 0
+    stopped_early: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
                 "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
-                "threads": self.threads,
+                "threads": self.threads, "stopped_early": self.stopped_early,
                 "epochs": [r.to_dict() for r in self.history]}
 
 
@@ -229,15 +231,17 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
         if rt.is_main and not resume:
             _check_run_dir(out_dir, overwrite)
         torch.manual_seed(tc.seed)
-        model = build_model(tax, config.model, device=str(rt.device), seed=tc.seed)
+        model = build_model(tax, config.model, device=str(rt.device), seed=tc.seed,
+                            quick_gelu=ckpt.built_quick_gelu(state) if state is not None else None)
         if tc.image_size:
             fit_image_size(model.visual, int(tc.image_size), config.model.clip_model)
         train_src = image_source(model, train_set, images, config, rt, shuffle=True, what="training")
         val_src = image_source(model, val_set, images, config, rt, shuffle=False, what="validation") if val_set else None
         steps = len(train_src)
         loss_fn = build_loss(tc.loss, num_samples=train_set.n_images, num_classes=tax.num_labels,
-                             **tc.loss_options).to(rt.device)
-        optimizer, scheduler = build_optimizer(model, tc, steps)
+                             observed=torch.as_tensor(train_set.matrix), **tc.loss_options).to(rt.device)
+        loss_groups = loss_param_groups(loss_fn, tc.lr)   # ROLE's label estimates train too
+        optimizer, scheduler = build_optimizer(model, tc, steps, loss_groups)
         ema = EMA(model, tc.ema_decay or EMA.default_decay(steps)) if tc.ema else None
         scaler = torch.amp.GradScaler(enabled=rt.amp_dtype == torch.float16)
         if rt.is_main and not resume:
@@ -265,10 +269,15 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
         end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
 
         for epoch in range(start_epoch, end_epoch):
+            if _patience_spent(tc.patience, epoch, best, val_src is not None, rt):
+                result.stopped_early = True
+                break
             start = time.perf_counter()
             model.train()
             if config.model.freeze_image_encoder:
                 model.visual.eval()  # frozen tower: fixed BatchNorm statistics, so features never change
+            elif epoch == 0 and tc.bn_frozen_first_epoch:
+                freeze_batchnorm(model.visual)
             # Kept on the device and read once an epoch: a float() per step would make the host
             # wait for the GPU every step instead of queueing the next one.
             step_losses: list[torch.Tensor] = []
@@ -282,6 +291,8 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
                     loss = loss_fn(logits.float(), targets, epoch=epoch, index=index.to(rt.device))
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
+                    if loss_groups and rt.distributed:
+                        average_gradients([p for g in loss_groups for p in g["params"]], rt)
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
@@ -323,6 +334,27 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
 
 
 
+def freeze_batchnorm(module: torch.nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: normalise with the pretrained running
+    statistics and leave them unchanged (the published first epoch; its weights still train)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _patience_spent(patience: int | None, epoch: int, best: dict, has_val: bool, rt: Runtime) -> bool:
+    """True when ``patience`` epochs have passed since the best validation mAP (early stopping).
+
+    Decided from the best epoch alone, so a resumed run stops exactly where it would have; rank
+    0 keeps ``best``, so its answer is shared with every process (they must stop together).
+    """
+    if not patience or not has_val:
+        return False
+    # ``epoch`` (0-based) epochs are done; ``best["epoch"]`` counts from 1, 0 when none was saved.
+    spent = rt.is_main and best["epoch"] >= 1 and epoch - best["epoch"] >= patience
+    return all_reduce_mean(1.0 if spent else 0.0, rt) > 0
+
+
 def _append_metrics(path: Path, record: EpochRecord) -> None:
     """Rewrite metrics.jsonl atomically with one more line (a crash never leaves half a line)."""
     old = path.read_text() if path.exists() else ""
@@ -338,7 +370,9 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
     """
     if ema is not None and not full:
         backup = ema.swap_into(model)
-    weights = {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()}
+    # A copy: on the CPU .cpu() returns the model's own tensors, which restoring the raw weights
+    # below would overwrite in place (best.ckpt would hold raw weights beside EMA label features).
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.trainable_state_dict().items()}
     model.eval()
     with torch.no_grad():
         label_feats = model.label_features().float().cpu()

@@ -34,10 +34,15 @@ def param_groups(model: HSPNet, config: TrainConfig) -> list[dict]:
     return out
 
 
-def build_optimizer(model: HSPNet, config: TrainConfig, steps_per_epoch: int
+def build_optimizer(model: HSPNet, config: TrainConfig, steps_per_epoch: int,
+                    extra_groups: list[dict] | None = None
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
-    """Adam + OneCycle over ``schedule_epochs`` (or ``epochs``) x ``steps_per_epoch`` steps."""
-    groups = param_groups(model, config)
+    """Adam + OneCycle over ``schedule_epochs`` (or ``epochs``) x ``steps_per_epoch`` steps.
+
+    ``extra_groups`` are parameter groups outside the model (ROLE's label estimates), each with
+    its own ``lr`` as its OneCycle maximum.
+    """
+    groups = param_groups(model, config) + list(extra_groups or [])
     # One fused kernel for the whole update on a GPU instead of a few per parameter tensor.
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
     optimizer = torch.optim.Adam(groups, lr=config.lr, fused=True if on_cuda else None)

@@ -111,6 +111,15 @@ def all_reduce_mean(value: float, runtime: Runtime) -> float:
     return float(t.item()) / runtime.world_size
 
 
+def average_gradients(params: list[torch.Tensor], runtime: Runtime) -> None:
+    """Average the gradients of parameters DDP does not manage (ROLE's label estimates) over
+    processes, as DDP does for the model's: every process then takes the same step."""
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(runtime.world_size)
+
+
 def gather_rows(indices: torch.Tensor, rows: torch.Tensor, runtime: Runtime, n: int) -> torch.Tensor | None:
     """Put every process's (index, row) pairs into one (n, C) tensor on rank 0 (None elsewhere).
 
