@@ -17,8 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import (demo_cmd, eval_cmd, export_cmd, index_cmd, search_cmd, split_cmd, tag_cmd,
-                                 taxonomy_cmd, train_cmd)
+from hspnet_cli.commands import (demo_cmd, eval_cmd, export_cmd, index_cmd, search_cmd, select_cmd, split_cmd,
+                                 tag_cmd, taxonomy_cmd, train_cmd)
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import UserError
 
@@ -72,6 +72,7 @@ app.command("export")(export_cmd.export)
 app.command("tag")(tag_cmd.tag)
 app.command("search")(search_cmd.search)
 app.add_typer(index_cmd.app, name="index")
+app.command("select")(select_cmd.select)
 
 
 if __name__ == "__main__":  # pragma: no cover
