@@ -12,8 +12,8 @@ Strategies (``--strategy``):
   likely image not yet chosen. Each pick adds its predicted labels to the counts.
 * ``random``: a seeded uniform sample (the baseline to compare with).
 * ``mix`` (default): coverage for 20% of N, then uncertainty for 60%, picked by k-center among
-  the ``pool_factor`` x that many most uncertain images (uncertain but not near-duplicates of
-  each other or of what is labelled), then diversity for 20% (what nothing covers yet). Shares
+  the ``pool_factor`` x that many most uncertain images (at most half of the unlabelled ones;
+  uncertain but not near-duplicates of each other or of what is labelled), then diversity for 20% (what nothing covers yet). Shares
   are ``--mix``.
 
 Every random choice draws from ``SeedSequence([seed, stage])``; same inputs and seed give the
@@ -211,7 +211,9 @@ def select_images(tags_file: str | Path, options: SelectOptions,
             take(free[_best(stats.uncertainty[free], free, quota)].tolist(), "uncertainty")
         else:
             if stage == "uncertainty":
-                pool = free[_best(stats.uncertainty[free], free, min(len(free), quota * options.pool_factor))]
+                # never more than half of what is left, or the "most uncertain" pool would be everything
+                size = max(quota, min(quota * options.pool_factor, len(free) // 2))
+                pool = free[_best(stats.uncertainty[free], free, min(len(free), size))]
             else:
                 pool = free if len(free) <= options.pool else rng.choice(free, size=options.pool, replace=False)
             centres = np.concatenate([labelled_rows, np.asarray(rows, np.int64)])
