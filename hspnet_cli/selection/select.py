@@ -140,13 +140,14 @@ def _thresholds(tags: TagsOutput, n_labels: int) -> np.ndarray:
 
 
 def select_images(tags_file: str | Path, options: SelectOptions,
-                  progress: Callable[[str, int], Any] | None = None) -> Selection:
+                  progress: Callable[[str, int], Any] | None = None, source: ProbSource | None = None) -> Selection:
     """Choose ``options.n`` images of a tag output to label next (see the module docstring).
 
     Args:
         tags_file: ``tags.csv`` / ``tags.jsonl`` of ``hspnet tag`` or ``hspnet index merge``.
         options: Strategy, mix, seed, exclusions, model and pool sizes.
         progress: Factory ``(description, rows) -> context with .advance(n)`` for the scoring pass.
+        source: Probabilities the caller already has (default: :func:`~.scores.open_probabilities`).
 
     Raises:
         UserError: Bad input, or a strategy that needs every label's probability when only the
@@ -160,7 +161,7 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     excl = read_exclusions(options.exclude, tags, tax)
     eligible = ~excl.mask
     quotas = options.quotas()
-    source = open_probabilities(tags, options.model)
+    source = source if source is not None else open_probabilities(tags, options.model)
     if not source.complete and "uncertainty" in quotas:
         raise UserError(f"{tags.file}: uncertainty needs every label's probability, and {source.detail}; "
                         "pass --model (the model that tagged), tag with --format jsonl, or use --strategy "
