@@ -14,7 +14,7 @@ Then measures, each phase's peak *anonymous* memory sampled from ``/proc/self/st
 cache the kernel can drop, so they are not counted) and its wall time:
 
 1. ``read``: :func:`read_tags_output` of the 1M-row tags.csv (paths and row offsets);
-2. ``score``: the streaming pass over every label's probability (1M x 80, chunks of 65,536);
+2. ``score``: the streaming pass over every label's probability (1M x 80, chunks of 16,384);
 3. ``select mix``: the whole ``select_images`` call, default strategy and pool, with 20,000
    images excluded as labelled (they start the k-center as centres);
 4. k-center alone (``--strategy diversity``) for pools of 20k / 100k (default) / all rows, at
@@ -125,6 +125,33 @@ def coverage_quality(emb: np.ndarray, picks: np.ndarray, eval_rows: np.ndarray, 
             "clusters_hit": int(len(np.unique(cluster_of[picks])))}
 
 
+def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
+    """Rows/s of the scoring pass reading every label's probability from a tags.jsonl."""
+    from hspnet_cli.index.tags_input import read_tags_output
+    from hspnet_cli.selection.scores import ProbSource, image_stats
+
+    sub = root / "jsonl"
+    sub.mkdir(exist_ok=True)
+    rng = np.random.default_rng(5)
+    with open(sub / "tags.jsonl", "w") as fh:
+        for i in range(rows):
+            probs = [round(float(x), 4) for x in rng.random(labels) ** 4]
+            fh.write(json.dumps({"path": f"{i:08d}.jpg", "tags": [], "scores": [], "groups": [], "probs": probs}) + "\n")
+    (sub / "tags.emb.f32").write_bytes(np.zeros((rows, 4), "<f4").tobytes())
+    (sub / "tags.failed.csv").write_text("path,error\n")
+    manifest = json.loads((root / "tags.manifest.json").read_text())
+    manifest.update(embedding={"file": "tags.emb.f32", "dim": 4},
+                    files={"tags": "tags.jsonl", "failed": "tags.failed.csv", "embeddings": "tags.emb.f32"},
+                    fingerprint={"format": "jsonl", "images_dir": str(root / "images")})
+    (sub / "tags.manifest.json").write_text(json.dumps(manifest))
+    tags = read_tags_output(sub / "tags.jsonl")
+    start = time.perf_counter()
+    image_stats(ProbSource(tags, "jsonl", "bench"), np.full(labels, 0.9, np.float32),
+                [np.arange(g * 8, (g + 1) * 8) for g in range(labels // 8)], np.ones(rows, bool), 200)
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -148,6 +175,8 @@ def main() -> None:
     results: dict = {"rows": args.rows, "dim": args.dim, "n": args.n, "cpus": os.cpu_count(),
                      "load_avg": round(os.getloadavg()[0], 1)}
 
+    results["baseline_anon_mib"] = round(_anon_kib() / 1024, 1)
+    print(f"baseline anon memory (interpreter, numpy, faiss, torch imported): {results['baseline_anon_mib']} MiB")
     with PeakAnon() as m:
         tags = read_tags_output(tags_file)
     results["read"] = {"seconds": round(m.seconds, 2), "peak_anon_mib": m.peak_mib}
@@ -161,6 +190,10 @@ def main() -> None:
     results["score"] = {"seconds": round(m.seconds, 2), "rows_per_s": round(tags.n / m.seconds),
                         "peak_anon_mib": m.peak_mib}
     print(f"score pass: {m.seconds:.1f} s ({tags.n / m.seconds:,.0f} rows/s), peak anon {m.peak_mib} MiB", flush=True)
+
+    results["score_jsonl"] = jsonl_rate(args.dir, LABELS)
+    print(f"score pass from a tags.jsonl: {results['score_jsonl']['rows_per_s']:,} rows/s "
+          f"(measured on {results['score_jsonl']['rows']:,} rows)", flush=True)
 
     labelled = args.dir / "labelled.txt"
     rng = np.random.default_rng(1)

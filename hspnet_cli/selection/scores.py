@@ -30,7 +30,7 @@ from hspnet_cli.errors import UserError
 from hspnet_cli.index.tags_input import TagsOutput
 from hspnet_cli.tagging.writer import ENCODING
 
-CHUNK = 65536
+CHUNK = 16384  # rows a pass holds at once: ~10 (rows x labels) float32 temporaries, ~50 MB at 80 labels
 _EPS = 1e-6
 _DESCRIBED = re.compile(r"^(?:checkpoint|export) (.+) \(")
 
@@ -73,8 +73,12 @@ class ProbSource:
         rows: list[np.ndarray] = []
         start = 0
         with open(self.tags.file, "rb") as fh:
-            for i in range(self.tags.n):
-                rows.append(self._parse(self.tags.line(fh, i), i))
+            if self.tags.n:
+                fh.seek(int(self.tags.offsets[0]))  # past a CSV header; then one sequential read
+            for raw in fh:
+                if not raw.strip():
+                    continue  # blank lines are not rows (as the tags reader counts them)
+                rows.append(self._parse(raw, start + len(rows)))
                 if len(rows) == size:
                     yield start, np.stack(rows)
                     start, rows = start + size, []
@@ -109,7 +113,10 @@ class ProbSource:
         where = f"{self.tags.file}: row {row + 1} ({text[:40].strip()!r})"
         n = len(self.labels)
         if self.kind == "jsonl":
-            probs = json.loads(text).get("probs")
+            try:
+                probs = json.loads(text).get("probs")
+            except (json.JSONDecodeError, AttributeError):
+                raise UserError(f"{where}: not a JSON object; was the file edited?") from None
             if not isinstance(probs, list) or len(probs) != n:
                 raise UserError(f"{where}: 'probs' must list {n} probabilities (one per manifest label); "
                                 "was the file edited?")
