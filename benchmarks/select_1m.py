@@ -9,15 +9,18 @@ around 2,000 cluster centres with Zipf-like sizes, so some clusters are rare) an
 80 labels whose features are 80 of the centres (temperature 10, thresholds 0.9): the
 probabilities the "csv + --model" path recomputes from the embeddings.
 
-Then measures, each phase's peak *anonymous* memory sampled from ``/proc/self/status``
-(``RssAnon``: what the process allocated; pages of the memory-mapped embedding file are page
-cache the kernel can drop, so they are not counted) and its wall time:
+Then measures each phase in a fresh process: wall and CPU seconds (the machine is shared, so
+CPU seconds say more than wall time) and peak *anonymous* memory above the interpreter's,
+sampled from ``/proc/self/status`` (``RssAnon``: what the process allocated; pages of the
+memory-mapped embedding file are page cache the kernel can drop, so they are not counted):
 
 1. ``read``: :func:`read_tags_output` of the 1M-row tags.csv (paths and row offsets);
-2. ``score``: the streaming pass over every label's probability (1M x 80, chunks of 16,384);
+2. ``score``: the streaming pass over every label's probability (1M x 80, chunks of 16,384),
+   recomputed from the embeddings as for a tags.csv with its model; ``score_jsonl``: the same
+   pass reading them from a 100,000-row tags.jsonl (rows/s);
 3. ``select mix``: the whole ``select_images`` call, default strategy and pool, with 20,000
    images excluded as labelled (they start the k-center as centres);
-4. k-center alone (``--strategy diversity``) for pools of 20k / 100k (default) / all rows, at
+4. ``random`` and k-center alone (``--strategy diversity``) for pools of 20k / 100k (default) / all rows, at
    ``--dims`` 64 / 128 (PCA) and exact, against N random images: the covering radius and mean
    distance to the nearest pick over an evaluation sample of 100,000 rows (exact distances,
    FAISS), and how many of the 2,000 clusters the picks hit (rare clusters are what random misses).
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -152,6 +156,52 @@ def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
 
+def run_phase(args: argparse.Namespace) -> dict:
+    """One measurement in this (fresh) process; its anonymous memory above the interpreter's."""
+    import faiss  # noqa: F401 - imported before the baseline, like numpy
+
+    from hspnet_cli.index.tags_input import read_tags_output
+    from hspnet_cli.selection.kcenter import farthest_first
+    from hspnet_cli.selection.scores import ProbSource, image_stats
+    from hspnet_cli.selection.select import SelectOptions, select_images
+
+    world = make_world(args.dir, args.rows, args.dim)
+    base = _anon_kib()
+    cpu = time.process_time()
+    name, extra = args.phase, {}
+    with PeakAnon() as m:
+        if name == "score_jsonl":
+            extra = jsonl_rate(args.dir, LABELS)
+        else:
+            tags = read_tags_output(args.dir / "tags.csv")
+            source = ProbSource(tags, "model", "synthetic label features", features=world["centres"][:LABELS],
+                                logit_scale=10.0)
+        if name == "score":
+            image_stats(source, np.full(LABELS, 0.9, np.float32), [np.arange(g * 8, g * 8 + 8) for g in range(10)],
+                        np.ones(tags.n, bool), 200)
+            extra = {"rows_per_s": round(tags.n / (time.perf_counter() - m.t0))}
+        elif name == "select_mix":
+            sel = select_images(args.dir / "tags.csv", SelectOptions(n=args.n, exclude=[str(args.dir / "labelled.txt")]),
+                                source=source)
+            extra = {"phases": {k: round(v, 1) for k, v in sel.facts["seconds"].items()},
+                     "kcenter": sel.facts["kcenter"]}
+        elif name.startswith("kcenter"):
+            _, pool_size, dims = name.split(":")
+            pool = (np.arange(tags.n) if int(pool_size) >= tags.n
+                    else np.random.default_rng(4).choice(tags.n, int(pool_size), replace=False))
+            picks = farthest_first(tags.embeddings(), pool, args.n, np.zeros(0, np.int64), dims=int(dims)).picks
+    out = {"seconds": round(m.seconds, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
+           "peak_anon_mib": round((m.peak - base) / 1024, 1), **extra}
+    if name.startswith("kcenter") or name == "random":
+        if name == "random":
+            picks = np.random.default_rng(3).choice(args.rows, args.n, replace=False)
+            out = {}
+        tags = read_tags_output(args.dir / "tags.csv")
+        eval_rows = np.sort(np.random.default_rng(2).choice(tags.n, min(tags.n, 100000), replace=False))
+        out.update(coverage_quality(tags.embeddings(), picks, eval_rows, world["cluster_of"]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -159,70 +209,34 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "hspnet-select-bench")
     ap.add_argument("--skip-full-pool", action="store_true", help="Leave out the k-center over every row.")
+    ap.add_argument("--phase", help=argparse.SUPPRESS)  # internal: one measurement in a child process
     args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(run_phase(args)))
+        return
 
     import faiss
 
-    from hspnet_cli.index.tags_input import read_tags_output
-    from hspnet_cli.selection.kcenter import farthest_first
-    from hspnet_cli.selection.scores import ProbSource, image_stats
-    from hspnet_cli.selection.select import SelectOptions, select_images
-
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, faiss threads "
-          f"{faiss.omp_get_max_threads()}", flush=True)
-    world = make_world(args.dir, args.rows, args.dim)
-    tags_file = args.dir / "tags.csv"
+          f"{faiss.omp_get_max_threads()}; memory is anonymous memory above the interpreter's, per phase "
+          "in a fresh process (the memory-mapped embeddings are page cache, not counted)", flush=True)
+    make_world(args.dir, args.rows, args.dim)
+    rng = np.random.default_rng(1)
+    paths = [f"d{i // 1000:04d}/{i:08d}.jpg" for i in np.sort(rng.choice(args.rows, 20000, replace=False))]
+    (args.dir / "labelled.txt").write_text("".join(f"{p}\n" for p in paths))
     results: dict = {"rows": args.rows, "dim": args.dim, "n": args.n, "cpus": os.cpu_count(),
                      "load_avg": round(os.getloadavg()[0], 1)}
-
-    results["baseline_anon_mib"] = round(_anon_kib() / 1024, 1)
-    print(f"baseline anon memory (interpreter, numpy, faiss, torch imported): {results['baseline_anon_mib']} MiB")
-    with PeakAnon() as m:
-        tags = read_tags_output(tags_file)
-    results["read"] = {"seconds": round(m.seconds, 2), "peak_anon_mib": m.peak_mib}
-    print(f"read {tags.n:,} rows: {m.seconds:.1f} s, peak anon {m.peak_mib} MiB", flush=True)
-
-    source = ProbSource(tags, "model", "synthetic label features", features=world["centres"][:LABELS],
-                        logit_scale=10.0)
-    members = [np.arange(g * 8, (g + 1) * 8) for g in range(LABELS // 8)]
-    with PeakAnon() as m:
-        image_stats(source, np.full(LABELS, 0.9, np.float32), members, np.ones(tags.n, bool), 200)
-    results["score"] = {"seconds": round(m.seconds, 2), "rows_per_s": round(tags.n / m.seconds),
-                        "peak_anon_mib": m.peak_mib}
-    print(f"score pass: {m.seconds:.1f} s ({tags.n / m.seconds:,.0f} rows/s), peak anon {m.peak_mib} MiB", flush=True)
-
-    results["score_jsonl"] = jsonl_rate(args.dir, LABELS)
-    print(f"score pass from a tags.jsonl: {results['score_jsonl']['rows_per_s']:,} rows/s "
-          f"(measured on {results['score_jsonl']['rows']:,} rows)", flush=True)
-
-    labelled = args.dir / "labelled.txt"
-    rng = np.random.default_rng(1)
-    labelled.write_text("".join(f"{tags.paths[i]}\n" for i in np.sort(rng.choice(tags.n, 20000, replace=False))))
-    with PeakAnon() as m:
-        sel = select_images(tags_file, SelectOptions(n=args.n, exclude=[str(labelled)]), source=source)
-    results["select_mix"] = {"seconds": round(m.seconds, 2), "peak_anon_mib": m.peak_mib, "phases": {
-        k: round(v, 2) for k, v in sel.facts["seconds"].items()}, "kcenter": sel.facts["kcenter"]}
-    print(f"select mix N={args.n} (20,000 labelled): {m.seconds:.1f} s, peak anon {m.peak_mib} MiB, "
-          f"phases {results['select_mix']['phases']}", flush=True)
-
-    emb = tags.embeddings()
-    eval_rows = np.sort(np.random.default_rng(2).choice(tags.n, min(tags.n, 100000), replace=False))
-    random_picks = np.random.default_rng(3).choice(tags.n, args.n, replace=False)
-    results["kcenter"] = {"random": coverage_quality(emb, random_picks, eval_rows, world["cluster_of"])}
-    print(f"random {args.n}: {results['kcenter']['random']}", flush=True)
     # exact distances over a 100k pool read 400 MB a pick (minutes at N = 1000): 20k stands for "exact"
     variants = [(20000, 0), (20000, 128), (100000, 64), (100000, 128)]
     if not args.skip_full_pool:
-        variants += [(tags.n, 64)]
-    for pool_size, dims in variants:
-        pool = (np.arange(tags.n) if pool_size >= tags.n
-                else np.random.default_rng(4).choice(tags.n, pool_size, replace=False))
-        with PeakAnon() as m:
-            res = farthest_first(emb, pool, args.n, np.zeros(0, np.int64), dims=dims)
-        q = coverage_quality(emb, res.picks, eval_rows, world["cluster_of"])
-        name = f"pool {min(pool_size, tags.n)} dims {dims or 'exact'}"
-        results["kcenter"][name] = {"seconds": round(m.seconds, 2), "peak_anon_mib": m.peak_mib, **q}
-        print(f"k-center {name}: {m.seconds:.1f} s, peak anon {m.peak_mib} MiB, {q}", flush=True)
+        variants.append((args.rows, 64))
+    phases = ["read", "score", "score_jsonl", "select_mix", "random"] + [f"kcenter:{p}:{d}" for p, d in variants]
+    for phase in phases:
+        cmd = [sys.executable, __file__, "--phase", phase, "--rows", str(args.rows), "--dim", str(args.dim),
+               "--n", str(args.n), "--dir", str(args.dir)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{phase:24} {json.dumps(results[phase])}", flush=True)
     print(json.dumps(results))
 
 

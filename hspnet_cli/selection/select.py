@@ -147,7 +147,8 @@ def select_images(tags_file: str | Path, options: SelectOptions,
         tags_file: ``tags.csv`` / ``tags.jsonl`` of ``hspnet tag`` or ``hspnet index merge``.
         options: Strategy, mix, seed, exclusions, model and pool sizes.
         progress: Factory ``(description, rows) -> context with .advance(n)`` for the scoring pass.
-        source: Probabilities the caller already has (default: :func:`~.scores.open_probabilities`).
+        source: Probabilities the caller already has, with the tag output they belong to (which is
+            then not read again; default: :func:`~.scores.open_probabilities` of ``tags_file``).
 
     Raises:
         UserError: Bad input, or a strategy that needs every label's probability when only the
@@ -155,7 +156,7 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     """
     options.check()
     clock = {"start": time.perf_counter()}
-    tags = read_tags_output(tags_file)
+    tags = source.tags if source is not None else read_tags_output(tags_file)
     tax = manifest_taxonomy(tags)
     thresholds = _thresholds(tags, tax.num_labels)
     excl = read_exclusions(options.exclude, tags, tax)
