@@ -17,7 +17,6 @@ relative to another folder.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from hspnet_cli.errors import UserError
 from hspnet_cli.index.tags_input import TagsOutput
-from hspnet_cli.tagging.discover import normalise_listed
+from hspnet_cli.tagging.discover import listed_paths
 from hspnet_cli.taxonomy.core import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -74,27 +73,6 @@ def _is_path_list(path: Path) -> bool:
     return bool(first) and "," not in first and first[0] not in "{[<"
 
 
-def read_path_lines(path: str | Path, root: str | Path) -> list[str]:
-    """Image paths of a list file, relative POSIX keys under ``root`` (the tagged folder).
-
-    Raises:
-        UserError: A line leaves ``root``.
-    """
-    path, out = Path(path), []
-    root_abs = os.path.abspath(root)
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            rel = normalise_listed(text, root_abs)
-            if rel is None:
-                raise UserError(f"{path}:{lineno}: '{text}' is not inside {root}, the folder the tag output's "
-                                "paths are relative to; list paths relative to it")
-            out.append(rel)
-    return out
-
-
 def read_exclusions(files: list[str | Path], tags: TagsOutput, taxonomy: Taxonomy) -> Exclusions:
     """Mark the rows of ``tags`` that any of ``files`` names (see the module docstring).
 
@@ -110,7 +88,7 @@ def read_exclusions(files: list[str | Path], tags: TagsOutput, taxonomy: Taxonom
         if not file.exists():
             raise UserError(f"{file}: --exclude file not found (a list of labelled images or an annotation file)")
         if _is_path_list(file):
-            names, kind = read_path_lines(file, tags.images_dir), "list"
+            names, kind = list(listed_paths(file, tags.images_dir, "--exclude", "the tagged folder")), "list"
         else:
             labels, report = read_annotations(file, taxonomy)
             names, kind = labels.images, f"annotations ({report.format})"
