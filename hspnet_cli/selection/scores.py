@@ -203,7 +203,7 @@ class ImageStats:
         doubt_pair: (n, 2) the two labels.
         positives: Labels at or above their threshold, per image.
         label_positives: (C,) images at or above each label's threshold.
-        candidates: Per label, the eligible rows with its highest probabilities, best first.
+        candidates: Per label, the eligible rows with its highest (non-zero) probabilities, best first.
     """
 
     margin: np.ndarray
@@ -266,8 +266,9 @@ def image_stats(source: ProbSource, thresholds: np.ndarray, group_members: list[
         if len(ok) and keep_per_label > 0:
             sub = probs[ok]
             for j in range(c):
-                vals = np.concatenate([best[j][0], sub[:, j]])
-                ids = np.concatenate([best[j][1], ok + start])
+                has = sub[:, j] > 0  # tags only: a label not among an image's tags is no example of it
+                vals = np.concatenate([best[j][0], sub[has, j]])
+                ids = np.concatenate([best[j][1], ok[has] + start])
                 keep = _top(vals, ids, keep_per_label)
                 best[j] = (vals[keep], ids[keep])
         if progress is not None:
