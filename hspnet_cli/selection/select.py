@@ -22,6 +22,7 @@ same picks, in the same order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -161,6 +162,11 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     thresholds = _thresholds(tags, tax.num_labels)
     excl = read_exclusions(options.exclude, tags, tax)
     eligible = ~excl.mask
+    n_eligible = int(eligible.sum())
+    if n_eligible == 0:
+        raise UserError(f"{tags.file}: all {tags.n} tagged images are labelled already (--exclude); nothing to select")
+    if n_eligible < options.n:
+        log.warning("only %d image(s) are not labelled yet; selecting all of them", n_eligible)
     quotas = options.quotas()
     source = source if source is not None else open_probabilities(tags, options.model)
     if not source.complete and "uncertainty" in quotas:
@@ -169,19 +175,12 @@ def select_images(tags_file: str | Path, options: SelectOptions,
                         "diversity, coverage or random")
     members = [np.asarray([tax.label_index(m) for m in ms], np.int64) for ms in tax.groups.values()]
     clock["read"] = time.perf_counter()
-    bar = progress("scoring", tags.n) if progress is not None else None
-    if bar is not None:
-        with bar:
-            stats = image_stats(source, thresholds, members, eligible, quotas.get("coverage", 0), bar.advance)
-    else:
-        stats = image_stats(source, thresholds, members, eligible, quotas.get("coverage", 0))
+    bar = progress("scoring", tags.n) if progress is not None else contextlib.nullcontext()
+    with bar:
+        stats = image_stats(source, thresholds, members, eligible, quotas.get("coverage", 0),
+                            getattr(bar, "advance", None))
     clock["score"] = time.perf_counter()
 
-    n_eligible = int(eligible.sum())
-    if n_eligible == 0:
-        raise UserError(f"{tags.file}: all {tags.n} tagged images are labelled already (--exclude); nothing to select")
-    if n_eligible < options.n:
-        log.warning("only %d image(s) are not labelled yet; selecting all of them", n_eligible)
     picked = np.zeros(tags.n, dtype=bool)
     rows: list[int] = []
     reasons: list[str] = []
