@@ -13,7 +13,8 @@ the seed set excluded) and B chosen uniformly at random -> single positives for 
 test mAP. Selection therefore uses the seed model, trained on labels a person gave, never the
 random model's zero-shot scores (which mean nothing).
 
-Prints one table: budget, method, test mAP per seed and the mean, plus the seed model alone;
+Prints one table: budget, method, test mAP per seed and the mean, plus the seed model alone
+and chance (every image scored with the labels' test rates: AP = positive rate);
 and for each choice, how many true positives the rarest label has among the labelled images
 (what coverage is for). Ends with one JSON line.
 """
@@ -83,9 +84,15 @@ def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
     n_test = len(order) // 5
     pool, test = order[:-n_test], order[-n_test:]
     (root / "test.csv").write_text(header + "".join(rows[p] for p in test), encoding="utf-8")
+    # a constant score has AP = the label's positive rate: the mAP of knowing nothing about the image
+    names = sorted({lab for p in test for lab in rows[p].strip().split(",", 1)[1].split(";") if lab})
+    chance = float(np.mean([np.mean([lab in rows[p].strip().split(",", 1)[1].split(";") for p in test])
+                            for lab in names]))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 100]))
     seed_set = sorted(rng.choice(pool, args.seed_size, replace=False).tolist())
-    out = [{"seed": seed, "budget": 0, "method": "seed set only", **_train_eval(root, "seed", seed_set, ann, world,
+    out = [{"seed": seed, "budget": 0, "method": "chance", "test_map": round(chance, 4), "images": 0,
+            "rarest_label_positives": 0},
+           {"seed": seed, "budget": 0, "method": "seed set only", **_train_eval(root, "seed", seed_set, ann, world,
                                                                                   seed, args.epochs)}]
     print(json.dumps(out[-1]), flush=True)
     (root / "pool.txt").write_text("".join(f"{p}\n" for p in pool))
