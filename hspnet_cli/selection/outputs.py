@@ -66,11 +66,10 @@ def _fmt(x: float, digits: int = 4) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def pick_rows(sel: Selection) -> list[dict[str, Any]]:
-    """One dict per pick (the picks CSV's columns), in pick order."""
+def pick_rows(sel: Selection, probs: np.ndarray) -> list[dict[str, Any]]:
+    """One dict per pick (the picks CSV's columns), in pick order; ``probs`` are the picks' probabilities."""
     names = sel.taxonomy.label_names
     groups = sel.taxonomy.group_names
-    probs = sel.source.rows(sel.rows)
     st = sel.stats
     uncertainty = st.uncertainty
     out = []
@@ -105,10 +104,10 @@ def pick_rows(sel: Selection) -> list[dict[str, Any]]:
     return out
 
 
-def _coverage_table(sel: Selection) -> dict[str, Any]:
+def _coverage_table(sel: Selection, probs: np.ndarray) -> dict[str, Any]:
     """Predicted positives per label and group among the picks, next to the pool's share."""
     names = sel.taxonomy.label_names
-    above = sel.source.rows(sel.rows) >= sel.thresholds if len(sel.rows) else np.zeros((0, len(names)), bool)
+    above = probs >= sel.thresholds
     picks = above.sum(axis=0)
     n_pool = max(sel.tags.n, 1)
     labels = {name: {"picks": int(picks[j]), "pool_rate": round(float(sel.stats.label_positives[j]) / n_pool, 6),
@@ -126,7 +125,7 @@ def _coverage_table(sel: Selection) -> dict[str, Any]:
                                           if picks[j] == 0 and sel.stats.label_positives[j] > 0]}
 
 
-def report(sel: Selection, paths: dict[str, Path], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def report(sel: Selection, paths: dict[str, Path], probs: np.ndarray) -> dict[str, Any]:
     """The ``STEM.select.json`` content."""
     reasons = {r: sel.reasons.count(r) for r in dict.fromkeys(sel.reasons)}
     eligible = ~sel.exclusions.mask
@@ -146,7 +145,7 @@ def report(sel: Selection, paths: dict[str, Path], rows: list[dict[str, Any]]) -
         "uncertainty": ({"picks_mean": round(float(unc[sel.rows].mean()), 6) if len(sel.rows) else None,
                          "eligible_mean": round(float(unc[eligible].mean()), 6) if eligible.any() else None}
                         if complete else None),
-        "coverage": _coverage_table(sel), **sel.facts,
+        "coverage": _coverage_table(sel, probs), **sel.facts,
         "files": {k: str(v) for k, v in paths.items()},
     }
 
@@ -154,12 +153,13 @@ def report(sel: Selection, paths: dict[str, Path], rows: list[dict[str, Any]]) -
 def write_selection(sel: Selection, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Write the list, the picks CSV and the report (see the module docstring); returns the report."""
     paths = check_out(out, overwrite)
-    rows = pick_rows(sel)
+    probs = sel.source.rows(sel.rows)  # read once: for a jsonl, one seek and parse per pick
+    rows = pick_rows(sel, probs)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=PICK_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    facts = report(sel, paths, rows)
+    facts = report(sel, paths, probs)
     # paths that are not UTF-8 round-trip byte for byte, as in the tag output
     write_bytes_atomic(paths["picks"], buf.getvalue().encode(*ENCODING))
     write_bytes_atomic(paths["list"], "".join(f"{r['path']}\n" for r in rows).encode(*ENCODING))
