@@ -71,6 +71,18 @@ def _train_eval(root: Path, name: str, images: list[str], ann: tuple, world: Pat
             "single_positives": split.summary["splits"][0]["counts"]["train"]["images"]}
 
 
+def _calibrate(scorer, root: Path, world: Path) -> Path:  # type: ignore[no-untyped-def]
+    """hspnet calibrate on the seed set (its single positives; unknown counts as negative there)."""
+    from hspnet_cli.calibration import calibrate, write_thresholds
+    from hspnet_cli.data.split_io import read_split_csv
+    from hspnet_cli.evaluation import score_split, sigmoid
+
+    labels = read_split_csv(root / "seed-split" / "train.csv", scorer.taxonomy)
+    logits, targets = score_split(scorer, labels, world / "images")
+    write_thresholds(root / "thresholds.json", calibrate(sigmoid(logits), targets, scorer.taxonomy.label_names))
+    return root / "thresholds.json"
+
+
 def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.inference import load_scorer
@@ -97,7 +109,9 @@ def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
     print(json.dumps(out[-1]), flush=True)
     (root / "pool.txt").write_text("".join(f"{p}\n" for p in pool))
     (root / "seed.txt").write_text("".join(f"{p}\n" for p in seed_set))
-    tag_images(world / "images", root / "tags" / "pool.jsonl", load_scorer(root / "seed-run" / "best.ckpt"),
+    scorer = load_scorer(root / "seed-run" / "best.ckpt")
+    thresholds = _calibrate(scorer, root, world) if args.calibrate else None
+    tag_images(world / "images", root / "tags" / "pool.jsonl", scorer, thresholds=thresholds,
                list_file=root / "pool.txt", fmt="jsonl", progress=False, workers=0)
     rest = sorted(set(pool) - set(seed_set))
     for budget in args.budgets:
@@ -107,7 +121,8 @@ def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
         chosen = (root / f"select-{budget}.txt").read_text().splitlines()
         brng = np.random.default_rng(np.random.SeedSequence([seed, 200, budget]))
         at_random = brng.choice(rest, budget, replace=False).tolist()
-        for method, picks in ((f"select {args.strategy}", chosen), ("random", at_random)):
+        choices = [(f"select {args.strategy}", chosen)] + ([] if args.no_random else [("random", at_random)])
+        for method, picks in choices:
             name = f"{method.split()[0]}-{budget}"
             out.append({"seed": seed, "budget": budget, "method": method,
                         **_train_eval(root, name, seed_set + picks, ann, world, seed, args.epochs)})
@@ -123,6 +138,10 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--strategy", default="mix")
+    ap.add_argument("--no-random", action="store_true", help="Leave out the random picks (same seeds give the "
+                    "same random picks and models as an earlier run).")
+    ap.add_argument("--calibrate", action="store_true", help="Tag the pool with thresholds hspnet calibrate fits "
+                    "on the seed set (default: 0.5, which a model trained on single positives rarely reaches).")
     ap.add_argument("--keep", type=Path, default=None, help="Keep everything in this folder (default: a temp dir).")
     args = ap.parse_args()
     args.budgets = [int(b) for b in args.budgets.split(",")]

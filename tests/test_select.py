@@ -83,7 +83,7 @@ def test_uncertainty_picks_scores_nearest_threshold_and_group_doubt_breaks_ties(
     emb = unit(np.random.default_rng(1).standard_normal((50, 8)))
     tags = write_jsonl_tags(tmp_path / "tags.jsonl", probs, emb)
     out = tmp_path / "next.txt"
-    select(tags, "-n", 3, "-o", out, "--strategy", "uncertainty")
+    assert "not calibrated" not in select(tags, "-n", 3, "-o", out, "--strategy", "uncertainty")
     assert listed(out) == ["img/0003.jpg", "img/0007.jpg", "img/0030.jpg"]
     rows = picks(out)
     assert [r["reason"] for r in rows] == ["uncertainty"] * 3
@@ -177,6 +177,7 @@ def test_mix_quotas_add_up_and_each_pick_says_why(clusters: dict) -> None:
     assert [r["reason"] for r in rows] == ["coverage"] * 2 + ["uncertainty"] * 4 + ["diversity"]
     assert all(r["why"] for r in rows) and len({r["path"] for r in rows}) == 7
     assert "selected 7" in text
+    assert "not calibrated" in " ".join(text.split())      # every probability 0.02: nothing reaches 0.5
     select(clusters["tags"], "-n", 4, "-o", out, "--mix", "diversity=1")
     assert {r["reason"] for r in picks(out)} == {"diversity"}
 

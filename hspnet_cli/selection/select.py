@@ -180,6 +180,13 @@ def select_images(tags_file: str | Path, options: SelectOptions,
         stats = image_stats(source, thresholds, members, eligible, quotas.get("coverage", 0),
                             getattr(bar, "advance", None))
     clock["score"] = time.perf_counter()
+    tagged_rate = float((stats.positives > 0).mean()) if tags.n else 0.0
+    if source.complete and tagged_rate < 0.05:
+        # a model trained on single positives rarely reaches 0.5: distances to an unreached threshold
+        # rank images by their best score, not by doubt
+        log.warning("%s: only %.1f%% of the images have a label at or above its threshold; the thresholds are "
+                    "probably not calibrated (hspnet calibrate, then hspnet tag --thresholds), and uncertainty "
+                    "around them means little", tags.file, 100 * tagged_rate)
 
     picked = np.zeros(tags.n, dtype=bool)
     rows: list[int] = []
@@ -188,7 +195,7 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     targets: list[int] = []
     labelled_rows = np.flatnonzero(excl.mask)
     emb = tags.embeddings()
-    facts: dict[str, Any] = {"kcenter": {}}
+    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {}}
 
     def take(new: list[int], reason: str, d: list[float] | None = None, t: list[int] | None = None) -> None:
         rows.extend(new)
