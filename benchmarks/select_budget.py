@@ -1,7 +1,8 @@
 """Does ``hspnet select`` pay off? Label budgets chosen by select vs at random, on the demo world.
 
-    .venv/bin/python benchmarks/select_budget.py                              # defaults below, ~15-30 min
+    .venv/bin/python benchmarks/select_budget.py                              # defaults below, 10-30 min
     .venv/bin/python benchmarks/select_budget.py --budgets 100,300 --seeds 0,1,2 --epochs 12
+    .venv/bin/python benchmarks/select_budget.py --budgets 300 --calibrate    # thresholds fitted on the seed set
 
 For each seed: a fresh demo world (``--images``, last fifth held out as test, the rest the
 unlabelled pool) -> a *seed set* of ``--seed-size`` pool images, single positives from the
