@@ -17,10 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import (demo_cmd, eval_cmd, export_cmd, index_cmd, search_cmd, split_cmd, tag_cmd,
-                                 taxonomy_cmd, train_cmd)
-from hspnet_cli.commands import labels_cmd
-from hspnet_cli.commands import annotate_cmd
+from hspnet_cli.commands import (annotate_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd, search_cmd,
+                                 select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import UserError
 
@@ -76,6 +74,7 @@ app.command("search")(search_cmd.search)
 app.add_typer(index_cmd.app, name="index")
 app.command("export-labels")(labels_cmd.export_labels)
 app.command("annotate")(annotate_cmd.annotate)
+app.command("select")(select_cmd.select)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,14 +19,19 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
                      "split --mode single-positive", "train", "eval (test split)", "tag", "index build",
-                     "search --like", "search --text", "export-labels --to label-studio"]
+                     "search --like", "search --text", "export-labels --to label-studio",
+                     "select"]
     train = summary["stages"][4 + 1]
     assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
     assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
     evaluation = summary["stages"][6]
     assert 0 < evaluation["test_map"] <= 1 and len(evaluation["plots"]) == 3
     assert all(Path(p).stat().st_size > 10_000 for p in evaluation["plots"])
-    tag, index, search, text = summary["stages"][7:11]
+    tag, index, search, text, labeling, select = summary["stages"][7:]
+    # 160 images: 32 test, 26 validation excluded; 102 single-positive training images left
+    assert select["picked"] == 100 and select["eligible"] == 102 and select["probabilities"] == "model"
+    assert select["by_reason"] == {"coverage": 20, "uncertainty": 60, "diversity": 20}
+    assert len(set((out / "select" / "next.txt").read_text().splitlines())) == 100
     assert tag["rows"] == 160 and tag["failed"] == 0 and index["count"] == 160
     assert search["query"] not in search["hits"] and len(set(search["hits"])) == 5  # --like leaves itself out
     assert len(text["precision_at_k"]) == 16 and len(text["example_hits"]) == 3

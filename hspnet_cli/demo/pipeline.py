@@ -131,6 +131,7 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
 
     _split_and_train(out_dir, world_dir, n_images, seed, epochs, record, progress)
     _label_studio_tasks(out_dir, record)
+    _select_next(out_dir, seed, record)
     write_text_atomic(out_dir / DEMO_MARKER, json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
@@ -281,3 +282,28 @@ def _label_studio_tasks(out_dir: Path, record: Callable[[StageResult], None]) ->
                        time.perf_counter() - start,
                        {"tasks": facts["rows"], "choices": facts["tags"], "untagged": facts["untagged"],
                         "files": facts["files"]}))
+
+
+def _select_next(out_dir: Path, seed: int, record: Callable[[StageResult], None], n: int = 100) -> None:
+    """Stage select: the next images to label, from the tags the trained model wrote.
+
+    Test and validation images already have full labels and are excluded; what is left are the
+    training images with one positive each, so the picks are the batch a reviewer should label
+    fully next. Probabilities come from the tags' embeddings and the checkpoint that tagged them.
+    """
+    from hspnet_cli.selection import SelectOptions, select_images, write_selection
+
+    start = time.perf_counter()
+    split = out_dir / "split"
+    labelled = [str(split / name) for name in ("val.csv", "test.csv") if (split / name).is_file()]
+    sel = select_images(out_dir / "tags" / "tags.csv", SelectOptions(n=n, exclude=labelled, seed=seed))
+    facts = write_selection(sel, out_dir / "select" / "next.txt")
+    counts, unc = facts["counts"], facts["uncertainty"] or {}
+    reasons = ", ".join(f"{k} {v}" for k, v in counts["by_reason"].items())
+    record(StageResult("select", f"{counts['picked']} of {counts['eligible']} single-positive images to label fully "
+                       f"next ({reasons}); mean uncertainty {unc.get('picks_mean', float('nan')):.3f} vs "
+                       f"{unc.get('eligible_mean', float('nan')):.3f}; {facts['files']['list']}",
+                       time.perf_counter() - start,
+                       {"picked": counts["picked"], "eligible": counts["eligible"], "excluded": counts["excluded"],
+                        "by_reason": counts["by_reason"], "uncertainty": unc, "list": facts["files"]["list"],
+                        "probabilities": facts["probabilities"]["kind"]}))

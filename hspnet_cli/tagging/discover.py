@@ -208,13 +208,30 @@ def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
     list_file, root = Path(list_file), Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: images folder not found; pass the folder the --list paths are relative to")
+    out = PathList()
+    seen: set[str] = set()
+    for rel in listed_paths(list_file, root, "--list", "IMAGES_DIR"):
+        if rel not in seen:
+            seen.add(rel)
+            out.append(rel)
+    return out
+
+
+def listed_paths(list_file: str | Path, root: str | Path, what: str, root_name: str) -> Iterator[str]:
+    """The paths of a list file (see module doc) as relative keys under ``root``, in file order.
+
+    Args:
+        what: What the file is, for messages (``--list``).
+        root_name: What ``root`` is, for messages (``IMAGES_DIR``).
+
+    Raises:
+        UserError: The file cannot be read, or a line points outside ``root`` (named by line).
+    """
     try:
         fh = open(list_file, encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
-        raise UserError(f"{list_file}: cannot read the --list file ({exc.strerror or exc})") from None
+        raise UserError(f"{list_file}: cannot read the {what} file ({exc.strerror or exc})") from None
     root_abs = os.path.abspath(root)
-    out = PathList()
-    seen: set[str] = set()
     with fh:
         for lineno, line in enumerate(fh, 1):
             text = line.strip()
@@ -223,11 +240,8 @@ def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
             rel = normalise_listed(text, root_abs)
             if rel is None:
                 raise UserError(f"{list_file}:{lineno}: '{text}' is not inside {root}; list paths relative to "
-                                "IMAGES_DIR or absolute paths inside it")
-            if rel not in seen:
-                seen.add(rel)
-                out.append(rel)
-    return out
+                                f"{root_name} or absolute paths inside it")
+            yield rel
 
 
 def normalise_listed(text: str, root_abs: str) -> str | None:

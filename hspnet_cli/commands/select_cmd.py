@@ -1,0 +1,70 @@
+"""``hspnet select``: choose the next images to label from a tag output (see :mod:`hspnet_cli.selection`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from hspnet_cli.console import err_console, print_json, say
+
+
+def select(
+    tags: Path = typer.Argument(..., help="tags.csv or tags.jsonl of hspnet tag / index merge (with its "
+                                "embeddings and manifest)."),
+    n: int = typer.Option(..., "-n", "--number", help="How many images to choose."),
+    out: Path = typer.Option(..., "--out", "-o", help="List file to write (one image path a line, what hspnet tag "
+                             "--list reads); STEM.picks.csv and STEM.select.json are written beside it."),
+    strategy: str = typer.Option("mix", "--strategy", "-s", help="mix (default), uncertainty, diversity, coverage "
+                                 "or random."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="Shares of --strategy mix (default "
+                                      "coverage=0.2,uncertainty=0.6,diversity=0.2)."),
+    exclude: list[Path] = typer.Option([], "--exclude", "-x", help="Already labelled: a list file, a split CSV or "
+                                       "any annotation file hspnet split reads (repeatable)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="The model that tagged (checkpoint, run folder or "
+                                         "export): every label's probability from the embeddings of a tags.csv. "
+                                         "Default: the one its manifest names, if still there."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same picks)."),
+    pool: int = typer.Option(100_000, "--pool", help="Diversity candidates: a seeded sample of this many when "
+                             "more images are eligible."),
+    pool_factor: int = typer.Option(10, "--pool-factor", help="mix: k-center among this many times the "
+                                    "uncertainty quota of the most uncertain images."),
+    dims: int = typer.Option(128, "--dims", help="PCA dimensions for k-center distances when the embeddings are "
+                             "wider (0: exact)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an OUT that hspnet select did not write."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (STEM.select.json) on stdout."),
+) -> None:
+    """Choose N images to label next: uncertain ones, diverse ones, rare labels; never what is labelled."""
+    from hspnet_cli.selection import SelectOptions, parse_mix, select_images, write_selection
+    from hspnet_cli.selection.outputs import check_out
+    from hspnet_cli.train.progress import epoch_progress
+
+    options = SelectOptions(n=n, strategy=strategy.strip().lower(), mix=parse_mix(mix), seed=seed,
+                            exclude=[str(p) for p in exclude], model=None if model is None else str(model),
+                            pool=pool, pool_factor=pool_factor, dims=dims)
+    options.check()
+    check_out(out, overwrite)
+    sel = select_images(tags, options, progress=None if as_json else epoch_progress)
+    facts = write_selection(sel, out, overwrite=overwrite)
+    if as_json:
+        print_json(facts)
+        return
+    counts = facts["counts"]
+    table = Table(title=f"selected {counts['picked']} of {counts['eligible']:,} unlabelled images "
+                        f"({counts['excluded']:,} labelled excluded)")
+    for column in ("reason", "images"):
+        table.add_column(column)
+    for reason, k in counts["by_reason"].items():
+        table.add_row(reason, str(k))
+    say(table)
+    say(f"probabilities: {facts['probabilities']['detail']}")
+    if facts.get("uncertainty"):
+        u = facts["uncertainty"]
+        say(f"mean uncertainty: picks {u['picks_mean']:.3f} vs unlabelled {u['eligible_mean']:.3f}")
+    missing = facts["coverage"]["pool_labels_without_picks"]
+    if missing:
+        err_console.print(f"[yellow]predicted in the unlabelled images but in no pick:[/] {', '.join(missing)}")
+    say(f"wrote {facts['files']['list']} (list), {facts['files']['picks']} (reasons and scores), "
+        f"{facts['files']['report']}")
