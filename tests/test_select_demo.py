@@ -97,3 +97,22 @@ def test_csv_without_its_model_needs_model_for_uncertainty_but_not_for_diversity
           taxonomy=tagged["taxonomy"], device="cpu")
     err = hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--model", other, code=2)
     assert "is not the model that tagged" in err
+
+
+def test_select_to_label_studio_writes_tasks_for_exactly_the_picks(tagged: dict) -> None:
+    root = tagged["root"]
+    out = root / "ls" / "next.txt"
+    out.parent.mkdir()
+    hspnet("select", tagged["csv"], "-n", 15, "-o", out, "--to", "label-studio", "--seed", 1)
+    picks = out.read_text().splitlines()
+    tasks = json.loads((root / "ls" / "next.tasks.json").read_text())
+    assert sorted(t["data"]["hspnet_path"] for t in tasks) == sorted(picks) and len(picks) == 15
+    assert (root / "ls" / "next.tasks.labeling-config.xml").is_file()
+    # the same through export-labels --only, and a list naming images the tags lack is warned about
+    (root / "ls" / "more.txt").write_text("\n".join(picks + ["not-tagged.png"]) + "\n")
+    result = CliRunner().invoke(app, ["export-labels", str(tagged["csv"]), "--to", "cvat", "-o",
+                                      str(root / "ls" / "picks.xml"), "--only", str(root / "ls" / "more.txt")])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s)" in result.output and "not in" in result.output
+    assert (root / "ls" / "picks.xml").read_text().count("<image ") == 15
+    hspnet("select", tagged["csv"], "-n", 5, "-o", root / "ls" / "x.txt", "--to", "hf", code=2)

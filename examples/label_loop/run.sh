@@ -23,7 +23,7 @@ if [[ $SMALL == 1 ]]; then
 else
   IMAGES=${IMAGES:?set IMAGES to the folder of images to label}
   TAXONOMY=${TAXONOMY:?set TAXONOMY to a built-in name (coco, voc, ...) or a taxonomy file}
-  ZERO_SHOT=(--clip-model RN50 --pretrained openai)
+  ZERO_SHOT=(--clip-model "${ZERO_SHOT_MODEL:-RN50}" --pretrained "${ZERO_SHOT_PRETRAINED:-openai}")
   TRAIN=(--preset official)
 fi
 
@@ -51,10 +51,15 @@ fi
 $HSPNET split "$REVIEWED" -t "$TAXONOMY" -o "$OUT/split" --mode full --val-fraction 0.2 --seed 1 \
   --overwrite
 
-# 4. Train on them, then tag every image with the trained model.
+# 4. Train on them, calibrate per-label thresholds on the validation images (select's uncertainty
+#    is measured around them), then tag every image with the trained model.
 $HSPNET train --split "$OUT/split" --images "$IMAGES" --out "$OUT/run" -t "$TAXONOMY" "${TRAIN[@]}" --overwrite
-$HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --overwrite
+$HSPNET calibrate "$OUT/run" --data "$OUT/split/val.csv" --images "$IMAGES" --out "$OUT/thresholds.json"
+$HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --thresholds "$OUT/thresholds.json" \
+  --overwrite
 
 # 5. What to label next: the most useful unreviewed images, as Label Studio tasks again.
-$HSPNET select "$OUT/tags/tags.csv" -n "$NEXT" -o "$OUT/next" --exclude "$REVIEWED"
-echo "next batch: $OUT/next"
+mkdir -p "$OUT/next"
+$HSPNET select "$OUT/tags/tags.csv" -n "$NEXT" -o "$OUT/next/next.txt" --exclude "$REVIEWED" --to label-studio \
+  --overwrite
+echo "next batch: $OUT/next/next.txt (reasons: next.picks.csv; Label Studio tasks: next.tasks.json)"

@@ -29,6 +29,8 @@ def export_labels(
     no_sizes: bool = typer.Option(False, "--no-image-sizes", help="cvat: do not read width/height from the "
                                   "image headers."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    only: Optional[Path] = typer.Option(None, "--only", help="A list file (e.g. what hspnet select wrote): "
+                                        "only these images."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Write tags as pre-annotations a labeling tool imports (reviewers see them pre-ticked)."""
@@ -47,7 +49,10 @@ def export_labels(
     with bar:
         summary = run_export(tags, to, out, url_prefix=url_prefix, absolute=absolute,
                              local_files_root=local_files_root, images_dir=images, image_sizes=not no_sizes,
-                             overwrite=overwrite, progress=rows_bar)
+                             overwrite=overwrite, only=only, progress=rows_bar)
+    if summary["not_in_tags"]:
+        err_console.print(f"[yellow]warning:[/] {summary['not_in_tags']} image(s) of {escape(str(only))} are not in "
+                          f"{escape(str(tags))}; was the list made from this tag output?")
     if as_json:
         print_json(summary)
         return

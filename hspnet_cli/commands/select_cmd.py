@@ -33,6 +33,9 @@ def select(
                                     "uncertainty quota of the most uncertain images."),
     dims: int = typer.Option(128, "--dims", help="PCA dimensions for k-center distances when the embeddings are "
                              "wider (0: exact)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Also write the picks as a labeling tool's tasks beside "
+                                     "OUT: label-studio (STEM.tasks.json), cvat (STEM.cvat.xml) or fiftyone "
+                                     "(STEM.fiftyone/). Other image references: hspnet export-labels --only OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an OUT that hspnet select did not write."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (STEM.select.json) on stdout."),
 ) -> None:
@@ -45,9 +48,15 @@ def select(
                             exclude=[str(p) for p in exclude], model=None if model is None else str(model),
                             pool=pool, pool_factor=pool_factor, dims=dims)
     options.check()
+    task_out = _tasks_path(out, to)
     check_out(out, overwrite)
     sel = select_images(tags, options, progress=None if as_json else epoch_progress)
     facts = write_selection(sel, out, overwrite=overwrite)
+    if task_out is not None:
+        from hspnet_cli.labeltools import export_labels
+
+        exported = export_labels(tags, str(to), task_out, only=facts["files"]["list"], overwrite=True)
+        facts["files"]["tasks"] = exported["files"]
     if as_json:
         print_json(facts)
         return
@@ -67,4 +76,20 @@ def select(
     if missing:
         err_console.print(f"[yellow]predicted in the unlabelled images but in no pick:[/] {', '.join(missing)}")
     say(f"wrote {facts['files']['list']} (list), {facts['files']['picks']} (reasons and scores), "
-        f"{facts['files']['report']}")
+        f"{facts['files']['report']}" + (f"; tasks: {', '.join(facts['files']['tasks'].values())}" if to else ""))
+
+
+_TASK_NAMES = {"label-studio": "{stem}.tasks.json", "cvat": "{stem}.cvat.xml", "fiftyone": "{stem}.fiftyone"}
+
+
+def _tasks_path(out: Path, to: Optional[str]) -> Optional[Path]:
+    """Where ``--to`` writes the picks' tasks (checked before any work is done)."""
+    from hspnet_cli.errors import UserError
+
+    if to is None:
+        return None
+    if to not in _TASK_NAMES:
+        hint = (" (an HF metadata.jsonl must sit at or above the images: hspnet export-labels TAGS --to hf --only "
+                f"{out} -o IMAGES/metadata.jsonl)" if to == "hf" else "")
+        raise UserError(f"--to must be one of {', '.join(_TASK_NAMES)}, got '{to}'{hint}")
+    return out.with_name(_TASK_NAMES[to].format(stem=out.stem))

@@ -10,6 +10,7 @@ from hspnet_cli.errors import UserError
 from hspnet_cli.index.tags_input import read_tags_output
 from hspnet_cli.labeltools import writers
 from hspnet_cli.labeltools.rows import ImageRefs, TagRow, iter_rows
+from hspnet_cli.tagging.discover import listed_paths
 
 TARGETS = ("label-studio", "cvat", "hf", "fiftyone")
 # How each tool finds images when no reference option is given (see labeltools.rows).
@@ -37,6 +38,7 @@ def _counted(rows: Iterator[TagRow], counts: dict[str, int],
 def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str | None = None,
                   absolute: bool = False, local_files_root: str | Path | None = None,
                   images_dir: str | Path | None = None, image_sizes: bool = True, overwrite: bool = False,
+                  only: str | Path | None = None,
                   progress: Callable[[int], Callable[[int], Any]] | None = None) -> dict[str, Any]:
     """Write the tags of an ``hspnet tag`` output as ``to``'s pre-annotations.
 
@@ -50,6 +52,8 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
         images_dir: The images folder (default: the tag run's).
         image_sizes: CVAT: read width/height from each image's header when the image is found.
         overwrite: Replace existing output files.
+        only: A list file (what ``hspnet tag --list`` reads and ``hspnet select`` writes): write
+            only these images, in the tag output's order.
         progress: Called once with the number of rows; returns a function called with 1 per
             row written (a progress bar), or None.
 
@@ -86,17 +90,24 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     if not labels:
         raise UserError(f"{source.file}: its manifest lists no labels; rerun hspnet tag with --overwrite")
     counts = {"rows": 0, "tags": 0, "untagged": 0}
-    rows = _counted(iter_rows(source), counts, progress(source.n) if progress is not None else None)
+    rows: Iterator[TagRow] = iter_rows(source)
+    n_rows = source.n
+    if only is not None:
+        wanted = set(listed_paths(only, source.images_dir, "--only", "the tagged images folder"))
+        rows = (row for row in rows if row.path in wanted)
+        n_rows = len(wanted)
+    rows = _counted(rows, counts, progress(n_rows) if progress is not None else None)
     start = time.perf_counter()
     if to == "label-studio":
         files = writers.write_label_studio(out, rows, refs, labels, groups, _model_version(manifest))
     elif to == "cvat":
-        files = writers.write_cvat(out, rows, refs, labels, source.n, f"hspnet tags: {source.file.name}",
+        files = writers.write_cvat(out, rows, refs, labels, n_rows, f"hspnet tags: {source.file.name}",
                                    sizes=image_sizes)
     elif to == "hf":
         files = writers.write_hf(out, rows, refs)
     else:
         files = writers.write_fiftyone(out, rows, refs, labels)
-    return {"to": to, "source": str(source.file), "files": {k: str(v) for k, v in files.items()},
+    missing = n_rows - counts["rows"] if only is not None else 0
+    return {"to": to, "source": str(source.file), "not_in_tags": missing, "files": {k: str(v) for k, v in files.items()},
             "images_dir": str(images), "image_refs": refs.describe(), "labels": len(labels), **counts,
             "model_version": _model_version(manifest), "seconds": round(time.perf_counter() - start, 3)}
