@@ -146,8 +146,12 @@ def describe(value: Any) -> str:
     return f"{kind} ({shown[:60]}{'...' if len(shown) > 60 else ''})"
 
 
-def json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def json_objects(path: Path, shape: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """``(file:line, object)`` for every non-blank line of a JSON Lines file.
+
+    Args:
+        shape: What an object holds (``with "image" and "labels"``), for the message on a line
+            that is not an object.
 
     Raises:
         UserError: A line that is not JSON (file:line:column) or not an object.
@@ -158,5 +162,6 @@ def json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         where = f"{path}:{number}"
         entry = parse_json(line, path, "write one JSON object a line", line=number)
         if not isinstance(entry, dict):
-            raise UserError(f"{where}: expected one JSON object a line")
+            raise UserError(f"{where}: the line is {describe(entry)}; write one JSON object a line"
+                            + (f" {shape}" if shape else ""))
         yield where, entry

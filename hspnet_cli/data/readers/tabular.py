@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, UNKNOWN, Record, normalize_image_path
-from hspnet_cli.data.readers.common import RawAnnotations, describe, parse_json, read_text
+from hspnet_cli.data.readers.common import RawAnnotations, describe, json_objects, read_text
 from hspnet_cli.errors import UserError
 
 _WIDE_VALUES = {"1": POSITIVE, "+1": POSITIVE, "1.0": POSITIVE, "0": NEGATIVE, "0.0": NEGATIVE,
@@ -155,14 +155,7 @@ def read_jsonl(path: Path, known: frozenset[str] | None = None) -> RawAnnotation
             has them of the wrong type, a bad image path, or labels joined in one item.
     """
     records = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        entry = parse_json(line, path, "write one JSON object a line", line=number)
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: the line is {describe(entry)}; write one object a line with \"image\" "
-                            "(a path) and \"labels\" (a list of names)")
+    for where, entry in json_objects(path, 'with "image" (a path) and "labels" (a list of names)'):
         if not isinstance(entry.get("image"), str):
             found = "is missing" if "image" not in entry else f"is {describe(entry['image'])}"
             raise UserError(f"{where}: \"image\" {found}; it must be the image path as text")
