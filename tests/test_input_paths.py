@@ -196,3 +196,16 @@ def test_label_sep_inside_a_taxonomy_label_is_refused(runner: CliRunner, tmp_pat
     # a label with a space is one label, not two: no false alarm with the default separator
     ann.write_text("image,labels\na.jpg,traffic light;dog\n")
     assert invoke(runner, "split", ann, "-t", tax, "-o", tmp_path / "out", "--mode", "full").exit_code == 0
+
+
+def test_tag_list_keeps_spaces_in_listed_paths(tmp_path: Path) -> None:
+    """A list line is the path byte for byte (only the line ending goes), as in split."""
+    from hspnet_cli.tagging.discover import read_path_list
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in (" lead.png", "trail .png", "plain.png"):
+        (root / name).write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\n lead.png\r\ntrail .png\n\n   \nplain.png\n", encoding="utf-8")
+    assert list(read_path_list(listing, root)) == [" lead.png", "trail .png", "plain.png"]

@@ -21,7 +21,7 @@ Rules:
   path in the order above). Symlinked files are kept; a dangling symlink with an image
   extension is kept too and is reported as a failure when read.
 * A folder that cannot be listed (permissions) is skipped with a warning.
-* ``--list FILE``: one path a line (relative to IMAGES_DIR, or absolute inside it; blank lines
+* ``--list FILE``: one path a line, byte-exact but for the line ending (relative to IMAGES_DIR, or absolute inside it; blank lines
   and lines starting with ``#`` are ignored); the order is the file's, repeated paths are kept
   once. Listed files are not checked here: a missing one becomes a failure row when read.
 
@@ -234,8 +234,9 @@ def listed_paths(list_file: str | Path, root: str | Path, what: str, root_name: 
     root_abs = os.path.abspath(root)
     with fh:
         for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
+            # Only the line ending goes: a path keeps its spaces byte-exact, as split does.
+            text = line.rstrip("\r\n")
+            if not text.strip() or text.startswith("#"):
                 continue
             rel = normalise_listed(text, root_abs)
             if rel is None:
