@@ -21,8 +21,8 @@ Rules:
   path in the order above). Symlinked files are kept; a dangling symlink with an image
   extension is kept too and is reported as a failure when read.
 * A folder that cannot be listed (permissions) is skipped with a warning.
-* ``--list FILE``: one path a line, byte-exact but for the line ending (relative to IMAGES_DIR, or absolute inside it; blank lines
-  and lines starting with ``#`` are ignored); the order is the file's, repeated paths are kept
+* ``--list FILE``: one path a line, byte-exact but for the line ending (relative to
+  IMAGES_DIR, or absolute inside it; blank lines and lines starting with ``#`` are ignored); the order is the file's, repeated paths are kept
   once. Listed files are not checked here: a missing one becomes a failure row when read.
 
 Paths are held in a :class:`PathList` (one bytes blob plus offsets), so the only memory that
