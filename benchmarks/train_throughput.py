@@ -8,9 +8,10 @@ Run on demand (never part of the tests):
     python benchmarks/train_throughput.py --device cuda --end-to-end 4096 # + hspnet train on generated images
 
 Part 1 times the optimisation step alone on pre-made tensors (forward, SPLC loss, backward,
-Adam, EMA) with the project's settings (bf16 autocast and channels-last on GPU), and times the
-text side (prompts through the frozen text tower and the GCN, forward and backward) separately,
-at the cut context length and at the full 77 positions, so the saving is a measured number.
+Adam, EMA) with the project's settings (the official preset's autocast, fp16 with a grad
+scaler, and channels-last on GPU; --amp bf16 to compare), and times the text side (prompts
+through the frozen text tower and the GCN, forward and backward) separately, at the cut
+context length and at the full 77 positions, so the saving is a measured number.
 Part 2 (``--end-to-end N``) runs the real ``hspnet train`` loop on N generated demo images at
 the same size, data loading included. Random weights throughout: speed does not depend on them.
 """
@@ -49,7 +50,9 @@ def step_benchmark(args: argparse.Namespace) -> dict:
     optimizer, scheduler = build_optimizer(model, tc, steps_per_epoch=args.steps + args.warmup)
     ema = EMA(model, 0.999)
     loss_fn = build_loss("splc")
-    amp = resolve_amp("auto", device)
+    amp = resolve_amp(args.amp, device)
+    # fp16 (the official preset) needs the grad scaler the real loop uses; bf16 does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     channels_last = device.type == "cuda" and not args.no_channels_last
     if channels_last:
         model.visual.to(memory_format=torch.channels_last)
@@ -68,8 +71,9 @@ def step_benchmark(args: argparse.Namespace) -> dict:
             logits = model(images)
         loss = loss_fn(logits.float(), targets, epoch=0, index=index)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         ema.update(model)
 
@@ -114,7 +118,8 @@ def step_benchmark(args: argparse.Namespace) -> dict:
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
-        "labels": tax.num_labels, "groups": tax.num_groups, "amp": str(amp), "channels_last": channels_last,
+        "labels": tax.num_labels, "groups": tax.num_groups, "amp": str(amp), "grad_scaler": scaler.is_enabled(),
+        "channels_last": channels_last,
         "step_seconds": round(step_s, 4), "images_per_second": round(args.batch_size / step_s, 1),
         "text_side_seconds_cut": round(text_cut, 4), "prompt_length": model.prompts.length,
         "text_side_seconds_full77": round(text_full, 4),
@@ -156,12 +161,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 200 GPU, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--amp", default=None, help="auto | bf16 | fp16 | off (default: the official preset's)")
     parser.add_argument("--end-to-end", type=int, default=0, help="also run hspnet train on N generated images")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     args.batch_size = args.batch_size or (128 if gpu else 8)
+    if args.amp is None:
+        from hspnet_cli.config import load_preset
+
+        args.amp = load_preset("official").train.amp
     args.steps = args.steps or (200 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (20 if gpu else 1)
     out = {"step": step_benchmark(args)}
