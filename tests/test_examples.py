@@ -17,7 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def run_example(name: str, out: Path, **env: str) -> subprocess.CompletedProcess:
     bin_dir = str(Path(sys.executable).parent)
     full_env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                "PYTHON": sys.executable, "EXAMPLE_SMALL": "1", "EXAMPLE_SMALL_IMAGES": "160",
+                "PYTHON": sys.executable, "EXAMPLE_SMALL": "1", "EXAMPLE_SMALL_IMAGES": "100",
                 "OUT": str(out), **env}
     proc = subprocess.run(["bash", str(EXAMPLES / name / "run.sh")], env=full_env, cwd=out.parent,
                           capture_output=True, text=True, timeout=900)
@@ -28,11 +28,12 @@ def run_example(name: str, out: Path, **env: str) -> subprocess.CompletedProcess
 def test_coco_example_reproduces_the_published_pipeline_on_a_coco_layout(tmp_path: Path) -> None:
     out = tmp_path / "coco"
     run_example("coco_single_positive", out)
-    # The split read COCO JSON: 80% of 160 images is train2014, split 80/20 into train/val.
+    # The split read COCO JSON: 80 of the 100 images are train2014 (split 80/20 into train and
+    # val), the other 20 val2014, the test set.
     split = (out / "split" / "split.yaml").read_text()
     assert "single-positive" in split
     metrics = json.loads((out / "test-metrics.json").read_text())
-    assert metrics["images"] == 32
+    assert metrics["images"] == 20
     assert 0.0 < metrics["map"] <= 1.0
 
 
@@ -41,7 +42,7 @@ def test_voc_partial_example_trains_one_run_per_ratio(tmp_path: Path) -> None:
     run_example("voc_partial", out, EXAMPLE_RATIOS="0.3,0.6")
     for p in ("0.3", "0.6"):
         metrics = json.loads((out / f"test-metrics-{p}.json").read_text())
-        assert metrics["images"] == 32
+        assert metrics["images"] == 20
     # Partial labels keep observed negatives (-1) in train.csv; single-positive files have none.
     train = (out / "split" / "keep-0.3" / "train.csv").read_text()
     assert ",-1" in train
@@ -71,11 +72,11 @@ def test_real_mode_names_what_is_missing(tmp_path: Path, name: str, var: str) ->
 
 def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: Path) -> None:
     out = tmp_path / "loop"
-    proc = run_example("label_loop", out, EXAMPLE_REVIEW="100", EXAMPLE_NEXT="15")
-    assert "reviewed 100 of 160 tasks" in proc.stdout
-    # The 60 unanswered tasks were left out as unlabelled, never read as negatives.
+    proc = run_example("label_loop", out, EXAMPLE_REVIEW="70", EXAMPLE_NEXT="15")
+    assert "reviewed 70 of 100 tasks" in proc.stdout
+    # The 30 unanswered tasks were left out as unlabelled, never read as negatives.
     split = (out / "split" / "split.yaml").read_text()
-    assert "60 task(s) without an annotation" in split or "60 task(s) without an annotation" in proc.stderr
+    assert "30 task(s) without an annotation" in split or "30 task(s) without an annotation" in proc.stderr
     picks = (out / "next" / "next.txt").read_text().splitlines()
     tasks = json.loads((out / "next" / "next.tasks.json").read_text())
     reviewed = {t["data"]["hspnet_path"] for t in json.loads((out / "review" / "export.json").read_text())

@@ -7,7 +7,7 @@ HSPNET=${HSPNET:-hspnet}
 PYTHON=${PYTHON:-python3}
 SMALL=${EXAMPLE_SMALL:-0}
 SMALL_IMAGES=${EXAMPLE_SMALL_IMAGES:-240}
-SMALL_TRAIN=(--preset demo --epochs 2 --batch-size 32 --workers 0)
+SMALL_TRAIN=(--preset demo --epochs 1 --batch-size 32 --workers 0)
 
 small_world() {  # small_world LAYOUT OUT: a demo world laid out as LAYOUT (coco|voc|folder) in OUT
   "$PYTHON" "$HERE_SHARED/demo_world_as.py" "$1" "$2" --images "$SMALL_IMAGES"
