@@ -31,7 +31,7 @@ def main() -> None:
 
     from hspnet_cli.data import read_annotations
     from hspnet_cli.data.readers.common import json_where
-    from hspnet_cli.data.split import check_images
+    from hspnet_cli.data.image_check import check_images
     from hspnet_cli.taxonomy import load_taxonomy
 
     coco = load_taxonomy("coco")

@@ -23,7 +23,6 @@ and for each choice, how many true positives the rarest label has among the labe
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile

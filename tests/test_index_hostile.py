@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hspnet_cli.index.build import add_to_index, build_index
+from hspnet_cli.index.build import build_index
 from index_helpers import random_unit, run, write_tags
 
 

@@ -153,7 +153,7 @@ def contained_path(path: str) -> str | None:
     it. ``a/./b``, ``a//b`` and ``a/x/../b`` become ``a/b``; a path that climbs above its root
     (``../x``, ``a/../../x``) or names the root itself (``.``, ``a/..``) gives None. The check is
     lexical (no file system access): what a symlink inside the root points to is checked where
-    files are opened (:func:`hspnet_cli.data.split.check_images`).
+    files are opened (:func:`hspnet_cli.data.image_check.check_images`).
     """
     normal = posixpath.normpath(path)
     if normal in (".", "..") or normal.startswith(("../", "/")):

@@ -23,16 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from hspnet_cli import __version__
 from hspnet_cli.errors import UserError
 from hspnet_cli.locks import output_lock
-from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages, make_tag_loader
-from hspnet_cli.tagging.gpu_decode import (JpegBytesImages, TensorPreprocess, collate_jpeg, finish_batch,
-                                           resolve_decode_mode)
+from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
+from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
 from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
 from hspnet_cli.tagging.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
+from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
 from hspnet_cli.tagging.text_escape import TEXT_ESCAPING
 from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
                                        read_json, shard_out, write_json)
@@ -191,16 +190,6 @@ def _check_existing(paths: OutputPaths, fingerprint: dict[str, Any], overwrite: 
     return None
 
 
-def _embed(scorer: Any, images: torch.Tensor) -> torch.Tensor:
-    device = scorer.device
-    if device.type == "cuda":
-        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast("cuda", dtype=dtype):
-            return scorer.embed(images)
-    return scorer.embed(images)
-
-
 def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -> Path:
     """The tags file a run with ``--out out --shard shard`` writes (shards get ``.shard-i-of-N``)."""
     return shard_out(out, *parse_shard(shard))
@@ -325,20 +314,12 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
     log_start = log_size(paths.decode_log)
     dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from,
                            timeout=decode_timeout, chatter=ChatterLog(paths.decode_log))
-    on_cuda = scorer.device.type == "cuda"
-    if on_cuda:
-        from hspnet_cli.train.runtime import tune_for_cuda
-
-        tune_for_cuda(scorer.device)
-        try:
-            scorer.image_encoder.to(memory_format=torch.channels_last)
-        except Exception:  # noqa: BLE001 - a TorchScript module may refuse; channels_last is only a speed-up
-            pass
+    prepare_for_device(scorer)
     start = time.perf_counter()
     try:
         if len(dataset):
             with intra_op_threads_set(workers, threads):
-                _tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
+                tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
         seconds = time.perf_counter() - start
         manifest.update(complete=True, counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
                         bytes=writer.sizes())
@@ -354,48 +335,3 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
                       outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
                       failures=read_failures(paths.failed), shard=(index, count), skipped=dict(skipped),
                       decoder_messages=messages, decoder_images=chatty)
-
-
-def _tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWriter,
-                 preprocess: TensorPreprocess | None, batch_size: int, workers: int, progress: bool) -> None:
-    """Score every batch of ``dataset`` and append it through ``writer``.
-
-    Raises:
-        UserError: A DataLoader worker died (a decoder crashed on some file, or the OOM killer
-            struck). Everything written so far is kept and recorded, so a rerun continues.
-    """
-    from hspnet_cli.train.progress import NoBar, epoch_progress
-
-    num_labels, embed_dim = scorer.taxonomy.num_labels, writer.embed_dim
-    on_cuda = scorer.device.type == "cuda"
-    loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
-                             collate_fn=collate_jpeg if preprocess is not None else None)
-    with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
-        try:
-            for batch in loader:
-                if preprocess is not None:
-                    images, positions, failed = finish_batch(batch, dataset, preprocess, scorer.device)
-                else:
-                    images, positions, failed = batch
-                keys = [items[p] for p in positions.tolist()]
-                if len(keys):
-                    emb = _embed(scorer, images)
-                    probs = torch.sigmoid(scorer.scores_from_embeddings(emb).float()).cpu().numpy()
-                    emb_np = emb.float().cpu().numpy()
-                else:
-                    probs = np.zeros((0, num_labels), np.float32)
-                    emb_np = np.zeros((0, embed_dim), np.float32)
-                writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed],
-                                   len(keys) + len(failed))
-                bar.advance(len(keys) + len(failed))
-        except RuntimeError as exc:
-            # torch reports a dead worker from its SIGCHLD handler, so the error can surface anywhere
-            # in the loop body (in the forward pass too), not only while fetching the next batch.
-            if "DataLoader worker" not in str(exc):
-                raise
-            first = writer.items_done
-            raise UserError(
-                f"an image-decoding worker died ({str(exc).strip().splitlines()[0]}) while reading the images "
-                f"from #{first + 1} of {len(items)} ('{items[min(first, len(items) - 1)]}') on; the {writer.rows} "
-                "rows written are kept: rerun the same command to continue, and if it dies again there, tag with "
-                "--workers 0 to find the file, or leave it out with --list") from None

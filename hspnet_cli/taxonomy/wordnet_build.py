@@ -22,7 +22,7 @@ from hspnet_cli.taxonomy.wordnet_data import get_wordnet
 from hspnet_cli.taxonomy.wordnet_senses import LabelResolution, _Senses, resolve_labels
 
 if TYPE_CHECKING:
-    from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
+    from nltk.corpus.reader.wordnet import Synset
 
 UNKNOWN_GROUP = "unknown to wordnet"
 _ROOT = "<root>"  # virtual node above all WordNet roots (verbs and adjectives have their own)
