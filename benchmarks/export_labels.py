@@ -43,7 +43,7 @@ print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "peak_rss_mi
 def make_output(root: Path, rows: int) -> None:
     import numpy as np
 
-    from hspnet_cli.tagging.writer import OutputPaths, TagSelector
+    from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector
 
     labels = [f"label{i}" for i in range(16)]
     groups = {f"group{g}": labels[g * 4:(g + 1) * 4] for g in range(4)}

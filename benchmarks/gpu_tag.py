@@ -308,10 +308,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
 
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.tagging.discover import discover_images
     from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.train.runtime import tune_for_cuda
+    from hspnet_cli.core.device import tune_for_cuda
 
     report: dict[str, Any] = {"benchmark": "gpu_tag", "model": args.model, "batch_size": batch_size,
                               "workers": args.workers}

@@ -40,7 +40,7 @@ print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "index_secon
 
 def write_shards(root: Path, rows: int, dim: int, fmt: str, shards: int = 4, labels: int = 80) -> list[Path]:
     """``shards`` tagger outputs of ``rows`` images in total, written by the real TagWriter."""
-    from hspnet_cli.tagging.writer import MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, write_json
+    from hspnet_cli.tagsfile.writer import MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, write_json
 
     names = [f"label{i}" for i in range(labels)]
     selector = TagSelector(names, {f"g{g}": names[g::8] for g in range(8)}, np.full(labels, 0.5), 5)

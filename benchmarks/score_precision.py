@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from hspnet_cli.metrics import mean_average_precision
+from hspnet_cli.evaluation.metrics import mean_average_precision
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ def coverage_quality(emb: np.ndarray, picks: np.ndarray, eval_rows: np.ndarray, 
 
 def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
     """Rows/s of the scoring pass reading every label's probability from a tags.jsonl."""
-    from hspnet_cli.index.tags_input import read_tags_output
+    from hspnet_cli.tagsfile.reader import read_tags_output
     from hspnet_cli.selection.scores import ProbSource, image_stats
 
     sub = root / "jsonl"
@@ -160,7 +160,7 @@ def run_phase(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process; its anonymous memory above the interpreter's."""
     import faiss  # noqa: F401 - imported before the baseline, like numpy
 
-    from hspnet_cli.index.tags_input import read_tags_output
+    from hspnet_cli.tagsfile.reader import read_tags_output
     from hspnet_cli.selection.kcenter import farthest_first
     from hspnet_cli.selection.scores import ProbSource, image_stats
     from hspnet_cli.selection.select import SelectOptions, select_images

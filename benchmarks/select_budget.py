@@ -45,8 +45,8 @@ def _train_eval(root: Path, name: str, images: list[str], ann: tuple, world: Pat
     from hspnet_cli.config import apply_overrides, load_preset
     from hspnet_cli.data.split import SplitOptions, make_split
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import evaluate_scores, score_split
-    from hspnet_cli.inference import load_scorer
+    from hspnet_cli.evaluation.evaluate import evaluate_scores, score_split
+    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.train.loop import train
 
     header, _, rows = ann
@@ -73,9 +73,10 @@ def _train_eval(root: Path, name: str, images: list[str], ann: tuple, world: Pat
 
 def _calibrate(scorer, root: Path, world: Path) -> Path:  # type: ignore[no-untyped-def]
     """hspnet calibrate on the seed set (its single positives; unknown counts as negative there)."""
-    from hspnet_cli.calibration import calibrate, write_thresholds
+    from hspnet_cli.evaluation.calibration import calibrate
+    from hspnet_cli.scoring.thresholds import write_thresholds
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import score_split, sigmoid
+    from hspnet_cli.evaluation.evaluate import score_split, sigmoid
 
     labels = read_split_csv(root / "seed-split" / "train.csv", scorer.taxonomy)
     logits, targets = score_split(scorer, labels, world / "images")
@@ -85,7 +86,7 @@ def _calibrate(scorer, root: Path, world: Path) -> Path:  # type: ignore[no-unty
 
 def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
     from hspnet_cli.demo.world import generate_demo_world
-    from hspnet_cli.inference import load_scorer
+    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.selection import SelectOptions, select_images, write_selection
     from hspnet_cli.tagging.run import tag_images
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from hspnet_cli.demo.world import demo_taxonomy
-from hspnet_cli.inference import zero_shot
+from hspnet_cli.scoring.scorer import zero_shot
 mode, images, out, workers, batch = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.manual_seed(0)
 scorer = zero_shot(demo_taxonomy(), "hspnet-tiny-rn", "none")

@@ -35,7 +35,7 @@ def main() -> None:
     from hspnet_cli.data.split import SplitOptions, make_split
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.train.loop import train
-    from hspnet_cli.train.runtime import intra_op_threads, usable_cores
+    from hspnet_cli.core.device import intra_op_threads, usable_cores
 
     os.environ.pop("OMP_NUM_THREADS", None)
     cores = usable_cores()

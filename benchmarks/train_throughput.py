@@ -39,7 +39,7 @@ def step_benchmark(args: argparse.Namespace) -> dict:
     from hspnet_cli.model.hspnet import build_model
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.train.optim import EMA, build_optimizer
-    from hspnet_cli.train.runtime import resolve_amp, tune_for_cuda
+    from hspnet_cli.core.device import resolve_amp, tune_for_cuda
 
     device = torch.device(args.device)
     tune_for_cuda(device)                              # as hspnet train does

@@ -4,7 +4,7 @@ Each command parses options and calls a plain function from the package; nothing
 logic a user could not call from Python. torch, open_clip and faiss are imported inside the
 commands that need them, so ``hspnet --help`` stays instant.
 
-A :class:`~hspnet_cli.errors.UserError` anywhere below becomes one red line on stderr and
+A :class:`~hspnet_cli.core.errors.UserError` anywhere below becomes one red line on stderr and
 exit status 2; other exceptions are bugs and keep their traceback.
 """
 
@@ -19,8 +19,8 @@ from typer.core import TyperGroup
 from hspnet_cli import __version__
 from hspnet_cli.commands import (annotate_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd, search_cmd,
                                  select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
-from hspnet_cli.console import err_console, setup_logging
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import err_console, setup_logging
+from hspnet_cli.core.errors import UserError
 
 
 class _Root(TyperGroup):

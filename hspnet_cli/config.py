@@ -18,8 +18,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.safe_yaml import load_yaml_file
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.safe_yaml import load_yaml_file
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 

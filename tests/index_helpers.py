@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hspnet_cli.tagging.writer import OutputPaths
+from hspnet_cli.tagsfile.writer import OutputPaths
 import typer
 
 MODEL = "zero-shot hspnet-tiny/random"

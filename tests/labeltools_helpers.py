@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.tagging.writer import OutputPaths, TagSelector
+from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector
 
 LABELS = ["cat", "dog", "sofa", "table", "tree"]
 GROUPS = {"animals": ["cat", "dog"], "furniture": ["sofa", "table"], "plants": ["tree"]}

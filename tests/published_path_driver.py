@@ -27,7 +27,7 @@ def main(steps_path: str, out_path: str) -> None:
     import torch
     from typer.testing import CliRunner
 
-    import hspnet_cli.clip_models as clip_models
+    import hspnet_cli.model.clip_models as clip_models
     from hspnet_cli.cli import app
 
     torch.set_num_threads(1)

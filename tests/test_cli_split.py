@@ -164,12 +164,12 @@ def test_staging_folders_of_killed_runs_are_cleaned_by_the_next_run(runner: CliR
     import subprocess
     import sys
 
-    from hspnet_cli.io_utils import _host_tag
+    from hspnet_cli.core.io_utils import _host_tag
 
     tax, train_csv, _, _ = demo_like(tmp_path)
     out = tmp_path / "split"
     # A run killed with SIGKILL after it made its staging folder: nothing of it could clean up.
-    code = ("import os, signal; from hspnet_cli.io_utils import staging_dir; "
+    code = ("import os, signal; from hspnet_cli.core.io_utils import staging_dir; "
             f"d = staging_dir({str(out)!r}); (d / 'train.csv').write_text('half'); "
             "os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == -9

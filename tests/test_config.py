@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hspnet_cli.config import apply_overrides, config_to_yaml, list_presets, load_config, load_preset
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 
 def test_presets_encode_the_paper_vs_code_differences() -> None:

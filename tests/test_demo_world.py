@@ -24,7 +24,7 @@ from hspnet_cli.demo.world import (
     read_demo_annotations,
     render_demo_image,
 )
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 

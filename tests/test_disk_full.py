@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import invoke
-from hspnet_cli.io_utils import OutputError, atomic_write
+from hspnet_cli.core.io_utils import OutputError, atomic_write
 
 PAGE = 4096
 
@@ -109,7 +109,7 @@ def test_train_whose_first_checkpoint_cannot_be_written_says_how_to_restart(tiny
 
 
 def test_tag_on_a_full_disk_then_resumes_to_the_same_files(tiny_fs, demo_split, tmp_path: Path) -> None:
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.tagging.run import tag_images
     from hspnet_cli.taxonomy import load_taxonomy
 
@@ -183,9 +183,9 @@ class FailingFile:
 
 @pytest.mark.parametrize("nth", [1, 3, 7])
 def test_injected_enospc_at_the_nth_tag_write_then_resume(demo_split, tmp_path: Path, monkeypatch, nth: int) -> None:
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.tagging.run import tag_images
-    from hspnet_cli.tagging.writer import TagWriter
+    from hspnet_cli.tagsfile.writer import TagWriter
     from hspnet_cli.taxonomy import load_taxonomy
 
     images = tmp_path / "imgs"

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import invoke
-from hspnet_cli.calibration import load_thresholds
+from hspnet_cli.scoring.thresholds import load_thresholds
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, write_split_csv
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 from test_train import tiny
 

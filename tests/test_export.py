@@ -9,9 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.export import export_model, file_kind, sidecar_path
-from hspnet_cli.inference import from_checkpoint, from_exported, load_scorer
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.scoring.export import export_model
+from hspnet_cli.scoring.model_file import file_kind, sidecar_path
+from hspnet_cli.scoring.scorer import from_checkpoint, from_exported, load_scorer
 from hspnet_cli.train.loop import train
 from test_train import tiny
 

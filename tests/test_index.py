@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.index import store
 from hspnet_cli.index.build import add_to_index, build_index, choose_factory, default_nprobe, pq_subquantizers
 from hspnet_cli.index.merge import merge_shards
 from hspnet_cli.index.store import load_index
-from hspnet_cli.tagging.writer import OutputPaths
+from hspnet_cli.tagsfile.writer import OutputPaths
 from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 

@@ -93,11 +93,11 @@ def test_query_model_is_compared_by_content_not_by_path_spelling(demo_split, tmp
                                                                  monkeypatch) -> None:
     import torch
 
-    from hspnet_cli.inference import load_scorer
+    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.index.search import same_model
     from hspnet_cli.index.store import load_index
     from hspnet_cli.tagging.run import tag_images
-    from hspnet_cli.train.checkpoint import save_checkpoint
+    from hspnet_cli.model.checkpoint import save_checkpoint
     from hspnet_cli.train.loop import train
     from test_train import tiny
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from hspnet_cli.data import read_annotations
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 from test_readers import voc_xml
 
@@ -227,7 +227,7 @@ def test_voc_difficult_flag_and_thresholds_file_are_checked(tmp_path: Path) -> N
         "<difficult>0</difficult>", "<difficult>yes</difficult>"))
     with pytest.raises(UserError, match=r"a\.xml: <object> #1 \('dog'\) has <difficult>yes</difficult>"):
         read_annotations(voc, VOC)
-    from hspnet_cli.calibration import load_thresholds
+    from hspnet_cli.scoring.thresholds import load_thresholds
 
     path = tmp_path / "thresholds.json"
     for text in ("[" * 100_000, '{"format": ' + "1" * 5000 + "}", "\xff\xfe"):

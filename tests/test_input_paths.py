@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import invoke
 from hspnet_cli.data import read_annotations, read_split_csv
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 from test_readers import voc_xml
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_label_list, load_taxonomy
 from hspnet_cli.taxonomy.compare import compare_taxonomies
 from hspnet_cli.taxonomy.kmeans_build import build_kmeans_taxonomy, load_features, spherical_kmeans

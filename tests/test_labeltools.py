@@ -229,7 +229,7 @@ def test_label_studio_csv_export_with_any_choices_name(runner, tmp_path: Path) -
 
 def test_label_studio_export_is_read_in_chunks_with_exact_lines(tmp_path: Path, monkeypatch) -> None:
     from hspnet_cli.data.readers import labelstudio
-    from hspnet_cli.errors import UserError
+    from hspnet_cli.core.errors import UserError
 
     monkeypatch.setattr(labelstudio._JsonStream, "CHUNK", 7)          # every task crosses chunk ends
     tasks = [{"data": {"image": f"ü/{i}.png", "pad": "x" * (i % 23)}, "annotations": [{"result": []}]}

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke
-from hspnet_cli.errors import UserError
-from hspnet_cli.locks import lock_path, output_lock
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.locks import lock_path, output_lock
 
 HOLD = r"""
 import sys, time
-from hspnet_cli.locks import output_lock
+from hspnet_cli.core.locks import output_lock
 with output_lock(sys.argv[1], "test output"):
     print("held", flush=True)
     time.sleep(120)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.losses import build_loss
 from test_losses import X, T, bce_neg, bce_pos, close, run, sig
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.losses import LOSS_NAMES, SPMLLoss, build_loss, loss_defaults
 
 # One small batch used throughout: 2 images x 3 labels.

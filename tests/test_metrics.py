@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from hspnet_cli.calibration import best_f1_threshold, calibrate
-from hspnet_cli.evaluation import evaluate_scores
-from hspnet_cli.metrics import (average_precision, average_precision_asl, group_scores_and_targets, known_mask,
-                                mean_average_precision, threshold_metrics,
-                                top_k_precision)
+from hspnet_cli.evaluation.calibration import best_f1_threshold, calibrate
+from hspnet_cli.evaluation.evaluate import evaluate_scores
+from hspnet_cli.evaluation.metrics import (average_precision, average_precision_asl, group_scores_and_targets, known_mask, mean_average_precision, threshold_metrics, top_k_precision)
 from hspnet_cli.taxonomy import taxonomy_from_dict
 
 

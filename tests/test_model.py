@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hspnet_cli.clip_models import load_clip
+from hspnet_cli.model.clip_models import load_clip
 from hspnet_cli.config import ModelConfig
 from hspnet_cli.model.graph import GCN, build_graph
 from hspnet_cli.model.hspnet import HSPNet, build_model

@@ -13,12 +13,12 @@ import torch
 
 from conftest import DATA, invoke
 from hspnet_cli.config import apply_overrides, load_preset
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.model.graph import GCN, build_graph, graph_from_similarity
 from hspnet_cli.model.hspnet import cosine_logits
 from hspnet_cli.model.similarity import load_similarity, order_agreement
 from hspnet_cli.taxonomy import load_taxonomy
-from hspnet_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
+from hspnet_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
 from test_train import run, tiny
 
 VOC_SIM = DATA / "clip-rn50-voc-similarity.npy"   # the published 24 x 24 VOC file (labels, then groups)
@@ -72,7 +72,7 @@ def test_near_tie_scores_rank_the_same_under_autocast() -> None:
     # What the fix prevents: the same product inside autocast collapses the 200 scores.
     assert len(torch.unique(naive.float())) < 50
     # eval / tag / calibrate score through a Scorer: the same under autocast as without.
-    from hspnet_cli.inference import Scorer
+    from hspnet_cli.scoring.scorer import Scorer
 
     scorer = Scorer(image_encoder=torch.nn.Identity(), label_features=torch.nn.functional.normalize(label, dim=-1),
                     logit_scale=10.0, taxonomy=load_taxonomy("voc"), image_size=1, transform=lambda x: x,
@@ -229,7 +229,7 @@ def test_checkpoints_record_the_activation_and_old_ones_rebuild_as_built(demo_sp
     run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny"}))
     best = load_checkpoint(tmp_path / "run" / "best.ckpt")
     assert best["clip_build"] == {"quick_gelu": False}
-    from hspnet_cli.clip_models import uses_quick_gelu
+    from hspnet_cli.model.clip_models import uses_quick_gelu
 
     assert not uses_quick_gelu(model_from_checkpoint(best))
     # A checkpoint that records QuickGELU is rebuilt with it (the activation is not a weight).
@@ -254,11 +254,11 @@ def openai_style_archive(path: Path) -> dict:
     registered with open_clip as ``hspnet-tiny-oai``."""
     from torch import nn
 
-    from hspnet_cli.clip_models import _open_clip
+    from hspnet_cli.model.clip_models import open_clip_module
 
     (path.parent / "configs").mkdir(exist_ok=True)
     (path.parent / "configs" / "hspnet-tiny-oai.json").write_text(json.dumps(TINY_OAI))
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     open_clip.add_model_config(path.parent / "configs")
     torch.manual_seed(0)
     model = open_clip.create_model("hspnet-tiny-oai", pretrained=None, force_quick_gelu=True)
@@ -277,8 +277,8 @@ def openai_style_archive(path: Path) -> dict:
 
 
 def test_local_openai_archive_keeps_quickgelu_through_training_and_rebuild(demo_split, tmp_path: Path) -> None:
-    from hspnet_cli.clip_models import load_clip, uses_quick_gelu
-    from hspnet_cli.inference import from_checkpoint
+    from hspnet_cli.model.clip_models import load_clip, uses_quick_gelu
+    from hspnet_cli.scoring.scorer import from_checkpoint
 
     state = openai_style_archive(tmp_path / "ViT-tiny.pt")
     clip = load_clip("hspnet-tiny-oai", str(tmp_path / "ViT-tiny.pt"))

@@ -10,7 +10,7 @@ import pytest
 
 from hspnet_cli.data import read_annotations, read_split_csv, write_split_csv
 from hspnet_cli.data.readers import detect_format, format_list
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 VOC = load_taxonomy("voc")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hspnet_cli.index.build import build_index
-from hspnet_cli.inference import from_checkpoint
+from hspnet_cli.scoring.scorer import from_checkpoint
 from hspnet_cli.tagging.run import tag_images
 from index_helpers import run
 from test_train import tiny
@@ -68,7 +68,7 @@ def test_free_text_goes_through_the_checkpoints_text_tower(tagged: dict) -> None
 
 
 def test_an_export_answers_label_names_but_not_free_text(tagged: dict, tmp_path: Path) -> None:
-    from hspnet_cli.export import export_model
+    from hspnet_cli.scoring.export import export_model
 
     model = export_model(tagged["ckpt"], tmp_path / "model.pt")
     result = run("search", tagged["index"], "--text", "circle", "--model", model, "--json", "--device", "cpu")
@@ -92,7 +92,7 @@ def test_a_checkpoint_without_a_stored_token_embedding_still_scores(tagged: dict
 
 def test_shards_of_a_jsonl_run_merge_into_the_unsharded_output(tagged: dict, demo_split) -> None:
     from hspnet_cli.index.merge import merge_shards
-    from hspnet_cli.tagging.writer import OutputPaths
+    from hspnet_cli.tagsfile.writer import OutputPaths
 
     root, scorer = tagged["root"], from_checkpoint(tagged["ckpt"])
     for i in range(2):
@@ -121,7 +121,7 @@ def test_shards_of_a_jsonl_run_merge_into_the_unsharded_output(tagged: dict, dem
 def test_text_fingerprint_leaves_the_token_embedding_out(tagged: dict) -> None:
     """Checkpoints of a published tower store only this fingerprint; it must not change with the
     token embedding the tower now keeps (older checkpoints still check)."""
-    from hspnet_cli.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from hspnet_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(tagged["ckpt"]))
     before = model.text_fingerprint()

@@ -18,7 +18,7 @@ def image_index(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """12 small images embedded by hspnet-tiny (random weights, seed 0) and indexed."""
     from PIL import Image
 
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.index.search import _query_taxonomy
 
     root = tmp_path_factory.mktemp("search")

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hspnet_cli.cli import app
-from hspnet_cli.index.tags_input import read_tags_output
-from hspnet_cli.inference import from_checkpoint
+from hspnet_cli.tagsfile.reader import read_tags_output
+from hspnet_cli.scoring.scorer import from_checkpoint
 from hspnet_cli.selection.scores import open_probabilities
 from hspnet_cli.tagging.run import tag_images
 from hspnet_cli.train.loop import train

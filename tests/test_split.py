@@ -11,7 +11,7 @@ from scipy.stats import chisquare
 
 from hspnet_cli.data import protocols, read_annotations, read_split_csv, read_split_yaml
 from hspnet_cli.data.split import SplitOptions, make_split
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 VOC = load_taxonomy("voc")

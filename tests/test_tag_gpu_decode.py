@@ -14,12 +14,12 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import DecodeError, open_rgb
 from hspnet_cli.tagging.gpu_decode import (TensorPreprocess, apply_orientation, read_jpeg,
                                            resolve_decode_mode)
 from hspnet_cli.tagging.run import tag_images
-from hspnet_cli.train.data import build_transform
+from hspnet_cli.model.preprocess import build_transform
 
 # Measured on the fixture below (torch 2.14 / torchvision 0.29, CPU): embedding cosine >= 0.999998,
 # preprocessing max |diff| 0.058 and mean |diff| <= 0.0046 after normalisation; bounds leave room.
@@ -30,7 +30,7 @@ MAX_MEAN_DIFF = 0.02
 
 @pytest.fixture(scope="module")
 def scorer(demo_split):
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.taxonomy import load_taxonomy
 
     torch.manual_seed(0)   # the same random weights whatever ran before (probabilities are compared to 4 decimals)

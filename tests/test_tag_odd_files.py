@@ -135,7 +135,7 @@ class CLevelWarning:
 def test_c_level_decoder_warnings_go_to_the_log_not_to_fd_2(demo_split, tmp_path: Path, capfd, workers: int) -> None:
     import dataclasses
 
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.tagging.run import tag_images
     from hspnet_cli.taxonomy import load_taxonomy
 

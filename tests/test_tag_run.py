@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import open_rgb
 from hspnet_cli.tagging.run import tag_images
-from hspnet_cli.tagging.writer import TagWriter
+from hspnet_cli.tagsfile.writer import TagWriter
 from test_tag_decode import huge_png_header
 
 GOOD = 14
@@ -22,7 +22,7 @@ GOOD = 14
 
 @pytest.fixture(scope="module")
 def scorer(demo_split):
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.taxonomy import load_taxonomy
 
     return zero_shot(load_taxonomy(demo_split["taxonomy"]), "hspnet-tiny", None)
@@ -160,7 +160,7 @@ def test_other_options_refused_unless_overwrite(scorer, folder: Path, tmp_path: 
 
 
 def test_thresholds_file_stored_thresholds_and_top_k(scorer, folder: Path, tmp_path: Path) -> None:
-    from hspnet_cli.inference import ExportedScorer
+    from hspnet_cli.scoring.scorer import ExportedScorer
 
     names = scorer.taxonomy.label_names
     table = {n: 1.0 for n in names}
@@ -231,10 +231,10 @@ def test_cli_tag(scorer, demo_split, folder: Path, tmp_path: Path, monkeypatch) 
 KILL_SCRIPT = r"""
 import os, signal, sys
 import torch
-from hspnet_cli.inference import zero_shot
+from hspnet_cli.scoring.scorer import zero_shot
 from hspnet_cli.taxonomy import load_taxonomy
 from hspnet_cli.tagging.run import tag_images
-from hspnet_cli.tagging.writer import TagWriter
+from hspnet_cli.tagsfile.writer import TagWriter
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

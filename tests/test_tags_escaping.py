@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hspnet_cli.tagging.text_escape import escape, join_list, split_list, unescape
-from hspnet_cli.tagging.writer import TagSelector
+from hspnet_cli.tagsfile.escape import escape, join_list, split_list, unescape
+from hspnet_cli.tagsfile.writer import TagSelector
 
 ODD_NAMES = [b"caf\xe9.png", b"back\\slash.png", b"new\nline.png", b"=HYPERLINK(1).png", b"+1.png", b"-x.png",
              b"@sum.png", b'comma, "quote".png', b"tab\there.png", "ünï.png".encode(), b"semi;colon.png"]
@@ -53,8 +53,8 @@ def test_a_label_with_a_separator_or_a_formula_keeps_the_cells_unambiguous() -> 
 def test_tag_index_and_search_on_odd_file_names(demo_split, tmp_path: Path) -> None:
     from hspnet_cli.index.build import build_index
     from hspnet_cli.index.store import load_index
-    from hspnet_cli.index.tags_input import read_tags_output
-    from hspnet_cli.inference import zero_shot
+    from hspnet_cli.tagsfile.reader import read_tags_output
+    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.tagging.run import tag_images
     from hspnet_cli.taxonomy import load_taxonomy
     from index_helpers import run

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import Taxonomy, TaxonomyError, list_builtin, load_label_list, load_taxonomy
 
 def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:

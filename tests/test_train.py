@@ -12,8 +12,8 @@ import yaml
 
 from conftest import invoke
 from hspnet_cli.config import apply_overrides, load_preset
-from hspnet_cli.errors import UserError
-from hspnet_cli.train.checkpoint import checkpoint_taxonomy, load_checkpoint, model_from_checkpoint
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.model.checkpoint import checkpoint_taxonomy, load_checkpoint, model_from_checkpoint
 from hspnet_cli.train.loop import train
 
 
@@ -66,7 +66,7 @@ def test_resume_continues_exactly(demo_split, tmp_path: Path) -> None:
 def test_bf16_autocast_path_trains_like_full_precision(demo_split, tmp_path: Path) -> None:
     """The mixed-precision code path GPUs take (autocast bf16), run on the CPU: the same
     first-step loss within bf16's precision, float32 weights in the checkpoint, a usable model."""
-    from hspnet_cli.inference import from_checkpoint
+    from hspnet_cli.scoring.scorer import from_checkpoint
 
     full = run(demo_split, tmp_path / "fp32", tiny(**{"train.amp": "off", "train.epochs": 1}))
     half = run(demo_split, tmp_path / "bf16", tiny(**{"train.amp": "bf16", "train.epochs": 1}))
@@ -83,7 +83,7 @@ def test_bf16_autocast_path_trains_like_full_precision(demo_split, tmp_path: Pat
 
 def test_channels_last_image_tower_gives_the_same_features() -> None:
     """GPU runs put the image tower in channels-last; the features must not change."""
-    from hspnet_cli.clip_models import load_clip
+    from hspnet_cli.model.clip_models import load_clip
 
     torch.manual_seed(0)
     visual = load_clip("hspnet-tiny-rn", "none").model.visual.eval()

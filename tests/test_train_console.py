@@ -14,7 +14,7 @@ import yaml
 from conftest import invoke
 from hspnet_cli.config import list_presets
 from hspnet_cli.data.split_io import labels_sha256
-from hspnet_cli.train.checkpoint import best_record, epochs_done, load_checkpoint
+from hspnet_cli.model.checkpoint import best_record, epochs_done, load_checkpoint
 
 RANDOM = "randomly initialised"
 
@@ -197,7 +197,7 @@ def test_image_size_on_the_resnet_trains_and_is_used_downstream(demo_split, runn
                 "--json", "-")
     assert ev.exit_code == 0 and json.loads(ev.stdout)["image_size"] == size
     assert invoke(runner, "export", out, "-o", tmp_path / "m.pt").exit_code == 0
-    from hspnet_cli.inference import load_scorer
+    from hspnet_cli.scoring.scorer import load_scorer
 
     scorer = load_scorer(tmp_path / "m.pt")
     assert scorer.image_size == size and scorer(torch.rand(2, 3, size, size)).shape == (2, 16)
@@ -213,7 +213,7 @@ def test_image_size_that_cannot_work_is_refused_before_any_folder(demo_split, ru
 
 
 def test_vit_image_size_resamples_patch_positions() -> None:
-    from hspnet_cli.clip_models import load_clip
+    from hspnet_cli.model.clip_models import load_clip
     from hspnet_cli.model.image_size import fit_image_size, resample_positions
 
     visual = load_clip("hspnet-tiny", "none").model.visual.eval()
@@ -229,7 +229,7 @@ def test_vit_image_size_resamples_patch_positions() -> None:
 
 
 def test_thread_rule_and_override(demo_split, runner, tmp_path: Path, monkeypatch) -> None:
-    import hspnet_cli.train.runtime as runtime
+    import hspnet_cli.core.device as runtime
 
     monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -254,7 +254,7 @@ def test_thread_rule_and_override(demo_split, runner, tmp_path: Path, monkeypatc
 
 
 def test_tag_prints_periodic_lines_off_a_terminal(an_run, runner, tmp_path: Path, monkeypatch) -> None:
-    from hspnet_cli.train.progress import LineProgress
+    from hspnet_cli.core.progress import LineProgress
 
     monkeypatch.setattr(LineProgress, "interval", 0.0)
     result = invoke(runner, "tag", an_run["images"], "--out", tmp_path / "tags.csv", "--checkpoint", an_run["out"],
@@ -266,7 +266,7 @@ def test_tag_prints_periodic_lines_off_a_terminal(an_run, runner, tmp_path: Path
 
 
 def test_tag_threads_rule_and_override(an_run, runner, tmp_path: Path, monkeypatch) -> None:
-    import hspnet_cli.train.runtime as runtime
+    import hspnet_cli.core.device as runtime
 
     seen: list[int] = []
     real = runtime.intra_op_threads

@@ -12,7 +12,7 @@ import nltk.data
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import LabelSpec, load_label_list, load_taxonomy, taxonomy_from_dict
 from hspnet_cli.taxonomy import wordnet_data
 from hspnet_cli.taxonomy.wordnet_build import UNKNOWN_GROUP, build_wordnet_taxonomy, common_hypernym_name

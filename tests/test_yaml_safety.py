@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import invoke
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import list_builtin, load_label_list, load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ READERS = {
 
 
 def _run_bounded(code: str, path: Path, limit_s: float = 60.0) -> tuple[float, subprocess.CompletedProcess]:
-    program = ("import sys; from pathlib import Path; from hspnet_cli.errors import UserError\nP = sys.argv[1]\n"
+    program = ("import sys; from pathlib import Path; from hspnet_cli.core.errors import UserError\nP = sys.argv[1]\n"
                f"try:\n    {code}\nexcept UserError as exc:\n    print(exc, file=sys.stderr); sys.exit(2)\n")
     start = time.perf_counter()
     try:

@@ -83,7 +83,7 @@ class Preparer:
 
     Args:
         images_dir: IMAGES_DIR.
-        scorer: An :class:`hspnet_cli.inference.Scorer`, or None (no suggestions).
+        scorer: An :class:`hspnet_cli.scoring.scorer.Scorer`, or None (no suggestions).
         max_side: Longest side of the previews sent to the browser.
         cache_items: Prepared images kept (LRU); a few screens ahead and behind is enough.
         workers: Threads decoding and resizing.

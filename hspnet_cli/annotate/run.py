@@ -16,7 +16,7 @@ from hspnet_cli.annotate.prepare import Preparer
 from hspnet_cli.annotate.queue import WorkQueue, build_order
 from hspnet_cli.annotate.server import AnnotateSession, build_app
 from hspnet_cli.annotate.store import LabelStore
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: A
         images_dir: IMAGES_DIR.
         taxonomy: The labels to choose from.
         out: The labels log (created, or continued when it exists).
-        scorer: A suggester (:class:`hspnet_cli.inference.Scorer`) or None.
+        scorer: A suggester (:class:`hspnet_cli.scoring.scorer.Scorer`) or None.
         options: Everything else.
         on_ready: Called once with ``{"url", "token", "host", "port", ...}`` when listening.
     """

@@ -39,7 +39,7 @@ from starlette.routing import Route
 from hspnet_cli.annotate.prepare import Prepared, Preparer, UnsafePath, safe_image_path
 from hspnet_cli.annotate.queue import WorkQueue
 from hspnet_cli.annotate.store import LabelStore
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

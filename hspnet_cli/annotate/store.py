@@ -23,8 +23,8 @@ from typing import Any
 
 from hspnet_cli import __version__
 from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, is_annotate_header, replay_log
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import atomic_write
 from hspnet_cli.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from hspnet_cli.console import err_console, print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import err_console, print_json, say
+from hspnet_cli.core.errors import UserError
 
 
 def _announce(info: dict[str, Any], as_json: bool) -> None:
@@ -69,7 +69,7 @@ def annotate(
     tax = load_taxonomy(taxonomy)
     scorer = None
     if suggest is not None or zero_shot:
-        from hspnet_cli.inference import open_scorer
+        from hspnet_cli.scoring.scorer import open_scorer
 
         scorer = open_scorer(suggest, zero_shot_taxonomy=taxonomy if zero_shot else None,
                              taxonomy=None if zero_shot else taxonomy, clip_model=clip_model,

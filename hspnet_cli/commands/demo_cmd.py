@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hspnet_cli.console import print_json, say
-from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.core.console import print_json, say
+from hspnet_cli.core.io_utils import write_text_atomic
 
 app = typer.Typer(help="The built-in demo world: generated multi-label images with a known hierarchy.",
                   no_args_is_help=True)
@@ -47,9 +47,9 @@ def run_cmd(
     """Run every built stage on a fresh demo world and print a summary table."""
     import json
 
-    from hspnet_cli.console import is_quiet
+    from hspnet_cli.core.console import is_quiet
     from hspnet_cli.demo.pipeline import run_demo
-    from hspnet_cli.train.progress import epoch_progress
+    from hspnet_cli.core.progress import epoch_progress
 
     summary = run_demo(out_dir, n_images=images, seed=seed, overwrite=overwrite, epochs=epochs,
                        on_stage=lambda s: say(f"[green]done[/] {s.name} ({s.seconds:.1f}s)"),

@@ -9,8 +9,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from hspnet_cli.console import is_quiet, print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import is_quiet, print_json, say
+from hspnet_cli.core.errors import UserError
 
 _CHECKPOINT = typer.Argument(None, help="A .ckpt of hspnet train, or a run folder (its best.ckpt).")
 _SHOWN = 15
@@ -24,8 +24,8 @@ def _score(checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
            data: Path, images: Path, batch_size: int, workers: int, device: str):  # type: ignore[no-untyped-def]
     """Load the scorer and the split, score every image: (scorer, labels, logits, targets)."""
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import score_split
-    from hspnet_cli.inference import open_scorer
+    from hspnet_cli.evaluation.evaluate import score_split
+    from hspnet_cli.scoring.scorer import open_scorer
 
     if zero_shot and checkpoint is not None:
         raise UserError("give a CHECKPOINT or --zero-shot, not both")
@@ -92,9 +92,9 @@ def eval_command(
     """Evaluate a checkpoint (or zero-shot CLIP) on a labelled split: mAP, per-class AP, F1, plots."""
     import json
 
-    from hspnet_cli.evaluation import evaluate_scores
-    from hspnet_cli.inference import describe
-    from hspnet_cli.io_utils import write_text_atomic
+    from hspnet_cli.evaluation.evaluate import evaluate_scores
+    from hspnet_cli.scoring.scorer import describe
+    from hspnet_cli.core.io_utils import write_text_atomic
 
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a probability in [0, 1]; got {threshold}")
@@ -110,7 +110,7 @@ def eval_command(
     result = report.to_dict()
     plots: list[Path] = []
     if plot is not None:
-        from hspnet_cli.plots import write_plots
+        from hspnet_cli.evaluation.plots import write_plots
 
         plots = write_plots(plot, report, logits, targets, scorer.label_features.float().cpu().numpy(),
                             title=f"{scorer.description} on {data.name}")
@@ -140,7 +140,7 @@ def _decision_thresholds(scorer: Any, threshold: float | None, path: Path | None
     ``--thresholds`` file, else ``--threshold``, else the model's calibrated ones (an export made
     with ``--thresholds``), else 0.5."""
     if path is not None:
-        from hspnet_cli.calibration import load_thresholds
+        from hspnet_cli.scoring.thresholds import load_thresholds
 
         return load_thresholds(path, scorer.taxonomy), f"the per-class thresholds of {path}"
     if threshold is not None:
@@ -156,7 +156,7 @@ def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional
     loss score every label low), and how to get thresholds that fit the model."""
     import numpy as np
 
-    from hspnet_cli.evaluation import sigmoid
+    from hspnet_cli.evaluation.evaluate import sigmoid
 
     probs = sigmoid(logits)
     if probs.size == 0 or (probs >= np.asarray(cut, dtype=np.float32)).any():
@@ -187,10 +187,11 @@ def calibrate_command(
     as_json: bool = typer.Option(False, "--json", help="Also print the thresholds file to stdout."),
 ) -> None:
     """Fit per-class probability thresholds that maximise F1 on a labelled split."""
-    from hspnet_cli.calibration import calibrate, write_thresholds
-    from hspnet_cli.evaluation import sigmoid
+    from hspnet_cli.evaluation.calibration import calibrate
+    from hspnet_cli.scoring.thresholds import write_thresholds
+    from hspnet_cli.evaluation.evaluate import sigmoid
 
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     if not 0.0 <= default <= 1.0:
         raise UserError(f"--default is a probability in [0, 1]; got {default}")

@@ -1,4 +1,4 @@
-"""``hspnet export``: a training checkpoint -> a small inference model (see :mod:`hspnet_cli.export`)."""
+"""``hspnet export``: a training checkpoint -> a small inference model (see :mod:`hspnet_cli.scoring.export`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from hspnet_cli.console import print_json, say
+from hspnet_cli.core.console import print_json, say
 
 
 def export(
@@ -20,7 +20,8 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export the image tower and the fixed label features: inference without the text tower."""
-    from hspnet_cli.export import export_model, sidecar_path
+    from hspnet_cli.scoring.export import export_model
+    from hspnet_cli.scoring.model_file import sidecar_path
 
     fmt = fmt.strip().lower()
     path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from hspnet_cli.console import print_json, say
+from hspnet_cli.core.console import print_json, say
 
 app = typer.Typer(help="Build, grow and merge FAISS indexes of tagged images (for hspnet search).",
                   no_args_is_help=True)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hspnet_cli.console import err_console, is_quiet, print_json, say
+from hspnet_cli.core.console import err_console, is_quiet, print_json, say
 
 
 def export_labels(

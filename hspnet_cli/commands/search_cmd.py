@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hspnet_cli.console import print_json, say
+from hspnet_cli.core.console import print_json, say
 
 
 def search(
@@ -34,7 +34,7 @@ def search(
                                    "(refused by default)."),
 ) -> None:
     """Search an index by --text, --image or --like; print, --json, or --copy-to the top k."""
-    from hspnet_cli.errors import UserError
+    from hspnet_cli.core.errors import UserError
     from hspnet_cli.index.search import copy_hits, run_search
 
     if pretrained is not None and clip_model is None:
@@ -43,7 +43,7 @@ def search(
         pretrained = "openai"
     dev = device
     if like is None:
-        from hspnet_cli.train.runtime import resolve_device
+        from hspnet_cli.core.device import resolve_device
 
         dev = str(resolve_device(device))
     idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=model,

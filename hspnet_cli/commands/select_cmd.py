@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hspnet_cli.console import err_console, print_json, say
+from hspnet_cli.core.console import err_console, print_json, say
 
 
 def select(
@@ -42,7 +42,7 @@ def select(
     """Choose N images to label next: uncertain ones, diverse ones, rare labels; never what is labelled."""
     from hspnet_cli.selection import SelectOptions, parse_mix, select_images, write_selection
     from hspnet_cli.selection.outputs import check_out
-    from hspnet_cli.train.progress import epoch_progress
+    from hspnet_cli.core.progress import epoch_progress
 
     options = SelectOptions(n=n, strategy=strategy.strip().lower(), mix=parse_mix(mix), seed=seed,
                             exclude=[str(p) for p in exclude], model=None if model is None else str(model),
@@ -84,7 +84,7 @@ _TASK_NAMES = {"label-studio": "{stem}.tasks.json", "cvat": "{stem}.cvat.xml", "
 
 def _tasks_path(out: Path, to: Optional[str]) -> Optional[Path]:
     """Where ``--to`` writes the picks' tasks (checked before any work is done)."""
-    from hspnet_cli.errors import UserError
+    from hspnet_cli.core.errors import UserError
 
     if to is None:
         return None

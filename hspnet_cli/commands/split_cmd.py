@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hspnet_cli.console import err_console, is_quiet, print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import err_console, is_quiet, print_json, say
+from hspnet_cli.core.errors import UserError
 
 _TOP = 5
 

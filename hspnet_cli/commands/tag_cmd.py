@@ -1,7 +1,7 @@
 """``hspnet tag``: tag a folder of images with an exported model, a checkpoint or zero-shot CLIP.
 
 A thin command over :func:`hspnet_cli.tagging.run.tag_images`; file formats are documented in
-:mod:`hspnet_cli.tagging.writer`. Exit status: 0 every image tagged, 1 some images could not be
+:mod:`hspnet_cli.tagsfile.writer`. Exit status: 0 every image tagged, 1 some images could not be
 read (listed in ``STEM.failed.csv``), 2 usage errors, 130 interrupted (rerun to continue).
 """
 
@@ -12,14 +12,14 @@ from typing import Optional
 
 import typer
 
-from hspnet_cli.console import err_console, print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import err_console, print_json, say
+from hspnet_cli.core.errors import UserError
 
 
 def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
                  clip_model: str, pretrained: str, device: str):  # type: ignore[no-untyped-def]
     """The scorer of exactly one of --model / --checkpoint / --zero-shot, on ``device``."""
-    from hspnet_cli.inference import open_scorer
+    from hspnet_cli.scoring.scorer import open_scorer
 
     given = [name for name, on in (("--model", model is not None), ("--checkpoint", checkpoint is not None),
                                    ("--zero-shot", zero_shot)) if on]
@@ -82,7 +82,7 @@ def tag(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
     from hspnet_cli.tagging.run import tag_images, tags_out_path
 
     fmt = fmt.strip().lower()

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from hspnet_cli.console import print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import print_json, say
+from hspnet_cli.core.errors import UserError
 
 app = typer.Typer(help="Label -> group hierarchies: built-ins, WordNet and k-means builders, checks.",
                   no_args_is_help=True)

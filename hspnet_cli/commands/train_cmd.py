@@ -8,8 +8,8 @@ from typing import Any, Optional
 import typer
 
 from hspnet_cli.config import list_presets
-from hspnet_cli.console import is_quiet, print_json, say
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.console import is_quiet, print_json, say
+from hspnet_cli.core.errors import UserError
 
 # Read from the presets folder so --help lists what exists (a glob: --help stays instant).
 _PRESETS = list_presets()
@@ -17,7 +17,7 @@ _PRESETS = list_presets()
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
     """``--set model.n_ctx=8`` -> {"model.n_ctx": 8}; values are read as YAML scalars."""
-    from hspnet_cli.safe_yaml import load_yaml
+    from hspnet_cli.core.safe_yaml import load_yaml
 
     out: dict[str, Any] = {}
     for item in items:
@@ -63,7 +63,8 @@ def train(
     """Train HSPNet (or a baseline) on a split. Multi-GPU: torchrun --nproc_per_node N -m hspnet_cli train ..."""
     from hspnet_cli.config import apply_overrides, load_config, load_preset
     from hspnet_cli.train.loop import train as run_training
-    from hspnet_cli.train.progress import epoch_progress, epoch_reporter
+    from hspnet_cli.core.progress import epoch_progress
+    from hspnet_cli.train.progress import epoch_reporter
 
     if resume is not None:
         given = [name for name, value in (("--split", split), ("--config", config_file), ("--preset", preset),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 _SHOWN = 10  # bad images named in the error; the rest are counted
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 POSITIVE, UNKNOWN, NEGATIVE = 1, 0, -1
 _SHOWN = 8

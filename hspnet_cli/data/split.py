@@ -27,8 +27,8 @@ from hspnet_cli.data.readers import DIFFICULT_POLICIES, FORMATS, format_list, re
 from hspnet_cli.data.split_io import (
     SPLIT_VERSION, SPLIT_YAML, format_split_csv, format_split_yaml, labels_sha256, sha256_files,
 )
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import output_errors, replace_dir, staging_dir
 from hspnet_cli.taxonomy.core import Taxonomy
 
 MODES = ("single-positive", "partial", "full")
@@ -279,8 +279,8 @@ def _write_staged(out_dir: Path, common: dict[str, Any], summaries: list[dict[st
 def make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir: str | Path, test_path: str | Path | None = None,
                options: SplitOptions | None = None) -> SplitResult:
     """Turn full annotations into a weak-label training split folder (holding its output lock,
-    :mod:`hspnet_cli.locks`; see :func:`_make_split` for the arguments)."""
-    from hspnet_cli.locks import output_lock
+    :mod:`hspnet_cli.core.locks`; see :func:`_make_split` for the arguments)."""
+    from hspnet_cli.core.locks import output_lock
 
     with output_lock(out_dir, "split folder"):
         return _make_split(input_path, taxonomy, out_dir, test_path, options)

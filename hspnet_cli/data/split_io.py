@@ -26,9 +26,9 @@ import yaml
 from hspnet_cli.data.labelset import LabelSet, clean_image_path
 from hspnet_cli.data.readers.common import read_text
 from hspnet_cli.data.readers.tabular import csv_rows
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
-from hspnet_cli.safe_yaml import load_yaml_file
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_text_atomic
+from hspnet_cli.core.safe_yaml import load_yaml_file
 from hspnet_cli.taxonomy.core import Taxonomy
 
 SPLIT_MAGIC = "# hspnet-split"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_text_atomic
 
 DEMO_MARKER = "demo-run.json"
 TINY_MODEL = "hspnet-tiny"
@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path, n_images: int = 2000, seed: int = 0, overwrite
     Returns:
         The summary; also written to ``out_dir/demo-run.json``.
     """
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     out_dir = Path(out_dir)
     with output_lock(out_dir, "demo folder"):
@@ -166,7 +166,7 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
     config = apply_overrides(config, changes)
     on_epoch = None
     if progress is not None:  # not --quiet: in a log (make demo > log) one plain line per epoch
-        from hspnet_cli.console import console, say
+        from hspnet_cli.core.console import console, say
         from hspnet_cli.train.progress import epoch_line
 
         if not console.is_terminal:
@@ -186,9 +186,9 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
 def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], None]) -> None:
     """Stage eval: the best checkpoint on the held-out test split, with its pictures."""
     from hspnet_cli.data.split_io import read_split_csv
-    from hspnet_cli.evaluation import evaluate_scores, score_split
-    from hspnet_cli.inference import load_scorer
-    from hspnet_cli.plots import write_plots
+    from hspnet_cli.evaluation.evaluate import evaluate_scores, score_split
+    from hspnet_cli.scoring.scorer import load_scorer
+    from hspnet_cli.evaluation.plots import write_plots
 
     start = time.perf_counter()
     scorer = load_scorer(out_dir / "run" / "best.ckpt")

@@ -48,9 +48,9 @@ from PIL import Image
 from hspnet_cli.demo.summary import DemoWorldSummary, summarise
 from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
 from hspnet_cli.demo.draw import DRAWERS
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import output_errors, replace_dir, staging_dir
-from hspnet_cli.locks import output_lock
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import output_errors, replace_dir, staging_dir
+from hspnet_cli.core.locks import output_lock
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 GENERATOR_VERSION = 1

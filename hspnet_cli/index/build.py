@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.index import store
 from hspnet_cli.index.store import common_root, iter_chunks, load_index, normalize_rows, rebase_paths, save_index
-from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
+from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
         UserError: Bad input files, an empty tags file, a bad factory string or too little
             data to train it.
     """
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     out = Path(out) if out is not None else default_index_path(Path(tags_csv))
     with output_lock(out, "index"):
@@ -281,9 +281,9 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
     or with ``skip_existing`` left out and counted; a path twice in the new file is refused.
     A different embedding dim is always refused; a different model description unless ``force``.
     Recall is not re-measured (the stored value says on how many vectors it was measured).
-    The index is locked while it is read and rewritten (:mod:`hspnet_cli.locks`).
+    The index is locked while it is read and rewritten (:mod:`hspnet_cli.core.locks`).
     """
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     with output_lock(index_path, "index"):
         return _add_to_index(index_path, tags_csv, force, skip_existing)

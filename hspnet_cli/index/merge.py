@@ -1,7 +1,7 @@
 """``hspnet index merge``: shard outputs of ``hspnet tag`` -> one tags file and one index.
 
 The result is an ordinary ``hspnet tag`` output (same files, same manifest layout, see
-:mod:`hspnet_cli.tagging.writer`), so everything that reads a tagger's output reads a merge's:
+:mod:`hspnet_cli.tagsfile.writer`), so everything that reads a tagger's output reads a merge's:
 ``index build``/``add``, and a second merge. Rows are **sorted by path** (relative to the
 deepest folder holding every shard's images folder), so the result does not depend on how the
 images were split or the order the shards are given in. Failures are merged the same way.
@@ -23,15 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.index import store
 from hspnet_cli.index.build import build_index, default_index_path
 from hspnet_cli.index.store import common_root, rebase_paths
-from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
-from hspnet_cli.io_utils import atomic_write
-from hspnet_cli.tagging.text_escape import escape, unescape
-from hspnet_cli.tagging.writer import (CSV_HEADER, ENCODING, FAILED_HEADER, OutputPaths, csv_line, read_failures,
-                                       write_json)
+from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
+from hspnet_cli.core.io_utils import atomic_write
+from hspnet_cli.tagsfile.escape import escape, unescape
+from hspnet_cli.tagsfile.writer import (CSV_HEADER, ENCODING, FAILED_HEADER, OutputPaths, csv_line, read_failures, write_json)
 
 # Fingerprint entries that decide what a row says; shards that differ in one cannot be joined.
 _MUST_AGREE = ("scorer", "labels", "thresholds", "top_k", "format", "text_escaping")
@@ -86,7 +85,7 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
         UserError: No shards, incompatible shards, an image in two shards, or the output being
             one of the shards.
     """
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     if not shards:
         raise UserError("give at least one shard tags file to merge")

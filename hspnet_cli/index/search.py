@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.index.build import set_search_params
 from hspnet_cli.index.store import IndexFiles, load_index, normalize_rows
-from hspnet_cli.io_utils import output_errors
-from hspnet_cli.tagging.text_escape import escape, unescape
+from hspnet_cli.core.io_utils import output_errors
+from hspnet_cli.tagsfile.escape import escape, unescape
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _query_taxonomy() -> Any:
 def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: str | None = None,
                  pretrained: str | None = None, device: str = "cpu") -> Any:
     """The scorer that encodes queries (see the module docstring for the choice)."""
-    from hspnet_cli.inference import load_scorer, zero_shot
+    from hspnet_cli.scoring.scorer import load_scorer, zero_shot
 
     if model is not None and clip_model is not None:
         raise UserError("give --model or --clip-model/--pretrained, not both")

@@ -1,11 +1,11 @@
 """Files of the index: the index with its sidecars, and helpers shared by build, add and merge.
 
-The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.index.tags_input`.
+The input (an ``hspnet tag`` output) is read by :mod:`hspnet_cli.tagsfile.reader`.
 
 **Output** (``tags.faiss``): the FAISS index (id i = the i-th vector added), and two sidecars:
 
 * ``tags.faiss.paths.txt``: one image path a line, line i = id i, relative to ``images_dir``,
-  escaped as tags.csv's path cells are (:mod:`hspnet_cli.tagging.text_escape`; the sidecar
+  escaped as tags.csv's path cells are (:mod:`hspnet_cli.tagsfile.escape`; the sidecar
   says ``"paths_escaping": 1``);
   every path must stay inside that root: an absolute path, a ``..`` that climbs out of it, an
   empty line or a NUL is refused when the index is loaded (an edited or hostile paths file
@@ -35,10 +35,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import (atomic_write, output_error, output_error_in_message, output_errors, read_json_object,
-                                 write_text_atomic)
-from hspnet_cli.tagging.text_escape import TEXT_ESCAPING, escape, unescape
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import (atomic_write, output_error, output_error_in_message, output_errors, read_json_object, write_text_atomic)
+from hspnet_cli.tagsfile.escape import TEXT_ESCAPING, escape, unescape
 
 FORMAT = "hspnet-index"
 FORMAT_VERSION = 1

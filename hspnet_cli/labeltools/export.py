@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.index.tags_input import read_tags_output
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.reader import read_tags_output
 from hspnet_cli.labeltools import writers
 from hspnet_cli.labeltools.rows import ImageRefs, TagRow, iter_rows
 from hspnet_cli.tagging.discover import listed_paths

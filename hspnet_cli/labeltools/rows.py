@@ -1,6 +1,6 @@
 """The rows of a tag output as label-tool writers need them, and how each image is referenced.
 
-A tag output is read through :func:`hspnet_cli.index.tags_input.read_tags_output` (which
+A tag output is read through :func:`hspnet_cli.tagsfile.reader.read_tags_output` (which
 checks the tags file against its manifest and embeddings); rows are then streamed one at a
 time, so an output of millions of images never sits in memory.
 
@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.index.tags_input import TagsOutput
-from hspnet_cli.tagging.writer import ENCODING
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.reader import TagsOutput
+from hspnet_cli.tagsfile.writer import ENCODING
 
 LOCAL_FILES_URL = "/data/local-files/?d="
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, Iterable
 from xml.sax.saxutils import escape, quoteattr
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import atomic_write
 from hspnet_cli.labeltools.rows import ImageRefs, TagRow
 
 FROM_NAME, TO_NAME = "labels", "image"

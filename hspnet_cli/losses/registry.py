@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.losses.base import SPMLLoss
 from hspnet_cli.losses.role import ROLELoss
 from hspnet_cli.losses.terms import ANLoss, EMLoss, EPRLoss, HillLoss, LargeLoss, PartialBCELoss, SPLCLoss

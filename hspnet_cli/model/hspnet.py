@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hspnet_cli.config import ModelConfig
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.model.graph import GCN, build_graph, graph_from_similarity
 from hspnet_cli.model.text import FrozenTextEncoder, PromptTokens, encode_fixed_prompts
 from hspnet_cli.taxonomy import Taxonomy
@@ -246,10 +246,10 @@ def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", se
     """Create the backbone named in ``config`` and wrap it as HSPNet for ``taxonomy``.
 
     The taxonomy ablation of ``config`` (if any) is applied here, seeded by ``seed``.
-    ``quick_gelu`` is passed to :func:`~hspnet_cli.clip_models.load_clip` (None: the activation
+    ``quick_gelu`` is passed to :func:`~hspnet_cli.model.clip_models.load_clip` (None: the activation
     the weights need; a resumed run passes what its checkpoint was built with).
     """
-    from hspnet_cli.clip_models import load_clip
+    from hspnet_cli.model.clip_models import load_clip
 
     similarity = None
     if config.graph_similarity:

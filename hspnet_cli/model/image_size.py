@@ -11,12 +11,17 @@ work, before anything is trained or written.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
+
+if TYPE_CHECKING:
+    from hspnet_cli.config import RunConfig
+    from hspnet_cli.model.hspnet import HSPNet
 
 
 def _pos_owner(visual: nn.Module) -> tuple[nn.Module, int] | None:
@@ -100,3 +105,11 @@ def resample_positions(pos: torch.Tensor, grid: int) -> torch.Tensor:
     cells = image.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos.dtype)
     return torch.cat([first, cells], dim=0)
 
+
+def model_image_size(model: "HSPNet", config: "RunConfig") -> int:
+    """The configured input side, or the image tower's own."""
+    if config.train.image_size:
+        return int(config.train.image_size)
+    from hspnet_cli.model.clip_models import visual_image_size
+
+    return visual_image_size(model.visual)

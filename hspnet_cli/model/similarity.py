@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import Taxonomy
 
 _TOL = 1e-3  # float32 files of unit-vector products: diagonals within ~1e-6 of 1 in practice

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 
 class FrozenTextEncoder(nn.Module):

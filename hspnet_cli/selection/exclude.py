@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.index.tags_input import TagsOutput
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.reader import TagsOutput
 from hspnet_cli.tagging.discover import listed_paths
 from hspnet_cli.taxonomy.core import Taxonomy
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli import __version__
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_bytes_atomic, write_text_atomic
-from hspnet_cli.tagging.writer import ENCODING
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_bytes_atomic, write_text_atomic
+from hspnet_cli.tagsfile.writer import ENCODING
 from hspnet_cli.selection.select import Selection
 
 FORMAT = "hspnet-select"

@@ -26,9 +26,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.index.tags_input import TagsOutput
-from hspnet_cli.tagging.writer import ENCODING
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.reader import TagsOutput
+from hspnet_cli.tagsfile.writer import ENCODING
 
 CHUNK = 16384  # rows a pass holds at once: ~10 (rows x labels) float32 temporaries, ~50 MB at 80 labels
 _EPS = 1e-6
@@ -171,7 +171,7 @@ def open_probabilities(tags: TagsOutput, model: str | Path | None = None) -> Pro
         model, named = found.group(1), True
     if not Path(model).exists():
         raise UserError(f"{model}: model not found (give the checkpoint, run folder or export that tagged {tags.file})")
-    from hspnet_cli.inference import load_scorer
+    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.tagging.run import scorer_fingerprint
 
     scorer = load_scorer(model)

@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.index.tags_input import TagsOutput, read_tags_output
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 from hspnet_cli.selection.exclude import Exclusions, read_exclusions
 from hspnet_cli.selection.kcenter import farthest_first
 from hspnet_cli.selection.scores import ImageStats, ProbSource, image_stats, open_probabilities

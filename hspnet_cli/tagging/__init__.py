@@ -4,7 +4,7 @@ resumable output files aligned row for row with the image embeddings.
 Modules: :mod:`~hspnet_cli.tagging.discover` (which images, in which order),
 :mod:`~hspnet_cli.tagging.decode` (file -> RGB or a failure reason),
 :mod:`~hspnet_cli.tagging.gpu_decode` (``--decode gpu``: JPEG bytes decoded on the scorer's device),
-:mod:`~hspnet_cli.tagging.writer` (file formats, progress record, resume),
+:mod:`~hspnet_cli.tagsfile.writer` (file formats, progress record, resume),
 :mod:`~hspnet_cli.tagging.run` (:func:`tag_images`). torch is imported only by ``decode``,
 ``gpu_decode`` and ``run``; importing this package imports none of them.
 """

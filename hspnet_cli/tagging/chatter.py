@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Iterator
 
-from hspnet_cli.tagging.text_escape import escape
+from hspnet_cli.tagsfile.escape import escape
 
 
 class _Collect(logging.Handler):

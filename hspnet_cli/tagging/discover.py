@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from hspnet_cli.data.labelset import contained_path
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import DecodeError, TagImages, check_header_size, describe_error
 
 JPEG_MAGIC = b"\xff\xd8\xff"

@@ -4,7 +4,7 @@ Flow: discover the items (deterministic order, see :mod:`hspnet_cli.tagging.disc
 this shard's share, check the outputs against their manifest (fresh start, resume, already
 complete, or refuse), then stream the remaining items through a DataLoader (decoding in
 workers, :mod:`hspnet_cli.tagging.decode`) and a batched forward pass, appending each batch's
-rows, embeddings and failures and recording progress after it (:mod:`hspnet_cli.tagging.writer`).
+rows, embeddings and failures and recording progress after it (:mod:`hspnet_cli.tagsfile.writer`).
 Memory holds the path list and one or two batches, whatever the number of images.
 
 Exit status convention (used by the CLI): 0 when every image was tagged, 1 when any image
@@ -25,16 +25,15 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli import __version__
-from hspnet_cli.errors import UserError
-from hspnet_cli.locks import output_lock
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
 from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
 from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
 from hspnet_cli.tagging.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
 from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
-from hspnet_cli.tagging.text_escape import TEXT_ESCAPING
-from hspnet_cli.tagging.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures,
-                                       read_json, shard_out, write_json)
+from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
+from hspnet_cli.tagsfile.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures, read_json, shard_out, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def resolve_thresholds(scorer: Any, threshold: float | None = None,
         raise UserError("give --threshold or --thresholds, not both")
     if thresholds is not None:
         if isinstance(thresholds, (str, Path)):
-            from hspnet_cli.calibration import load_thresholds
+            from hspnet_cli.scoring.thresholds import load_thresholds
 
             return load_thresholds(thresholds, scorer.taxonomy), f"file {thresholds}"
         arr = np.asarray(thresholds, dtype=np.float32).reshape(-1)
@@ -197,7 +196,7 @@ def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -
 
 def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, **options: Any) -> TagSummary:
     """Tag the images under ``images_dir`` into ``out`` while holding its output lock (see
-    :func:`_tag_images` for the options and :mod:`hspnet_cli.locks` for the lock).
+    :func:`_tag_images` for the options and :mod:`hspnet_cli.core.locks` for the lock).
 
     Raises:
         UserError: Another process is writing the same tags file, and see :func:`_tag_images`.
@@ -213,13 +212,13 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
                 progress: bool = True, decode: str = "auto",
                 decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
-    :mod:`hspnet_cli.tagging.writer` for ``out`` (resuming an interrupted run with the same settings).
+    :mod:`hspnet_cli.tagsfile.writer` for ``out`` (resuming an interrupted run with the same settings).
 
     Args:
         images_dir: Folder of images (keys are paths relative to it).
         out: Tags file (``.csv`` or ``.jsonl``); other files are named from it. With N > 1
             shards, ``.shard-i-of-N`` is inserted before its extension.
-        scorer: A :class:`~hspnet_cli.inference.Scorer` (placed on its device already).
+        scorer: A :class:`~hspnet_cli.scoring.scorer.Scorer` (placed on its device already).
         list_file: Tag only the paths listed in this file, in its order.
         threshold, thresholds, top_k: Tag selection (see :func:`resolve_thresholds`); ``top_k``
             0 = no cap.
@@ -236,13 +235,13 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             :func:`~hspnet_cli.tagging.decode.decode_deadline`. Not part of the fingerprint:
             a rerun may change it.
         threads: Intra-op CPU threads (None: the rule of
-            :func:`~hspnet_cli.train.runtime.intra_op_threads`, a core left to each worker).
+            :func:`~hspnet_cli.core.device.intra_op_threads`, a core left to each worker).
 
     Raises:
         UserError: Bad options, no images, or outputs of a run with other settings.
     """
-    from hspnet_cli.inference import describe
-    from hspnet_cli.train.runtime import intra_op_threads_set
+    from hspnet_cli.scoring.scorer import describe
+    from hspnet_cli.core.device import intra_op_threads_set
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")

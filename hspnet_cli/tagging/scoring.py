@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import TagImages, make_tag_loader
 from hspnet_cli.tagging.discover import PathList
 from hspnet_cli.tagging.gpu_decode import TensorPreprocess, collate_jpeg, finish_batch
-from hspnet_cli.tagging.writer import TagWriter
+from hspnet_cli.tagsfile.writer import TagWriter
 
 
 def prepare_for_device(scorer: Any) -> None:
     """cuDNN autotuning and a channels-last image tower on CUDA (fixed image sizes); no-op elsewhere."""
     if scorer.device.type != "cuda":
         return
-    from hspnet_cli.train.runtime import tune_for_cuda
+    from hspnet_cli.core.device import tune_for_cuda
 
     tune_for_cuda(scorer.device)
     try:
@@ -50,7 +50,7 @@ def tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWri
         UserError: A DataLoader worker died (a decoder crashed on some file, or the OOM killer
             struck). Everything written so far is kept and recorded, so a rerun continues.
     """
-    from hspnet_cli.train.progress import NoBar, epoch_progress
+    from hspnet_cli.core.progress import NoBar, epoch_progress
 
     num_labels, embed_dim = scorer.taxonomy.num_labels, writer.embed_dim
     on_cuda = scorer.device.type == "cuda"

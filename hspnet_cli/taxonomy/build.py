@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.compare import Comparison, compare_taxonomies
 from hspnet_cli.taxonomy.core import Taxonomy
 from hspnet_cli.taxonomy.loading import load_label_list, load_taxonomy

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.taxonomy.yaml_lines import line_of
 
 _TOP_KEYS = {"name", "description", "labels", "groups", "group_features"}

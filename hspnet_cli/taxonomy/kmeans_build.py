@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def encode_label_features(labels: list[LabelSpec], model_name: str, pretrained: 
     """
     import torch
 
-    from hspnet_cli.clip_models import encode_texts, load_clip
+    from hspnet_cli.model.clip_models import encode_texts, load_clip
 
     if "{}" not in template:
         raise UserError(f"--template must contain {{}} where the label goes, got '{template}'")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.safe_yaml import read_yaml_text
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.safe_yaml import read_yaml_text
 from hspnet_cli.taxonomy.core import (
     LabelSpec,
     Taxonomy,

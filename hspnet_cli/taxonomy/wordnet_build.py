@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 from hspnet_cli.taxonomy.wordnet_data import get_wordnet
 from hspnet_cli.taxonomy.wordnet_senses import LabelResolution, _Senses, resolve_labels

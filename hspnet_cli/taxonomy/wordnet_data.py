@@ -34,7 +34,7 @@ import nltk
 import nltk.data
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 if TYPE_CHECKING:
     from nltk.corpus.reader.wordnet import Synset

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from nltk.corpus.reader.wordnet import WordNetError
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import LabelSpec
 from hspnet_cli.taxonomy.wordnet_data import Candidate, information_content, lookup_noun_senses
 

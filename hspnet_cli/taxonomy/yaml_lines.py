@@ -2,7 +2,7 @@
 
 ``yaml.safe_load`` silently keeps the last of two equal mapping keys (a group listed twice
 loses its first members) and forgets where each value came from. Validation messages must
-name the line to fix, so this loader, a :class:`~hspnet_cli.safe_yaml.BoundedLoader` (safe tags,
+name the line to fix, so this loader, a :class:`~hspnet_cli.core.safe_yaml.BoundedLoader` (safe tags,
 bounded size, depth and aliases) underneath, returns strings that carry their 1-based line
 number and raises on duplicate keys. JSON taxonomies are read with :mod:`json` (exact JSON
 rules, duplicate keys refused) and then, where YAML can read the same text, with this loader
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.safe_yaml import BoundedLoader, load_yaml, read_yaml_text
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.safe_yaml import BoundedLoader, load_yaml, read_yaml_text
 
 
 class LineStr(str):

@@ -21,22 +21,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from hspnet_cli.config import RunConfig
 from hspnet_cli.data.labelset import LabelSet
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.model.hspnet import HSPNet
-from hspnet_cli.train.data import (SplitImages, build_transform, check_images_exist, make_loader,
-                                   raise_on_bad_images, start_epoch)
+from hspnet_cli.model.image_size import model_image_size
+from hspnet_cli.data.images import SplitImages, check_images_exist, make_loader, raise_on_bad_images, start_epoch
+from hspnet_cli.model.preprocess import Preprocessing
 from hspnet_cli.train.runtime import Runtime
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def model_image_size(model: HSPNet, config: RunConfig) -> int:
-    """The configured input side, or the image tower's own."""
-    if config.train.image_size:
-        return int(config.train.image_size)
-    from hspnet_cli.clip_models import visual_image_size
-
-    return visual_image_size(model.visual)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -87,7 +79,7 @@ def image_source(model: HSPNet, labels: LabelSet | None, root: Path, config: Run
     check_images_exist(labels, root, what)
     size = model_image_size(model, config)
     augment = tc.augment if shuffle else "none"
-    images = SplitImages(labels, root, build_transform(size, augment), size)
+    images = SplitImages(labels, root, Preprocessing.for_model(model.visual, size).transform(augment), size)
     loader_kw = dict(seed=tc.seed, num_workers=tc.num_workers, distributed=rt.distributed)
     if tc.cache_features:
         if not config.model.freeze_image_encoder or tc.augment != "none":

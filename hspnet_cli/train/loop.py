@@ -28,20 +28,20 @@ from torch.nn.parallel import DistributedDataParallel
 from hspnet_cli.config import RunConfig
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import OutputError, write_text_atomic
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import OutputError, write_text_atomic
 from hspnet_cli.losses import build_loss, loss_param_groups
-from hspnet_cli.metrics import mean_average_precision
+from hspnet_cli.evaluation.metrics import mean_average_precision
 from hspnet_cli.model.hspnet import HSPNet, build_model
 from hspnet_cli.model.image_size import fit_image_size
 from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
-from hspnet_cli.train import checkpoint as ckpt
+from hspnet_cli.model import checkpoint as ckpt
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
-from hspnet_cli.train.progress import NoBar
+from hspnet_cli.core.progress import NoBar
 from hspnet_cli.train.record import run_config_yaml
-from hspnet_cli.train.runtime import (Runtime, all_reduce_mean, average_gradients, gather_rows, intra_op_threads_set,
-                                      runtime_for, say_threads)
+from hspnet_cli.train.runtime import Runtime, all_reduce_mean, average_gradients, gather_rows, runtime_for, say_threads
+from hspnet_cli.core.device import intra_op_threads_set
 
 
 @dataclass
@@ -162,8 +162,8 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
 def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
           **options: Any) -> TrainResult:
     """Train into ``out_dir`` holding its output lock (rank 0 of a torchrun launch holds it for all
-    ranks; :mod:`hspnet_cli.locks`). Arguments: see :func:`_train`."""
-    from hspnet_cli.locks import is_rank_zero, output_lock
+    ranks; :mod:`hspnet_cli.core.locks`). Arguments: see :func:`_train`."""
+    from hspnet_cli.core.locks import is_rank_zero, output_lock
 
     with output_lock(out_dir, "run folder") if is_rank_zero() else contextlib.nullcontext():
         try:
@@ -370,21 +370,11 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
     """
     if ema is not None and not full:
         backup = ema.swap_into(model)
-    # A copy: on the CPU .cpu() returns the model's own tensors, which restoring the raw weights
-    # below would overwrite in place (best.ckpt would hold raw weights beside EMA label features).
-    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.trainable_state_dict().items()}
-    model.eval()
-    with torch.no_grad():
-        label_feats = model.label_features().float().cpu()
+    # The payload copies the weights, so restoring the raw ones below cannot change it.
+    payload = ckpt.checkpoint_payload(model, config, tax, epoch=epoch, step=step, best=best,
+                                      data={"split": str(split_dir), "images": str(images)})
     if ema is not None and not full:
         model.load_state_dict(backup, strict=False)
-    payload: dict[str, Any] = {
-        "config": config.to_dict(), "taxonomy": tax.to_dict(), "label_names": tax.label_names,
-        "model": weights, "label_features": label_feats, "logit_scale": float(model.logit_scale.exp()),
-        "epoch": epoch, "epoch_numbering": ckpt.EPOCHS_FROM_1, "step": step, "best": dict(best),
-        "data": {"split": str(split_dir), "images": str(images)},
-        **ckpt.frozen_text_payload(model, config.model.pretrained),
-    }
     if full:
         payload.update({
             "ema": {k: v.detach().cpu() for k, v in ema.state.items()} if ema is not None else None,

@@ -50,7 +50,7 @@ from hspnet_cli.data.readers.listfile import format_list, read_list_file
 from hspnet_cli.data.readers.tabular import read_jsonl, read_label_csv, read_wide_csv
 from hspnet_cli.data.readers.toolfiles import read_cvat, read_fiftyone, read_hf_metadata, read_tags
 from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import Taxonomy
 
 FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split", "labelstudio", "cvat", "hf", "fiftyone", "tags",

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 LOG_FORMAT = "hspnet-annotate"
 LOG_VERSION = 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from hspnet_cli.data.labelset import POSITIVE, Record, clean_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, describe, json_where, parse_json, read_text
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 _SHOWN = 8
 

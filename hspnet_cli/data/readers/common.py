@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from hspnet_cli.data.labelset import Record
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 
 @dataclass

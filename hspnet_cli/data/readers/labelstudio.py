@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlparse
 
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 LOCAL_FILES = "/data/local-files/?d="
 # Keys Label Studio's JSON-MIN export adds beside the task data and the answers.

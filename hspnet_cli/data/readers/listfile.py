@@ -19,7 +19,7 @@ import numpy as np
 
 from hspnet_cli.data.labelset import POSITIVE, LabelSet, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 
 def read_list_file(path: Path, label_names: list[str], taxonomy_name: str = "") -> RawAnnotations:

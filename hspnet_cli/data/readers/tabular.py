@@ -24,7 +24,7 @@ from typing import Iterator
 
 from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, UNKNOWN, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, describe, json_objects, read_text
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 _WIDE_VALUES = {"1": POSITIVE, "+1": POSITIVE, "1.0": POSITIVE, "0": NEGATIVE, "0.0": NEGATIVE,
                 "-1": NEGATIVE, "-1.0": NEGATIVE, "": UNKNOWN}

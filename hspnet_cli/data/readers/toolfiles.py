@@ -27,7 +27,7 @@ from typing import Any
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, json_objects, parse_json, read_text
 from hspnet_cli.data.readers.labelstudio import path_from_ref
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 TAGS_HEADER = ["path", "tags", "scores", "groups"]
 

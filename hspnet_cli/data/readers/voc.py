@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, clean_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 DIFFICULT_POLICIES = ("ignore", "unknown", "positive")
 _POLICY_TEXT = {"ignore": "treated as absent (negative)", "unknown": "left unknown (0)",

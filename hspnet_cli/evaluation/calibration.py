@@ -9,7 +9,7 @@ a fixed value (``default``, also used when the data has no positive at all).
 
 Thresholds are placed half-way between the lowest probability that is tagged and the next
 lower one seen, so a new image scored just below a calibration positive is still tagged.
-Unknown (0) entries are handled as in :func:`hspnet_cli.metrics.known_mask`.
+Unknown (0) entries are handled as in :func:`hspnet_cli.evaluation.metrics.known_mask`.
 
 File format (JSON)::
 
@@ -22,20 +22,15 @@ File format (JSON)::
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import write_text_atomic
-from hspnet_cli.metrics import known_mask
-from hspnet_cli.taxonomy import Taxonomy
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.evaluation.metrics import known_mask
+from hspnet_cli.scoring.thresholds import FORMAT, VERSION
 
-FORMAT = "hspnet-thresholds"
-VERSION = 1
 
 
 def best_f1_threshold(probs: np.ndarray, positives: np.ndarray) -> tuple[float, float]:
@@ -103,46 +98,3 @@ def calibrate(probs: np.ndarray, targets: np.ndarray, label_names: list[str], *,
             "fallback": {"rule": rule, "threshold": shared, "micro_f1": None if math.isnan(shared_f1) else shared_f1,
                          "min_positives": min_positives, "labels": fell_back},
             "per_class": per_class, "source": dict(source or {})}
-
-
-def write_thresholds(path: str | Path, data: dict[str, Any]) -> None:
-    """Write a thresholds file atomically, holding its output lock (:mod:`hspnet_cli.locks`)."""
-    from hspnet_cli.locks import output_lock
-
-    with output_lock(path, "thresholds file"):
-        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
-    """Read a thresholds file as a (C,) float32 array in ``taxonomy`` label order.
-
-    Raises:
-        UserError: Missing or malformed file, or a file made for other labels.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: thresholds file not found; make one with 'hspnet calibrate'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:  # also bad UTF-8, too-deep nesting, 5000-digit numbers
-        raise UserError(f"{path}: not valid JSON ({str(exc)[:120] or 'nested too deeply'}); "
-                        "remake it with 'hspnet calibrate'") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("thresholds"), dict):
-        raise UserError(f"{path}: not an hspnet thresholds file; make one with 'hspnet calibrate'")
-    table = data["thresholds"]
-    names = taxonomy.label_names
-    missing = [n for n in names if n not in table]
-    extra = [n for n in table if n not in set(names)]
-    if missing or extra:
-        what = "; ".join(part for part in (
-            f"no threshold for {len(missing)} label(s), e.g. '{missing[0]}'" if missing else "",
-            f"{len(extra)} label(s) not in taxonomy '{taxonomy.name}', e.g. '{extra[0]}'" if extra else "") if part)
-        raise UserError(f"{path}: made for other labels ({what}); calibrate again with this model's taxonomy")
-    out = np.empty(len(names), dtype=np.float32)
-    for i, name in enumerate(names):
-        value = table[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise UserError(f"{path}: threshold of '{name}' is {repr(value)[:40]}; thresholds are probabilities "
-                            "in [0, 1]")
-        out[i] = value
-    return out

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.evaluation import EvalReport
-from hspnet_cli.io_utils import write_bytes_atomic
+from hspnet_cli.evaluation.evaluate import EvalReport
+from hspnet_cli.core.io_utils import write_bytes_atomic
 
 
 def pr_curve(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Reading an ``hspnet tag`` output (tags file + embeddings + manifest) for indexing and merging.
 
-The files and the manifest are those :mod:`hspnet_cli.tagging.writer` writes, in either
+The files and the manifest are those :mod:`hspnet_cli.tagsfile.writer` writes, in either
 ``--format``: ``tags.csv`` (header ``path,tags,scores,groups``) or ``tags.jsonl`` (one object a
 line with a ``"path"``). ``index merge`` writes the same layout, so a merged output is read like
 any other. The facts used are the manifest's ``embedding.dim``, ``model.scorer`` (the model
@@ -24,10 +24,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import read_json_object
-from hspnet_cli.tagging.text_escape import unescape
-from hspnet_cli.tagging.writer import CSV_HEADER, ENCODING, MANIFEST_FORMAT, OutputPaths
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import read_json_object
+from hspnet_cli.tagsfile.escape import unescape
+from hspnet_cli.tagsfile.writer import CSV_HEADER, ENCODING, MANIFEST_FORMAT, OutputPaths
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _facts(mpath: Path, manifest: dict[str, Any]) -> tuple[int, str, str, str]:
 
 def _scan(file: Path, fmt: str, escaped: bool = True) -> tuple[list[str], list[str], np.ndarray]:
     """(header, paths, row offsets) of a tags file, one pass, rows not kept; ``escaped``: the
-    path cells are escaped (:mod:`hspnet_cli.tagging.text_escape`) and are unescaped here."""
+    path cells are escaped (:mod:`hspnet_cli.tagsfile.escape`) and are unescaped here."""
     header: list[str] = []
     paths: list[str] = []
     offsets: list[int] = []

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 try:
     import fcntl
@@ -80,7 +80,7 @@ def read_holder(path: str | os.PathLike) -> dict:
 
 def _pid_gone(holder: dict) -> bool:
     """True when the holder ran on this host and its process no longer exists."""
-    from hspnet_cli.io_utils import _pid_alive
+    from hspnet_cli.core.io_utils import _pid_alive
 
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
@@ -101,7 +101,7 @@ def _describe(holder: dict) -> str:
 def _acquire(lock: Path, target: Path, what: str) -> int:
     deadline: float | None = None
     while True:
-        from hspnet_cli.io_utils import output_errors
+        from hspnet_cli.core.io_utils import output_errors
 
         with output_errors(target, what):
             lock.parent.mkdir(parents=True, exist_ok=True)

@@ -24,20 +24,19 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from hspnet_cli import __version__
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import atomic_write, output_errors, write_text_atomic
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import atomic_write, output_errors, write_text_atomic
+from hspnet_cli.model.preprocess import Preprocessing
+from hspnet_cli.scoring.model_file import FORMAT, FORMAT_VERSION, build_visual, file_kind, sidecar_path
 
-FORMAT = "hspnet-export"
-FORMAT_VERSION = 1
 FORMATS = ("ckpt", "torchscript", "onnx")
 # Scores of an export may differ from the source model's by float rounding only.
 CHECK_ATOL = 1e-4
@@ -46,7 +45,7 @@ CHECK_ATOL = 1e-4
 class LogitsHead(nn.Module):
     """Image tower + fixed label features: ``(B, 3, S, S)`` images -> ``(B, C)`` logits.
 
-    The operations mirror :class:`hspnet_cli.inference.Scorer` exactly (normalise the float
+    The operations mirror :class:`hspnet_cli.scoring.scorer.Scorer` exactly (normalise the float
     features, multiply by the scale, then by T*.T) so that scores match to the last bits.
     """
 
@@ -65,31 +64,12 @@ class LogitsHead(nn.Module):
         return self.logit_scale * emb @ self.label_features.T
 
 
-def preprocessing_facts(image_size: int) -> dict[str, Any]:
-    """The evaluation preprocessing of :func:`hspnet_cli.train.data.build_transform`, as data."""
-    from hspnet_cli.train.data import CLIP_MEAN, CLIP_STD
-
-    return {"resize": int(image_size), "resize_side": "shorter", "interpolation": "bicubic",
-            "center_crop": int(image_size), "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
-            "input": "RGB, scaled to [0, 1], then (x - mean) / std, channels first"}
-
-
-def transform_from_preprocessing(pre: dict[str, Any]) -> Callable:
-    """PIL image -> (3, S, S) tensor, from :func:`preprocessing_facts` (as stored in an export)."""
-    from torchvision import transforms as T
-
-    modes = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
-             "nearest": T.InterpolationMode.NEAREST}
-    return T.Compose([T.Resize(int(pre["resize"]), interpolation=modes[pre.get("interpolation", "bicubic")]),
-                      T.CenterCrop(int(pre["center_crop"])), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
-
-
 def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
     """What rebuilds ``visual`` without the rest of CLIP: its open_clip vision config."""
-    from hspnet_cli.clip_models import _open_clip, visual_image_size
+    from hspnet_cli.model.clip_models import open_clip_module, visual_image_size
     from open_clip.transformer import QuickGELU
 
-    cfg = _open_clip().get_model_config(model_name)
+    cfg = open_clip_module().get_model_config(model_name)
     if not cfg or "vision_cfg" not in cfg or "embed_dim" not in cfg:
         raise UserError(f"model {model_name}: open_clip has no plain vision config for it, so it cannot be "
                         "exported; use the training checkpoint directly")
@@ -104,36 +84,9 @@ def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
             "quick_gelu": quick}
 
 
-def _private_vision_builder() -> Any:
-    """open_clip's private image-tower builder, or None where this open_clip lacks it."""
-    import open_clip.model as oc_model
-
-    return getattr(oc_model, "_build_vision_tower", None)
-
-
-def build_visual(spec: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
-    """Rebuild an image tower from :func:`vision_spec` and its weights (no text tower, no network)."""
-    from hspnet_cli.clip_models import _open_clip
-
-    _open_clip()
-    import open_clip.model as oc_model
-
-    build = _private_vision_builder()
-    if build is not None:
-        visual = build(spec["embed_dim"], dict(spec["vision_cfg"]), bool(spec["quick_gelu"]))
-    else:
-        # open_clip's helper is private and may go; its public CLIP class builds the same tower,
-        # here beside a one-layer, two-token text tower that costs nothing.
-        text_cfg = {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}
-        visual = oc_model.CLIP(spec["embed_dim"], dict(spec["vision_cfg"]), text_cfg,
-                               quick_gelu=bool(spec["quick_gelu"])).visual
-    visual.load_state_dict(state)
-    return visual.to(device).eval()
-
-
 def _source(checkpoint: str | Path) -> dict[str, Any]:
     """Load a training checkpoint, naming what else the file is when it is not one."""
-    from hspnet_cli.train.checkpoint import load_checkpoint
+    from hspnet_cli.model.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(checkpoint)
@@ -147,9 +100,9 @@ def _source(checkpoint: str | Path) -> dict[str, Any]:
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
                  device: str = "cpu") -> Path:
-    """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.locks`); arguments:
+    """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.core.locks`); arguments:
     see :func:`_export_model`."""
-    from hspnet_cli.locks import output_lock
+    from hspnet_cli.core.locks import output_lock
 
     with output_lock(out, "export"):
         return _export_model(checkpoint, out, fmt, thresholds, device)
@@ -173,8 +126,8 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
         UserError: Unknown format, unreadable checkpoint, bad thresholds, output over the input,
             or a missing optional dependency (onnx).
     """
-    from hspnet_cli.train.batches import model_image_size
-    from hspnet_cli.train.checkpoint import checkpoint_config, checkpoint_taxonomy, model_from_checkpoint
+    from hspnet_cli.model.image_size import model_image_size
+    from hspnet_cli.model.checkpoint import checkpoint_config, checkpoint_taxonomy, model_from_checkpoint
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
@@ -191,7 +144,7 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     taxonomy = checkpoint_taxonomy(data)
     table = None
     if thresholds is not None:  # the file hspnet calibrate writes, checked against these labels
-        from hspnet_cli.calibration import load_thresholds
+        from hspnet_cli.scoring.thresholds import load_thresholds
 
         values = load_thresholds(thresholds, taxonomy)
         table = {name: float(v) for name, v in zip(taxonomy.label_names, values)}
@@ -202,7 +155,7 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
             "source": str(checkpoint), "model_name": config.model.clip_model, "labels": taxonomy.label_names,
             "groups": {g: list(m) for g, m in taxonomy.groups.items()}, "taxonomy": taxonomy.to_dict(),
-            "thresholds": table, "image_size": size, "preprocessing": preprocessing_facts(size),
+            "thresholds": table, "image_size": size, "preprocessing": Preprocessing.for_model(visual, size).to_dict(),
             "logit_scale": head.logit_scale, "embed_dim": int(head.label_features.shape[1])}
     probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -232,12 +185,6 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     meta["outputs"] = {"logits": "float32 (batch, labels) in 'labels' order; sigmoid gives probabilities"}
     write_text_atomic(sidecar_path(out), json.dumps({**meta, "kind": fmt}, indent=2) + "\n")
     return out
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """``model.pt`` -> ``model.pt.json``: labels, groups, thresholds, preprocessing."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
 
 
 def _check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
@@ -297,77 +244,3 @@ def _write_onnx(head: LogitsHead, probe: torch.Tensor, expected: torch.Tensor, o
         tmp.unlink(missing_ok=True)
 
 
-def file_kind(path: str | Path) -> str:
-    """What a model file is: ``checkpoint``, ``export``, ``torchscript``, ``onnx`` or ``unknown``.
-
-    A run folder counts as a checkpoint (its ``best.ckpt``). Torch files are opened with
-    ``mmap`` so that telling the kind does not read the weights.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "checkpoint"
-    if not path.is_file():
-        raise UserError(f"{path}: model file not found")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        if any(n.split("/", 2)[1:2] == ["code"] for n in names):
-            return "torchscript"
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # noqa: BLE001 - torch raises several unpickling error types
-            return "unknown"
-        fmt = data.get("format") if isinstance(data, dict) else None
-        return {"hspnet-checkpoint": "checkpoint", FORMAT: "export"}.get(fmt, "unknown")
-    if path.suffix.lower() == ".onnx":
-        return "onnx"
-    return "unknown"
-
-
-def read_export(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any], torch.Tensor]:
-    """Load an export (``ckpt`` or ``torchscript``) -> (image encoder, facts, label features).
-
-    The encoder maps images to raw features; facts are the sidecar / stored metadata.
-
-    Raises:
-        UserError: Not an export, a newer format, or a missing TorchScript sidecar.
-    """
-    path = Path(path)
-    kind = file_kind(path)
-    if kind == "export":
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        _check_version(path, data)
-        visual = build_visual(data["vision"], data["visual"], device)
-        return visual, data, data["label_features"].float().to(device)
-    if kind == "torchscript":
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise UserError(f"{side}: sidecar not found; keep it beside the TorchScript model it describes")
-        try:
-            facts = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{side}: not a readable sidecar ({exc}); export the model again") from None
-        _check_version(side, facts)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
-            module = torch.jit.load(str(path), map_location=device).eval()
-        return _ScriptedEncoder(module), facts, module.label_features.float().to(device)
-    raise UserError(f"{path}: not an hspnet export (kind: {kind}); make one with hspnet export")
-
-
-def _check_version(path: Path, data: Any) -> None:
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path}: not an hspnet export; make one with hspnet export")
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{path}: written by a newer hspnet ({data.get('package_version')}); upgrade hspnet")
-
-
-class _ScriptedEncoder(nn.Module):
-    """The ``encode`` method of a TorchScript export as a module (Scorer's image encoder)."""
-
-    def __init__(self, module: torch.jit.ScriptModule) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module.encode(images)

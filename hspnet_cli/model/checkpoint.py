@@ -24,8 +24,8 @@ import torch
 
 from hspnet_cli import __version__
 from hspnet_cli.config import RunConfig, config_from_dict
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import output_error
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import output_error
 from hspnet_cli.taxonomy import Taxonomy, taxonomy_from_dict
 
 FORMAT = "hspnet-checkpoint"
@@ -57,6 +57,37 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epoch: int, step: int,
+                       best: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to use ``model`` as it is now, as plain containers and tensors.
+
+    Args:
+        model: The HSPNet model, holding the weights to store (the caller swaps EMA weights in
+            first when those are the ones kept).
+        config: The resolved run config.
+        taxonomy: The taxonomy trained on (stored as data, with its label order).
+        epoch: Epochs completed (counted from 1).
+        step: Optimiser steps taken.
+        best: The best-epoch record so far.
+        data: Where the training data came from (split folder, images root, ...).
+
+    Returns:
+        The payload for :func:`save_checkpoint`; a resumable checkpoint adds optimiser state.
+    """
+    # A copy: on the CPU .cpu() returns the model's own tensors, which restoring other weights
+    # afterwards would overwrite in place (a checkpoint would hold weights unlike its T*).
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.trainable_state_dict().items()}
+    model.eval()
+    with torch.no_grad():
+        label_feats = model.label_features().float().cpu()
+    return {
+        "config": config.to_dict(), "taxonomy": taxonomy.to_dict(), "label_names": taxonomy.label_names,
+        "model": weights, "label_features": label_feats, "logit_scale": float(model.logit_scale.exp()),
+        "epoch": epoch, "epoch_numbering": EPOCHS_FROM_1, "step": step, "best": dict(best), "data": dict(data),
+        **frozen_text_payload(model, config.model.pretrained),
+    }
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``) and check it is one of ours.
 
@@ -83,7 +114,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def frozen_text_payload(model: Any, pretrained: str | None) -> dict[str, Any]:
     """What a checkpoint keeps of the frozen text tower (see module docstring), and how the
     backbone was built (``clip_build``: its activation), so a rebuild makes the same network."""
-    from hspnet_cli.clip_models import RANDOM_TAGS, uses_quick_gelu
+    from hspnet_cli.model.clip_models import RANDOM_TAGS, uses_quick_gelu
 
     tag = (pretrained or "").strip().lower()
     keep = tag in RANDOM_TAGS or Path(str(pretrained)).expanduser().exists()
@@ -100,7 +131,7 @@ def built_quick_gelu(data: dict[str, Any]) -> bool:
     weights), except from a local OpenAI TorchScript archive (always QuickGELU): they are rebuilt
     exactly so, so their scores do not change.
     """
-    from hspnet_cli.clip_models import _is_torchscript_archive
+    from hspnet_cli.model.clip_models import _is_torchscript_archive
 
     recorded = (data.get("clip_build") or {}).get("quick_gelu")
     if recorded is not None:
@@ -117,7 +148,7 @@ def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: i
         UserError: The pretrained text tower fetched by name differs from the one trained with.
     """
     from hspnet_cli.model.hspnet import HSPNet, ablate_taxonomy
-    from hspnet_cli.clip_models import load_clip
+    from hspnet_cli.model.clip_models import load_clip
 
     from hspnet_cli.model.image_size import fit_image_size
 

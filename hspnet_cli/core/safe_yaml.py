@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, SequenceNode
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 # OSErrors about the place being written, not about our data: the user fixes them by making room,
 # fixing permissions or writing elsewhere. Anything else (EIO, EBADF...) keeps its traceback.

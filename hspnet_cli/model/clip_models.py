@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
+from hspnet_cli.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 _registered = False
 
 
-def _open_clip() -> Any:
+def open_clip_module() -> Any:
     """Import open_clip once, with the package's tiny configs registered."""
     global _registered
     import open_clip
@@ -144,7 +144,7 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
         UserError: Unknown model or tag, unreadable file, or weights that cannot be fetched
             (no network): the message says how to get them.
     """
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     _check_model_name(open_clip, model_name)
     tag = None if pretrained is None or str(pretrained).strip().lower() in RANDOM_TAGS else str(pretrained)
     tokenizer = open_clip.get_tokenizer(model_name)

@@ -17,24 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hspnet_cli.data.labelset import LabelSet
-from hspnet_cli.errors import UserError
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def build_transform(image_size: int, augment: str = "none") -> Callable:
-    """CLIP preprocessing: bicubic resize + centre crop (``none``, as published), or random
-    resized crop + horizontal flip (``flip_crop``, as the paper says), then CLIP normalisation."""
-    from torchvision import transforms as T
-
-    normalize = [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
-    if augment == "flip_crop":
-        return T.Compose([T.RandomResizedCrop(image_size, interpolation=T.InterpolationMode.BICUBIC),
-                          T.RandomHorizontalFlip(), *normalize])
-    return T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-                      T.CenterCrop(image_size), *normalize])
-
+from hspnet_cli.core.errors import UserError
 
 class SplitImages(Dataset):
     """Images of a label set under an images root, with their target rows.

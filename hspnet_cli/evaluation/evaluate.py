@@ -1,6 +1,6 @@
 """Evaluating a scorer on a labelled split: scores for every image, then every metric in one report.
 
-:func:`score_split` runs any :class:`~hspnet_cli.inference.Scorer` over a split CSV's images
+:func:`score_split` runs any :class:`~hspnet_cli.scoring.scorer.Scorer` over a split CSV's images
 (batched, with DataLoader workers) and returns float32 logits with the label matrix;
 :func:`evaluate_scores` turns them into an :class:`EvalReport` (mAP, per-class AP, CF1/OF1,
 top-k precision, group mAP). The two halves are separate so metrics can be recomputed, tested
@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from hspnet_cli.data.labelset import LabelSet
-from hspnet_cli.errors import UserError
-from hspnet_cli.metrics import (ThresholdMetrics, group_scores_and_targets, mean_average_precision, threshold_metrics,
-                                top_k_precision)
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.evaluation.metrics import (ThresholdMetrics, group_scores_and_targets, mean_average_precision, threshold_metrics, top_k_precision)
 from hspnet_cli.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
-    from hspnet_cli.inference import Scorer
+    from hspnet_cli.scoring.scorer import Scorer
 
 
 def score_split(scorer: "Scorer", labels: LabelSet, images: str | Path, *, batch_size: int = 64, workers: int = 0,
@@ -45,7 +44,7 @@ def score_split(scorer: "Scorer", labels: LabelSet, images: str | Path, *, batch
     """
     import torch
 
-    from hspnet_cli.train.data import SplitImages, check_images_exist, make_loader, raise_on_bad_images
+    from hspnet_cli.data.images import SplitImages, check_images_exist, make_loader, raise_on_bad_images
 
     root = Path(images)
     check_images_exist(labels, root, "evaluation")
@@ -128,7 +127,7 @@ def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy,
 
     mAP ranks the logits (positives = 1, everything else not positive); F1/precision/recall use
     ``sigmoid(logits) >= threshold`` (one threshold or (C,) per class) with unknown entries handled by
-    :func:`hspnet_cli.metrics.known_mask`; groups are scored by their best member.
+    :func:`hspnet_cli.evaluation.metrics.known_mask`; groups are scored by their best member.
     """
     if variant not in ("sklearn", "asl"):
         raise UserError(f"--map-variant must be sklearn or asl; got '{variant}'")

@@ -14,7 +14,7 @@ writes, all UTF-8 text with ``\\n`` line ends unless said otherwise:
   ``groups`` the groups with at least one selected member, in order of their best member.
   Quoting is the csv module's minimal quoting (a path holding ``,`` or ``"`` is quoted). Text
   cells (path, each tag and group name, the failure reason) are escaped as
-  :mod:`hspnet_cli.tagging.text_escape` says: the file is valid UTF-8 with one line a row
+  :mod:`hspnet_cli.tagsfile.escape` says: the file is valid UTF-8 with one line a row
   whatever the file names, a ``;`` inside a label name cannot split the list, no cell starts a
   spreadsheet formula, and ``unescape`` gives every file name back byte for byte.
 
@@ -68,9 +68,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hspnet_cli.errors import UserError
-from hspnet_cli.io_utils import output_errors, read_json_object, write_text_atomic
-from hspnet_cli.tagging.text_escape import escape, join_list
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import output_errors, read_json_object, write_text_atomic
+from hspnet_cli.tagsfile.escape import escape, join_list
 
 MANIFEST_FORMAT = "hspnet-tags"
 PROGRESS_FORMAT = "hspnet-tag-progress"
@@ -167,7 +167,7 @@ def _full(p: float) -> float:
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A manifest or progress record of an earlier run (see :func:`hspnet_cli.io_utils.read_json_object`)."""
+    """A manifest or progress record of an earlier run (see :func:`hspnet_cli.core.io_utils.read_json_object`)."""
     return read_json_object(path, what, fix="rerun with --overwrite to start over")
 
 
@@ -305,7 +305,7 @@ class TagWriter:
 
 def read_failures(path: Path, limit: int | None = 20) -> list[tuple[str, str]]:
     """The first ``limit`` rows (None: all) of a failures file (missing file: none), cells as
-    written (escaped: :func:`~hspnet_cli.tagging.text_escape.unescape` gives the file name)."""
+    written (escaped: :func:`~hspnet_cli.tagsfile.escape.unescape` gives the file name)."""
     out: list[tuple[str, str]] = []
     if not path.is_file():
         return out

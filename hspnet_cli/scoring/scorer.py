@@ -74,9 +74,9 @@ class Scorer:
 
 def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     """A scorer from a training checkpoint: its image tower and stored label features T*."""
-    from hspnet_cli.train.batches import model_image_size
-    from hspnet_cli.train.checkpoint import checkpoint_config, checkpoint_taxonomy, load_checkpoint, model_from_checkpoint
-    from hspnet_cli.train.data import build_transform
+    from hspnet_cli.model.image_size import model_image_size
+    from hspnet_cli.model.checkpoint import (checkpoint_config, checkpoint_taxonomy, load_checkpoint, model_from_checkpoint)
+    from hspnet_cli.model.preprocess import Preprocessing
 
     data = load_checkpoint(path)
     config = checkpoint_config(data)
@@ -84,7 +84,8 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     size = model_image_size(model, config)
     feats = F.normalize(data["label_features"].float(), dim=-1).to(device)
     return Scorer(image_encoder=model.visual.eval(), label_features=feats, logit_scale=float(data["logit_scale"]),
-                  taxonomy=checkpoint_taxonomy(data), image_size=size, transform=build_transform(size),
+                  taxonomy=checkpoint_taxonomy(data), image_size=size,
+                  transform=Preprocessing.for_model(model.visual, size).transform(),
                   description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})",
                   text_encoder=model.encode_texts if model.text.token_embedding is not None else None)
 
@@ -92,8 +93,8 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
 def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | None = "openai",
               device: str = "cpu", template: str = "a photo of a {}.") -> Scorer:
     """Plain CLIP: label features from ``template`` prompts, CLIP's own temperature, no training."""
-    from hspnet_cli.clip_models import encode_texts, load_clip, visual_image_size
-    from hspnet_cli.train.data import build_transform
+    from hspnet_cli.model.clip_models import encode_texts, load_clip, visual_image_size
+    from hspnet_cli.model.preprocess import Preprocessing
 
     clip = load_clip(model_name, pretrained, device=device)
 
@@ -104,7 +105,8 @@ def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | No
     size = visual_image_size(clip.model.visual)
     return Scorer(image_encoder=clip.model.visual.eval(), label_features=feats,
                   logit_scale=float(clip.model.logit_scale.detach().exp()), taxonomy=taxonomy, image_size=size,
-                  transform=build_transform(size), description=f"zero-shot {clip.description}",
+                  transform=Preprocessing.for_model(clip.model.visual, size).transform(),
+                  description=f"zero-shot {clip.description}",
                   text_encoder=text_encoder)
 
 
@@ -135,7 +137,8 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
     Its logits equal those of :func:`from_checkpoint` on the source checkpoint; the text tower is
     neither stored nor built, so ``text_encoder`` is None.
     """
-    from hspnet_cli.export import read_export, transform_from_preprocessing
+    from hspnet_cli.scoring.model_file import read_export
+    from hspnet_cli.model.preprocess import Preprocessing
     from hspnet_cli.taxonomy import taxonomy_from_dict
 
     encoder, facts, feats = read_export(path, device=device)
@@ -146,7 +149,7 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
     kind = facts.get("kind", "ckpt")
     return ExportedScorer(image_encoder=encoder.eval(), label_features=feats, logit_scale=float(facts["logit_scale"]),
                           taxonomy=taxonomy, image_size=int(facts["image_size"]),
-                          transform=transform_from_preprocessing(facts["preprocessing"]),
+                          transform=Preprocessing.from_dict(facts["preprocessing"]).transform(),
                           description=f"export {path} ({kind} of {facts.get('model_name')})",
                           thresholds=thresholds, facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
 
@@ -163,9 +166,9 @@ def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Pat
     Raises:
         UserError: A missing model file, or a taxonomy with other labels than the model's.
     """
-    from hspnet_cli.errors import UserError
+    from hspnet_cli.core.errors import UserError
     from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.train.runtime import resolve_device
+    from hspnet_cli.core.device import resolve_device
 
     dev = str(resolve_device(device))
     if zero_shot_taxonomy is not None:
@@ -192,8 +195,8 @@ def load_scorer(path: str | Path, device: str = "cpu") -> Scorer:
     Raises:
         UserError: An ONNX export (run it with onnxruntime) or a file hspnet did not make.
     """
-    from hspnet_cli.errors import UserError
-    from hspnet_cli.export import file_kind
+    from hspnet_cli.core.errors import UserError
+    from hspnet_cli.scoring.model_file import file_kind
 
     kind = file_kind(path)
     if kind == "checkpoint":
