@@ -138,13 +138,15 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Build a taxonomy from a label list, by WordNet or by k-means."""
+    from hspnet_cli.model.clip_models import label_encoder
     from hspnet_cli.taxonomy.build import build_taxonomy
 
     if wordnet == kmeans:
         raise UserError("choose exactly one of --wordnet or --kmeans")
     result = build_taxonomy(
         labels, out, method="wordnet" if wordnet else "kmeans", n_groups=groups, depth=depth, k=k,
-        features=features, model=model, pretrained=pretrained, template=template, seed=seed, center=center, name=name,
+        features=features, encoder=label_encoder(model, pretrained, template, seed=seed) if kmeans else None,
+        seed=seed, center=center, name=name,
         reference=reference, overwrite=overwrite)
     if as_json:
         print_json(result.summary())

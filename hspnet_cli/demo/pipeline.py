@@ -88,6 +88,7 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
               progress: Callable[[str, int], Any] | None) -> DemoSummary:
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.taxonomy import load_taxonomy
+    from hspnet_cli.model.clip_models import label_encoder
     from hspnet_cli.taxonomy.build import build_taxonomy
 
     _prepare_out_dir(out_dir, overwrite)
@@ -120,7 +121,7 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
 
     start = time.perf_counter()
     built = build_taxonomy(world_dir / "taxonomy.yaml", out_dir / "taxonomy.kmeans.yaml", "kmeans",
-                           k=truth.num_groups, model=TINY_MODEL, pretrained="none", seed=seed,
+                           k=truth.num_groups, encoder=label_encoder(TINY_MODEL, "none", seed=seed), seed=seed,
                            reference=world_dir / "taxonomy.yaml")
     cmp = built.comparison
     assert cmp is not None

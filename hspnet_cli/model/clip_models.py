@@ -253,3 +253,28 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256) -
             feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             out.append(feats.cpu().numpy())
     return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def label_encoder(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
+                  template: str = "a photo of a {}.", device: str = "cpu", seed: int = 0):  # type: ignore[no-untyped-def]
+    """A label encoder for ``taxonomy build --kmeans``: label specs -> (features, encoder description).
+
+    Each label's prompt (``template`` with the label's text) goes through the CLIP text tower.
+    A random model (``pretrained`` none) is initialised from ``seed``, so the build stays
+    reproducible. The taxonomy layer calls the returned function and never imports CLIP itself.
+
+    Returns:
+        A function ``specs -> ((num_labels, embed_dim) float32 unit rows, description)``.
+    """
+    if "{}" not in template:
+        raise UserError(f"--template must contain {{}} where the label goes, got '{template}'")
+
+    def encode(specs: list) -> tuple[np.ndarray, str]:  # list[LabelSpec]
+        import torch
+
+        torch.manual_seed(seed)
+        clip = load_clip(model_name, pretrained, device=device)
+        return encode_texts(clip, [template.format(spec.text) for spec in specs]), clip.description
+
+    return encode
+

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.compare import Comparison, compare_taxonomies
-from hspnet_cli.taxonomy.core import Taxonomy
+from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 from hspnet_cli.taxonomy.loading import load_label_list, load_taxonomy
+
+
+# Label specs -> ((num_labels, dim) unit features, what encoded them). The caller supplies it
+# (hspnet_cli.model.clip_models.label_encoder for CLIP), so this layer never imports a model.
+LabelEncoder = Callable[[list[LabelSpec]], tuple[np.ndarray, str]]
 
 
 @dataclass
@@ -45,9 +52,8 @@ class BuildResult:
 
 def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups: int | None = None,
                    depth: int | None = None, k: int | None = None, features: str | Path | None = None,
-                   model: str = "RN50", pretrained: str | None = "openai", template: str = "a photo of a {}.",
-                   seed: int = 0, center: bool = True, name: str | None = None, reference: str | Path | None = None,
-                   overwrite: bool = False, device: str = "cpu") -> BuildResult:
+                   encoder: LabelEncoder | None = None, seed: int = 0, center: bool = True, name: str | None = None,
+                   reference: str | Path | None = None, overwrite: bool = False) -> BuildResult:
     """Build a taxonomy from a label source and write it to ``out``.
 
     Args:
@@ -58,15 +64,13 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
         depth: WordNet: cut depth (exclusive with ``n_groups``).
         k: k-means: number of groups.
         features: k-means: ``.npy`` label features instead of encoding with a model.
-        model: k-means: open_clip model name.
-        pretrained: k-means: pretrained tag, checkpoint file or ``none``.
-        template: k-means: prompt template with ``{}`` for the label.
+        encoder: k-means without ``features``: encodes the labels, e.g.
+            ``hspnet_cli.model.clip_models.label_encoder("RN50", "openai")``.
         seed: k-means: random seed.
         center: k-means: subtract the mean feature before clustering.
         name: Taxonomy name (default: the output file's stem).
         reference: Optional taxonomy to compare the result against.
         overwrite: Replace an existing ``out``.
-        device: Torch device for text encoding.
 
     Returns:
         The build result.
@@ -98,11 +102,13 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
 
         if features is not None:
             feats, source = kmeans_build.load_features(features, len(specs)), Path(features).name
-        else:
-            feats, source = kmeans_build.encode_label_features(specs, model, pretrained, template, device, seed)
+        elif encoder is not None:
+            feats, source = encoder(specs)
             if source.endswith("/random"):
-                notes.append(f"label features come from a randomly initialised {model}: the grouping has "
-                             "no semantic meaning (use a pretrained model for real taxonomies)")
+                notes.append(f"label features come from a randomly initialised {source.rsplit('/', 1)[0]}: the "
+                             "grouping has no semantic meaning (use a pretrained model for real taxonomies)")
+        else:
+            raise UserError("--kmeans needs label features: --features FILE.npy, or a CLIP model to encode them")
         taxonomy = kmeans_build.build_kmeans_taxonomy(specs, feats, k=k, seed=seed, center=center, name=name,
                                                       namer=_wordnet_namer(), source=source)
     else:

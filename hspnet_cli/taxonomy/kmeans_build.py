@@ -239,25 +239,3 @@ def build_kmeans_taxonomy(labels: list[LabelSpec], features: np.ndarray, k: int 
     return Taxonomy(name=name, labels=list(labels), groups=groups, description=description,
                     group_features=group_feats.astype(np.float32),
                     group_features_source=f"k-means centres of {source or 'given'} label features")
-
-
-def encode_label_features(labels: list[LabelSpec], model_name: str, pretrained: str | None,
-                          template: str = DEFAULT_TEMPLATE, device: str = "cpu", seed: int = 0) -> tuple[np.ndarray, str]:
-    """Encode each label's prompt with a CLIP text encoder.
-
-    A random model (``pretrained`` none) is initialised from ``seed``, so the build stays
-    reproducible.
-
-    Returns:
-        ((num_labels, embed_dim) float32 unit rows, description of the encoder).
-    """
-    import torch
-
-    from hspnet_cli.model.clip_models import encode_texts, load_clip
-
-    if "{}" not in template:
-        raise UserError(f"--template must contain {{}} where the label goes, got '{template}'")
-    torch.manual_seed(seed)
-    clip = load_clip(model_name, pretrained, device=device)
-    feats = encode_texts(clip, [template.format(spec.text) for spec in labels])
-    return feats, clip.description

@@ -20,11 +20,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from hspnet_cli.config import RunConfig
-from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.images import SplitImages, check_images_exist, make_loader, raise_on_bad_images, start_epoch
+from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.model.hspnet import HSPNet
 from hspnet_cli.model.image_size import model_image_size
-from hspnet_cli.data.images import SplitImages, check_images_exist, make_loader, raise_on_bad_images, start_epoch
 from hspnet_cli.model.preprocess import Preprocessing
 from hspnet_cli.train.runtime import Runtime
 
