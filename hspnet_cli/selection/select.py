@@ -140,6 +140,38 @@ def _thresholds(tags: TagsOutput, n_labels: int) -> np.ndarray:
     return np.full(n_labels, 0.5, np.float32)
 
 
+@dataclass
+class _Inputs:
+    """What every stage reads: the tag output, its labels, thresholds and exclusions."""
+
+    tags: TagsOutput
+    taxonomy: Taxonomy
+    thresholds: np.ndarray
+    exclusions: Exclusions
+    eligible: np.ndarray               # (N,) bool: not labelled yet
+    source: ProbSource
+    members: list[np.ndarray]          # label ids of each group, in group order
+
+
+@dataclass
+class _Picks:
+    """The picks so far, in pick order, with why each was taken."""
+
+    picked: np.ndarray                 # (N,) bool
+    rows: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    distances: list[float] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
+
+    def take(self, new: list[int], reason: str, distances: list[float] | None = None,
+             targets: list[int] | None = None) -> None:
+        self.rows.extend(new)
+        self.reasons.extend([reason] * len(new))
+        self.distances.extend(distances if distances is not None else [float("nan")] * len(new))
+        self.targets.extend(targets if targets is not None else [-1] * len(new))
+        self.picked[new] = True
+
+
 def select_images(tags_file: str | Path, options: SelectOptions,
                   progress: Callable[[str, int], Any] | None = None, source: ProbSource | None = None) -> Selection:
     """Choose ``options.n`` images of a tag output to label next (see the module docstring).
@@ -157,6 +189,39 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     """
     options.check()
     clock = {"start": time.perf_counter()}
+    quotas = options.quotas()
+    inputs = _open_inputs(tags_file, options, quotas, source)
+    clock["read"] = time.perf_counter()
+    stats, tagged_rate = _score(inputs, quotas, progress)
+    clock["score"] = time.perf_counter()
+    picks = _Picks(np.zeros(inputs.tags.n, dtype=bool))
+    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {}}
+    for stage, quota in quotas.items():
+        quota = min(quota, int((inputs.eligible & ~picks.picked).sum()))
+        if quota <= 0:
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence([options.seed, _STAGE_SEED.get(stage, 0)]))
+        if stage == "random":
+            _pick_random(inputs, picks, quota, rng)
+        elif stage == "coverage":
+            _pick_coverage(inputs, stats, picks, quota)
+        elif stage == "uncertainty" and options.strategy == "uncertainty":
+            _pick_most_uncertain(inputs, stats, picks, quota)
+        else:  # the mix's uncertainty and diversity stages: k-center over a pool
+            facts["kcenter"][stage] = _pick_kcenter(stage, inputs, stats, picks, quota, options, rng)
+    clock["select"] = time.perf_counter()
+    facts["seconds"] = {"read": clock["read"] - clock["start"], "score": clock["score"] - clock["read"],
+                        "select": clock["select"] - clock["score"]}
+    return Selection(tags=inputs.tags, taxonomy=inputs.taxonomy, source=inputs.source, stats=stats,
+                     exclusions=inputs.exclusions, options=options, rows=np.asarray(picks.rows, np.int64),
+                     reasons=picks.reasons, distances=np.asarray(picks.distances, np.float32),
+                     targets=np.asarray(picks.targets, np.int64), thresholds=inputs.thresholds, facts=facts)
+
+
+def _open_inputs(tags_file: str | Path, options: SelectOptions, quotas: dict[str, int],
+                 source: ProbSource | None) -> _Inputs:
+    """Stage 1: the tag output, its taxonomy and thresholds, what is labelled already, and the
+    probabilities (refused when a strategy needs every label's and only the tags' are known)."""
     tags = source.tags if source is not None else read_tags_output(tags_file)
     tax = manifest_taxonomy(tags)
     thresholds = _thresholds(tags, tax.num_labels)
@@ -167,74 +232,76 @@ def select_images(tags_file: str | Path, options: SelectOptions,
         raise UserError(f"{tags.file}: all {tags.n} tagged images are labelled already (--exclude); nothing to select")
     if n_eligible < options.n:
         log.warning("only %d image(s) are not labelled yet; selecting all of them", n_eligible)
-    quotas = options.quotas()
     source = source if source is not None else open_probabilities(tags, options.model)
     if not source.complete and "uncertainty" in quotas:
         raise UserError(f"{tags.file}: uncertainty needs every label's probability, and {source.detail}; "
                         "pass --model (the model that tagged), tag with --format jsonl, or use --strategy "
                         "diversity, coverage or random")
     members = [np.asarray([tax.label_index(m) for m in ms], np.int64) for ms in tax.groups.values()]
-    clock["read"] = time.perf_counter()
+    return _Inputs(tags, tax, thresholds, excl, eligible, source, members)
+
+
+def _score(inputs: _Inputs, quotas: dict[str, int],
+           progress: Callable[[str, int], Any] | None) -> tuple[ImageStats, float]:
+    """Stage 2: one pass over the probabilities (uncertainty, group doubt, coverage candidates).
+
+    Returns:
+        (the per-image statistics, the share of images with a label at or above its threshold).
+    """
+    tags = inputs.tags
     bar = progress("scoring", tags.n) if progress is not None else contextlib.nullcontext()
     with bar:
-        stats = image_stats(source, thresholds, members, eligible, quotas.get("coverage", 0),
-                            getattr(bar, "advance", None))
-    clock["score"] = time.perf_counter()
+        stats = image_stats(inputs.source, inputs.thresholds, inputs.members, inputs.eligible,
+                            quotas.get("coverage", 0), getattr(bar, "advance", None))
     tagged_rate = float((stats.positives > 0).mean()) if tags.n else 0.0
-    if source.complete and tagged_rate < 0.05:
+    if inputs.source.complete and tagged_rate < 0.05:
         # a model trained on single positives rarely reaches 0.5: distances to an unreached threshold
         # rank images by their best score, not by doubt
         log.warning("%s: only %.1f%% of the images have a label at or above its threshold; the thresholds are "
                     "probably not calibrated (hspnet calibrate, then hspnet tag --thresholds), and uncertainty "
                     "around them means little", tags.file, 100 * tagged_rate)
+    return stats, tagged_rate
 
-    picked = np.zeros(tags.n, dtype=bool)
-    rows: list[int] = []
-    reasons: list[str] = []
-    dist: list[float] = []
-    targets: list[int] = []
-    labelled_rows = np.flatnonzero(excl.mask)
-    emb = tags.embeddings()
-    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {}}
 
-    def take(new: list[int], reason: str, d: list[float] | None = None, t: list[int] | None = None) -> None:
-        rows.extend(new)
-        reasons.extend([reason] * len(new))
-        dist.extend(d if d is not None else [float("nan")] * len(new))
-        targets.extend(t if t is not None else [-1] * len(new))
-        picked[new] = True
+def _pick_random(inputs: _Inputs, picks: _Picks, quota: int, rng: np.random.Generator) -> None:
+    """``random``: a seeded uniform sample of what is left."""
+    free = np.flatnonzero(inputs.eligible & ~picks.picked)
+    picks.take(np.sort(rng.choice(free, size=quota, replace=False)).tolist(), "random")
 
-    for stage, quota in quotas.items():
-        quota = min(quota, int((eligible & ~picked).sum()))
-        if quota <= 0:
-            continue
-        free = np.flatnonzero(eligible & ~picked)
-        rng = np.random.default_rng(np.random.SeedSequence([options.seed, _STAGE_SEED.get(stage, 0)]))
-        if stage == "random":
-            take(np.sort(rng.choice(free, size=quota, replace=False)).tolist(), "random")
-        elif stage == "coverage":
-            chosen, aimed = _coverage(stats, source, thresholds, members, excl, picked, quota)
-            take(chosen, "coverage", t=aimed)
-        elif stage == "uncertainty" and options.strategy == "uncertainty":
-            take(free[_best(stats.uncertainty[free], free, quota)].tolist(), "uncertainty")
-        else:
-            if stage == "uncertainty":
-                # never more than half of what is left, or the "most uncertain" pool would be everything
-                size = max(quota, min(quota * options.pool_factor, len(free) // 2))
-                pool = free[_best(stats.uncertainty[free], free, min(len(free), size))]
-            else:
-                pool = free if len(free) <= options.pool else rng.choice(free, size=options.pool, replace=False)
-            centres = np.concatenate([labelled_rows, np.asarray(rows, np.int64)])
-            res = farthest_first(emb, pool, quota, centres, dims=options.dims, seed=options.seed)
-            facts["kcenter"][stage] = {"pool": int(len(pool)), "centres": int(len(centres)), "dims": res.dims,
-                                       "radius_after": round(res.radius, 6)}
-            take(res.picks.tolist(), stage, d=res.distances.tolist())
-    clock["select"] = time.perf_counter()
-    facts["seconds"] = {"read": clock["read"] - clock["start"], "score": clock["score"] - clock["read"],
-                        "select": clock["select"] - clock["score"]}
-    return Selection(tags=tags, taxonomy=tax, source=source, stats=stats, exclusions=excl, options=options,
-                     rows=np.asarray(rows, np.int64), reasons=reasons, distances=np.asarray(dist, np.float32),
-                     targets=np.asarray(targets, np.int64), thresholds=thresholds, facts=facts)
+
+def _pick_coverage(inputs: _Inputs, stats: ImageStats, picks: _Picks, quota: int) -> None:
+    """``coverage``: round robin over the rarest labels."""
+    chosen, aimed = _coverage(stats, inputs.source, inputs.thresholds, inputs.members, inputs.exclusions,
+                              picks.picked, quota)
+    picks.take(chosen, "coverage", targets=aimed)
+
+
+def _pick_most_uncertain(inputs: _Inputs, stats: ImageStats, picks: _Picks, quota: int) -> None:
+    """``uncertainty`` alone: the most uncertain images, best first."""
+    free = np.flatnonzero(inputs.eligible & ~picks.picked)
+    picks.take(free[_best(stats.uncertainty[free], free, quota)].tolist(), "uncertainty")
+
+
+def _pick_kcenter(stage: str, inputs: _Inputs, stats: ImageStats, picks: _Picks, quota: int,
+                  options: SelectOptions, rng: np.random.Generator) -> dict[str, Any]:
+    """``diversity`` and the mix's ``uncertainty``: greedy k-center from what is labelled or picked,
+    over a pool (the most uncertain images, or a seeded sample of what is left).
+
+    Returns:
+        Facts about the k-center run for the report.
+    """
+    free = np.flatnonzero(inputs.eligible & ~picks.picked)
+    if stage == "uncertainty":
+        # never more than half of what is left, or the "most uncertain" pool would be everything
+        size = max(quota, min(quota * options.pool_factor, len(free) // 2))
+        pool = free[_best(stats.uncertainty[free], free, min(len(free), size))]
+    else:
+        pool = free if len(free) <= options.pool else rng.choice(free, size=options.pool, replace=False)
+    centres = np.concatenate([np.flatnonzero(inputs.exclusions.mask), np.asarray(picks.rows, np.int64)])
+    res = farthest_first(inputs.tags.embeddings(), pool, quota, centres, dims=options.dims, seed=options.seed)
+    picks.take(res.picks.tolist(), stage, distances=res.distances.tolist())
+    return {"pool": int(len(pool)), "centres": int(len(centres)), "dims": res.dims,
+            "radius_after": round(res.radius, 6)}
 
 
 def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
