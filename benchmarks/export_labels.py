@@ -43,26 +43,17 @@ print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "peak_rss_mi
 def make_output(root: Path, rows: int) -> None:
     import numpy as np
 
-    from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector
+    from hspnet_cli.tagsfile.factory import write_tag_output
 
     labels = [f"label{i}" for i in range(16)]
     groups = {f"group{g}": labels[g * 4:(g + 1) * 4] for g in range(4)}
     rng = np.random.default_rng(0)
-    selector = TagSelector(labels, groups, np.full(16, 0.9, dtype=np.float32))
-    out = OutputPaths.for_out(root / "tags.csv")
-    with open(out.tags, "w", encoding="utf-8") as fh:
-        fh.write("path,tags,scores,groups\n")
-        for start in range(0, rows, 100_000):
-            probs = rng.random((min(100_000, rows - start), 16), dtype=np.float32) * 0.95
-            fh.write("".join(selector.csv_row(f"f{(start + i) % 1000:03d}/img_{start + i:08d}.jpg", p)
-                             for i, p in enumerate(probs)))
-    out.emb.write_bytes(np.zeros((rows, 1), dtype="<f4").tobytes())
-    out.failed.write_text("path,error\n")
+    blocks = range(0, rows, 100_000)
     (root / "images").mkdir()
-    out.manifest.write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "model": {"scorer": "bench"}, "labels": labels,
-        "groups": groups, "embedding": {"dim": 1}, "files": {"tags": "tags.csv"},
-        "fingerprint": {"images_dir": str(root / "images"), "format": "csv"}}))
+    write_tag_output(root / "tags.csv", [f"f{i % 1000:03d}/img_{i:08d}.jpg" for i in range(rows)],
+                     (rng.random((min(100_000, rows - s), 16), dtype=np.float32) * 0.95 for s in blocks),
+                     (np.zeros((min(100_000, rows - s), 1), np.float32) for s in blocks), labels=labels,
+                     groups=groups, thresholds=0.9, images_dir=root / "images", scorer="bench")
     (root / "taxonomy.yaml").write_text(f"name: bench\nlabels: {labels}\ngroups: {json.dumps(groups)}\n")
 
 

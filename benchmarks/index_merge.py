@@ -39,11 +39,11 @@ print(json.dumps({"seconds": round(time.perf_counter() - start, 2), "index_secon
 
 
 def write_shards(root: Path, rows: int, dim: int, fmt: str, shards: int = 4, labels: int = 80) -> list[Path]:
-    """``shards`` tagger outputs of ``rows`` images in total, written by the real TagWriter."""
-    from hspnet_cli.tagsfile.writer import MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, write_json
+    """``shards`` tagger outputs of ``rows`` images in total, written by the tags format's own writer."""
+    from hspnet_cli.tagsfile.factory import write_tag_output
 
     names = [f"label{i}" for i in range(labels)]
-    selector = TagSelector(names, {f"g{g}": names[g::8] for g in range(8)}, np.full(labels, 0.5), 5)
+    groups = {f"g{g}": names[g::8] for g in range(8)}
     rng = np.random.default_rng(0)
     # Clustered unit vectors (2,000 centres + noise), as image embeddings are: uniform random
     # vectors have no neighbourhoods and would make any IVF index look broken.
@@ -51,29 +51,19 @@ def write_shards(root: Path, rows: int, dim: int, fmt: str, shards: int = 4, lab
     outs = []
     for s in range(shards):
         out = root / f"tags.shard-{s}-of-{shards}.{fmt}"
-        paths = OutputPaths.for_out(out)
-        writer = TagWriter(paths, selector, fmt, dim)
-        writer.start_fresh()
         positions = np.arange(s, rows, shards)
-        for start in range(0, len(positions), 20000):
-            block = positions[start:start + 20000]
-            keys = [f"dir{p % 1000:03d}/img{p:08d}.jpg" for p in block]
-            emb = centres[rng.integers(0, len(centres), len(block))] + 0.5 * rng.standard_normal(
-                (len(block), dim)).astype(np.float32)
-            emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-            writer.write_batch(keys, rng.random((len(block), labels)).astype(np.float32), emb, [], len(block))
-        sizes = writer.sizes()
-        writer.close()
-        paths.progress.unlink()
-        fingerprint = {"scorer": "bench", "labels": names, "thresholds": [0.5] * labels, "top_k": 5, "format": fmt,
-                       "images_dir": str(root / "images"), "shard": [s, shards]}
-        write_json(paths.manifest, {"format": MANIFEST_FORMAT, "version": 1, "complete": True,
-                                    "model": {"scorer": "bench"}, "embedding": {"file": paths.emb.name, "dim": dim},
-                                    "files": {"tags": out.name, "failed": paths.failed.name,
-                                              "embeddings": paths.emb.name},
-                                    "fingerprint": fingerprint, "counts": {"items": len(positions),
-                                                                           "rows": len(positions), "failed": 0},
-                                    "bytes": sizes})
+        starts = range(0, len(positions), 20000)
+
+        def embeddings(positions=positions, starts=starts):  # type: ignore[no-untyped-def]
+            for start in starts:
+                n = len(positions[start:start + 20000])
+                emb = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
+                yield emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+        write_tag_output(out, [f"dir{p % 1000:03d}/img{p:08d}.jpg" for p in positions],
+                         (rng.random((len(positions[st:st + 20000]), labels)).astype(np.float32) for st in starts),
+                         embeddings(), labels=names, groups=groups, fmt=fmt, top_k=5, images_dir=root / "images",
+                         scorer="bench", fingerprint={"shard": [s, shards]})
         outs.append(out)
     return outs
 

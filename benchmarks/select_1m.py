@@ -98,24 +98,22 @@ def make_world(root: Path, rows: int, dim: int, seed: int = 0) -> dict:
         return {"centres": centres, "cluster_of": cluster_of}
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(root / "tags.emb.f32", "wb") as fh:
+    from hspnet_cli.tagsfile.factory import write_tag_output
+
+    labels = [f"label{j:02d}" for j in range(LABELS)]
+    groups = {f"group{g}": labels[g * 8:(g + 1) * 8] for g in range(LABELS // 8)}
+
+    def embeddings():  # streamed: 1M x 1024 float32 is 4 GB
         for s in range(0, rows, 65536):
             ids = cluster_of[s:s + 65536]
             x = centres[ids] + rng.standard_normal((len(ids), dim), dtype=np.float32) * (0.6 / np.sqrt(dim))
-            fh.write(_unit(x).astype("<f4").tobytes())
-    with open(root / "tags.csv", "w", encoding="utf-8") as fh:
-        fh.write("path,tags,scores,groups\n")
-        for s in range(0, rows, 100000):
-            fh.write("".join(f"d{i // 1000:04d}/{i:08d}.jpg,,,\n" for i in range(s, min(rows, s + 100000))))
-    (root / "tags.failed.csv").write_text("path,error\n")
-    labels = [f"label{j:02d}" for j in range(LABELS)]
-    groups = {f"group{g}": labels[g * 8:(g + 1) * 8] for g in range(LABELS // 8)}
-    (root / "tags.manifest.json").write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "model": {"scorer": "synthetic"},
-        "labels": labels, "groups": groups, "thresholds": [0.9] * LABELS, "taxonomy": "synthetic",
-        "embedding": {"file": "tags.emb.f32", "dim": dim},
-        "files": {"tags": "tags.csv", "failed": "tags.failed.csv", "embeddings": "tags.emb.f32"},
-        "fingerprint": {"format": "csv", "images_dir": str(root / "images")}, "counts": {"rows": rows}}))
+            yield _unit(x).astype(np.float32)
+
+    # No label reaches its 0.9 threshold: the csv carries no tags, as a model that is unsure would write.
+    write_tag_output(root / "tags.csv", [f"d{i // 1000:04d}/{i:08d}.jpg" for i in range(rows)],
+                     (np.zeros((min(65536, rows - s), LABELS), np.float32) for s in range(0, rows, 65536)),
+                     embeddings(), labels=labels, groups=groups, thresholds=0.9, images_dir=root / "images",
+                     scorer="synthetic", taxonomy="synthetic")
     marker.write_text(json.dumps(params))
     print(f"wrote the synthetic tag output in {time.perf_counter() - t0:.0f} s", flush=True)
     return {"centres": centres, "cluster_of": cluster_of}
@@ -137,17 +135,13 @@ def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
     sub = root / "jsonl"
     sub.mkdir(exist_ok=True)
     rng = np.random.default_rng(5)
-    with open(sub / "tags.jsonl", "w") as fh:
-        for i in range(rows):
-            probs = [round(float(x), 4) for x in rng.random(labels) ** 4]
-            fh.write(json.dumps({"path": f"{i:08d}.jpg", "tags": [], "scores": [], "groups": [], "probs": probs}) + "\n")
-    (sub / "tags.emb.f32").write_bytes(np.zeros((rows, 4), "<f4").tobytes())
-    (sub / "tags.failed.csv").write_text("path,error\n")
+    from hspnet_cli.tagsfile.factory import write_tag_output
+
     manifest = json.loads((root / "tags.manifest.json").read_text())
-    manifest.update(embedding={"file": "tags.emb.f32", "dim": 4},
-                    files={"tags": "tags.jsonl", "failed": "tags.failed.csv", "embeddings": "tags.emb.f32"},
-                    fingerprint={"format": "jsonl", "images_dir": str(root / "images")})
-    (sub / "tags.manifest.json").write_text(json.dumps(manifest))
+    write_tag_output(sub / "tags.jsonl", [f"{i:08d}.jpg" for i in range(rows)],
+                     (rng.random((rows, labels)) ** 4).astype(np.float32), np.zeros((rows, 4), np.float32),
+                     labels=manifest["labels"], groups=manifest["groups"], thresholds=0.9, fmt="jsonl",
+                     images_dir=root / "images", scorer="synthetic", taxonomy="synthetic")
     tags = read_tags_output(sub / "tags.jsonl")
     start = time.perf_counter()
     image_stats(ProbSource(tags, "jsonl", "bench"), np.full(labels, 0.9, np.float32),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from hspnet_cli.tagsfile.writer import OutputPaths
 import typer
+
+from hspnet_cli.tagsfile.factory import write_tag_output
 
 MODEL = "zero-shot hspnet-tiny/random"
 
@@ -30,24 +30,12 @@ def clustered(n: int, dim: int = 32, clusters: int = 40, spread: float = 0.35, s
 def write_tags(csv_path: Path, vecs: np.ndarray, paths: list[str] | None = None, model: str = MODEL,
                images_dir: Path | None = None, failed: list[tuple[str, str]] | None = None,
                fingerprint: dict | None = None) -> Path:
-    """Write tags.csv, tags.emb.f32, tags.failed.csv and tags.manifest.json as hspnet tag does
-    (the manifest holds the facts the index reads, in the tagger's layout)."""
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    out = OutputPaths.for_out(csv_path)
+    """A finished tag output as hspnet tag writes it (the tags format's own factory): every image
+    tagged 'dog' (group 'animals') at 0.9, with these embeddings."""
     paths = paths if paths is not None else [f"img/{i:05d}.jpg" for i in range(len(vecs))]
-    lines = ["path,tags,scores,groups"] + [f'{p},dog,0.9,animals' for p in paths]
-    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out.emb.write_bytes(np.asarray(vecs, dtype="<f4").tobytes())
-    out.failed.write_text("path,error\n" + "".join(f"{p},{e}\n" for p, e in failed or []), encoding="utf-8")
-    images = str((images_dir or csv_path.parent / "images").absolute())
-    out.manifest.write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "model": {"scorer": model},
-        "embedding": {"file": out.emb.name, "dim": int(vecs.shape[1])},
-        "files": {"tags": csv_path.name, "failed": out.failed.name, "embeddings": out.emb.name},
-        "fingerprint": {"scorer": model, "labels": ["dog"], "thresholds": [0.5], "top_k": 0, "format": "csv",
-                        "images_dir": images, **(fingerprint or {})},
-        "options": {"images_dir": images}, "counts": {"items": len(paths) + len(failed or []), "rows": len(paths),
-                                                      "failed": len(failed or [])}}), encoding="utf-8")
+    write_tag_output(csv_path, paths, np.full((len(paths), 1), 0.9, np.float32), np.asarray(vecs, np.float32),
+                     labels=["dog"], groups={"animals": ["dog"]}, images_dir=images_dir or csv_path.parent / "images",
+                     scorer=model, failures=failed or [], fingerprint=fingerprint)
     return csv_path
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector
+from hspnet_cli.tagsfile.factory import write_tag_output
 
 LABELS = ["cat", "dog", "sofa", "table", "tree"]
 GROUPS = {"animals": ["cat", "dog"], "furniture": ["sofa", "table"], "plants": ["tree"]}
@@ -29,24 +28,12 @@ def make_tags(root: Path, fmt: str = "csv", probs: np.ndarray | None = None, nam
         path = root / "images" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (20 + i, 10 + i), (i * 30, 90, 200)).save(path)
-    out = OutputPaths.for_out(root / f"tags.{fmt}")
-    selector = TagSelector(LABELS, GROUPS, np.full(len(LABELS), threshold, dtype=np.float32))
-    row = selector.csv_row if fmt == "csv" else selector.jsonl_row
-    head = "path,tags,scores,groups\n" if fmt == "csv" else ""
-    out.tags.write_text(head + "".join(row(n, p) for n, p in zip(names, probs)), encoding="utf-8")
-    out.emb.write_bytes(np.zeros((len(names), 4), dtype="<f4").tobytes())
-    out.failed.write_text("path,error\n", encoding="utf-8")
-    images = str((root / "images").absolute())
-    out.manifest.write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True,
-        "model": {"scorer": "test scorer", "fingerprint": "0123456789abcdef"},
-        "labels": LABELS, "groups": GROUPS, "thresholds": [threshold] * len(LABELS),
-        "embedding": {"file": out.emb.name, "dim": 4},
-        "files": {"tags": out.tags.name, "failed": out.failed.name, "embeddings": out.emb.name},
-        "fingerprint": {"scorer": "x", "labels": LABELS, "format": fmt, "images_dir": images},
-        "counts": {"items": len(names), "rows": len(names), "failed": 0}}), encoding="utf-8")
+    paths = write_tag_output(root / f"tags.{fmt}", names, probs, np.zeros((len(names), 4), np.float32),
+                             labels=LABELS, groups=GROUPS, thresholds=threshold, fmt=fmt,
+                             images_dir=root / "images", scorer="test scorer",
+                             model_fingerprint="0123456789abcdef")
     (root / "taxonomy.yaml").write_text(TAXONOMY, encoding="utf-8")
-    return out.tags
+    return paths.tags
 
 
 def expected_matrix(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -43,7 +43,7 @@ def _thresholds(path: Path, labels: list[str], **change) -> Path:
 
 def test_export_loads_without_open_clips_private_tower_builder(trained, tmp_path: Path, monkeypatch) -> None:
     """Should open_clip drop its private _build_vision_tower, exports still load (public CLIP class)."""
-    from hspnet_cli import export
+    from hspnet_cli.scoring import model_file as export
 
     out = export_model(trained["ckpt"], tmp_path / "model.pt")
     monkeypatch.setattr(export, "_private_vision_builder", lambda: None)

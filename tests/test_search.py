@@ -68,7 +68,7 @@ def test_text_query_with_the_clip_model_works(image_index: dict) -> None:
 
 
 def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dict, monkeypatch) -> None:
-    from hspnet_cli import inference
+    from hspnet_cli.scoring import scorer as inference
     from hspnet_cli.index.search import _query_taxonomy
 
     def exported(path, device="cpu"):

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hspnet_cli.cli import app
 from hspnet_cli.selection.kcenter import farthest_first
+from hspnet_cli.tagsfile.factory import write_tag_output
 
 LABELS = ["cat", "dog", "car", "bus", "tree"]
 GROUPS = {"animals": ["cat", "dog"], "vehicles": ["car", "bus"], "plants": ["tree"]}
@@ -25,26 +26,10 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def write_jsonl_tags(path: Path, probs: np.ndarray, emb: np.ndarray, paths: list[str] | None = None,
                      thresholds: list[float] | None = None) -> Path:
-    """A tags.jsonl with every label's probability, its embeddings and manifest, as hspnet tag writes them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A tags.jsonl with every label's probability, its embeddings and manifest (the tags format's factory)."""
     paths = paths or [f"img/{i:04d}.jpg" for i in range(len(probs))]
-    thresholds = thresholds or [0.5] * len(LABELS)
-    with open(path, "w", encoding="utf-8") as fh:
-        for p, row in zip(paths, probs):
-            sel = [j for j in np.argsort(-row) if row[j] >= thresholds[j]]
-            fh.write(json.dumps({"path": p, "tags": [LABELS[j] for j in sel],
-                                 "scores": [round(float(row[j]), 4) for j in sel], "groups": [],
-                                 "probs": [round(float(x), 4) for x in row]}) + "\n")
-    stem = path.with_suffix("")
-    Path(f"{stem}.emb.f32").write_bytes(np.asarray(emb, "<f4").tobytes())
-    Path(f"{stem}.failed.csv").write_text("path,error\n")
-    images = str((path.parent / "images").absolute())
-    Path(f"{stem}.manifest.json").write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "model": {"scorer": "hand-made"},
-        "labels": LABELS, "groups": GROUPS, "thresholds": thresholds, "taxonomy": "toy",
-        "embedding": {"file": f"{stem.name}.emb.f32", "dim": int(emb.shape[1])},
-        "files": {"tags": path.name, "failed": f"{stem.name}.failed.csv", "embeddings": f"{stem.name}.emb.f32"},
-        "fingerprint": {"format": "jsonl", "images_dir": images}, "counts": {"rows": len(paths)}}))
+    write_tag_output(path, paths, np.asarray(probs, np.float32), np.asarray(emb, np.float32), labels=LABELS,
+                     groups=GROUPS, thresholds=thresholds or 0.5, fmt="jsonl", scorer="hand-made", taxonomy="toy")
     return path
 
 

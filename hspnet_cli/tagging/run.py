@@ -33,7 +33,8 @@ from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
 from hspnet_cli.tagging.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
 from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
-from hspnet_cli.tagsfile.writer import (MANIFEST_FORMAT, VERSION, OutputPaths, TagSelector, TagWriter, read_failures, read_json, shard_out, write_json)
+from hspnet_cli.tagsfile.writer import (MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, new_manifest,
+                                        read_failures, read_json, shard_out, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -292,19 +293,14 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
         writer.resume(read_json(paths.progress, "tag progress record"))
         log.info("resuming %s after %d of %d items", paths.tags, writer.items_done, len(items))
     else:
-        manifest = {
-            "format": MANIFEST_FORMAT, "version": VERSION, "package_version": __version__, "complete": False,
-            "model": {**describe(scorer), "fingerprint": fingerprint["scorer"]}, "taxonomy": tax.name,
-            "labels": tax.label_names, "groups": {g: list(m) for g, m in tax.groups.items()},
-            "thresholds": [float(t) for t in thr], "threshold_source": thr_source,
-            "options": {"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
-                        "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
-                        "batch_size": batch_size, "workers": workers, "device": str(scorer.device),
-                        "decode": decode_mode, "decode_timeout": decode_timeout},
-            "fingerprint": fingerprint,
-            "embedding": {"file": paths.emb.name, "dim": embed_dim, "dtype": "float32", "byteorder": "little"},
-            "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
-            "counts": {"items": len(items), "rows": 0, "failed": 0}, "bytes": {}, "text_escaping": TEXT_ESCAPING}
+        manifest = new_manifest(
+            paths, model={**describe(scorer), "fingerprint": fingerprint["scorer"]}, taxonomy=tax.name,
+            labels=tax.label_names, groups=tax.groups, thresholds=thr, threshold_source=thr_source,
+            options={"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
+                     "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
+                     "batch_size": batch_size, "workers": workers, "device": str(scorer.device),
+                     "decode": decode_mode, "decode_timeout": decode_timeout},
+            fingerprint=fingerprint, embed_dim=embed_dim, items=len(items))
         write_json(paths.manifest, manifest)
         writer.start_fresh()
 

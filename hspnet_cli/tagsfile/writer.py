@@ -68,9 +68,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hspnet_cli import __version__
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import output_errors, read_json_object, write_text_atomic
-from hspnet_cli.tagsfile.escape import escape, join_list
+from hspnet_cli.tagsfile.escape import TEXT_ESCAPING, escape, join_list
 
 MANIFEST_FORMAT = "hspnet-tags"
 PROGRESS_FORMAT = "hspnet-tag-progress"
@@ -173,6 +174,34 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def new_manifest(paths: OutputPaths, *, model: dict[str, Any], taxonomy: str, labels: list[str],
+                 groups: dict[str, list[str]], thresholds: Sequence[float], threshold_source: str,
+                 options: dict[str, Any], fingerprint: dict[str, Any], embed_dim: int, items: int) -> dict[str, Any]:
+    """The manifest of a run that is starting (``complete`` false; counts and bytes come at the end).
+
+    Args:
+        paths: The run's output files.
+        model: What scored the images (``describe(scorer)`` plus its fingerprint).
+        taxonomy: The taxonomy's name.
+        labels: Label names in probability-column order.
+        groups: Group -> member labels.
+        thresholds: Per-label thresholds, label order.
+        threshold_source: Where the thresholds came from (file, model, one value).
+        options: The run's options, for the record.
+        fingerprint: What must match for a rerun to resume.
+        embed_dim: Embedding width.
+        items: Input items of this run (or shard).
+    """
+    return {
+        "format": MANIFEST_FORMAT, "version": VERSION, "package_version": __version__, "complete": False,
+        "model": model, "taxonomy": taxonomy, "labels": list(labels), "groups": {g: list(m) for g, m in groups.items()},
+        "thresholds": [float(t) for t in thresholds], "threshold_source": threshold_source, "options": options,
+        "fingerprint": fingerprint,
+        "embedding": {"file": paths.emb.name, "dim": int(embed_dim), "dtype": "float32", "byteorder": "little"},
+        "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
+        "counts": {"items": int(items), "rows": 0, "failed": 0}, "bytes": {}, "text_escaping": TEXT_ESCAPING}
 
 
 class TagWriter:
