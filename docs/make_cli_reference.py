@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 REFERENCE = Path(__file__).resolve().parent / "cli.md"
 

@@ -53,7 +53,7 @@ def _pages() -> list[Path]:
     return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 
 
-_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+_FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)\)")
 
@@ -105,6 +105,6 @@ def test_readme_is_a_short_tour_that_starts_with_the_two_commands():
     first_block = text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     assert [line.split()[:2] for line in first_block[:2]] == [["make", "demo"], ["make", "test"]]
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert re.search(r"^demo:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
     for page in ("docs/README.md", "docs/cli.md"):
         assert f"]({page})" in text, f"README.md does not link {page}"
