@@ -108,3 +108,56 @@ def test_readme_is_a_short_tour_that_starts_with_the_two_commands():
     assert re.search(r"^demo:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
     for page in ("docs/README.md", "docs/cli.md"):
         assert f"]({page})" in text, f"README.md does not link {page}"
+
+
+_SHELL_BLOCK = re.compile(r"^```(?:bash|sh)?\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _documented_commands(text: str) -> list[str]:
+    """Every ``hspnet ...`` (or ``torchrun ... -m hspnet_cli ...``) line of the page's shell blocks."""
+    found = []
+    for block in _SHELL_BLOCK.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("hspnet "):
+                found.append(line)
+            elif " -m hspnet_cli " in line:
+                found.append("hspnet " + line.split(" -m hspnet_cli ", 1)[1])
+    return found
+
+
+def test_documented_commands_use_real_commands_and_options():
+    """A renamed option or command must not live on in the examples users copy."""
+    import shlex
+
+    import typer
+
+    from hspnet_cli.cli import app
+
+    root = typer.main.get_command(app)
+
+    def names(command) -> set[str]:
+        return {"-h", "--help"}.union(*([*p.opts, *p.secondary_opts] for p in command.params))
+
+    wrong, checked = [], 0
+    for page in _pages():
+        if page.name == "cli.md":
+            continue
+        for line in _documented_commands(page.read_text(encoding="utf-8")):
+            checked += 1
+            tokens = shlex.split(line, comments=True)
+            command, path, allowed = root, ["hspnet"], names(root)
+            for token in tokens[1:]:
+                subcommands = getattr(command, "commands", None)
+                if token.startswith("-"):
+                    if token.split("=")[0] not in allowed:
+                        wrong.append(f"{page.relative_to(ROOT)}: `{' '.join(path)}` has no option {token}")
+                elif subcommands:
+                    if token not in subcommands:
+                        wrong.append(f"{page.relative_to(ROOT)}: `{' '.join(path)}` has no command {token}")
+                        break
+                    command = subcommands[token]
+                    path.append(token)
+                    allowed = names(command) | (names(root) if len(path) == 2 else set())
+    assert checked > 40, f"only {checked} documented command lines found: is the block pattern still right?"
+    assert not wrong, "documented commands that the CLI does not accept:\n" + "\n".join(wrong)
