@@ -1,4 +1,4 @@
-"""How much the precision of the score product changes mAP (README "What a run does").
+"""How much the precision of the score product changes mAP (docs/training.md, "What a run does").
 
 Synthetic COCO-sized validation set: 16,416 images x 80 labels, 1024-d features like RN50's
 (a shared component, as CLIP features have, plus label signal and noise), ~2.9 positives per

@@ -25,7 +25,7 @@ memory-mapped embedding file are page cache the kernel can drop, so they are not
    distance to the nearest pick over an evaluation sample of 100,000 rows (exact distances,
    FAISS), and how many of the 2,000 clusters the picks hit (rare clusters are what random misses).
 
-The machine this ran on is printed (CPU count, load); the project's numbers are in README.md.
+The machine this ran on is printed (CPU count, load); the project's numbers are in docs/labeling-loop.md.
 Ends with one JSON line.
 """
 
