@@ -9,9 +9,9 @@ from typing import Any
 # Public name -> the module of this room that defines it (imported on first use, so
 # importing the room stays cheap: nothing heavy loads until a name is used).
 _EXPORTS = {
-    "EpochRecord": "records",
+    "EpochRecord": "results",
     "train": "loop",
-    "TrainResult": "records",
+    "TrainResult": "results",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -39,7 +39,7 @@ from hspnet_cli.taxonomy import Taxonomy
 from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.train.record import run_config_yaml
-from hspnet_cli.train.records import Best, EpochRecord, TrainResult
+from hspnet_cli.train.results import Best, EpochRecord, TrainResult
 from hspnet_cli.train.run_folder import (
     append_metrics,
     check_run_dir,

@@ -10,7 +10,7 @@ from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.data.split_io import read_split_yaml
 from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
-from hspnet_cli.train.records import EpochRecord
+from hspnet_cli.train.results import EpochRecord
 
 
 def resolve_taxonomy(split_dir: Path, taxonomy: str | Path | None) -> Taxonomy:
