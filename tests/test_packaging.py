@@ -23,7 +23,7 @@ def test_wheel_carries_builtins_and_finds_them_when_installed(tmp_path: Path) ->
     wheel = next((tmp_path / "wheel").glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("hspnet_cli/_builtin_taxonomies/coco.yaml", "hspnet_cli/_builtin_taxonomies/cub.yaml",
-                     "hspnet_cli/model_configs/hspnet-tiny.json", "hspnet_cli/annotate/static/app.js",
+                     "hspnet_cli/model/model_configs/hspnet-tiny.json", "hspnet_cli/annotate/static/app.js",
                      "hspnet_cli/annotate/static/index.html", "hspnet_cli/annotate/static/style.css"):
         assert expected in names
     target = tmp_path / "site"
