@@ -77,13 +77,13 @@ def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dic
         return scorer
 
     monkeypatch.setattr(inference, "load_scorer", exported)
-    result = run("search", image_index["index"], "--text", "a dog", "--model", "model.pt", "--device", "cpu")
+    result = run("search", image_index["index"], "--text", "a dog", "--checkpoint", "model.pt", "--device", "cpu")
     assert result.exit_code == 2
     assert "text search needs a model with its text tower" in result.stderr
     assert "export model.pt" in result.stderr and "--clip-model/--pretrained" in result.stderr
     # The same scorer answers image queries.
     result = run("search", image_index["index"], "--image", image_index["images"] / "sub" / "03.png",
-                 "--model", "model.pt", "--json", "--device", "cpu")
+                 "--checkpoint", "model.pt", "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
 
 

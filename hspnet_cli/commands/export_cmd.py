@@ -14,8 +14,8 @@ from hspnet_cli.core.errors import UserError
 
 def export(
     old_checkpoint: Optional[Path] = opt.old_checkpoint_argument(),
-    checkpoint: Optional[Path] = opt.checkpoint("best.ckpt / last.ckpt of hspnet train, or its run folder. "
-                                                "[required]"),
+    checkpoint: Optional[Path] = opt.checkpoint("best.ckpt / last.ckpt of hspnet train, or its run folder "
+                                                "(required)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (torchscript/onnx also write OUT.json)."),
     fmt: str = typer.Option("ckpt", "--format", "-f", help="ckpt (torch file, weights_only), torchscript or onnx."),
     thresholds: Optional[Path] = typer.Option(None, "--thresholds", help='Per-label thresholds JSON: '

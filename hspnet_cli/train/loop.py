@@ -159,18 +159,48 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
     return mean_average_precision(full.numpy(), labels.matrix).map if full is not None else float("nan")
 
 
-def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
-          **options: Any) -> TrainResult:
-    """Train into ``out_dir`` holding its output lock (rank 0 of a torchrun launch holds it for all
-    ranks; :mod:`hspnet_cli.core.locks`). Arguments: see :func:`_train`."""
+def train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
+          *, taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
+          overwrite: bool = False, stop_after_epochs: int | None = None,
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
+    """Train a model on a split, writing a run folder, while holding the folder's output lock
+    (rank 0 of a torchrun launch holds it for all ranks; :mod:`hspnet_cli.core.locks`).
+
+    Args:
+        split_dir: Folder made by ``hspnet split`` (``train.csv``, optional ``val.csv``); ignored
+            with ``resume``.
+        images: Folder the split's image paths are relative to; ignored with ``resume``.
+        out_dir: Run folder (``config.yaml``, ``metrics.jsonl``, ``last.ckpt``, ``best.ckpt``).
+        config: Resolved run configuration (ignored with ``resume``: the run's own is used).
+        taxonomy: Taxonomy name or file (default: the split's, if it is a built-in).
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        resume: Continue the run in ``out_dir`` from ``last.ckpt``.
+        overwrite: Replace an earlier run in ``out_dir``.
+        stop_after_epochs: Stop after this many epochs of this invocation (as an interruption
+            would); the run stays resumable.
+        on_epoch: Called with each epoch's record on the main process.
+        progress: Factory ``(description, images) -> context manager with .advance(n)`` for
+            the per-epoch progress bar (main process only); None for no bar.
+        threads: Intra-op CPU threads (None: :func:`~hspnet_cli.core.device.intra_op_threads`'s
+            rule, which leaves a core to each DataLoader worker).
+
+    Returns:
+        The result (meaningful on the main process).
+
+    Raises:
+        UserError: Bad split, config or run folder; another process writing ``out_dir``.
+        OutputError: A write failed (full disk, quota, permissions); the message says how to go on.
+    """
     from hspnet_cli.core.locks import is_rank_zero, output_lock
 
     with output_lock(out_dir, "run folder") if is_rank_zero() else contextlib.nullcontext():
         try:
-            return _train(split_dir, images, out_dir, config, **options)
+            return _train(split_dir, images, out_dir, config, taxonomy=taxonomy, device=device, resume=resume,
+                          overwrite=overwrite, stop_after_epochs=stop_after_epochs, on_epoch=on_epoch,
+                          progress=progress, threads=threads)
         except OutputError as exc:  # full disk, quota, permissions: say how this run goes on
-            raise OutputError(f"{exc}; {_how_to_continue(Path(out_dir), bool(options.get('resume')))}", exc.path,
-                              exc.errno) from None
+            raise OutputError(f"{exc}; {_how_to_continue(Path(out_dir), resume)}", exc.path, exc.errno) from None
 
 
 def _how_to_continue(out_dir: Path, resumed: bool) -> str:
@@ -187,28 +217,7 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
            overwrite: bool = False, stop_after_epochs: int | None = None,
            on_epoch: Callable[[EpochRecord], None] | None = None,
            progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
-    """Train a model on a split, writing a run folder.
-
-    Args:
-        split_dir: Folder made by ``hspnet split`` (``train.csv``, optional ``val.csv``).
-        images: Folder the split's image paths are relative to.
-        out_dir: Run folder (``config.yaml``, ``metrics.jsonl``, ``last.ckpt``, ``best.ckpt``).
-        config: Resolved run configuration (ignored with ``resume``: the run's own is used).
-        taxonomy: Taxonomy name or file (default: the split's, if it is a built-in).
-        device: ``auto``, ``cpu`` or ``cuda[:N]``.
-        resume: Continue the run in ``out_dir`` from ``last.ckpt``.
-        overwrite: Replace an earlier run in ``out_dir``.
-        stop_after_epochs: Stop after this many epochs of this invocation (as an interruption
-            would); the run stays resumable.
-        on_epoch: Called with each epoch's record on the main process.
-        progress: Factory ``(description, images) -> context manager with .advance(n)`` for
-            the per-epoch progress bar (main process only); None for no bar.
-        threads: Intra-op CPU threads (None: :func:`~hspnet_cli.train.runtime.intra_op_threads`'s
-            rule, which leaves a core to each DataLoader worker).
-
-    Returns:
-        The result (meaningful on the main process).
-    """
+    """The run itself, without the lock; arguments: see :func:`train`."""
     out_dir = Path(out_dir)
     state: dict[str, Any] | None = None
     taxonomy_source: str | None = None  # a resumed run keeps the config.yaml it started with
