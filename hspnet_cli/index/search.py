@@ -92,8 +92,9 @@ def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: s
                                 "model with --checkpoint FILE or --clip-model M --pretrained P")
             model = found.group(1)
     tag = "none" if pretrained is None or str(pretrained).lower() in ("none", "random", "") else pretrained
-    return choose_scorer(model, zero_shot=model is None, taxonomy=_query_taxonomy(), clip_model=str(clip_model),
-                         pretrained=tag, device=device)
+    zero = model is None
+    return choose_scorer(model, zero_shot=zero, taxonomy=_query_taxonomy() if zero else None,
+                         clip_model=str(clip_model), pretrained=tag, device=device)
 
 
 def same_model(scorer: Any, idx: IndexFiles) -> bool:
