@@ -8,7 +8,7 @@ The vocabulary:
 * ``--zero-shot`` + ``--taxonomy``: plain CLIP prompts for a taxonomy's labels.
 * ``--device``, ``--json``.
 
-Old spellings (``--model``, ``--suggest``, a positional checkpoint) stay for one release as
+Old spellings (``--model``, ``--suggest``, a positional checkpoint) stay for one release (0.1.x) as
 hidden parameters: :func:`deprecated` folds one into its new option and prints one line on stderr.
 
 Typer's rich help prints a type column for every option, ``<bool>`` included for flags (they take
@@ -89,6 +89,7 @@ def old_checkpoint_argument() -> Any:
 
 def warn_deprecated(old: str, new: str) -> None:
     """One line on stderr saying that ``old`` is deprecated and what to write instead."""
+    # Printed under --quiet too: it is addressed to whoever maintains the script that runs quietly.
     err_console.print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False, soft_wrap=True)
 
 
