@@ -18,7 +18,6 @@ hidden positionals out of the usage line. :class:`App` is a Typer app whose comm
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer

@@ -147,8 +147,8 @@ def build_cmd(
         raise UserError("choose exactly one of --wordnet or --kmeans")
     result = build_taxonomy(
         labels, out, method="wordnet" if wordnet else "kmeans", n_groups=groups, depth=depth, k=k,
-        features=features, model=clip_model, pretrained=pretrained, template=template, seed=seed, center=center, name=name,
-        reference=reference, overwrite=overwrite)
+        features=features, model=clip_model, pretrained=pretrained, template=template, seed=seed, center=center,
+        name=name, reference=reference, overwrite=overwrite)
     if as_json:
         print_json(result.summary())
         return

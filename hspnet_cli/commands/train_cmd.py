@@ -71,7 +71,8 @@ def train(
     clip_model = opt.deprecated(clip_model, old_model, old="--model", new="--clip-model")
     if resume is not None:
         given = [name for name, value in (("--split", split), ("--config", config_file), ("--preset", preset),
-                                          ("--clip-model", clip_model), ("--epochs", epochs), ("--lr", lr), ("--set", overrides))
+                                          ("--clip-model", clip_model), ("--epochs", epochs), ("--lr", lr),
+                                          ("--set", overrides))
                  if value]
         if given:
             raise UserError(f"--resume continues a run with its own config; drop {', '.join(given)}")
