@@ -1,7 +1,7 @@
 """Speed-up of ``--cache-features`` (frozen image tower) and that it changes no metric.
 
     .venv/bin/python benchmarks/feature_cache.py                        # CPU, tiny model, demo world
-    python benchmarks/feature_cache.py --model RN50 --image-size 224 --device cuda --images 4000
+    python benchmarks/feature_cache.py --clip-model RN50 --image-size 224 --device cuda --images 4000
 
 Trains the same frozen-tower run twice on a generated demo world, without and with the feature
 cache, and prints seconds per epoch, total seconds (the cached run's includes computing the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="hspnet-tiny-rn")
+    parser.add_argument("--clip-model", "--model", dest="model", default="hspnet-tiny-rn")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=4)

@@ -89,17 +89,17 @@ EOF
 } 2>&1 | tee "$OUT/env.txt"
 
 # 1. Training step alone (pre-made tensors): images/s against the published 1,285 and 8.4 GiB.
-step train_step 180 60 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --model "$MODEL" \
+step train_step 180 60 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --clip-model "$MODEL" \
     --image-size "$SIZE" --batch-size "$TRAIN_BS" --steps "$STEPS" --warmup "$WARMUP"
 
 # 2. hspnet tag: CPU decoding, GPU decoding, decoding alone, forward ceiling (goal: > 3,000 images/s).
-step gpu_tag 240 90 "$PY" benchmarks/gpu_tag.py --device "$DEVICE" --model "$MODEL" --images "$TAG_IMAGES" \
+step gpu_tag 240 90 "$PY" benchmarks/gpu_tag.py --device "$DEVICE" --clip-model "$MODEL" --images "$TAG_IMAGES" \
     --batch-size "$TAG_BS" --workers "$WORKERS" --forward-iters "$FWD_ITERS" --modes cpu,gpu,decode,forward \
     --out-json "$OUT/gpu_tag.json"
 
 # 3. Real `hspnet train` loop on generated images, data loading included (a short step part first,
 #    since train_throughput always runs it). Last: it matters least and may be cut by the budget.
-step train_e2e 150 90 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --model "$MODEL" \
+step train_e2e 150 90 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --clip-model "$MODEL" \
     --image-size "$SIZE" --batch-size "$TRAIN_BS" --steps "$E2E_STEPS" --warmup "$WARMUP" \
     --end-to-end "$E2E_IMAGES" --epochs 2 --workers "$WORKERS"
 

@@ -4,7 +4,7 @@ Run on demand (never part of the tests):
 
     python benchmarks/gpu_tag.py                                  # GPU: RN50, 224 px, 4000 JPEGs, batch 256
     python benchmarks/gpu_tag.py --out-json "$OUT/gpu_tag.json"   # the device check (benchmarks/gpu_check.sh)
-    .venv/bin/python benchmarks/gpu_tag.py --device cpu --model hspnet-tiny-rn --images 64 \
+    .venv/bin/python benchmarks/gpu_tag.py --device cpu --clip-model hspnet-tiny-rn --images 64 \
         --batch-size 16 --workers 2                               # CPU smoke test of the plumbing
 
 Goal (issue): end-to-end ``hspnet tag`` above 3,000 images/s on an H200. The script generates
@@ -284,7 +284,8 @@ def print_table(results: dict[str, dict[str, Any]], ceiling: float | None) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="RN50", help="open_clip architecture (random weights)")
+    parser.add_argument("--clip-model", "--model", dest="model", default="RN50",
+                        help="open_clip architecture (random weights)")
     parser.add_argument("--taxonomy", default="coco")
     parser.add_argument("--images", type=int, default=None, help="generated JPEGs (default: 4000 on GPU, 64 on CPU)")
     parser.add_argument("--images-dir", type=Path, default=None,

@@ -7,7 +7,7 @@ Writes (once, reused while the parameters match) a synthetic ``hspnet tag`` outp
 ``--dir``: ``tags.csv`` (1M paths), ``tags.emb.f32`` (1M x 1024 float32 = 4 GB, unit vectors
 around 2,000 cluster centres with Zipf-like sizes, so some clusters are rare) and the manifest;
 80 labels whose features are 80 of the centres (temperature 10, thresholds 0.9): the
-probabilities the "csv + --model" path recomputes from the embeddings.
+probabilities the "csv + --checkpoint" path recomputes from the embeddings.
 
 Then measures each phase in a fresh process: wall and CPU seconds (the machine is shared, so
 CPU seconds say more than wall time) and peak *anonymous* memory above the interpreter's,

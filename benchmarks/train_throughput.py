@@ -3,7 +3,7 @@
 Run on demand (never part of the tests):
 
     .venv/bin/python benchmarks/train_throughput.py                       # CPU, small defaults
-    python benchmarks/train_throughput.py --device cuda --model RN50 --image-size 224 \
+    python benchmarks/train_throughput.py --device cuda --clip-model RN50 --image-size 224 \
         --batch-size 128 --steps 200                                      # the GPU check
     python benchmarks/train_throughput.py --device cuda --end-to-end 4096 # + hspnet train on generated images
 
@@ -154,7 +154,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="RN50")
+    parser.add_argument("--clip-model", "--model", dest="model", default="RN50")
     parser.add_argument("--taxonomy", default="coco")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=None, help="default: 128 on GPU, 8 on CPU")

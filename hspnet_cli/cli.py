@@ -14,16 +14,16 @@ import logging
 from typing import Optional
 
 import typer
-from typer.core import TyperGroup
 
 from hspnet_cli import __version__
 from hspnet_cli.commands import (annotate_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd, search_cmd,
                                  select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
+from hspnet_cli.commands.options import App, HelpGroup
 from hspnet_cli.core.console import err_console, setup_logging
 from hspnet_cli.core.errors import UserError
 
 
-class _Root(TyperGroup):
+class _Root(HelpGroup):
     """Root command group that turns user errors into one-line messages."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
@@ -34,7 +34,7 @@ class _Root(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
-app = typer.Typer(
+app = App(
     cls=_Root,
     name="hspnet",
     help="Turn cheap labels into multi-label image taggers (HSPNet: hierarchical prompt learning on CLIP).",

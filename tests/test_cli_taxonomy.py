@@ -80,7 +80,7 @@ def test_build_kmeans_from_features_writes_a_valid_taxonomy(runner: CliRunner, t
 
 def test_build_kmeans_with_a_random_model_says_it_is_random(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "t.yaml"
-    result = invoke(runner, "taxonomy", "build", "--kmeans", "voc", "-k", "3", "--model", "hspnet-tiny",
+    result = invoke(runner, "taxonomy", "build", "--kmeans", "voc", "-k", "3", "--clip-model", "hspnet-tiny",
                     "--pretrained", "none", "-o", str(out))
     assert result.exit_code == 0, result.output
     assert "randomly initialised" in result.stdout

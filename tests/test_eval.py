@@ -30,8 +30,8 @@ def trained(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _eval_args(trained: dict, *extra: object) -> list[object]:
-    return ["eval", trained["run"], "--data", trained["split"] / "val.csv", "--images", trained["images"],
-            "--device", "cpu", "--batch-size", "8", *extra]
+    return ["eval", "--checkpoint", trained["run"], "--data", trained["split"] / "val.csv",
+            "--images", trained["images"], "--device", "cpu", "--batch-size", "8", *extra]
 
 
 def test_eval_json_and_plots(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_eval_json_and_plots(runner: CliRunner, trained: dict, tmp_path: Path) -
 
 
 def test_zero_shot_eval(runner: CliRunner, demo_split, tmp_path: Path) -> None:
-    result = invoke(runner, "eval", "--zero-shot", "--taxonomy", demo_split["taxonomy"], "--model", "hspnet-tiny",
+    result = invoke(runner, "eval", "--zero-shot", "--taxonomy", demo_split["taxonomy"], "--clip-model", "hspnet-tiny",
                     "--pretrained", "none", "--data", demo_split["split"] / "val.csv",
                     "--images", demo_split["images"], "--device", "cpu", "--json", "-")
     assert result.exit_code == 0, result.output
@@ -66,7 +66,7 @@ def test_zero_shot_eval(runner: CliRunner, demo_split, tmp_path: Path) -> None:
 
 def test_calibrate_then_load(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
     out = tmp_path / "thresholds.json"
-    result = invoke(runner, "calibrate", trained["run"], "--data", trained["split"] / "val.csv",
+    result = invoke(runner, "calibrate", "--checkpoint", trained["run"], "--data", trained["split"] / "val.csv",
                     "--images", trained["images"], "--out", out, "--min-positives", "4", "--device", "cpu")
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -106,10 +106,12 @@ def test_errors_are_one_line(runner: CliRunner, trained: dict, tmp_path: Path) -
     cases.append((_write_csv(tmp_path / "broken.csv", ["sub/broken.png"], tax.label_names), bad_root,
                   "cannot read image", "broken.png"))
     for csv, root, message, names in cases:
-        result = invoke(runner, "eval", trained["run"], "--data", csv, "--images", root, "--device", "cpu")
+        result = invoke(runner, "eval", "--checkpoint", trained["run"], "--data", csv, "--images", root,
+                        "--device", "cpu")
         assert result.exit_code == 2, result.output
         assert message in result.stderr and names in result.stderr and "Traceback" not in result.output
-    result = invoke(runner, "eval", tmp_path / "none.ckpt", "--data", csv, "--images", root, "--device", "cpu")
+    result = invoke(runner, "eval", "--checkpoint", tmp_path / "none.ckpt", "--data", csv, "--images", root,
+                    "--device", "cpu")
     assert result.exit_code == 2 and "checkpoint not found" in result.stderr
     result = invoke(runner, "eval", "--data", csv, "--images", root)
-    assert result.exit_code == 2 and "give a CHECKPOINT" in result.stderr
+    assert result.exit_code == 2 and "give --checkpoint" in result.stderr

@@ -158,7 +158,7 @@ def test_cli_export(trained, tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(export)
     app.command("noop")(lambda: None)  # two commands: Typer keeps the command name
-    result = CliRunner().invoke(app, ["export", str(trained["ckpt"]), "-o", str(tmp_path / "m.ts"),
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(trained["ckpt"]), "-o", str(tmp_path / "m.ts"),
                                       "--format", "torchscript", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

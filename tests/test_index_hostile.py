@@ -118,7 +118,7 @@ def test_query_model_is_compared_by_content_not_by_path_spelling(demo_split, tmp
     copy.write_bytes(ckpt.read_bytes())
     assert same_model(load_scorer(copy), idx)                    # same bytes, another file
     caplog.set_level(logging.WARNING)
-    hits = run("search", tmp_path / "t.faiss", "--image", images / os.listdir(images)[0], "--model",
+    hits = run("search", tmp_path / "t.faiss", "--image", images / os.listdir(images)[0], "--checkpoint",
                Path("..") / ckpt.parent.name / ckpt.name, "--json", "--device", "cpu")
     assert hits.exit_code == 0 and "is not the index's model" not in caplog.text + hits.stderr
     data = torch.load(ckpt, weights_only=True)

@@ -1,4 +1,4 @@
-"""The path almost every real user runs: ``--model RN50 --pretrained openai`` (and ViT-B-32/openai).
+"""The path almost every real user runs: ``--clip-model RN50 --pretrained openai`` (and ViT-B-32/openai).
 
 Published weights cannot be downloaded here, so random weights of the right shapes are laid out
 exactly where open_clip looks for a published tag (the Hugging Face cache: ``HF_HOME/hub/
@@ -99,18 +99,18 @@ def test_real_commands_on_rn50_openai(published_hf_home, tmp_path: Path) -> None
     steps = [
         {"cli": ["split", str(world / "annotations.csv"), "-t", str(tax), "-o", str(split), "--val-fraction", "0.5"]},
         {"cli": ["train", "--split", str(split), "--images", str(images), "--out", str(run), "-t", str(tax),
-                 "--model", "RN50", "--pretrained", "openai", "--epochs", "1", "--batch-size", "2",
+                 "--clip-model", "RN50", "--pretrained", "openai", "--epochs", "1", "--batch-size", "2",
                  "--workers", "0", "--device", "cpu", "--json"]},
-        {"cli": ["eval", str(run), "--data", str(split / "val.csv"), "--images", str(images), "--device", "cpu",
-                 "--json", str(tmp_path / "trained.json")]},
-        {"cli": ["eval", "--zero-shot", "-t", str(tax), "--model", "RN50", "--pretrained", "openai", "--data",
+        {"cli": ["eval", "--checkpoint", str(run), "--data", str(split / "val.csv"), "--images", str(images),
+                 "--device", "cpu", "--json", str(tmp_path / "trained.json")]},
+        {"cli": ["eval", "--zero-shot", "-t", str(tax), "--clip-model", "RN50", "--pretrained", "openai", "--data",
                  str(split / "val.csv"), "--images", str(images), "--device", "cpu",
                  "--json", str(tmp_path / "zero.json")]},
         {"cli": ["tag", str(images), "--out", str(tmp_path / "tags.csv"), "--zero-shot", "-t", str(tax),
                  "--clip-model", "RN50", "--pretrained", "openai", "--workers", "0", "--device", "cpu",
                  "--batch-size", "2"]},
         {"cli": ["taxonomy", "build", "--kmeans", str(labels), "-k", "3", "-o", str(tmp_path / "km.yaml"),
-                 "--model", "RN50", "--pretrained", "openai"]},
+                 "--clip-model", "RN50", "--pretrained", "openai"]},
     ]
     results = drive(published_hf_home["home"], steps, tmp_path)
     print({r["step"]["cli"][0]: round(r["seconds"], 1) for r in results})

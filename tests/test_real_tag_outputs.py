@@ -35,7 +35,7 @@ def tagged(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_a_label_name_finds_the_images_the_model_scores_highest_for_it(tagged: dict) -> None:
-    result = run("search", tagged["index"], "--text", "Star", "--model", tagged["ckpt"], "--k", 8, "--json",
+    result = run("search", tagged["index"], "--text", "Star", "--checkpoint", tagged["ckpt"], "--k", 8, "--json",
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -56,13 +56,13 @@ def test_free_text_goes_through_the_checkpoints_text_tower(tagged: dict) -> None
     feats = scorer.text_encoder(texts)
     assert feats.shape == (2, scorer.label_features.shape[1])
     torch.testing.assert_close(feats.norm(dim=-1), torch.ones(2))
-    result = run("search", tagged["index"], "--text", "a star and a heart", "--model", tagged["ckpt"], "--k", 3,
+    result = run("search", tagged["index"], "--text", "a star and a heart", "--checkpoint", tagged["ckpt"], "--k", 3,
                  "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert "text tower on 'a star and a heart'" in data["query"] and len(data["hits"]) == 3
     # --no-label-match sends a label name through the tower too: other query vector, other note.
-    result = run("search", tagged["index"], "--text", "star", "--model", tagged["ckpt"], "--json",
+    result = run("search", tagged["index"], "--text", "star", "--checkpoint", tagged["ckpt"], "--json",
                  "--no-label-match", "--device", "cpu")
     assert result.exit_code == 0 and "text tower on 'a photo of a star.'" in json.loads(result.stdout)["query"]
 
@@ -71,10 +71,10 @@ def test_an_export_answers_label_names_but_not_free_text(tagged: dict, tmp_path:
     from hspnet_cli.scoring.export import export_model
 
     model = export_model(tagged["ckpt"], tmp_path / "model.pt")
-    result = run("search", tagged["index"], "--text", "circle", "--model", model, "--json", "--device", "cpu")
+    result = run("search", tagged["index"], "--text", "circle", "--checkpoint", model, "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "label 'circle'" in json.loads(result.stdout)["query"]
-    result = run("search", tagged["index"], "--text", "a red circle", "--model", model, "--device", "cpu")
+    result = run("search", tagged["index"], "--text", "a red circle", "--checkpoint", model, "--device", "cpu")
     assert result.exit_code == 2 and "text search needs a model with its text tower" in result.stderr
 
 

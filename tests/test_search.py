@@ -67,23 +67,26 @@ def test_text_query_with_the_clip_model_works(image_index: dict) -> None:
     assert "rank" in result.stdout and "score" in result.stdout
 
 
-def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dict, monkeypatch) -> None:
-    from hspnet_cli.scoring import scorer as inference
+def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dict, tmp_path: Path,
+                                                                monkeypatch) -> None:
     from hspnet_cli.index.search import _query_taxonomy
+    from hspnet_cli.scoring import scorer as scoring
 
     def exported(path, device="cpu"):
-        scorer = inference.zero_shot(_query_taxonomy(), "hspnet-tiny", None)
+        scorer = scoring.zero_shot(_query_taxonomy(), "hspnet-tiny", None)
         scorer.text_encoder, scorer.description = None, f"export {path} (ckpt of hspnet-tiny)"
         return scorer
 
-    monkeypatch.setattr(inference, "load_scorer", exported)
-    result = run("search", image_index["index"], "--text", "a dog", "--model", "model.pt", "--device", "cpu")
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")  # --checkpoint must exist; what it holds is the stand-in's business
+    monkeypatch.setattr(scoring, "load_scorer", exported)
+    result = run("search", image_index["index"], "--text", "a dog", "--checkpoint", model, "--device", "cpu")
     assert result.exit_code == 2
     assert "text search needs a model with its text tower" in result.stderr
-    assert "export model.pt" in result.stderr and "--clip-model/--pretrained" in result.stderr
+    assert f"export {model}" in result.stderr and "--clip-model/--pretrained" in result.stderr
     # The same scorer answers image queries.
     result = run("search", image_index["index"], "--image", image_index["images"] / "sub" / "03.png",
-                 "--model", "model.pt", "--json", "--device", "cpu")
+                 "--checkpoint", model, "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
 
 

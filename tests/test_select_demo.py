@@ -73,9 +73,9 @@ def test_select_on_the_demo_world_then_tag_exactly_those_images(tagged: dict) ->
     assert again.rows == 20
     tagged_now = [line.split(",")[0] for line in (root / "next-tags.csv").read_text().splitlines()[1:]]
     assert tagged_now == chosen
-    # same choice from the csv output (probabilities recomputed with --model)
+    # same choice from the csv output (probabilities recomputed with --checkpoint)
     hspnet("select", tagged["csv"], "-n", 20, "-o", root / "csv-next.txt", "--exclude",
-           tagged["split"] / "train.csv", "--seed", 3, "--model", tagged["ckpt"])
+           tagged["split"] / "train.csv", "--seed", 3, "--checkpoint", tagged["ckpt"])
     assert (root / "csv-next.txt").read_text().splitlines()[:4] == chosen[:4]
 
 
@@ -86,16 +86,16 @@ def test_csv_without_its_model_needs_model_for_uncertainty_but_not_for_diversity
     manifest["model"]["scorer"] = "checkpoint /gone/best.ckpt (hspnet on hspnet-tiny)"
     (tmp_path / "tags.manifest.json").write_text(json.dumps(manifest))
     err = hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", code=2)
-    assert "pass --model" in err and "Traceback" not in err
+    assert "pass --checkpoint" in err and "Traceback" not in err
     hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--strategy", "coverage")
     hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--strategy", "diversity")
     assert len((tmp_path / "n.txt").read_text().splitlines()) == 5
-    hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--model", tagged["ckpt"])
+    hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--checkpoint", tagged["ckpt"])
     # another model (one more epoch) is refused: its probabilities would not be the tagger's
     other = tmp_path / "other"
     train(tagged["split"], tagged["images"], other, tiny(**{"train.epochs": 1, "train.seed": 5}),
           taxonomy=tagged["taxonomy"], device="cpu")
-    err = hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--model", other, code=2)
+    err = hspnet("select", tmp_path / "tags.csv", "-n", 5, "-o", tmp_path / "n.txt", "--checkpoint", other, code=2)
     assert "is not the model that tagged" in err
 
 

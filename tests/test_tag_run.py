@@ -221,8 +221,8 @@ def test_cli_tag(scorer, demo_split, folder: Path, tmp_path: Path, monkeypatch) 
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, UserError) and "scorer changed" in str(result.exception)
     result = CliRunner().invoke(app, ["tag", str(folder), "--out", str(tmp_path / "x.csv")])
-    assert isinstance(result.exception, UserError) and "exactly one of" in str(result.exception)
-    monkeypatch.setattr("hspnet_cli.commands.tag_cmd.build_scorer", lambda *a: scorer)
+    assert isinstance(result.exception, UserError) and "give --checkpoint" in str(result.exception)
+    monkeypatch.setattr("hspnet_cli.scoring.scorer.choose_scorer", lambda *a, **kw: scorer)
     assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 1
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "already complete" in result.stdout

@@ -130,7 +130,7 @@ def test_bad_and_missing_images_are_named(demo_split, tmp_path: Path) -> None:
 
 def test_cli_train_json_and_resume_rules(demo_split, runner, tmp_path: Path) -> None:
     args = ["train", "--split", demo_split["split"], "--images", demo_split["images"], "-t", demo_split["taxonomy"],
-            "--out", tmp_path / "run", "--model", "hspnet-tiny", "--pretrained", "none", "--epochs", "1",
+            "--out", tmp_path / "run", "--clip-model", "hspnet-tiny", "--pretrained", "none", "--epochs", "1",
             "--batch-size", "16", "--workers", "0", "--device", "cpu", "--set", "train.schedule_epochs=null",
             "--set", "model.n_ctx=2", "--json"]
     result = invoke(runner, *args)
@@ -153,7 +153,7 @@ def test_ddp_on_two_cpu_processes(demo_split, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
            "-m", "hspnet_cli", "--quiet", "train", "--split", str(demo_split["split"]),
            "--images", str(demo_split["images"]), "-t", str(demo_split["taxonomy"]), "--out", str(out),
-           "--model", "hspnet-tiny", "--pretrained", "none", "--epochs", "2", "--batch-size", "8",
+           "--clip-model", "hspnet-tiny", "--pretrained", "none", "--epochs", "2", "--batch-size", "8",
            "--workers", "0", "--device", "cpu", "--set", "train.schedule_epochs=null", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -114,45 +114,47 @@ def test_train_help_lists_the_presets_that_exist(runner) -> None:
 def test_no_random_init_warning_for_a_trained_checkpoint(an_run, runner, tmp_path: Path) -> None:
     out, val = an_run["out"], an_run["split"] / "val.csv"
     steps = {
-        "eval": ["eval", out, "--data", val, "--images", an_run["images"]],
-        "calibrate": ["calibrate", out, "--data", val, "--images", an_run["images"], "-o", tmp_path / "t.json"],
-        "export": ["export", out, "-o", tmp_path / "m.pt"],
+        "eval": ["eval", "--checkpoint", out, "--data", val, "--images", an_run["images"]],
+        "calibrate": ["calibrate", "--checkpoint", out, "--data", val, "--images", an_run["images"],
+                      "-o", tmp_path / "t.json"],
+        "export": ["export", "--checkpoint", out, "-o", tmp_path / "m.pt"],
         "tag": ["tag", an_run["images"], "--out", tmp_path / "tags.csv", "--checkpoint", out, "--workers", "0"],
         "index": ["index", "build", tmp_path / "tags.csv", "--out", tmp_path / "i.faiss"],
-        "search": ["search", tmp_path / "i.faiss", "--text", "spiral", "--model", out],
+        "search": ["search", tmp_path / "i.faiss", "--text", "spiral", "--checkpoint", out],
     }
     for name, args in steps.items():
         result = invoke(runner, *args)
         assert result.exit_code == 0, (name, result.output)
         assert RANDOM not in result.output, name
     # An untrained random model still says so.
-    zero = invoke(runner, "eval", "--zero-shot", "-t", an_run["taxonomy"], "--model", "hspnet-tiny-rn",
+    zero = invoke(runner, "eval", "--zero-shot", "-t", an_run["taxonomy"], "--clip-model", "hspnet-tiny-rn",
                   "--pretrained", "none", "--data", val, "--images", an_run["images"])
     assert zero.exit_code == 0 and RANDOM in " ".join(zero.output.split())
 
 
 def test_eval_says_why_f1_is_zero_and_uses_calibrated_thresholds(an_run, runner, tmp_path: Path) -> None:
     out, val = an_run["out"], an_run["split"] / "val.csv"
-    plain = invoke(runner, "eval", out, "--data", val, "--images", an_run["images"], "--json", "-")
+    plain = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--json", "-")
     data = json.loads(plain.stdout)
     # The AN loss leaves every probability far below 0.5: F1 is 0 there, and the report says why.
     assert data["threshold"] == 0.5 and data["cf1"] == 0 and "hspnet calibrate" in data["threshold_note"]
-    shown = invoke(runner, "eval", out, "--data", val, "--images", an_run["images"])
+    shown = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"])
     assert "no probability reaches 0.5" in " ".join(shown.stdout.split())
-    assert invoke(runner, "calibrate", out, "--data", val, "--images", an_run["images"],
+    assert invoke(runner, "calibrate", "--checkpoint", out, "--data", val, "--images", an_run["images"],
                   "-o", tmp_path / "t.json").exit_code == 0
-    with_file = json.loads(invoke(runner, "eval", out, "--data", val, "--images", an_run["images"],
+    with_file = json.loads(invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"],
                                   "--thresholds", tmp_path / "t.json", "--json", "-").stdout)
     assert with_file["cf1"] > 0 and with_file["threshold"] is None and "threshold_note" not in with_file
     assert set(with_file["thresholds"]) == set(data["per_class"])
     # An export that carries the calibrated thresholds is evaluated at them without being told.
-    assert invoke(runner, "export", out, "-o", tmp_path / "m.pt", "--thresholds", tmp_path / "t.json").exit_code == 0
-    exported = json.loads(invoke(runner, "eval", tmp_path / "m.pt", "--data", val, "--images", an_run["images"],
-                                 "--json", "-").stdout)
+    assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt",
+                  "--thresholds", tmp_path / "t.json").exit_code == 0
+    exported = json.loads(invoke(runner, "eval", "--checkpoint", tmp_path / "m.pt", "--data", val,
+                                 "--images", an_run["images"], "--json", "-").stdout)
     assert exported["threshold_source"] == "the model's calibrated per-class thresholds"
     assert exported["cf1"] == pytest.approx(with_file["cf1"], abs=1e-6)
-    both = invoke(runner, "eval", out, "--data", val, "--images", an_run["images"], "--threshold", "0.1",
-                  "--thresholds", tmp_path / "t.json")
+    both = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"],
+                  "--threshold", "0.1", "--thresholds", tmp_path / "t.json")
     assert both.exit_code == 2 and "not both" in both.stderr
 
 
@@ -193,10 +195,10 @@ def test_image_size_on_the_resnet_trains_and_is_used_downstream(demo_split, runn
     saved = load_checkpoint(out / "best.ckpt")
     grid = size // 32
     assert saved["model"]["visual.attnpool.positional_embedding"].shape[0] == grid * grid + 1
-    ev = invoke(runner, "eval", out, "--data", demo_split["split"] / "val.csv", "--images", demo_split["images"],
-                "--json", "-")
+    ev = invoke(runner, "eval", "--checkpoint", out, "--data", demo_split["split"] / "val.csv",
+                "--images", demo_split["images"], "--json", "-")
     assert ev.exit_code == 0 and json.loads(ev.stdout)["image_size"] == size
-    assert invoke(runner, "export", out, "-o", tmp_path / "m.pt").exit_code == 0
+    assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt").exit_code == 0
     from hspnet_cli.scoring.scorer import load_scorer
 
     scorer = load_scorer(tmp_path / "m.pt")

@@ -12,7 +12,7 @@ the label or, when it is among the suggestions or recent labels, by pressing its
 3. ``hspnet split labels.jsonl``: one positive per image, every other label unknown.
 4. ``hspnet train`` (demo preset, tiny random-init model) and ``hspnet eval`` on the held-out images.
 5. ``hspnet tag`` every image of the world with the trained checkpoint.
-6. Round 2: ``hspnet annotate --suggest RUN`` on ``--round2`` more images: the trained model's
+6. Round 2: ``hspnet annotate --checkpoint RUN`` on ``--round2`` more images: the trained model's
    suggestions come first, and the log records the rank of the label the annotator chose.
    A screenshot of this page is written to ``OUT/annotate-page.png``.
 
@@ -162,8 +162,8 @@ def main() -> None:
     trained = json.loads(hspnet("train", "--split", out / "split", "--images", images, "--out", out / "run",
                                 "--preset", "demo", "--epochs", opts.epochs, "--workers", "0", "--overwrite",
                                 "--json"))
-    test = json.loads(hspnet("eval", out / "run", "--data", out / "split" / "test.csv", "--images", images,
-                             "--json", "-"))
+    test = json.loads(hspnet("eval", "--checkpoint", out / "run", "--data", out / "split" / "test.csv",
+                             "--images", images, "--json", "-"))
     hspnet("tag", images, "--out", out / "tags" / "tags.csv", "--checkpoint", out / "run", "--workers", "0",
            "--overwrite", "--top-k", "3")
     summary["train"] = {"best_val_map": trained.get("best_val_map", trained.get("best", {})),
@@ -171,7 +171,7 @@ def main() -> None:
     summary["tagged_rows"] = sum(1 for _ in open(out / "tags" / "tags.csv")) - 1
     if second:
         summary["round2"] = annotate_round(out, [images, "-t", taxonomy, "-o", log, "--order", out / "second.txt",
-                                                 "--only-listed", "--suggest", out / "run" / "best.ckpt",
+                                                 "--only-listed", "--checkpoint", out / "run" / "best.ckpt",
                                                  "--device", "cpu"], truth, rng, out / "annotate-page.png")
         events = [json.loads(line) for line in log.read_text().splitlines()[1:]]
         ranked = [e for e in events if e.get("rank") is not None]

@@ -31,5 +31,6 @@ $HSPNET train --split "$OUT/split" --images "$COCO/train2014" --out "$OUT/run" -
   "${TRAIN[@]}" --overwrite
 
 # 3. Test mAP on val2014 (the number the paper reports).
-$HSPNET eval "$OUT/run" --data "$OUT/split/test.csv" --images "$COCO/val2014" --json "$OUT/test-metrics.json"
+$HSPNET eval --checkpoint "$OUT/run" --data "$OUT/split/test.csv" --images "$COCO/val2014" \
+  --json "$OUT/test-metrics.json"
 echo "test metrics: $OUT/test-metrics.json"

@@ -23,13 +23,13 @@ tax = load_taxonomy(sys.argv[1])
 open(sys.argv[2], "w").write("".join(f"{l.name}\n" for l in tax.labels))
 PY
   LABELS=$OUT/labels.txt; ANNOTATIONS=$OUT/data/truth.csv; IMAGES=$OUT/data/images
-  KMEANS_MODEL=(--model hspnet-tiny --pretrained none)   # random text tower: expect chance level
+  KMEANS_MODEL=(--clip-model hspnet-tiny --pretrained none)   # random text tower: expect chance level
   TRAIN=("${SMALL_TRAIN[@]}"); REFERENCE=(--compare "$OUT/data/taxonomy.yaml")
 else
   LABELS=${LABELS:-$HERE/labels.txt}
   ANNOTATIONS=${ANNOTATIONS:?set ANNOTATIONS to your annotation file}
   IMAGES=${IMAGES:?set IMAGES to the folder the annotation paths are relative to}
-  KMEANS_MODEL=(--model RN50 --pretrained openai)
+  KMEANS_MODEL=(--clip-model RN50 --pretrained openai)
   TRAIN=(--preset official); REFERENCE=()
 fi
 

@@ -54,7 +54,7 @@ $HSPNET split "$REVIEWED" -t "$TAXONOMY" -o "$OUT/split" --mode full --val-fract
 # 4. Train on them, calibrate per-label thresholds on the validation images (select's uncertainty
 #    is measured around them), then tag every image with the trained model.
 $HSPNET train --split "$OUT/split" --images "$IMAGES" --out "$OUT/run" -t "$TAXONOMY" "${TRAIN[@]}" --overwrite
-$HSPNET calibrate "$OUT/run" --data "$OUT/split/val.csv" --images "$IMAGES" --out "$OUT/thresholds.json"
+$HSPNET calibrate --checkpoint "$OUT/run" --data "$OUT/split/val.csv" --images "$IMAGES" --out "$OUT/thresholds.json"
 $HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --thresholds "$OUT/thresholds.json" \
   --overwrite
 

@@ -31,7 +31,7 @@ for p in ${RATIOS//,/ }; do
   SPLIT=$OUT/split; [[ $RATIOS == *,* ]] && SPLIT=$OUT/split/keep-$p   # one ratio: no keep-<p>/ folder
   $HSPNET train --split "$SPLIT" --images "$VOC" --out "$OUT/run-$p" -t "$TAXONOMY" \
     "${TRAIN[@]}" --loss bce --overwrite
-  $HSPNET --quiet eval "$OUT/run-$p" --data "$SPLIT/test.csv" --images "$VOC" \
+  $HSPNET --quiet eval --checkpoint "$OUT/run-$p" --data "$SPLIT/test.csv" --images "$VOC" \
     --json "$OUT/test-metrics-$p.json"
   echo "keep $p: $OUT/test-metrics-$p.json"
 done

@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, print_json, say
-from hspnet_cli.core.errors import UserError
 
 
 def _announce(info: dict[str, Any], as_json: bool) -> None:
@@ -33,15 +33,14 @@ def _announce(info: dict[str, Any], as_json: bool) -> None:
 
 def annotate(
     images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    taxonomy: str = typer.Option(..., "--taxonomy", "-t", help="Labels and groups to choose from (built-in name "
-                                 "or YAML)."),
+    taxonomy: str = opt.taxonomy("Labels and groups to choose from (built-in name or YAML).", required=True),
     out: Path = typer.Option(..., "--out", "-o", help="Labels log (JSON Lines) to write; an existing log is "
                              "continued."),
-    suggest: Optional[Path] = typer.Option(None, "--suggest", help="Checkpoint, run folder or export whose top "
-                                           "labels are offered as buttons."),
-    zero_shot: bool = typer.Option(False, "--zero-shot", help="Suggest with plain CLIP prompts."),
-    clip_model: str = typer.Option("RN50", "--clip-model", help="open_clip model for --zero-shot."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    checkpoint: Optional[Path] = opt.checkpoint("Trained model (run folder, training checkpoint or export) whose "
+                                                "top labels are offered as buttons."),
+    zero_shot: bool = opt.zero_shot("Suggest with plain CLIP prompts."),
+    clip_model: str = opt.clip_model(),
+    pretrained: str = opt.pretrained(),
     order: Optional[Path] = typer.Option(None, "--order", help="List file (one relative path a line, e.g. from "
                                          "hspnet select): these images first, in this order."),
     only_listed: bool = typer.Option(False, "--only-listed", help="With --order: annotate only the listed images."),
@@ -56,25 +55,20 @@ def annotate(
     max_side: int = typer.Option(1024, "--max-side", help="Longest side of the images sent to the browser."),
     lease_seconds: float = typer.Option(300.0, "--lease-seconds", help="Seconds an image stays reserved for a tab "
                                         "that stopped answering."),
-    device: str = typer.Option("auto", "--device", help="Device of the suggester: auto, cpu or cuda[:N]."),
+    device: str = opt.device(help="Device of the suggester: auto, cpu or cuda[:N]."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
-    as_json: bool = typer.Option(False, "--json", help="Print the URL and counts as JSON on stdout."),
+    as_json: bool = opt.as_json("Print the URL and counts as JSON on stdout."),
+    old_suggest: Optional[Path] = opt.old_option("--suggest"),
 ) -> None:
     """Serve a page to label IMAGES_DIR one positive per image; answers go to --out as they are given."""
     from hspnet_cli.annotate.run import AnnotateOptions, serve
+    from hspnet_cli.scoring.scorer import choose_scorer
     from hspnet_cli.taxonomy import load_taxonomy
 
-    if suggest is not None and zero_shot:
-        raise UserError("give at most one of --suggest CKPT and --zero-shot")
-    tax = load_taxonomy(taxonomy)
-    scorer = None
-    if suggest is not None or zero_shot:
-        from hspnet_cli.scoring.scorer import open_scorer
-
-        scorer = open_scorer(suggest, zero_shot_taxonomy=taxonomy if zero_shot else None,
-                             taxonomy=None if zero_shot else taxonomy, clip_model=clip_model,
-                             pretrained=pretrained, device=device)
-        tax = scorer.taxonomy
+    checkpoint = opt.deprecated(checkpoint, old_suggest, old="--suggest", new="--checkpoint")
+    scorer = choose_scorer(checkpoint, zero_shot=zero_shot, taxonomy=taxonomy, clip_model=clip_model,
+                           pretrained=pretrained, device=device, required=False)
+    tax = scorer.taxonomy if scorer is not None else load_taxonomy(taxonomy)
     options = AnnotateOptions(order=order, only_listed=only_listed, host=host, port=port, token=token,
                               allow_remote=allow_remote, annotator=annotator or _login(), top_k=top_k,
                               max_side=max_side, lease_seconds=lease_seconds, open_browser=open_browser)

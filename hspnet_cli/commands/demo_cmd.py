@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 from hspnet_cli.core.io_utils import write_text_atomic
 
-app = typer.Typer(help="The built-in demo world: generated multi-label images with a known hierarchy.",
-                  no_args_is_help=True)
+app = opt.App(help="The built-in demo world: generated multi-label images with a known hierarchy.",
+              no_args_is_help=True)
 
 
 @app.command("data")
@@ -21,8 +22,8 @@ def data_cmd(
     images: int = typer.Option(1000, "--images", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, byte-identical files."),
     size: int = typer.Option(64, "--size", help="Image side in pixels."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo world."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = opt.overwrite("Replace an existing demo world."),
+    as_json: bool = opt.as_json("Print a JSON summary."),
 ) -> None:
     """Generate a demo world of multi-label images."""
     from hspnet_cli.demo.world import generate_demo_world
@@ -41,7 +42,7 @@ def run_cmd(
     images: int = typer.Option(2000, "--images", help="Images in the demo world."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the demo preset's)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo run in OUT_DIR."),
+    overwrite: bool = opt.overwrite("Replace an earlier demo run in OUT_DIR."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Run every built stage on a fresh demo world and print a summary table."""

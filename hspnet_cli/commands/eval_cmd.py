@@ -9,10 +9,10 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import is_quiet, print_json, say
 from hspnet_cli.core.errors import UserError
 
-_CHECKPOINT = typer.Argument(None, help="A .ckpt of hspnet train, or a run folder (its best.ckpt).")
 _SHOWN = 15
 
 
@@ -20,22 +20,15 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
-def _score(checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str], model: str, pretrained: str,
+def _score(checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str], clip_model: str, pretrained: str,
            data: Path, images: Path, batch_size: int, workers: int, device: str):  # type: ignore[no-untyped-def]
     """Load the scorer and the split, score every image: (scorer, labels, logits, targets)."""
     from hspnet_cli.data.split_io import read_split_csv
     from hspnet_cli.evaluation.evaluate import score_split
-    from hspnet_cli.scoring.scorer import open_scorer
+    from hspnet_cli.scoring.scorer import choose_scorer
 
-    if zero_shot and checkpoint is not None:
-        raise UserError("give a CHECKPOINT or --zero-shot, not both")
-    if zero_shot and taxonomy is None:
-        raise UserError("--zero-shot needs --taxonomy (the labels to score)")
-    if not zero_shot and checkpoint is None:
-        raise UserError("give a CHECKPOINT (.ckpt or run folder), or --zero-shot --taxonomy T --model M")
-    scorer = open_scorer(checkpoint, zero_shot_taxonomy=taxonomy if zero_shot else None,
-                         taxonomy=None if zero_shot else taxonomy, clip_model=model, pretrained=pretrained,
-                         device=device)
+    scorer = choose_scorer(checkpoint, zero_shot=zero_shot, taxonomy=taxonomy, clip_model=clip_model,
+                           pretrained=pretrained, device=device)
     labels = read_split_csv(data, scorer.taxonomy)
     if labels.n_images == 0:
         raise UserError(f"{data}: no images to evaluate")
@@ -68,14 +61,14 @@ def _summary_table(data: dict[str, Any], k: int) -> Table:
 
 
 def eval_command(
-    checkpoint: Optional[Path] = _CHECKPOINT,
+    old_checkpoint: Optional[Path] = opt.old_checkpoint_argument(),
+    checkpoint: Optional[Path] = opt.checkpoint(),
     data: Path = typer.Option(..., "--data", help="Labelled split CSV (val.csv or test.csv of hspnet split)."),
     images: Path = typer.Option(..., "--images", help="Folder the CSV's image paths are relative to."),
-    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (zero-shot: required; "
-                                           "checkpoint: same labels, its groups are used)."),
-    zero_shot: bool = typer.Option(False, "--zero-shot", help="Evaluate plain CLIP prompts instead of a checkpoint."),
-    model: str = typer.Option("RN50", "--model", help="open_clip model for --zero-shot."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    taxonomy: Optional[str] = opt.taxonomy(),
+    zero_shot: bool = opt.zero_shot(),
+    clip_model: str = opt.clip_model(),
+    pretrained: str = opt.pretrained(),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every metric to this JSON file ('-': stdout)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG pictures into this folder."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Probability threshold for F1/precision/"
@@ -87,20 +80,23 @@ def eval_command(
     all_classes: bool = typer.Option(False, "--all-classes", help="Show every class in the table."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    device: str = opt.device(),
+    old_model: Optional[str] = opt.old_option("--model"),
 ) -> None:
-    """Evaluate a checkpoint (or zero-shot CLIP) on a labelled split: mAP, per-class AP, F1, plots."""
+    """Evaluate a trained model (or zero-shot CLIP) on a labelled split: mAP, per-class AP, F1, plots."""
     import json
 
     from hspnet_cli.evaluation.evaluate import evaluate_scores
     from hspnet_cli.scoring.scorer import describe
     from hspnet_cli.core.io_utils import write_text_atomic
 
+    checkpoint = opt.deprecated(checkpoint, old_checkpoint, old="a positional CHECKPOINT", new="--checkpoint")
+    clip_model = opt.deprecated(clip_model, old_model, old="--model", new="--clip-model", new_default="RN50")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold is a probability in [0, 1]; got {threshold}")
     if threshold is not None and thresholds_file is not None:
         raise UserError("give --threshold or --thresholds, not both")
-    scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
+    scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, clip_model, pretrained, data, images,
                                              batch_size, workers, device)
     cut, cut_source = _decision_thresholds(scorer, threshold, thresholds_file)
     report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=cut, top_k=top_k, variant=map_variant)
@@ -161,7 +157,7 @@ def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional
     probs = sigmoid(logits)
     if probs.size == 0 or (probs >= np.asarray(cut, dtype=np.float32)).any():
         return None
-    model = str(checkpoint) if checkpoint is not None else "--zero-shot ..."
+    model = f"--checkpoint {checkpoint}" if checkpoint is not None else "--zero-shot ..."
     return (f"no probability reaches {source.removeprefix('probability >= ')} (highest {float(probs.max()):.3f}), "
             "so nothing is predicted and CF1/OF1 are 0 (usual after training with the AN loss; mAP is unaffected). "
             f"Fit per-class thresholds on a validation split: hspnet calibrate {model} --data val.csv --images "
@@ -169,22 +165,24 @@ def _no_prediction_note(logits: Any, cut: Any, source: str, checkpoint: Optional
 
 
 def calibrate_command(
-    checkpoint: Optional[Path] = _CHECKPOINT,
+    old_checkpoint: Optional[Path] = opt.old_checkpoint_argument(),
+    checkpoint: Optional[Path] = opt.checkpoint(),
     data: Path = typer.Option(..., "--data", help="Labelled split CSV to fit thresholds on (val.csv)."),
     images: Path = typer.Option(..., "--images", help="Folder the CSV's image paths are relative to."),
     out: Path = typer.Option(..., "--out", "-o", help="Thresholds JSON to write (for hspnet tag --thresholds)."),
-    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (required with --zero-shot)."),
-    zero_shot: bool = typer.Option(False, "--zero-shot", help="Calibrate plain CLIP prompts instead."),
-    model: str = typer.Option("RN50", "--model", help="open_clip model for --zero-shot."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    taxonomy: Optional[str] = opt.taxonomy(),
+    zero_shot: bool = opt.zero_shot(),
+    clip_model: str = opt.clip_model(),
+    pretrained: str = opt.pretrained(),
     min_positives: int = typer.Option(5, "--min-positives", help="Fewer positives: use the fallback threshold."),
     fallback: str = typer.Option("global", "--fallback", help="global (micro-F1-optimal shared threshold) or "
                                  "default (--default)."),
     default: float = typer.Option(0.5, "--default", help="Fixed fallback threshold (also used without positives)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    as_json: bool = typer.Option(False, "--json", help="Also print the thresholds file to stdout."),
+    device: str = opt.device(),
+    as_json: bool = opt.as_json("Also print the thresholds file to stdout."),
+    old_model: Optional[str] = opt.old_option("--model"),
 ) -> None:
     """Fit per-class probability thresholds that maximise F1 on a labelled split."""
     from hspnet_cli.evaluation.calibration import calibrate
@@ -193,11 +191,13 @@ def calibrate_command(
 
     from hspnet_cli.core.locks import output_lock
 
+    checkpoint = opt.deprecated(checkpoint, old_checkpoint, old="a positional CHECKPOINT", new="--checkpoint")
+    clip_model = opt.deprecated(clip_model, old_model, old="--model", new="--clip-model", new_default="RN50")
     if not 0.0 <= default <= 1.0:
         raise UserError(f"--default is a probability in [0, 1]; got {default}")
     with output_lock(out, "thresholds file"):  # before scoring: a second writer fails at once
-        scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, model, pretrained, data, images,
-                                                 batch_size, workers, device)
+        scorer, labels, logits, targets = _score(checkpoint, zero_shot, taxonomy, clip_model, pretrained, data,
+                                                 images, batch_size, workers, device)
         result = calibrate(sigmoid(logits), targets, scorer.taxonomy.label_names, min_positives=min_positives,
                            default=default, fallback=fallback,
                            source={"scorer": scorer.description, "data": str(data), "images": labels.n_images,

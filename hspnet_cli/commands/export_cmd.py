@@ -7,22 +7,29 @@ from typing import Optional
 
 import typer
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
+from hspnet_cli.core.errors import UserError
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="best.ckpt / last.ckpt of hspnet train, or its run folder."),
+    old_checkpoint: Optional[Path] = opt.old_checkpoint_argument(),
+    checkpoint: Optional[Path] = opt.checkpoint("best.ckpt / last.ckpt of hspnet train, or its run folder "
+                                                "(required)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (torchscript/onnx also write OUT.json)."),
     fmt: str = typer.Option("ckpt", "--format", "-f", help="ckpt (torch file, weights_only), torchscript or onnx."),
     thresholds: Optional[Path] = typer.Option(None, "--thresholds", help='Per-label thresholds JSON: '
                                               '{"labels": [...], "thresholds": {label: value}}.'),
-    device: str = typer.Option("cpu", "--device", help="Where the source model is rebuilt (cpu or cuda[:N])."),
-    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    device: str = opt.device("cpu", "Where the source model is rebuilt (cpu or cuda[:N])."),
+    as_json: bool = opt.as_json("Print what was written as JSON."),
 ) -> None:
     """Export the image tower and the fixed label features: inference without the text tower."""
     from hspnet_cli.scoring.export import export_model
     from hspnet_cli.scoring.model_file import sidecar_path
 
+    checkpoint = opt.deprecated(checkpoint, old_checkpoint, old="a positional CHECKPOINT", new="--checkpoint")
+    if checkpoint is None:
+        raise UserError("missing --checkpoint: the run folder or training checkpoint to export")
     fmt = fmt.strip().lower()
     path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device)
     files = [path] + ([sidecar_path(path)] if sidecar_path(path).is_file() and fmt != "ckpt" else [])

@@ -8,16 +8,17 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 
-app = typer.Typer(help="Build, grow and merge FAISS indexes of tagged images (for hspnet search).",
-                  no_args_is_help=True)
+app = opt.App(help="Build, grow and merge FAISS indexes of tagged images (for hspnet search).",
+              no_args_is_help=True)
 
 _FACTORY = typer.Option(None, "--factory", help="faiss factory string (e.g. 'IVF1024,Flat', 'IVF1024,PQ32'); "
                         "default: Flat below 100k images, IVF{4 sqrt n},Flat below 2M, IVF{4 sqrt n},PQ{D/4}x8 above.")
 _NPROBE = typer.Option(None, "--nprobe", help="Lists an IVF search visits (default: tuned to recall@10 >= 0.95).")
 _SEED = typer.Option(0, "--seed", help="Seed of the training and recall samples.")
-_JSON = typer.Option(False, "--json", help="Print the index facts as JSON.")
+_JSON = opt.as_json("Print the index facts as JSON.")
 
 
 def _report(facts: dict[str, Any], as_json: bool, verb: str) -> None:

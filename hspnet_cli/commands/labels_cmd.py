@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, is_quiet, print_json, say
 
 
@@ -28,10 +29,10 @@ def export_labels(
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder (default: the tag run's)."),
     no_sizes: bool = typer.Option(False, "--no-image-sizes", help="cvat: do not read width/height from the "
                                   "image headers."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    overwrite: bool = opt.overwrite("Replace existing output files."),
     only: Optional[Path] = typer.Option(None, "--only", help="A list file (e.g. what hspnet select wrote): "
                                         "only these images."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = opt.as_json("Print the summary as JSON."),
 ) -> None:
     """Write tags as pre-annotations a labeling tool imports (reviewers see them pre-ticked)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn, TransferSpeedColumn

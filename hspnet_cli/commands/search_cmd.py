@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 
 
@@ -18,25 +19,25 @@ def search(
     image: Optional[Path] = typer.Option(None, "--image", help="Find images like this image file."),
     like: Optional[str] = typer.Option(None, "--like", help="Find images like this indexed image (its path)."),
     k: int = typer.Option(10, "--k", "-k", help="How many hits."),
-    as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON."),
+    as_json: bool = opt.as_json("Print the hits as JSON."),
     copy_to: Optional[Path] = typer.Option(None, "--copy-to", help="Copy the hit images here, named <rank>_<name>."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Query model: training checkpoint, run folder or "
-                                         "export (exports have no text tower: image queries only)."),
-    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Query with plain CLIP: open_clip model."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained",
-                                             help="With --clip-model: tag, file or none (default: openai)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (query encoding)."),
+    checkpoint: Optional[Path] = opt.checkpoint("Query model: run folder, training checkpoint or export (exports "
+                                                "have no text tower: image queries only). Default: the index's."),
+    clip_model: Optional[str] = opt.clip_model(None, "Query with plain CLIP: open_clip model."),
+    pretrained: Optional[str] = opt.pretrained(None, "With --clip-model: tag, file or none (default: openai)."),
+    device: str = opt.device(help="auto, cpu or cuda[:N] (query encoding)."),
     label_match: bool = typer.Option(True, "--label-match/--no-label-match",
                                      help="A --text naming a label uses the label's feature (default), or not."),
     include_self: bool = typer.Option(False, "--include-self", help="With --like: keep the query image among "
                                       "the hits (left out by default)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="With --copy-to: replace files already there "
-                                   "(refused by default)."),
+    overwrite: bool = opt.overwrite("With --copy-to: replace files already there (refused by default)."),
+    old_model: Optional[Path] = opt.old_option("--model"),
 ) -> None:
     """Search an index by --text, --image or --like; print, --json, or --copy-to the top k."""
     from hspnet_cli.core.errors import UserError
     from hspnet_cli.index.search import copy_hits, run_search
 
+    checkpoint = opt.deprecated(checkpoint, old_model, old="--model", new="--checkpoint")
     if pretrained is not None and clip_model is None:
         raise UserError("--pretrained goes with --clip-model")
     if clip_model is not None and pretrained is None:
@@ -46,7 +47,7 @@ def search(
         from hspnet_cli.core.device import resolve_device
 
         dev = str(resolve_device(device))
-    idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=model,
+    idx, hits, described = run_search(index, text=text, image=image, like=like, k=k, model=checkpoint,
                                       clip_model=clip_model, pretrained=pretrained, device=dev,
                                       match_labels=label_match, include_self=include_self)
     copied = copy_hits(hits, copy_to, overwrite=overwrite) if copy_to is not None else []

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, print_json, say
 
 
@@ -23,9 +24,9 @@ def select(
                                       "coverage=0.2,uncertainty=0.6,diversity=0.2)."),
     exclude: list[Path] = typer.Option([], "--exclude", "-x", help="Already labelled: a list file, a split CSV or "
                                        "any annotation file hspnet split reads (repeatable)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="The model that tagged (checkpoint, run folder or "
-                                         "export): every label's probability from the embeddings of a tags.csv. "
-                                         "Default: the one its manifest names, if still there."),
+    checkpoint: Optional[Path] = opt.checkpoint("The model that tagged (run folder, training checkpoint or "
+                                                "export): every label's probability from the embeddings of a "
+                                                "tags.csv. Default: the one its manifest names, if still there."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same picks)."),
     pool: int = typer.Option(100_000, "--pool", help="Diversity candidates: a seeded sample of this many when "
                              "more images are eligible."),
@@ -36,16 +37,18 @@ def select(
     to: Optional[str] = typer.Option(None, "--to", help="Also write the picks as a labeling tool's tasks beside "
                                      "OUT: label-studio (STEM.tasks.json), cvat (STEM.cvat.xml) or fiftyone "
                                      "(STEM.fiftyone/). Other image references: hspnet export-labels --only OUT."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an OUT that hspnet select did not write."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report (STEM.select.json) on stdout."),
+    overwrite: bool = opt.overwrite("Replace an OUT that hspnet select did not write."),
+    as_json: bool = opt.as_json("Print the report (STEM.select.json) on stdout."),
+    old_model: Optional[Path] = opt.old_option("--model"),
 ) -> None:
     """Choose N images to label next: uncertain ones, diverse ones, rare labels; never what is labelled."""
     from hspnet_cli.selection import SelectOptions, parse_mix, select_images, write_selection
     from hspnet_cli.selection.outputs import check_out
     from hspnet_cli.core.progress import epoch_progress
 
+    checkpoint = opt.deprecated(checkpoint, old_model, old="--model", new="--checkpoint")
     options = SelectOptions(n=n, strategy=strategy.strip().lower(), mix=parse_mix(mix), seed=seed,
-                            exclude=[str(p) for p in exclude], model=None if model is None else str(model),
+                            exclude=[str(p) for p in exclude], model=None if checkpoint is None else str(checkpoint),
                             pool=pool, pool_factor=pool_factor, dims=dims)
     options.check()
     task_out = _tasks_path(out, to)

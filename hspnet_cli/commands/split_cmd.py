@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, is_quiet, print_json, say
 from hspnet_cli.core.errors import UserError
 
@@ -92,8 +93,8 @@ def split(
     check_test: Optional[Path] = typer.Option(None, "--check-test-images", help="Images folder for the "
                                               "--test images (default: --check-images)."),
     deep: bool = typer.Option(False, "--check-images-deep", help="Also open every image with PIL (slow)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier split in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    overwrite: bool = opt.overwrite("Replace an earlier split in --out."),
+    as_json: bool = opt.as_json("Print the summary as JSON."),
 ) -> None:
     """Make a weak-label training split (single-positive, partial or full) from full annotations."""
     from hspnet_cli.data.split import SplitOptions, make_split

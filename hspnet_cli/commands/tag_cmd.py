@@ -1,4 +1,4 @@
-"""``hspnet tag``: tag a folder of images with an exported model, a checkpoint or zero-shot CLIP.
+"""``hspnet tag``: tag a folder of images with a trained model (``--checkpoint``) or zero-shot CLIP.
 
 A thin command over :func:`hspnet_cli.tagging.run.tag_images`; file formats are documented in
 :mod:`hspnet_cli.tagsfile.writer`. Exit status: 0 every image tagged, 1 some images could not be
@@ -12,26 +12,8 @@ from typing import Optional
 
 import typer
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, print_json, say
-from hspnet_cli.core.errors import UserError
-
-
-def build_scorer(model: Optional[Path], checkpoint: Optional[Path], zero_shot: bool, taxonomy: Optional[str],
-                 clip_model: str, pretrained: str, device: str):  # type: ignore[no-untyped-def]
-    """The scorer of exactly one of --model / --checkpoint / --zero-shot, on ``device``."""
-    from hspnet_cli.scoring.scorer import open_scorer
-
-    given = [name for name, on in (("--model", model is not None), ("--checkpoint", checkpoint is not None),
-                                   ("--zero-shot", zero_shot)) if on]
-    if len(given) != 1:
-        raise UserError("give exactly one of --model EXPORTED, --checkpoint CKPT or --zero-shot --taxonomy T"
-                        + (f" (got {' and '.join(given)})" if given else ""))
-    if zero_shot and taxonomy is None:
-        raise UserError("--zero-shot needs --taxonomy (the labels to tag with)")
-    return open_scorer(model if model is not None else checkpoint,
-                       zero_shot_taxonomy=taxonomy if zero_shot else None,
-                       taxonomy=None if zero_shot else taxonomy, clip_model=clip_model, pretrained=pretrained,
-                       device=device)
 
 
 def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
@@ -49,13 +31,11 @@ def tag(
     images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl); the embeddings, "
                              "failures, manifest and progress files are named from it."),
-    model: Optional[Path] = typer.Option(None, "--model", help="An hspnet export (ckpt or TorchScript)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A training checkpoint or run folder."),
-    zero_shot: bool = typer.Option(False, "--zero-shot", help="Plain CLIP prompts (needs --taxonomy)."),
-    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Labels for --zero-shot; with a model: "
-                                           "same labels, its groups are used."),
-    clip_model: str = typer.Option("RN50", "--clip-model", help="open_clip model for --zero-shot."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="Tag, file or none, for --zero-shot."),
+    checkpoint: Optional[Path] = opt.checkpoint(),
+    zero_shot: bool = opt.zero_shot(),
+    taxonomy: Optional[str] = opt.taxonomy(),
+    clip_model: str = opt.clip_model(),
+    pretrained: str = opt.pretrained(),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Tag only these paths (one a line, relative to "
                                              "IMAGES_DIR or absolute inside it), in this order."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One probability threshold for every "
@@ -73,23 +53,27 @@ def tag(
                                    "pixels (decompression bombs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: tag items with position % N == i; output "
                                         "names get .shard-i-of-N. Default: torchrun's RANK/WORLD_SIZE if set."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete earlier outputs and start over."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    overwrite: bool = opt.overwrite("Delete earlier outputs and start over."),
+    device: str = opt.device(),
     decode: str = typer.Option("auto", "--decode", help="cpu: PIL decodes in the workers; gpu: JPEGs are decoded "
                                "on the model's device (nvJPEG on CUDA), other files by PIL; auto: gpu on CUDA."),
     decode_timeout: float = typer.Option(60.0, "--decode-timeout", help="Seconds one image may take to decode "
                                          "(PIL path) before it is skipped as failed; 0: no limit."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    as_json: bool = opt.as_json("Print the summary as JSON on stdout."),
+    old_model: Optional[Path] = opt.old_option("--model"),
 ) -> None:
     """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
     from hspnet_cli.core.locks import output_lock
+    from hspnet_cli.scoring.scorer import choose_scorer
     from hspnet_cli.tagging.run import tag_images, tags_out_path
 
+    checkpoint = opt.deprecated(checkpoint, old_model, old="--model", new="--checkpoint")
     fmt = fmt.strip().lower()
     try:
         # Locked before the model loads, so a second writer fails at once (tag_images re-enters it).
         with output_lock(tags_out_path(out, shard), "tags file"):
-            scorer = build_scorer(model, checkpoint, zero_shot, taxonomy, clip_model, pretrained, device)
+            scorer = choose_scorer(checkpoint, zero_shot=zero_shot, taxonomy=taxonomy, clip_model=clip_model,
+                                   pretrained=pretrained, device=device)
             summary = tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold,
                                  thresholds=thresholds, top_k=top_k, fmt=fmt, batch_size=batch_size,
                                  workers=workers, max_pixels=max_pixels, shard=shard, overwrite=overwrite,

@@ -9,11 +9,12 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 from hspnet_cli.core.errors import UserError
 
-app = typer.Typer(help="Label -> group hierarchies: built-ins, WordNet and k-means builders, checks.",
-                  no_args_is_help=True)
+app = opt.App(help="Label -> group hierarchies: built-ins, WordNet and k-means builders, checks.",
+              no_args_is_help=True)
 
 
 def taxonomy_tree(tax, max_labels: int = 0) -> Tree:  # type: ignore[no-untyped-def]
@@ -30,7 +31,7 @@ def taxonomy_tree(tax, max_labels: int = 0) -> Tree:  # type: ignore[no-untyped-
 
 
 @app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def list_cmd(as_json: bool = opt.as_json("Print JSON instead of a table.")) -> None:
     """List the built-in taxonomies."""
     from hspnet_cli.taxonomy import list_builtin, load_taxonomy
 
@@ -50,7 +51,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
 def show_cmd(
     taxonomy: str = typer.Argument(..., help="Built-in name (coco, voc, nuswide, cub) or a taxonomy YAML."),
     max_labels: int = typer.Option(0, "--max-labels", help="Labels shown per group (0 = all)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the taxonomy as JSON."),
+    as_json: bool = opt.as_json("Print the taxonomy as JSON."),
 ) -> None:
     """Show a taxonomy as a tree with counts."""
     from hspnet_cli.taxonomy import load_taxonomy
@@ -92,7 +93,7 @@ def validate_cmd(
 def compare_cmd(
     a: str = typer.Argument(..., help="First taxonomy (path or built-in name)."),
     b: str = typer.Argument(..., help="Second taxonomy, e.g. a reference grouping."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = opt.as_json("Print JSON."),
 ) -> None:
     """Agreement of two groupings over their common labels: adjusted Rand index and NMI."""
     from hspnet_cli.taxonomy import load_taxonomy
@@ -125,29 +126,30 @@ def build_cmd(
     k: Optional[int] = typer.Option(None, "-k", help="k-means: number of groups (default about sqrt(labels))."),
     features: Optional[Path] = typer.Option(None, "--features", help="k-means: precomputed label features "
                                             "(.npy, one row per label in label order) instead of a model."),
-    model: str = typer.Option("RN50", "--model", help="k-means: open_clip model name."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="k-means: pretrained tag, checkpoint "
-                                   "file, or 'none' (random weights: tests only)."),
+    clip_model: str = opt.clip_model(help="k-means: open_clip model name."),
+    pretrained: str = opt.pretrained(help="k-means: pretrained tag, checkpoint file, or 'none' (random weights: "
+                                     "tests only)."),
     template: str = typer.Option("a photo of a {}.", "--template", help="k-means: prompt template."),
     seed: int = typer.Option(0, "--seed", help="k-means: random seed."),
     center: bool = typer.Option(True, "--center/--no-center", help="k-means: subtract the mean label "
                                 "feature before clustering."),
     name: Optional[str] = typer.Option(None, "--name", help="Taxonomy name (default: output file stem)."),
     reference: Optional[str] = typer.Option(None, "--compare", help="Also report ARI/NMI against this taxonomy."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = opt.overwrite("Replace OUT if it exists."),
+    as_json: bool = opt.as_json("Print a JSON summary."),
+    old_model: Optional[str] = opt.old_option("--model"),
 ) -> None:
     """Build a taxonomy from a label list, by WordNet or by k-means."""
     from hspnet_cli.model.clip_models import label_encoder
     from hspnet_cli.taxonomy.build import build_taxonomy
 
+    clip_model = opt.deprecated(clip_model, old_model, old="--model", new="--clip-model", new_default="RN50")
     if wordnet == kmeans:
         raise UserError("choose exactly one of --wordnet or --kmeans")
     result = build_taxonomy(
         labels, out, method="wordnet" if wordnet else "kmeans", n_groups=groups, depth=depth, k=k,
-        features=features, encoder=label_encoder(model, pretrained, template, seed=seed) if kmeans else None,
-        seed=seed, center=center, name=name,
-        reference=reference, overwrite=overwrite)
+        features=features, encoder=label_encoder(clip_model, pretrained, template, seed=seed) if kmeans else None,
+        seed=seed, center=center, name=name, reference=reference, overwrite=overwrite)
     if as_json:
         print_json(result.summary())
         return

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from hspnet_cli.commands import options as opt
 from hspnet_cli.config import list_presets
 from hspnet_cli.core.console import is_quiet, print_json, say
 from hspnet_cli.core.errors import UserError
@@ -33,11 +34,11 @@ def train(
     images: Optional[Path] = typer.Option(None, "--images", help="Folder the split's image paths are relative to."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to write."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML config (preset + overrides)."),
-    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", "-t", help="Taxonomy (default: the split's)."),
+    taxonomy: Optional[str] = opt.taxonomy("Taxonomy (default: the split's)."),
     preset: Optional[str] = typer.Option(None, "--preset", help=f"Recipe: {', '.join(_PRESETS)} (default "
                                          "official, the published code's)."),
-    model: Optional[str] = typer.Option(None, "--model", help="open_clip model (default RN50)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Tag, checkpoint file, or none."),
+    clip_model: Optional[str] = opt.clip_model(None, "open_clip model (default RN50)."),
+    pretrained: Optional[str] = opt.pretrained(None, "Tag, checkpoint file, or none."),
     method: Optional[str] = typer.Option(None, "--method", help="hspnet, hcp, spl_gcn or spl."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to train."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N epochs without a better "
@@ -55,10 +56,11 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op CPU threads (default: "
                                           "OMP_NUM_THREADS if set, else usable cores minus --workers, at least 1)."),
     overrides: list[str] = typer.Option([], "--set", help="Any config field: --set model.n_ctx=8 (repeatable)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    device: str = opt.device(),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+    overwrite: bool = opt.overwrite("Replace an earlier run in --out."),
+    as_json: bool = opt.as_json("Print the final metrics as JSON."),
+    old_model: Optional[str] = opt.old_option("--model"),
 ) -> None:
     """Train HSPNet (or a baseline) on a split. Multi-GPU: torchrun --nproc_per_node N -m hspnet_cli train ..."""
     from hspnet_cli.config import apply_overrides, load_config, load_preset
@@ -66,9 +68,11 @@ def train(
     from hspnet_cli.core.progress import epoch_progress
     from hspnet_cli.train.progress import epoch_reporter
 
+    clip_model = opt.deprecated(clip_model, old_model, old="--model", new="--clip-model")
     if resume is not None:
         given = [name for name, value in (("--split", split), ("--config", config_file), ("--preset", preset),
-                                          ("--model", model), ("--epochs", epochs), ("--lr", lr), ("--set", overrides))
+                                          ("--clip-model", clip_model), ("--epochs", epochs), ("--lr", lr),
+                                          ("--set", overrides))
                  if value]
         if given:
             raise UserError(f"--resume continues a run with its own config; drop {', '.join(given)}")
@@ -80,7 +84,7 @@ def train(
         config = load_config(config_file) if config_file else load_preset(preset or "official")
         if preset and config_file:
             raise UserError("give --preset or --config (which names its own preset), not both")
-        plain = {"model.clip_model": model, "model.pretrained": pretrained, "model.method": method,
+        plain = {"model.clip_model": clip_model, "model.pretrained": pretrained, "model.method": method,
                  "train.epochs": epochs, "train.patience": patience, "train.batch_size": batch_size, "train.lr": lr, "train.loss": loss,
                  "train.seed": seed, "train.image_size": image_size, "train.augment": augment,
                  "train.num_workers": workers,

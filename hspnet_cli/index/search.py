@@ -13,7 +13,7 @@
   (``--no-label-match`` forces that for label names too). Checkpoints carry the text tower
   (fetched by name, or stored when it cannot be); exports drop it and answer only label names.
 
-The query model is ``--model`` (a checkpoint, run folder or ckpt / TorchScript export),
+The query model is ``--checkpoint`` (a checkpoint, run folder or ckpt / TorchScript export),
 ``--clip-model M --pretrained P`` (plain CLIP), or, when neither is given, the model the index
 records when its description names one (``zero-shot M/P``, ``checkpoint PATH (...)``,
 ``export PATH (...)``). Query and index dims must agree; a different model is a warning
@@ -74,26 +74,27 @@ def _query_taxonomy() -> Any:
 
 def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: str | None = None,
                  pretrained: str | None = None, device: str = "cpu") -> Any:
-    """The scorer that encodes queries (see the module docstring for the choice)."""
-    from hspnet_cli.scoring.scorer import load_scorer, zero_shot
+    """The scorer that encodes queries (see the module docstring for the choice); ``model`` is
+    the command's ``--checkpoint``."""
+    from hspnet_cli.scoring.scorer import choose_scorer
 
     if model is not None and clip_model is not None:
-        raise UserError("give --model or --clip-model/--pretrained, not both")
-    if model is not None:
-        return load_scorer(model, device=device)
-    if clip_model is None:
+        raise UserError("give --checkpoint or --clip-model/--pretrained, not both")
+    if model is None and clip_model is None:
         described = str(idx.meta.get("model", ""))
         found = re.match(r"zero-shot (\S+)/(\S+)$", described)
         if found:
             clip_model, pretrained = found.group(1), found.group(2)
         else:
             found = re.match(r"(?:checkpoint|export) (.+?) \(", described)
-            if found and Path(found.group(1)).exists():
-                return load_scorer(found.group(1), device=device)
-            raise UserError(f"{idx.path}: made by '{described}', which hspnet cannot load by itself; give the "
-                            "model with --model FILE or --clip-model M --pretrained P")
-    tag = None if pretrained is None or str(pretrained).lower() in ("none", "random", "") else pretrained
-    return zero_shot(_query_taxonomy(), clip_model, tag, device=device, template=PROMPT)
+            if not found or not Path(found.group(1)).exists():
+                raise UserError(f"{idx.path}: made by '{described}', which hspnet cannot load by itself; give the "
+                                "model with --checkpoint FILE or --clip-model M --pretrained P")
+            model = found.group(1)
+    tag = "none" if pretrained is None or str(pretrained).lower() in ("none", "random", "") else pretrained
+    zero = model is None
+    return choose_scorer(model, zero_shot=zero, taxonomy=_query_taxonomy() if zero else None,
+                         clip_model=str(clip_model), pretrained=tag, device=device)
 
 
 def same_model(scorer: Any, idx: IndexFiles) -> bool:
@@ -170,7 +171,7 @@ def text_query(idx: IndexFiles, scorer: Any, text: str, match_labels: bool = Tru
     elif scorer.text_encoder is None:
         raise UserError(f"text search needs a model with its text tower, and '{scorer.description}' has none "
                         "(exports drop it; only its label names can be searched); use the training checkpoint "
-                        f"(--model run/best.ckpt) or --clip-model/--pretrained of the model that made the index "
+                        f"(--checkpoint run/best.ckpt) or --clip-model/--pretrained of the model that made the index "
                         f"('{idx.meta.get('model')}')")
     else:
         prompt = text_prompt(text)

@@ -195,7 +195,7 @@ def _load_local(open_clip: Any, model_name: str, path: Path, device: str,
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise UserError(f"{path}: weights do not fit model {model_name} ({first}); "
-                        "check --model matches the checkpoint") from None
+                        "check --clip-model matches the checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many unpickling error types
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable CLIP checkpoint ({first})") from None

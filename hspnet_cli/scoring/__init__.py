@@ -9,6 +9,7 @@ from typing import Any
 # Public name -> the module of this room that defines it (imported on first use, so
 # importing the room stays cheap: nothing heavy loads until a name is used).
 _EXPORTS = {
+    "choose_scorer": "scorer",
     "describe": "scorer",
     "export_model": "export",
     "ExportedScorer": "scorer",

@@ -154,14 +154,52 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
                           thresholds=thresholds, facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
 
 
-def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Path | None = None,
+def choose_scorer(checkpoint: str | Path | None = None, *, zero_shot: bool = False,
+                  taxonomy: str | Path | Taxonomy | None = None, clip_model: str = "RN50",
+                  pretrained: str | None = "openai", device: str = "auto", required: bool = True) -> Scorer | None:
+    """The scorer a command's ``--checkpoint`` / ``--zero-shot`` options ask for: every command
+    that scores images chooses it here, so the rules and their messages are the same everywhere.
+
+    Args:
+        checkpoint: A trained model: run folder, training checkpoint or hspnet export.
+        zero_shot: Plain CLIP prompts for ``taxonomy``'s labels instead (``--clip-model``,
+            ``--pretrained``).
+        taxonomy: With ``zero_shot``: the labels (required). With a checkpoint: optional; its
+            labels must be the model's and its groups are used.
+        clip_model, pretrained: The open_clip model of ``zero_shot``.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        required: False where scoring is optional (annotate's suggestions): None when neither
+            source is given.
+
+    Raises:
+        UserError: Both or (when ``required``) neither source given, ``zero_shot`` without a
+            taxonomy, and see :func:`open_scorer`.
+    """
+    from hspnet_cli.core.errors import UserError
+
+    if checkpoint is not None and zero_shot:
+        raise UserError("give --checkpoint or --zero-shot, not both")
+    if checkpoint is None and not zero_shot:
+        if not required:
+            return None
+        raise UserError("give --checkpoint (a run folder, training checkpoint or hspnet export) or "
+                        "--zero-shot --taxonomy T")
+    if zero_shot and taxonomy is None:
+        raise UserError("--zero-shot needs --taxonomy (the labels to score)")
+    return open_scorer(checkpoint, zero_shot_taxonomy=taxonomy if zero_shot else None,
+                       taxonomy=None if zero_shot else taxonomy, clip_model=clip_model, pretrained=pretrained,
+                       device=device)
+
+
+def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Path | Taxonomy | None = None,
                 taxonomy: str | Path | None = None, clip_model: str = "RN50", pretrained: str | None = "openai",
                 device: str = "auto") -> Scorer:
     """The scorer a command asked for: a model file (checkpoint, run folder or export) or, with
     ``zero_shot_taxonomy``, plain CLIP prompts for that taxonomy's labels.
 
     With a model file, ``taxonomy`` is optional; when given, its labels must be the model's (in
-    order) and its groups are used. The caller checks that exactly one source was chosen.
+    order) and its groups are used. The caller checks that exactly one source was chosen
+    (commands do it through :func:`choose_scorer`).
 
     Raises:
         UserError: A missing model file, or a taxonomy with other labels than the model's.
@@ -173,7 +211,8 @@ def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Pat
     dev = str(resolve_device(device))
     if zero_shot_taxonomy is not None:
         tag = None if pretrained is None or str(pretrained).lower() == "none" else pretrained
-        return zero_shot(load_taxonomy(zero_shot_taxonomy), clip_model, tag, device=dev)
+        tax = zero_shot_taxonomy if isinstance(zero_shot_taxonomy, Taxonomy) else load_taxonomy(zero_shot_taxonomy)
+        return zero_shot(tax, clip_model, tag, device=dev)
     assert path is not None, "open_scorer needs a model path or a zero-shot taxonomy"
     if not Path(path).exists():
         raise UserError(f"{path}: checkpoint not found (give a training checkpoint, a run folder or an hspnet export)")

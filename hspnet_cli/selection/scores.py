@@ -3,7 +3,7 @@
 Where the probabilities come from (:func:`open_probabilities`):
 
 * ``tags.jsonl``: each row's ``probs`` (every label, 4 decimals);
-* ``tags.csv`` with the model that tagged it (``--model``, or the checkpoint / export the
+* ``tags.csv`` with the model that tagged it (``--checkpoint``, or the checkpoint / export the
   manifest names when it still exists): recomputed from the stored embeddings as
   ``sigmoid(logit_scale * e @ T*)``, the tagger's own last step, so no image is read again. The
   model must be the one that tagged (its fingerprint is checked against the manifest);
@@ -167,21 +167,21 @@ def open_probabilities(tags: TagsOutput, model: str | Path | None = None) -> Pro
         found = _DESCRIBED.match(str(tags.model))
         if not found or not Path(found.group(1)).exists():
             return ProbSource(tags, "tags", f"{tags.file.name}: chosen labels only (the tagging model "
-                              f"'{tags.model}' was not found; pass --model)")
+                              f"'{tags.model}' was not found; pass --checkpoint)")
         model, named = found.group(1), True
     if not Path(model).exists():
         raise UserError(f"{model}: model not found (give the checkpoint, run folder or export that tagged {tags.file})")
-    from hspnet_cli.scoring.scorer import load_scorer
+    from hspnet_cli.scoring.scorer import choose_scorer
     from hspnet_cli.tagging.run import scorer_fingerprint
 
-    scorer = load_scorer(model)
+    scorer = choose_scorer(model, device="cpu")
     if scorer.taxonomy.label_names != labels:
         raise UserError(f"{model}: its labels are not those of {tags.file} (pass the model that tagged it)")
     expected = _manifest_fingerprint(tags)
     if expected is not None and scorer_fingerprint(scorer) != expected:
         if named:
             return ProbSource(tags, "tags", f"{tags.file.name}: chosen labels only ({model} changed since it "
-                              "tagged; pass --model)")
+                              "tagged; pass --checkpoint)")
         raise UserError(f"{model}: is not the model that tagged {tags.file} (its label features differ from the "
                         "manifest's fingerprint); pass the model given to hspnet tag, or tag again")
     feats = scorer.label_features.detach().float().cpu().numpy()

@@ -235,7 +235,7 @@ def _open_inputs(tags_file: str | Path, options: SelectOptions, quotas: dict[str
     source = source if source is not None else open_probabilities(tags, options.model)
     if not source.complete and "uncertainty" in quotas:
         raise UserError(f"{tags.file}: uncertainty needs every label's probability, and {source.detail}; "
-                        "pass --model (the model that tagged), tag with --format jsonl, or use --strategy "
+                        "pass --checkpoint (the model that tagged), tag with --format jsonl, or use --strategy "
                         "diversity, coverage or random")
     members = [np.asarray([tax.label_index(m) for m in ms], np.int64) for ms in tax.groups.values()]
     return _Inputs(tags, tax, thresholds, excl, eligible, source, members)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli import __version__
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
@@ -195,23 +194,12 @@ def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -
     return shard_out(out, *parse_shard(shard))
 
 
-def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, **options: Any) -> TagSummary:
-    """Tag the images under ``images_dir`` into ``out`` while holding its output lock (see
-    :func:`_tag_images` for the options and :mod:`hspnet_cli.core.locks` for the lock).
-
-    Raises:
-        UserError: Another process is writing the same tags file, and see :func:`_tag_images`.
-    """
-    with output_lock(tags_out_path(out, options.get("shard")), "tags file"):
-        return _tag_images(images_dir, out, scorer, **options)
-
-
-def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
-                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
-                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-                progress: bool = True, decode: str = "auto",
-                decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
+def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
+               threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
+               fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+               shard: str | tuple[int, int] | None = None, overwrite: bool = False,
+               progress: bool = True, decode: str = "auto",
+               decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagsfile.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -239,8 +227,24 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             :func:`~hspnet_cli.core.device.intra_op_threads`, a core left to each worker).
 
     Raises:
-        UserError: Bad options, no images, or outputs of a run with other settings.
+        UserError: Bad options, no images, outputs of a run with other settings, or another
+            process writing the same tags file (the run holds its output lock,
+            :mod:`hspnet_cli.core.locks`).
     """
+    with output_lock(tags_out_path(out, shard), "tags file"):
+        return _tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold, thresholds=thresholds,
+                           top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
+                           shard=shard, overwrite=overwrite, progress=progress, decode=decode,
+                           decode_timeout=decode_timeout, threads=threads)
+
+
+def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
+                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
+                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
+                progress: bool = True, decode: str = "auto",
+                decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
+    """The run itself, without the lock; arguments: see :func:`tag_images`."""
     from hspnet_cli.scoring.scorer import describe
     from hspnet_cli.core.device import intra_op_threads_set
 

@@ -102,19 +102,18 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
     return mean_average_precision(full.numpy(), labels.matrix).map if full is not None else float("nan")
 
 
-def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig, *,
-          taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
+def train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
+          *, taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
           overwrite: bool = False, stop_after_epochs: int | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
           progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
-    """Train a model on a split, writing a run folder.
-
-    The run folder's output lock is held throughout (rank 0 of a torchrun launch holds it for all
-    ranks; :mod:`hspnet_cli.core.locks`).
+    """Train a model on a split, writing a run folder, while holding the folder's output lock
+    (rank 0 of a torchrun launch holds it for all ranks; :mod:`hspnet_cli.core.locks`).
 
     Args:
-        split_dir: Folder made by ``hspnet split`` (``train.csv``, optional ``val.csv``).
-        images: Folder the split's image paths are relative to.
+        split_dir: Folder made by ``hspnet split`` (``train.csv``, optional ``val.csv``); ignored
+            with ``resume``.
+        images: Folder the split's image paths are relative to; ignored with ``resume``.
         out_dir: Run folder (``config.yaml``, ``metrics.jsonl``, ``last.ckpt``, ``best.ckpt``).
         config: Resolved run configuration (ignored with ``resume``: the run's own is used).
         taxonomy: Taxonomy name or file (default: the split's, if it is a built-in).
@@ -131,6 +130,10 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
 
     Returns:
         The result (meaningful on the main process).
+
+    Raises:
+        UserError: Bad split, config or run folder; another process writing ``out_dir``.
+        OutputError: A write failed (full disk, quota, permissions); the message says how to go on.
     """
     from hspnet_cli.core.locks import is_rank_zero, output_lock
 
@@ -142,11 +145,11 @@ def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config
             raise OutputError(f"{exc}; {how_to_continue(Path(out_dir), resume)}", exc.path, exc.errno) from None
 
 
-def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
+def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
            taxonomy: str | Path | None, device: str, resume: bool, overwrite: bool, stop_after_epochs: int | None,
            on_epoch: Callable[[EpochRecord], None] | None, progress: Callable[[str, int], Any] | None,
            threads: int | None) -> TrainResult:
-    """Train a model on a split, writing a run folder: the steps, in order (see :func:`train`)."""
+    """The run itself, without the lock, as its named steps in order; arguments: see :func:`train`."""
     out_dir = Path(out_dir)
     inputs = _read_inputs(split_dir, images, out_dir, config, taxonomy, resume)
     tc = inputs.config.train
