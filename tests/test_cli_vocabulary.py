@@ -118,7 +118,7 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], list[str], str, Any]]:
          "hspnet_cli.train.loop.train", lambda *a, **kw: _report(clip_model=a[3].model.clip_model)),
         ("--model", ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--model", "arch-x"],
          ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--clip-model", "arch-x"],
-         "hspnet_cli.taxonomy.build.build_taxonomy", lambda *a, **kw: _report(model=kw["model"])),
+         "hspnet_cli.model.clip_models.label_encoder", lambda model_name, *a, **kw: _report(model=model_name)),
     ]
 
 
