@@ -195,7 +195,8 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     targets: list[int] = []
     labelled_rows = np.flatnonzero(excl.mask)
     emb = tags.embeddings()
-    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {}}
+    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {},
+                             "thresholds": tags.threshold_source}
 
     def take(new: list[int], reason: str, d: list[float] | None = None, t: list[int] | None = None) -> None:
         rows.extend(new)

@@ -40,6 +40,7 @@ from hspnet_cli.train.batches import BatchSource, image_source
 from hspnet_cli.train.optim import EMA, build_optimizer
 from hspnet_cli.core.progress import NoBar
 from hspnet_cli.train.record import run_config_yaml
+from hspnet_cli.train.thresholds import THRESHOLDS_FILE, fit_kept_thresholds, thresholds_line
 from hspnet_cli.train.runtime import Runtime, all_reduce_mean, average_gradients, gather_rows, runtime_for, say_threads
 from hspnet_cli.core.device import intra_op_threads_set
 
@@ -84,6 +85,8 @@ class TrainResult:
         is_main: False on the non-zero ranks of a torchrun job (whose figures are partial).
         threads: Intra-op CPU threads the run used.
         stopped_early: True when ``train.patience`` epochs passed without a better validation mAP.
+        thresholds: The per-label thresholds fitted for the kept checkpoint by this invocation
+            (:mod:`hspnet_cli.train.thresholds`), None when uncalibrated or nothing was kept.
     """
 
     out_dir: Path
@@ -96,11 +99,13 @@ class TrainResult:
     is_main: bool = True
     threads: int = 0
     stopped_early: bool = False
+    thresholds: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
                 "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
                 "threads": self.threads, "stopped_early": self.stopped_early,
+                "thresholds": thresholds_line(self.thresholds, self.out_dir),
                 "epochs": [r.to_dict() for r in self.history]}
 
 
@@ -139,12 +144,13 @@ def _prepare_run_dir(out_dir: Path, overwrite: bool) -> None:
     so a run refused or failing on the way leaves no folder behind."""
     _check_run_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("last.ckpt", "best.ckpt", "metrics.jsonl"):
+    for name in ("last.ckpt", "best.ckpt", "metrics.jsonl", THRESHOLDS_FILE):
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime) -> float:
-    """Validation mAP of ``model`` on ``source`` (gathered over processes; NaN elsewhere)."""
+def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime) -> tuple[float, Any]:
+    """Validation mAP of ``model`` on ``source`` and the (n, C) logits (gathered over processes;
+    NaN and None elsewhere)."""
     model.eval()
     idx_parts, score_parts = [], []
     with torch.no_grad(), rt.autocast():
@@ -156,7 +162,9 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
     scores = torch.cat(score_parts) if score_parts else torch.zeros(0, labels.n_labels)
     index = torch.cat(idx_parts) if idx_parts else torch.zeros(0, dtype=torch.long)
     full = gather_rows(index, scores, rt, labels.n_images)
-    return mean_average_precision(full.numpy(), labels.matrix).map if full is not None else float("nan")
+    if full is None:
+        return float("nan"), None
+    return mean_average_precision(full.numpy(), labels.matrix).map, full.numpy()
 
 
 def train(split_dir: str | Path, images: str | Path, out_dir: str | Path, config: RunConfig,
@@ -305,11 +313,11 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
             seconds = time.perf_counter() - start
             losses = torch.stack(step_losses).float().cpu().tolist() if step_losses else []
             train_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), rt)
-            raw_map = _evaluate(model, val_src, val_set, rt) if val_src else float("nan")
-            ema_map = None
+            raw_map, raw_logits = _evaluate(model, val_src, val_set, rt) if val_src else (float("nan"), None)
+            ema_map = ema_logits = None
             if ema is not None and val_src:
                 backup = ema.swap_into(model)
-                ema_map = _evaluate(model, val_src, val_set, rt)
+                ema_map, ema_logits = _evaluate(model, val_src, val_set, rt)
                 model.load_state_dict(backup, strict=False)
             record = EpochRecord(epoch + 1, train_loss, raw_map, ema_map, scheduler.get_last_lr()[0], seconds,
                                  train_set.n_images / max(seconds, 1e-9))
@@ -320,8 +328,10 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
                 if improved:
                     best = {"map": value if val_src else float("nan"), "epoch": epoch + 1, "source": source}
                     record.best, record.best_weights = True, source
+                    result.thresholds = fit_kept_thresholds(ema_logits if source == "ema" else raw_logits, val_set,
+                                                            tax, split_dir, out_dir, epoch + 1, source)
                     _save(out_dir / "best.ckpt", model, ema if source == "ema" else None, config, tax,
-                          split_dir, images, epoch + 1, step, best, full=False)
+                          split_dir, images, epoch + 1, step, best, full=False, thresholds=result.thresholds)
                 _save(out_dir / "last.ckpt", model, ema, config, tax, split_dir, images, epoch + 1, step, best,
                       full=True, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=loss_fn)
                 _append_metrics(out_dir / "metrics.jsonl", record)
@@ -363,7 +373,7 @@ def _append_metrics(path: Path, record: EpochRecord) -> None:
 
 def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Taxonomy, split_dir: Path,
           images: Path, epoch: int, step: int, best: dict, *, full: bool, optimizer=None, scheduler=None,
-          scaler=None, loss_fn=None) -> None:  # type: ignore[no-untyped-def]
+          scaler=None, loss_fn=None, thresholds: dict | None = None) -> None:  # type: ignore[no-untyped-def]
     """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume.
 
     ``epoch`` is the number (from 1) of the epoch just finished, i.e. the epochs completed.
@@ -372,7 +382,7 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
         backup = ema.swap_into(model)
     # The payload copies the weights, so restoring the raw ones below cannot change it.
     payload = ckpt.checkpoint_payload(model, config, tax, epoch=epoch, step=step, best=best,
-                                      data={"split": str(split_dir), "images": str(images)})
+                                      data={"split": str(split_dir), "images": str(images)}, thresholds=thresholds)
     if ema is not None and not full:
         model.load_state_dict(backup, strict=False)
     if full:
