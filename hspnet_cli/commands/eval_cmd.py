@@ -105,7 +105,8 @@ def eval_command(
     cut, cut_source = _decision_thresholds(scorer, threshold, thresholds_file)
     report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=cut, top_k=top_k, variant=map_variant)
     note = _no_prediction_note(logits, cut, cut_source, checkpoint, images)
-    if note is None and cut_source == "probability >= 0.5" and not zero_shot:
+    if note is None and threshold is None and thresholds_file is None and getattr(scorer, "thresholds", None) is None \
+            and not zero_shot:
         from hspnet_cli.scoring.thresholds import uncalibrated_note
 
         note = f"thresholds {uncalibrated_note(checkpoint)}"
