@@ -132,3 +132,17 @@ def test_without_validation_labels_every_summary_says_uncalibrated(uncalibrated,
                  tmp_path / "tasks.json", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["thresholds"].startswith("uncalibrated")
+
+
+def test_which_validation_sets_can_fit_thresholds() -> None:
+    from hspnet_cli.data.labelset import LabelSet
+    from hspnet_cli.train.thresholds import fully_labelled
+
+    def labels(rows: list[list[int]]) -> LabelSet:
+        return LabelSet(["a", "b", "c"], [f"{i}.png" for i in range(len(rows))], np.asarray(rows, np.int8),
+                        [f"val.csv:{i + 2}" for i in range(len(rows))])
+
+    assert fully_labelled(labels([[1, -1, -1], [-1, 1, 0]]))  # a "difficult" unknown is fine
+    assert not fully_labelled(labels([[1, 0, 0], [0, 1, 0]]))  # single positives: no negatives
+    assert not fully_labelled(labels([[1, -1, -1], [0, 1, 0]]))  # one image without any negative
+    assert not fully_labelled(None)

@@ -2,8 +2,8 @@
 
 A model trained on single positives scores most labels below 0.5, so cutting at 0.5 leaves most
 images without a tag (demo world: 1,148 of 2,000 images, test CF1 0.164 against 0.480 with
-thresholds fitted on validation). When the split's validation set is fully labelled (every
-entry a known positive or negative: ``hspnet split`` with ``--val-labels full``, its default),
+thresholds fitted on validation). When the split's validation set is fully labelled (observed
+negatives in every image: ``hspnet split`` with ``--val-labels full``, its default),
 each time ``best.ckpt`` is written its validation probabilities are calibrated
 (:func:`hspnet_cli.evaluation.calibration.calibrate`), the result is stored in the checkpoint
 as ``thresholds`` and written to ``thresholds.json`` in the run folder. ``tag``, ``eval``,
@@ -24,8 +24,13 @@ THRESHOLDS_FILE = "thresholds.json"
 
 
 def fully_labelled(labels: LabelSet | None) -> bool:
-    """Whether every entry of a split is known (no 0 = unknown): thresholds need negatives."""
-    return labels is not None and labels.n_images > 0 and bool((labels.matrix != 0).all())
+    """Whether a split's labels can fit thresholds: every image has observed negatives.
+
+    A single-positive validation set (``--val-labels observed``) has none, and a threshold
+    fitted there would tag everything. A few unknown entries (VOC's "difficult" objects) do not
+    matter: :func:`~hspnet_cli.evaluation.calibration.calibrate` leaves them out.
+    """
+    return labels is not None and labels.n_images > 0 and bool((labels.matrix == -1).any(axis=1).all())
 
 
 def fit_kept_thresholds(logits: Any, val_set: LabelSet | None, taxonomy: Taxonomy, split_dir: Path,
