@@ -40,6 +40,9 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     tasks = json.loads(Path(labeling["files"]["tasks"]).read_text())
     assert labeling["tasks"] == len(tasks) == 160 and Path(labeling["files"]["config"]).is_file()
     assert tasks[0]["data"]["image"] == f"/data/local-files/?d=world/images/{tasks[0]['data']['hspnet_path']}"
+    # Pre-annotations are cut at the thresholds training fitted on the labelled validation split.
+    assert tag["thresholds"].startswith("calibrated per label") and labeling["thresholds"] == tag["thresholds"]
+    assert evaluation["test_cf1_fitted"] is not None and 0 <= evaluation["test_cf1_at_0.5"] <= 1
     assert labeling["choices"] == sum(len(t["predictions"][0]["result"][0]["value"]["choices"])
                                       for t in tasks if "predictions" in t)
     assert "hspnet demo" in result.stdout  # the summary table

@@ -83,7 +83,9 @@ def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: 
                 if t["annotations"]}
     assert len(picks) == 15 and sorted(t["data"]["hspnet_path"] for t in tasks) == sorted(picks)
     assert not set(picks) & reviewed
-    assert json.loads((out / "thresholds.json").read_text())["thresholds"]
+    # Training fitted the thresholds on the reviewed validation images, and tag cut at them.
+    assert json.loads((out / "run" / "thresholds.json").read_text())["thresholds"]
+    assert "calibrated per label" in json.loads((out / "tags" / "tags.manifest.json").read_text())["threshold_source"]
 
 
 def test_label_loop_real_mode_stops_after_writing_the_tasks(tmp_path: Path) -> None:

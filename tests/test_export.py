@@ -83,7 +83,10 @@ def test_torchscript_export_scores_equal(trained, tmp_path: Path) -> None:
     out = export_model(trained["ckpt"], tmp_path / "model.ts", fmt="torchscript")
     assert file_kind(out) == "torchscript"
     side = json.loads(sidecar_path(out).read_text())
-    assert side["kind"] == "torchscript" and side["thresholds"] is None
+    assert side["kind"] == "torchscript"
+    # The thresholds training fitted on the (fully labelled) validation split travel along by default.
+    fitted = torch.load(trained["ckpt"], weights_only=True)["thresholds"]["thresholds"]
+    assert side["thresholds"] == pytest.approx(fitted) and side["thresholds_source"].startswith("calibrated per label")
     assert side["labels"] == trained["full"].taxonomy.label_names and side["preprocessing"]["center_crop"] == 64
     module = torch.jit.load(str(out))
     with torch.no_grad():

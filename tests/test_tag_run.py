@@ -178,7 +178,7 @@ def test_thresholds_file_stored_thresholds_and_top_k(scorer, folder: Path, tmp_p
     tag_images(folder, tmp_path / "e.csv", exported)
     assert {r["tags"] for r in rows(tmp_path / "e.csv")} == {names[5]}
     manifest = json.loads((tmp_path / "e.manifest.json").read_text())
-    assert manifest["threshold_source"] == "stored in the exported model"
+    assert manifest["threshold_source"] == "stored in the model"
     tag_images(folder, tmp_path / "k.csv", exported, threshold=0.0, top_k=3)  # explicit threshold wins
     for r in rows(tmp_path / "k.csv"):
         scores = [float(s) for s in r["scores"].split(";")]

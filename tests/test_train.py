@@ -32,7 +32,8 @@ def run(demo_split, out: Path, config, **kw):
 def test_run_folder_checkpoints_and_metrics(demo_split, tmp_path: Path) -> None:
     result = run(demo_split, tmp_path / "run", tiny())
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["best.ckpt", "config.yaml", "last.ckpt", "metrics.jsonl"]
+    # thresholds.json: the demo split's validation set is fully labelled (issue 18 item 15)
+    assert files == ["best.ckpt", "config.yaml", "last.ckpt", "metrics.jsonl", "thresholds.json"]
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]  # counted from 1, as the console does
     assert all(0 <= line["val_map_raw"] <= 1 and 0 <= line["val_map_ema"] <= 1 for line in lines)

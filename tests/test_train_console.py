@@ -134,11 +134,15 @@ def test_no_random_init_warning_for_a_trained_checkpoint(an_run, runner, tmp_pat
 
 def test_eval_says_why_f1_is_zero_and_uses_calibrated_thresholds(an_run, runner, tmp_path: Path) -> None:
     out, val = an_run["out"], an_run["split"] / "val.csv"
-    plain = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--json", "-")
+    # By default eval cuts at the thresholds training fitted on the (fully labelled) validation split.
+    fitted = json.loads(invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--json", "-").stdout)
+    assert fitted["threshold_source"].startswith("calibrated per label") and fitted["cf1"] > 0
+    plain = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--threshold", "0.5",
+                   "--json", "-")
     data = json.loads(plain.stdout)
     # The AN loss leaves every probability far below 0.5: F1 is 0 there, and the report says why.
     assert data["threshold"] == 0.5 and data["cf1"] == 0 and "hspnet calibrate" in data["threshold_note"]
-    shown = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"])
+    shown = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--threshold", "0.5")
     assert "no probability reaches 0.5" in " ".join(shown.stdout.split())
     assert invoke(runner, "calibrate", "--checkpoint", out, "--data", val, "--images", an_run["images"],
                   "-o", tmp_path / "t.json").exit_code == 0
@@ -147,11 +151,10 @@ def test_eval_says_why_f1_is_zero_and_uses_calibrated_thresholds(an_run, runner,
     assert with_file["cf1"] > 0 and with_file["threshold"] is None and "threshold_note" not in with_file
     assert set(with_file["thresholds"]) == set(data["per_class"])
     # An export that carries the calibrated thresholds is evaluated at them without being told.
-    assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt",
-                  "--thresholds", tmp_path / "t.json").exit_code == 0
-    exported = json.loads(invoke(runner, "eval", "--checkpoint", tmp_path / "m.pt", "--data", val,
-                                 "--images", an_run["images"], "--json", "-").stdout)
-    assert exported["threshold_source"] == "the model's calibrated per-class thresholds"
+    assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt", "--thresholds", tmp_path / "t.json").exit_code == 0
+    exported = json.loads(invoke(runner, "eval", "--checkpoint", tmp_path / "m.pt", "--data", val, "--images", an_run["images"],
+                                 "--json", "-").stdout)
+    assert exported["threshold_source"] == f"per-label thresholds of {tmp_path / 't.json'}"
     assert exported["cf1"] == pytest.approx(with_file["cf1"], abs=1e-6)
     both = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"],
                   "--threshold", "0.1", "--thresholds", tmp_path / "t.json")
@@ -167,7 +170,7 @@ def test_demo_preset_one_epoch_short_schedule(demo_split, runner, tmp_path: Path
     summary = json.loads(result.stdout)
     assert summary["best_epoch"] == 1 and 0 < summary["best_val_map"] <= 1
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.ckpt", "config.yaml", "last.ckpt",
-                                                                    "metrics.jsonl"]
+                                                                    "metrics.jsonl", "thresholds.json"]
     assert load_checkpoint(tmp_path / "run" / "last.ckpt")["step"] == 5
 
 

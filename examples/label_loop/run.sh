@@ -51,12 +51,11 @@ fi
 $HSPNET split "$REVIEWED" -t "$TAXONOMY" -o "$OUT/split" --mode full --val-fraction 0.2 --seed 1 \
   --overwrite
 
-# 4. Train on them, calibrate per-label thresholds on the validation images (select's uncertainty
-#    is measured around them), then tag every image with the trained model.
+# 4. Train on them, then tag every image with the trained model. The reviewed validation images
+#    are fully labelled, so training fits per-label thresholds on them ($OUT/run/thresholds.json,
+#    also stored in best.ckpt) and tag cuts at those (select's uncertainty is measured around them).
 $HSPNET train --split "$OUT/split" --images "$IMAGES" --out "$OUT/run" -t "$TAXONOMY" "${TRAIN[@]}" --overwrite
-$HSPNET calibrate --checkpoint "$OUT/run" --data "$OUT/split/val.csv" --images "$IMAGES" --out "$OUT/thresholds.json"
-$HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --thresholds "$OUT/thresholds.json" \
-  --overwrite
+$HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --overwrite
 
 # 5. What to label next: the most useful unreviewed images, as Label Studio tasks again.
 mkdir -p "$OUT/next"

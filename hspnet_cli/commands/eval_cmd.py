@@ -101,6 +101,11 @@ def eval_command(
     cut, cut_source = _decision_thresholds(scorer, threshold, thresholds_file)
     report = evaluate_scores(logits, targets, scorer.taxonomy, threshold=cut, top_k=top_k, variant=map_variant)
     note = _no_prediction_note(logits, cut, cut_source, checkpoint, images)
+    if note is None and threshold is None and thresholds_file is None and getattr(scorer, "thresholds", None) is None \
+            and not zero_shot:
+        from hspnet_cli.scoring.thresholds import uncalibrated_note
+
+        note = f"thresholds {uncalibrated_note(checkpoint)}"
     report.extra = {**describe(scorer), "data": str(data), "taxonomy": scorer.taxonomy.name,
                     "threshold_source": cut_source, **({"threshold_note": note} if note else {})}
     result = report.to_dict()
@@ -143,7 +148,7 @@ def _decision_thresholds(scorer: Any, threshold: float | None, path: Path | None
         return float(threshold), f"probability >= {threshold}"
     stored = getattr(scorer, "thresholds", None)
     if stored is not None:
-        return stored.float().cpu().numpy(), "the model's calibrated per-class thresholds"
+        return stored.float().cpu().numpy(), getattr(scorer, "thresholds_source", "") or "the model's thresholds"
     return 0.5, "probability >= 0.5"
 
 

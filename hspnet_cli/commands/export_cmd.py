@@ -19,7 +19,8 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (torchscript/onnx also write OUT.json)."),
     fmt: str = typer.Option("ckpt", "--format", "-f", help="ckpt (torch file, weights_only), torchscript or onnx."),
     thresholds: Optional[Path] = typer.Option(None, "--thresholds", help='Per-label thresholds JSON: '
-                                              '{"labels": [...], "thresholds": {label: value}}.'),
+                                              '{"labels": [...], "thresholds": {label: value}} (default: the '
+                                              "checkpoint's own, fitted in training on a labelled validation split)."),
     device: str = opt.device("cpu", "Where the source model is rebuilt (cpu or cuda[:N])."),
     as_json: bool = opt.as_json("Print what was written as JSON."),
 ) -> None:
@@ -31,12 +32,14 @@ def export(
     if checkpoint is None:
         raise UserError("missing --checkpoint: the run folder or training checkpoint to export")
     fmt = fmt.strip().lower()
-    path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device)
+    facts: dict = {}
+    path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device, report=facts)
     files = [path] + ([sidecar_path(path)] if sidecar_path(path).is_file() and fmt != "ckpt" else [])
     summary = {"format": fmt, "source": str(checkpoint), "files": {str(p): p.stat().st_size for p in files},
-               "thresholds": thresholds is not None}
+               "thresholds": facts.get("thresholds_source")}
     if as_json:
         print_json(summary)
     else:
         sizes = ", ".join(f"{p} ({p.stat().st_size / 2**20:.1f} MiB)" for p in files)
         say(f"[green]exported[/] {checkpoint} as {fmt}: {sizes}")
+        say(f"thresholds: {facts.get('thresholds_source')}")

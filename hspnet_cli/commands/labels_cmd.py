@@ -65,3 +65,4 @@ def export_labels(
     for role, path in summary["files"].items():
         table.add_row(f"file: {role}", escape(path))
     say(table)
+    say(escape(f"pre-annotations cut at: {summary['thresholds']}"))

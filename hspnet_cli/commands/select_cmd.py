@@ -72,6 +72,7 @@ def select(
         table.add_row(reason, str(k))
     say(table)
     say(f"probabilities: {facts['probabilities']['detail']}")
+    say(f"thresholds: {facts['thresholds']}")
     if facts.get("uncertainty"):
         u = facts["uncertainty"]
         say(f"mean uncertainty: picks {u['picks_mean']:.3f} vs unlabelled {u['eligible_mean']:.3f}")

@@ -39,7 +39,8 @@ def tag(
     list_file: Optional[Path] = typer.Option(None, "--list", help="Tag only these paths (one a line, relative to "
                                              "IMAGES_DIR or absolute inside it), in this order."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One probability threshold for every "
-                                              "label (default: the model's stored thresholds, else 0.5)."),
+                                              "label (default: the model's stored thresholds, fitted in training on "
+                                              "a labelled validation split, else 0.5)."),
     thresholds: Optional[Path] = typer.Option(None, "--thresholds", help="Per-label thresholds JSON of hspnet "
                                               "calibrate."),
     top_k: int = typer.Option(0, "--top-k", help="At most this many tags per image (0: no cap)."),
@@ -93,6 +94,7 @@ def tag(
             f"failed[/]" + (f" (see {summary.outputs['failed']})" if summary.failed else "")
             + f"; {summary.images_per_second:,.1f} img/s; wrote {summary.outputs['tags']}")
     if not as_json:
+        say(f"thresholds: {summary.threshold_source}")
         _say_accounting(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

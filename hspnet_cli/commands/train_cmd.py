@@ -111,6 +111,7 @@ def train(
             say(f"stopped early (train.patience): no epoch after {result.best_epoch} had a better validation mAP")
         say(f"[green]best[/] validation mAP {result.best_map:.4f} (epoch {result.best_epoch}, "
             f"{result.best_source} weights); label-frequency baseline {result.baseline_map:.4f}; run in {out_dir}")
+        say(result.summary()["thresholds"])
 
 
 def _reporter(config, out_dir: Path, make):  # type: ignore[no-untyped-def]

@@ -196,13 +196,19 @@ def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], No
     labels = read_split_csv(out_dir / "split" / "test.csv", scorer.taxonomy)
     logits, targets = score_split(scorer, labels, world_dir / "images")
     report = evaluate_scores(logits, targets, scorer.taxonomy)
+    # F1 at 0.5 next to F1 at the thresholds training fitted on validation (what tag uses).
+    fitted = (evaluate_scores(logits, targets, scorer.taxonomy, threshold=scorer.thresholds.cpu().numpy())
+              if scorer.thresholds is not None else None)
+    cf1 = {"test_cf1_at_0.5": round(report.at_threshold.cf1, 4),
+           "test_cf1_fitted": round(fitted.at_threshold.cf1, 4) if fitted is not None else None}
     write_text_atomic(out_dir / "eval" / "test-metrics.json", json.dumps(report.to_dict(), indent=2) + "\n")
     plots = write_plots(out_dir / "eval" / "plots", report, logits, targets,
                         scorer.label_features.cpu().numpy(), title="demo: best.ckpt on the held-out test split")
     record(StageResult("eval (test split)", f"mAP {report.map:.3f}, group mAP {report.group_map:.3f}, "
-                       f"top-{report.top_k} precision {report.top_k_precision:.3f}; plots in {out_dir / 'eval' / 'plots'}",
+                       f"top-{report.top_k} precision {report.top_k_precision:.3f}; CF1 {cf1['test_cf1_fitted']} at the "
+                       f"fitted thresholds vs {cf1['test_cf1_at_0.5']} at 0.5; plots in {out_dir / 'eval' / 'plots'}",
                        time.perf_counter() - start,
-                       {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4),
+                       {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4), **cf1,
                         "plots": [str(p) for p in plots]}))
     _tag_index_search(out_dir, world_dir, scorer, record)
 
@@ -218,7 +224,8 @@ def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Calla
     record(StageResult("tag", f"{tagged.rows} images tagged, {tagged.failed} failed, "
                        f"{tagged.images_per_second:.0f} images/s", time.perf_counter() - start,
                        {"rows": tagged.rows, "failed": tagged.failed,
-                        "images_per_second": round(tagged.images_per_second, 1)}))
+                        "images_per_second": round(tagged.images_per_second, 1),
+                        "thresholds": tagged.threshold_source}))
     start = time.perf_counter()
     facts = build_index(out_dir / "tags" / "tags.csv", out_dir / "tags" / "tags.faiss")
     record(StageResult("index build", f"{facts.get('count')} vectors, {facts.get('factory')}",
@@ -277,11 +284,14 @@ def _label_studio_tasks(out_dir: Path, record: Callable[[StageResult], None]) ->
     out = out_dir / "labeling" / "tasks.json"
     facts = export_labels(out_dir / "tags" / "tags.csv", "label-studio", out, local_files_root=out_dir)
     record(StageResult("export-labels --to label-studio",
-                       f"{facts['rows']} tasks, {facts['tags']} pre-ticked choices -> {out} (+ labeling config); "
+                       f"{facts['rows']} tasks, {facts['tags']} pre-ticked choices ({facts['untagged']} tasks with "
+                       f"none) -> {out} (+ labeling config); "
                        f"serve with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
                        f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={out_dir.absolute()}",
                        time.perf_counter() - start,
                        {"tasks": facts["rows"], "choices": facts["tags"], "untagged": facts["untagged"],
+                        "choices_per_task": round(facts["tags"] / max(facts["rows"], 1), 3),
+                        "thresholds": facts["thresholds"],
                         "files": facts["files"]}))
 
 

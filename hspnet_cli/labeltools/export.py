@@ -110,4 +110,5 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     missing = n_rows - counts["rows"] if only is not None else 0
     return {"to": to, "source": str(source.file), "not_in_tags": missing, "files": {k: str(v) for k, v in files.items()},
             "images_dir": str(images), "image_refs": refs.describe(), "labels": len(labels), **counts,
-            "model_version": _model_version(manifest), "seconds": round(time.perf_counter() - start, 3)}
+            "model_version": _model_version(manifest), "thresholds": source.threshold_source,
+            "seconds": round(time.perf_counter() - start, 3)}

@@ -58,7 +58,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epoch: int, step: int,
-                       best: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+                       best: dict[str, Any], data: dict[str, Any],
+                       thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to use ``model`` as it is now, as plain containers and tensors.
 
     Args:
@@ -70,6 +71,8 @@ def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epo
         step: Optimiser steps taken.
         best: The best-epoch record so far.
         data: Where the training data came from (split folder, images root, ...).
+        thresholds: Per-label decision thresholds fitted for these weights (the thresholds-file
+            format of :mod:`hspnet_cli.scoring.thresholds`); None when uncalibrated.
 
     Returns:
         The payload for :func:`save_checkpoint`; a resumable checkpoint adds optimiser state.
@@ -84,6 +87,7 @@ def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epo
         "config": config.to_dict(), "taxonomy": taxonomy.to_dict(), "label_names": taxonomy.label_names,
         "model": weights, "label_features": label_feats, "logit_scale": float(model.logit_scale.exp()),
         "epoch": epoch, "epoch_numbering": EPOCHS_FROM_1, "step": step, "best": dict(best), "data": dict(data),
+        "thresholds": thresholds,
         **frozen_text_payload(model, config.model.pretrained),
     }
 

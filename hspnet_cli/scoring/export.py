@@ -99,25 +99,27 @@ def _source(checkpoint: str | Path) -> dict[str, Any]:
 
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
-                 device: str = "cpu") -> Path:
+                 device: str = "cpu", report: dict[str, Any] | None = None) -> Path:
     """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.core.locks`); arguments:
     see :func:`_export_model`."""
     from hspnet_cli.core.locks import output_lock
 
     with output_lock(out, "export"):
-        return _export_model(checkpoint, out, fmt, thresholds, device)
+        return _export_model(checkpoint, out, fmt, thresholds, device, report)
 
 
 def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
-                  device: str = "cpu") -> Path:
+                  device: str = "cpu", report: dict[str, Any] | None = None) -> Path:
     """Export a training checkpoint as a small inference model (see module docstring).
 
     Args:
         checkpoint: ``best.ckpt`` / ``last.ckpt`` of ``hspnet train``, or its run folder.
         out: File to write (``torchscript`` and ``onnx`` also write ``<out>.json``).
         fmt: ``ckpt``, ``torchscript`` or ``onnx``.
-        thresholds: Optional per-label thresholds JSON, carried into the export.
+        thresholds: Optional per-label thresholds JSON, carried into the export (default: the
+            checkpoint's own, fitted by ``hspnet train`` on a fully labelled validation split).
         device: Where the source model is rebuilt; exports are always written as CPU models.
+        report: When given, receives ``thresholds_source``: which thresholds the export carries.
 
     Returns:
         The written model file.
@@ -142,12 +144,17 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     data = _source(checkpoint)
     config = checkpoint_config(data)
     taxonomy = checkpoint_taxonomy(data)
-    table = None
-    if thresholds is not None:  # the file hspnet calibrate writes, checked against these labels
-        from hspnet_cli.scoring.thresholds import load_thresholds
+    from hspnet_cli.scoring.thresholds import load_thresholds, stored_thresholds, uncalibrated_note
 
+    table, source = None, uncalibrated_note(checkpoint)
+    if thresholds is not None:  # the file hspnet calibrate writes, checked against these labels
         values = load_thresholds(thresholds, taxonomy)
         table = {name: float(v) for name, v in zip(taxonomy.label_names, values)}
+        source = f"per-label thresholds of {thresholds}"
+    elif (stored := stored_thresholds(data.get("thresholds"), taxonomy)) is not None:
+        table, source = {name: float(v) for name, v in zip(taxonomy.label_names, stored[0])}, stored[1]
+    if report is not None:
+        report["thresholds_source"] = source
     model = model_from_checkpoint(data, device=device)
     size = model_image_size(model, config)
     visual = model.visual.float().cpu().eval()
@@ -155,7 +162,7 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
             "source": str(checkpoint), "model_name": config.model.clip_model, "labels": taxonomy.label_names,
             "groups": {g: list(m) for g, m in taxonomy.groups.items()}, "taxonomy": taxonomy.to_dict(),
-            "thresholds": table, "image_size": size, "preprocessing": Preprocessing.for_model(visual, size).to_dict(),
+            "thresholds": table, "thresholds_source": source if table else None, "image_size": size, "preprocessing": Preprocessing.for_model(visual, size).to_dict(),
             "logit_scale": head.logit_scale, "embed_dim": int(head.label_features.shape[1])}
     probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -37,6 +37,10 @@ class Scorer:
         description: What this scorer is (for reports and manifests).
         text_encoder: Callable texts -> (n, D) unit features, when the text tower is available
             (zero-shot and text search need it); None otherwise.
+        thresholds: (C,) per-label decision thresholds on the logits' sigmoid, in label order,
+            when the model stores them (fitted by ``hspnet train`` on a fully labelled
+            validation split, or carried into an export); None otherwise.
+        thresholds_source: What the stored thresholds are, in words ("" without them).
     """
 
     image_encoder: torch.nn.Module
@@ -47,6 +51,8 @@ class Scorer:
     transform: Callable
     description: str
     text_encoder: Callable[[list[str]], torch.Tensor] | None = None
+    thresholds: torch.Tensor | None = None
+    thresholds_source: str = ""
 
     @property
     def device(self) -> torch.device:
@@ -78,13 +84,19 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     from hspnet_cli.model.checkpoint import (checkpoint_config, checkpoint_taxonomy, load_checkpoint, model_from_checkpoint)
     from hspnet_cli.model.preprocess import Preprocessing
 
+    from hspnet_cli.scoring.thresholds import stored_thresholds
+
     data = load_checkpoint(path)
     config = checkpoint_config(data)
     model = model_from_checkpoint(data, device=device)
     size = model_image_size(model, config)
     feats = F.normalize(data["label_features"].float(), dim=-1).to(device)
+    taxonomy = checkpoint_taxonomy(data)
+    stored = stored_thresholds(data.get("thresholds"), taxonomy)  # fitted by hspnet train, when it could
     return Scorer(image_encoder=model.visual.eval(), label_features=feats, logit_scale=float(data["logit_scale"]),
-                  taxonomy=checkpoint_taxonomy(data), image_size=size,
+                  taxonomy=taxonomy, image_size=size,
+                  thresholds=torch.from_numpy(stored[0]).to(device) if stored else None,
+                  thresholds_source=stored[1] if stored else "",
                   transform=Preprocessing.for_model(model.visual, size).transform(),
                   description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})",
                   text_encoder=model.encode_texts if model.text.token_embedding is not None else None)
@@ -122,12 +134,9 @@ class ExportedScorer(Scorer):
     """A scorer loaded from ``hspnet export`` output: no text tower, maybe per-label thresholds.
 
     Attributes:
-        thresholds: (C,) per-label decision thresholds on the logits' sigmoid, in label order,
-            when the export carries them; None otherwise.
         facts: The export's stored metadata (format, labels, preprocessing, source config, ...).
     """
 
-    thresholds: torch.Tensor | None = None
     facts: dict[str, Any] | None = None
 
 
@@ -143,15 +152,24 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
 
     encoder, facts, feats = read_export(path, device=device)
     taxonomy = taxonomy_from_dict(facts["taxonomy"], source=str(path))
-    table = facts.get("thresholds")
-    thresholds = (torch.tensor([table[name] for name in taxonomy.label_names], dtype=torch.float32, device=device)
-                  if table else None)
+    from hspnet_cli.scoring.thresholds import stored_thresholds
+
+    stored = stored_thresholds(facts.get("thresholds"), taxonomy)
+    thresholds = torch.from_numpy(stored[0]).to(device) if stored else None
     kind = facts.get("kind", "ckpt")
     return ExportedScorer(image_encoder=encoder.eval(), label_features=feats, logit_scale=float(facts["logit_scale"]),
                           taxonomy=taxonomy, image_size=int(facts["image_size"]),
                           transform=Preprocessing.from_dict(facts["preprocessing"]).transform(),
                           description=f"export {path} ({kind} of {facts.get('model_name')})",
-                          thresholds=thresholds, facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
+                          thresholds=thresholds, thresholds_source=_export_thresholds_source(facts, stored),
+                          facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
+
+
+def _export_thresholds_source(facts: dict[str, Any], stored: Any) -> str:
+    """Words for an export's thresholds: what ``hspnet export`` recorded about them."""
+    if not stored:
+        return ""
+    return str(facts.get("thresholds_source") or "per-label thresholds stored in the exported model")
 
 
 def choose_scorer(checkpoint: str | Path | None = None, *, zero_shot: bool = False,

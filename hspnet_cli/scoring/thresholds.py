@@ -63,3 +63,41 @@ def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
                             "in [0, 1]")
         out[i] = value
     return out
+
+
+def uncalibrated_note(model: str | Path | None = None) -> str:
+    """What to say when tags are cut at 0.5 because the model stores no fitted thresholds.
+
+    A model trained on single positives puts most probabilities below 0.5 (on the demo world
+    most images get no tag at 0.5), so the user must hear it and how to fix it.
+    """
+    where = str(model) if model else "MODEL"
+    return ("uncalibrated: 0.5 for every label (the model stores no thresholds; training fits them only when "
+            "the split's validation set is fully labelled). Fit them on a labelled split: hspnet calibrate --checkpoint "
+            f"{where} --data val.csv --images DIR -o thresholds.json, then pass --thresholds thresholds.json")
+
+
+def stored_thresholds(table: dict[str, Any] | None, taxonomy: Taxonomy) -> tuple[np.ndarray, str] | None:
+    """Per-label thresholds stored in a model (checkpoint or export) and a phrase saying what they are.
+
+    Args:
+        table: The stored entry: a thresholds document (``hspnet calibrate``'s format, which
+            ``hspnet train`` stores) or a plain label -> value mapping (exports before that); None.
+        taxonomy: The model's labels, whose order the array follows.
+
+    Returns:
+        (C,) float32 thresholds and their description, or None when nothing usable is stored.
+    """
+    if not table:
+        return None
+    values = table.get("thresholds", table) if table.get("format") == FORMAT else table
+    if not isinstance(values, dict) or any(name not in values for name in taxonomy.label_names):
+        return None
+    out = np.asarray([float(values[name]) for name in taxonomy.label_names], dtype=np.float32)
+    source = table.get("source") if isinstance(table.get("source"), dict) else {}
+    if source.get("fitted_by") == "hspnet train":
+        what = (f"calibrated per label on the validation split ({source.get('images')} images, "
+                f"{source.get('data')}) when training kept this model")
+    else:
+        what = "per-label thresholds stored in the model" + (f" (fitted on {source['data']})" if source.get("data") else "")
+    return out, what

@@ -195,7 +195,8 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     stats, tagged_rate = _score(inputs, quotas, progress)
     clock["score"] = time.perf_counter()
     picks = _Picks(np.zeros(inputs.tags.n, dtype=bool))
-    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {}}
+    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {},
+                             "thresholds": inputs.tags.threshold_source}
     for stage, quota in quotas.items():
         quota = min(quota, int((inputs.eligible & ~picks.picked).sum()))
         if quota <= 0:

@@ -58,6 +58,7 @@ class TagSummary:
             discovery only; the whole folder, before sharding).
         decoder_messages: Lines this invocation added to the decode log (what decoders said).
         decoder_images: Images those lines are about.
+        threshold_source: Which thresholds cut the tags (calibrated, given, or uncalibrated 0.5).
     """
 
     items: int
@@ -74,6 +75,7 @@ class TagSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     decoder_messages: int = 0
     decoder_images: int = 0
+    threshold_source: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -88,7 +90,8 @@ class TagSummary:
                 "failures": [{"path": p, "error": e} for p, e in self.failures],
                 "already_complete": self.already_complete, "shard": f"{self.shard[0]}/{self.shard[1]}",
                 "skipped": dict(self.skipped), "decoder_messages": self.decoder_messages,
-                "decoder_images": self.decoder_images, "exit_code": self.exit_code}
+                "decoder_images": self.decoder_images, "threshold_source": self.threshold_source,
+                "exit_code": self.exit_code}
 
 
 def parse_shard(shard: str | tuple[int, int] | None, env: dict[str, str] | None = None) -> tuple[int, int]:
@@ -122,7 +125,8 @@ def resolve_thresholds(scorer: Any, threshold: float | None = None,
     """Per-label thresholds and where they came from.
 
     Precedence: ``thresholds`` (a calibrate file or an array) > an explicit ``threshold`` >
-    thresholds stored in an exported model > 0.5.
+    thresholds stored in the model (fitted by ``hspnet train`` on a fully labelled validation
+    split, or carried into an export) > 0.5, which the phrase calls uncalibrated and says how to fix.
     """
     n = scorer.taxonomy.num_labels
     if thresholds is not None and threshold is not None:
@@ -142,8 +146,17 @@ def resolve_thresholds(scorer: Any, threshold: float | None = None,
         return np.full(n, float(threshold), dtype=np.float32), f"--threshold {threshold}"
     stored = getattr(scorer, "thresholds", None)
     if stored is not None:
-        return stored.detach().float().cpu().numpy().reshape(n), "stored in the exported model"
-    return np.full(n, 0.5, dtype=np.float32), "default 0.5"
+        return (stored.detach().float().cpu().numpy().reshape(n),
+                getattr(scorer, "thresholds_source", "") or "stored in the model")
+    from hspnet_cli.scoring.thresholds import uncalibrated_note
+
+    return np.full(n, 0.5, dtype=np.float32), uncalibrated_note(_model_path(scorer))
+
+
+def _model_path(scorer: Any) -> str | None:
+    """The model file a scorer came from, for advice (its description starts with it)."""
+    words = str(getattr(scorer, "description", "")).split()
+    return words[1] if len(words) > 1 and words[0] in ("checkpoint", "export") else None
 
 
 def scorer_fingerprint(scorer: Any) -> str:
@@ -289,7 +302,7 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             return TagSummary(items=len(items), rows=counts["rows"], failed=counts["failed"],
                               resumed_from=len(items), processed=0, seconds=0.0, images_per_second=0.0,
                               outputs=outputs, failures=read_failures(paths.failed), already_complete=True,
-                              shard=(index, count), skipped=dict(skipped))
+                              shard=(index, count), skipped=dict(skipped), threshold_source=thr_source)
         raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
 
     writer = TagWriter(paths, selector, fmt, embed_dim)
@@ -333,4 +346,4 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
                       images_per_second=processed / seconds if seconds > 0 else 0.0,
                       outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
                       failures=read_failures(paths.failed), shard=(index, count), skipped=dict(skipped),
-                      decoder_messages=messages, decoder_images=chatty)
+                      decoder_messages=messages, decoder_images=chatty, threshold_source=thr_source)

@@ -69,6 +69,14 @@ class TagsOutput:
         fp = self.manifest.get("fingerprint")
         return fp if isinstance(fp, dict) else {}
 
+    @property
+    def threshold_source(self) -> str:
+        """Which thresholds cut the tags, as ``hspnet tag`` recorded it (calibrated, given, or 0.5)."""
+        recorded = self.manifest.get("threshold_source")
+        if isinstance(recorded, str) and recorded:
+            return recorded
+        return "unknown: the manifest does not say (made before hspnet recorded it)"
+
     def embeddings(self) -> np.ndarray:
         """(n, D) read-only float32 memmap of the embedding file."""
         if self.n == 0:

@@ -95,6 +95,8 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
                          + ", ".join(report.unknown))
         if report.uncertain_note():
             notes.append(report.uncertain_note())
+        if report.attached_note():
+            notes.append(report.attached_note())
     elif method == "kmeans":
         if n_groups is not None or depth is not None:
             raise UserError("--groups and --depth belong to --wordnet; use -k with --kmeans")

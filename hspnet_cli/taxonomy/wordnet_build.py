@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 from hspnet_cli.taxonomy.wordnet_data import get_wordnet
+from hspnet_cli.taxonomy.wordnet_regroup import agree_with_kinds, cut_without_orphans
 from hspnet_cli.taxonomy.wordnet_senses import LabelResolution, _Senses, resolve_labels
 
 if TYPE_CHECKING:
-    from nltk.corpus.reader.wordnet import Synset
+    from nltk.corpus.reader.wordnet import Synset, WordNetCorpusReader
 
 UNKNOWN_GROUP = "unknown to wordnet"
 _ROOT = "<root>"  # virtual node above all WordNet roots (verbs and adjectives have their own)
@@ -38,11 +39,14 @@ class WordNetReport:
         labels: One resolution per label, in label order.
         unknown: Labels WordNet does not know (they are in the ``unknown to wordnet`` group).
         groups: Group name -> the synset id it was cut at (None for the unknown group).
+        attached: Label -> the group it joined although the group's synset is not its
+            hypernym (a label WordNet puts apart from the rest; see ``cut_without_orphans``).
     """
 
     labels: list[LabelResolution] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     groups: dict[str, str | None] = field(default_factory=dict)
+    attached: dict[str, str] = field(default_factory=dict)
 
     def uncertain(self) -> list[LabelResolution]:
         """Labels whose sense won narrowly over a sense of another kind (check them, or pin)."""
@@ -57,6 +61,15 @@ class WordNetReport:
         return (f"{len(picks)} label(s) chose their WordNet sense by a narrow margin: {named}. Check them "
                 f"and pin the right sense in the label file where it is wrong, e.g. "
                 f"'{picks[0].label} = {picks[0].runner_up}'")
+
+    def attached_note(self) -> str | None:
+        """One line naming the labels placed in a group outside their WordNet branch; None if none."""
+        if not self.attached:
+            return None
+        named = "; ".join(f"{label} -> {group}" for label, group in self.attached.items())
+        return (f"{len(self.attached)} label(s) would have been a group of their own and joined the group they "
+                f"resemble most instead, so the count went to splitting larger groups: {named}. Move them "
+                "in the YAML if another group fits better")
 
     def by_method(self) -> dict[str, list[str]]:
         """Method -> names of the labels resolved that way."""
@@ -147,6 +160,28 @@ def _cut(tree: _Tree, members: dict[str, list[int]], n_groups: int) -> dict[str,
     return dict(feasible[n_groups if n_groups in feasible else max(feasible)][1])
 
 
+def _group_labels(wn: WordNetCorpusReader, ctx: _Senses, resolutions: list[LabelResolution], n_groups: int,
+                  depth: int | None) -> tuple[dict[int, str], dict[str, str]]:
+    """Label index -> group node for the resolved labels, and the labels attached to a group."""
+    members: dict[str, list[int]] = {}
+    for i, res in enumerate(resolutions):
+        if res.synset:
+            members.setdefault(res.synset, []).append(i)
+    if not members:
+        return {}, {}
+    tree = _Tree(_choose_paths(ctx, [wn.synset(n) for n in members]), ctx)
+    attached: dict[str, str] = {}
+    if depth is not None:
+        cut: dict[str, list[int]] = {}
+        for node, ids in members.items():
+            path = tree.path_to(node)
+            cut.setdefault(path[min(depth, len(path) - 1)], []).extend(ids)
+    else:
+        cut, attached = cut_without_orphans(lambda pool: _cut(tree, pool, n_groups), members, n_groups, ctx, wn,
+                                            _GENERIC)
+    return {i: node for node, ids in cut.items() for i in ids}, attached
+
+
 def _group_name(synset: Synset, taken: set[str]) -> str:
     """The synset's first lemma, made unique with another lemma or its id."""
     first, *others = [lemma.name().replace("_", " ") for lemma in synset.lemmas()]
@@ -185,23 +220,10 @@ def build_wordnet_taxonomy(labels: list[LabelSpec], n_groups: int | None = None,
     wn = get_wordnet()
     ctx = _Senses(wn)
     resolutions = resolve_labels(wn, labels, ctx)
+    resolutions = agree_with_kinds(wn, resolutions)  # octopus among animals is the animal
     report = WordNetReport(labels=resolutions, unknown=[r.label for r in resolutions if r.synset is None])
-    members: dict[str, list[int]] = {}
-    for i, res in enumerate(resolutions):
-        if res.synset:
-            members.setdefault(res.synset, []).append(i)
-    group_of: dict[int, str] = {}
-    if members:
-        tree = _Tree(_choose_paths(ctx, [wn.synset(n) for n in members]), ctx)
-        if depth is not None:
-            cut = {}
-            for node, ids in members.items():
-                path = tree.path_to(node)
-                cut.setdefault(path[min(depth, len(path) - 1)], []).extend(ids)
-        else:
-            target = n_groups if n_groups is not None else max(2, round(math.sqrt(len(labels))))
-            cut = _cut(tree, members, target)
-        group_of = {i: node for node, ids in cut.items() for i in ids}
+    target = n_groups if n_groups is not None else max(2, round(math.sqrt(len(labels))))
+    group_of, attached = _group_labels(wn, ctx, resolutions, target, depth)
     # Groups in the order of their first label; members in label order.
     groups: dict[str, list[str]] = {}
     names: dict[str | None, str] = {None: UNKNOWN_GROUP}
@@ -211,6 +233,8 @@ def build_wordnet_taxonomy(labels: list[LabelSpec], n_groups: int | None = None,
             names[node] = _group_name(wn.synset(node), set(names.values()))
         report.groups[names[node]] = node
         groups.setdefault(names[node], []).append(spec.name)
+    report.attached = {spec.name: names[group_of[i]] for i, (spec, res) in enumerate(zip(labels, resolutions))
+                       if res.synset in attached}
     out = [LabelSpec(name=spec.name, prompt=spec.prompt, wordnet=res.synset or spec.wordnet)
            for spec, res in zip(labels, resolutions)]
     how = f"cut at depth {depth}" if depth is not None else f"{len(groups)} groups"

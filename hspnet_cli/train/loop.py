@@ -47,6 +47,7 @@ from hspnet_cli.train.run_folder import (
     prepare_run_dir,
     resolve_taxonomy,
 )
+from hspnet_cli.train.thresholds import fit_kept_thresholds
 from hspnet_cli.train.runtime import Runtime, all_reduce_mean, average_gradients, gather_rows, runtime_for, say_threads
 
 
@@ -86,8 +87,9 @@ def label_frequency_baseline(train: LabelSet, val: LabelSet) -> float:
     return mean_average_precision(np.tile(freq, (val.n_images, 1)), val.matrix).map
 
 
-def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime) -> float:
-    """Validation mAP of ``model`` on ``source`` (gathered over processes; NaN elsewhere)."""
+def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime) -> tuple[float, np.ndarray | None]:
+    """Validation mAP of ``model`` on ``source`` and the (n, C) logits (gathered over processes;
+    NaN and None elsewhere)."""
     model.eval()
     idx_parts, score_parts = [], []
     with torch.no_grad(), rt.autocast():
@@ -99,7 +101,9 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
     scores = torch.cat(score_parts) if score_parts else torch.zeros(0, labels.n_labels)
     index = torch.cat(idx_parts) if idx_parts else torch.zeros(0, dtype=torch.long)
     full = gather_rows(index, scores, rt, labels.n_images)
-    return mean_average_precision(full.numpy(), labels.matrix).map if full is not None else float("nan")
+    if full is None:
+        return float("nan"), None
+    return mean_average_precision(full.numpy(), labels.matrix).map, full.numpy()
 
 
 def train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
@@ -180,12 +184,13 @@ def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str
             losses, step = _train_epoch(parts, inputs, epoch, step, rt, progress)
             seconds = time.perf_counter() - start
             train_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), rt)
-            raw_map, ema_map = _validate(parts, inputs, rt)
+            raw_map, ema_map, logits = _validate(parts, inputs, rt)
             record = EpochRecord(epoch + 1, train_loss, raw_map, ema_map, parts.scheduler.get_last_lr()[0], seconds,
                                  inputs.train_set.n_images / max(seconds, 1e-9))
             result.step_losses.extend(losses)
             if rt.is_main:
-                best = _keep_epoch(parts, inputs, out_dir, record, best, step)
+                best, fitted = _keep_epoch(parts, inputs, out_dir, record, best, step, logits)
+                result.thresholds = fitted if record.best else result.thresholds
                 result.history.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
@@ -294,27 +299,30 @@ def _train_epoch(parts: RunParts, inputs: RunInputs, epoch: int, step: int, rt: 
     return (torch.stack(step_losses).float().cpu().tolist() if step_losses else []), step
 
 
-def _validate(parts: RunParts, inputs: RunInputs, rt: Runtime) -> tuple[float, float | None]:
+def _validate(parts: RunParts, inputs: RunInputs,
+              rt: Runtime) -> tuple[float, float | None, dict[str, np.ndarray | None]]:
     """Step 5, once an epoch: validation mAP of the raw weights and of their EMA (NaN / None
-    without a validation split or an EMA)."""
+    without a validation split or an EMA), and the validation logits of each (for thresholds)."""
     if parts.val_src is None or inputs.val_set is None:
-        return float("nan"), None
-    raw_map = _evaluate(parts.model, parts.val_src, inputs.val_set, rt)
+        return float("nan"), None, {}
+    raw_map, raw_logits = _evaluate(parts.model, parts.val_src, inputs.val_set, rt)
     if parts.ema is None:
-        return raw_map, None
+        return raw_map, None, {"raw": raw_logits}
     backup = parts.ema.swap_into(parts.model)
-    ema_map = _evaluate(parts.model, parts.val_src, inputs.val_set, rt)
+    ema_map, ema_logits = _evaluate(parts.model, parts.val_src, inputs.val_set, rt)
     parts.model.load_state_dict(backup, strict=False)
-    return raw_map, ema_map
+    return raw_map, ema_map, {"raw": raw_logits, "ema": ema_logits}
 
 
 def _keep_epoch(parts: RunParts, inputs: RunInputs, out_dir: Path, record: EpochRecord, best: Best,
-                step: int) -> Best:
+                step: int, logits: dict[str, np.ndarray | None]) -> tuple[Best, dict[str, Any] | None]:
     """Step 6, once an epoch on the main process: ``best.ckpt`` when validation improved (raw or
-    EMA weights, whichever scored higher), always ``last.ckpt`` and a ``metrics.jsonl`` line.
+    EMA weights, whichever scored higher), with per-label thresholds fitted on the kept weights'
+    validation logits when the validation split is fully labelled; always ``last.ckpt`` and a
+    ``metrics.jsonl`` line.
 
     Returns:
-        The best epoch so far, this one included.
+        The best epoch so far, this one included; the thresholds fitted now (None otherwise).
     """
     has_val = parts.val_src is not None
     raw_map, ema_map = record.val_map_raw, record.val_map_ema
@@ -322,11 +330,15 @@ def _keep_epoch(parts: RunParts, inputs: RunInputs, out_dir: Path, record: Epoch
     if not has_val or (not math.isnan(value) and value > best.map):
         best = Best(value if has_val else float("nan"), record.epoch, source)
         record.best, record.best_weights = True, source
+        fitted = fit_kept_thresholds(logits.get(source), inputs.val_set, inputs.tax, inputs.split_dir, out_dir,
+                                     record.epoch, source)
         _save(out_dir / "best.ckpt", parts, inputs, record.epoch, step, best, ema_weights=source == "ema",
-              full=False)
+              full=False, thresholds=fitted)
+    else:
+        fitted = None
     _save(out_dir / "last.ckpt", parts, inputs, record.epoch, step, best, ema_weights=False, full=True)
     append_metrics(out_dir / "metrics.jsonl", record)
-    return best
+    return best, fitted
 
 
 def freeze_batchnorm(module: torch.nn.Module) -> None:
@@ -351,7 +363,7 @@ def _patience_spent(patience: int | None, epoch: int, best: Best, has_val: bool,
 
 
 def _save(path: Path, parts: RunParts, inputs: RunInputs, epoch: int, step: int, best: Best, *,
-          ema_weights: bool, full: bool) -> None:
+          ema_weights: bool, full: bool, thresholds: dict[str, Any] | None = None) -> None:
     """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume.
 
     ``epoch`` is the number (from 1) of the epoch just finished, i.e. the epochs completed.
@@ -360,7 +372,8 @@ def _save(path: Path, parts: RunParts, inputs: RunInputs, epoch: int, step: int,
     backup = ema.swap_into(model) if (ema is not None and ema_weights) else None
     # The payload copies the weights, so restoring the raw ones below cannot change it.
     payload = ckpt.checkpoint_payload(model, inputs.config, inputs.tax, epoch=epoch, step=step, best=best.to_dict(),
-                                      data={"split": str(inputs.split_dir), "images": str(inputs.images)})
+                                      data={"split": str(inputs.split_dir), "images": str(inputs.images)},
+                                      thresholds=thresholds)
     if backup is not None:
         model.load_state_dict(backup, strict=False)
     if full:

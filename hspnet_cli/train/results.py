@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hspnet_cli.train.thresholds import thresholds_line
+
 
 @dataclass
 class EpochRecord:
@@ -48,6 +50,8 @@ class TrainResult:
         is_main: False on the non-zero ranks of a torchrun job (whose figures are partial).
         threads: Intra-op CPU threads the run used.
         stopped_early: True when ``train.patience`` epochs passed without a better validation mAP.
+        thresholds: The per-label thresholds fitted for the kept checkpoint by this invocation
+            (:mod:`hspnet_cli.train.thresholds`), None when uncalibrated or nothing was kept.
     """
 
     out_dir: Path
@@ -60,11 +64,13 @@ class TrainResult:
     is_main: bool = True
     threads: int = 0
     stopped_early: bool = False
+    thresholds: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
                 "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
                 "threads": self.threads, "stopped_early": self.stopped_early,
+                "thresholds": thresholds_line(self.thresholds, self.out_dir),
                 "epochs": [r.to_dict() for r in self.history]}
 
 

@@ -11,6 +11,7 @@ from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.data.split_io import read_split_yaml
 from hspnet_cli.taxonomy import Taxonomy, load_taxonomy
 from hspnet_cli.train.results import EpochRecord
+from hspnet_cli.train.thresholds import THRESHOLDS_FILE
 
 
 def resolve_taxonomy(split_dir: Path, taxonomy: str | Path | None) -> Taxonomy:
@@ -42,7 +43,7 @@ def prepare_run_dir(out_dir: Path, overwrite: bool) -> None:
     so a run refused or failing on the way leaves no folder behind."""
     check_run_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("last.ckpt", "best.ckpt", "metrics.jsonl"):
+    for name in ("last.ckpt", "best.ckpt", "metrics.jsonl", THRESHOLDS_FILE):
         (out_dir / name).unlink(missing_ok=True)
 
 
