@@ -191,7 +191,7 @@ def test_patience_stops_training_and_a_resume_does_not_restart_it(demo_split, tm
 
     # Validation mAP peaks at epoch 2, then falls: patience 2 stops after epoch 4.
     maps = iter([0.3, 0.5, 0.4, 0.45, 0.2, 0.1, 0.1, 0.1])
-    monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: next(maps))
+    monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: (next(maps), None))
     cfg = tiny(**{"train.epochs": 8, "train.patience": 2, "train.ema": False})
     result = run(demo_split, tmp_path / "run", cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -304,7 +304,7 @@ def test_best_checkpoint_of_ema_weights_holds_the_ema_weights(demo_split, tmp_pa
     import hspnet_cli.train.loop as loop
 
     maps = iter([0.1, 0.2])                                        # raw, then EMA: the EMA wins
-    monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: next(maps))
+    monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: (next(maps), None))
     run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny"}))
     best, last = (load_checkpoint(tmp_path / "run" / name) for name in ("best.ckpt", "last.ckpt"))
     assert best["best"]["source"] == "ema"

@@ -117,7 +117,7 @@ def test_without_validation_labels_every_summary_says_uncalibrated(uncalibrated,
     run, result = uncalibrated
     assert load_checkpoint(run / "best.ckpt")["thresholds"] is None and not (run / "thresholds.json").exists()
     line = result.summary()["thresholds"]
-    assert line.startswith("thresholds: uncalibrated") and f"hspnet calibrate {run}" in line
+    assert line.startswith("thresholds: uncalibrated") and f"hspnet calibrate --checkpoint {run}" in line
     res = invoke(runner, "tag", demo_split["images"], "--checkpoint", run, "-o", tmp_path / "tags.csv",
                  "--device", "cpu", "--workers", "0")
     assert res.exit_code == 0, res.output
