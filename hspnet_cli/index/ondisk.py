@@ -151,7 +151,8 @@ def load_scale_index(path: Path, meta: dict[str, Any]) -> IndexFiles:
             raise UserError(f"{data}: the on-disk lists of index {path.name} are missing (moved without them?)")
         flags = faiss.IO_FLAG_ONDISK_SAME_DIR
     try:
-        index = faiss.read_index(str(path), flags)
+        with _stdout_to_stderr():                   # faiss prints where it found the ivfdata
+            index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise UserError(f"{path}: not a readable FAISS index ({str(exc).strip().splitlines()[-1]})") from None
     keys = KeyStore(path.parent / str(meta["keys_file"]), path.parent / str(meta["offsets_file"]), path.name)

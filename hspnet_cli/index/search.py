@@ -270,7 +270,7 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
     # path inside the index's root may be copied from.
     from hspnet_cli.index.store import path_problem
 
-    outside = [h.path for h in hits if path_problem(h.path) is not None]
+    outside = [h.path for h in hits if path_problem(h.path) is not None or "://" in h.path]
     if outside:
         raise UserError(f"hit '{outside[0]}' is not a file path inside the index's images folder; nothing "
                         "copied (fetch such keys with your storage tool)")
