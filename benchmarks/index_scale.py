@@ -31,10 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_scale_data import generate  # noqa: E402
 
 
-def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path) -> tuple[np.ndarray, float]:
+def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path,
+                wait: bool = True) -> tuple[np.ndarray, float]:
     """(q, k) exact top-k global ids over the shards, streamed; cached in ``cache``; (ids, seconds)."""
+    running = cache.with_name(cache.name + ".running")
+    while wait and running.exists() and not cache.is_file():      # another process (--truth-only) is computing it
+        time.sleep(10)
     if cache.is_file():
-        return np.load(cache), 0.0
+        return np.load(cache), float(json.loads(running.read_text() or "{}").get("seconds", 0)) \
+            if running.exists() else 0.0
     from hspnet_cli.index.scale_build import exact_topk_blocks
 
     t0 = time.perf_counter()
@@ -54,6 +59,17 @@ def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path) -> 
     return truth, time.perf_counter() - t0
 
 
+def truth_only(data: Path, n: int) -> None:
+    """Compute and cache the exact top 10 (to run beside the build, in another process)."""
+    files = sorted(data.glob("emb-*.npy"))[:(n + 999_999) // 1_000_000]
+    cache = data / f"truth-{sum(np.load(f, mmap_mode='r').shape[0] for f in files)}.npy"
+    running = cache.with_name(cache.name + ".running")
+    running.write_text("")
+    truth, seconds = exact_truth(files, np.load(data / "queries.npy"), 10, cache, wait=False)
+    running.write_text(json.dumps({"seconds": round(seconds, 1)}))
+    print(f"exact top-10 over {len(files)} shards: {seconds:.0f} s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -63,7 +79,11 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=65536)
     ap.add_argument("--layout", default="ondisk")
     ap.add_argument("--nprobes", default="8,16,32,64,128")
+    ap.add_argument("--truth-only", action="store_true", help="Only compute the exact top 10 (beside a build).")
     args = ap.parse_args()
+    if args.truth_only:
+        truth_only(args.data, args.n)
+        return
 
     shard_rows = 1_000_000
     t0 = time.perf_counter()

@@ -138,6 +138,8 @@ def test_tags_outputs_as_a_shard_set(tmp_path: Path) -> None:
     keys = list(idx.paths)
     _, hits, _ = run_search(tmp_path / "all.faiss", like="b/img/00007.jpg", k=3)
     assert [h.path for h in hits] == _exact_keys(vecs, keys, 257, 3)
+    facts = build_sharded([a, b], tmp_path / "auto.faiss")           # the size rule, with lists below 100k
+    assert facts["factory"] == "IVF98,Flat" and facts["recall_at_10"] >= 0.9 and facts["recall_queries"] == 600
 
 
 def test_resume_after_a_real_kill(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def _report(facts: dict[str, Any], as_json: bool, verb: str) -> None:
 
 @app.command("build")
 def build(
-    tags: list[Path] = typer.Argument(..., help="tags.csv or .jsonl of hspnet tag (with its .emb.f32 and "
+    tags: list[Path] = typer.Argument(..., metavar="TAGS|SHARDS...", help="tags.csv or .jsonl of hspnet tag (with its .emb.f32 and "
                                       ".manifest.json); or a shard set: .npy files / folder / glob, a Parquet "
                                       "folder of hspnet tag --format parquet, or several tags files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Index file to write (default: TAGS with .faiss)."),

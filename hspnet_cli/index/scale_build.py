@@ -3,7 +3,8 @@
 Steps (each survives a kill; rerunning the same command continues where it stopped):
 
 1. **Plan** (``INDEX.work/plan.json``): the shards (path, rows, bytes, mtime), the factory
-   (``--factory`` or the size rule of :func:`hspnet_cli.index.build.choose_factory`), the seed,
+   (``--factory`` or the size rule of :func:`hspnet_cli.index.build.choose_factory`, with
+   ``IVF{4 sqrt n},Flat`` below 100k vectors), the seed,
    and the pieces: consecutive global row ranges of ``piece_rows`` (default 1M) vectors. A
    rerun whose shards or options differ is refused (``--restart`` starts over).
 2. **Train** (``trained.faiss``) on a bounded sample: ``--train-size`` vectors (default
@@ -26,6 +27,7 @@ Steps (each survives a kill; rerunning the same command continues where it stopp
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -205,6 +207,13 @@ def _tune(index: Any, shards: ShardSet, nprobe: int | None, seed: int, queries: 
         last, value = r, min(cap, value * 2)
 
 
+def sharded_factory(n: int, dim: int) -> str:
+    """The size rule of :func:`choose_factory`, with inverted lists below 100k too (``Flat`` has no
+    lists to add piece by piece): ``IVF{4 sqrt n},Flat`` there."""
+    factory = choose_factory(n, dim)
+    return f"IVF{max(1, round(4 * math.sqrt(n)))},Flat" if factory == "Flat" else factory
+
+
 def is_shard_set(sources: list[Path], layout: str | None) -> bool:
     """True unless the input is one tags file (and no --layout): the classic in-RAM build."""
     return layout is not None or len(sources) != 1 or Path(sources[0]).suffix not in (".csv", ".jsonl")
@@ -251,7 +260,7 @@ def _build(sources: list[str | os.PathLike], out: Path, factory: str | None, npr
     shards = open_shard_set(sources)
     if shards.n == 0:
         raise UserError(f"{shards.shards[0].path}: the shards hold no vectors")
-    chosen = factory.strip() if factory else choose_factory(shards.n, shards.dim)
+    chosen = factory.strip() if factory else sharded_factory(shards.n, shards.dim)
     probe = _make_index(chosen, shards.dim)
     nlist = int(_ivf(probe).nlist) if _ivf(probe) is not None else 1
     size = min(shards.n, train_size or min(MAX_TRAIN, max(64 * nlist, 20_000)))
