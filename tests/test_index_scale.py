@@ -106,6 +106,9 @@ def test_ondisk_layout_round_trip_moved_folder(tmp_path: Path) -> None:
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     _, found = idx.index.search(unit[:50].astype(np.float32), 5)
     assert sum(i in row for i, row in enumerate(found.tolist())) >= 45
+    shutil.rmtree(tmp_path / "s")                  # sources gone: --like falls back to the stored codes
+    _, hits, _ = run_search(tmp_path / "b" / "x.faiss", like=keys[10], k=5)
+    assert len(hits) == 5 and keys[10] not in [h.path for h in hits]
     (tmp_path / "b" / data.name).unlink()
     with pytest.raises(UserError, match="on-disk lists of index x.faiss are missing"):
         load_index(tmp_path / "b" / "x.faiss")

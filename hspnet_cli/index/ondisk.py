@@ -162,3 +162,28 @@ def load_scale_index(path: Path, meta: dict[str, Any]) -> IndexFiles:
     if index.d != int(meta["embedding_dim"]):
         raise UserError(f"{path}: index dim {index.d} but its sidecar says {meta['embedding_dim']}")
     return IndexFiles(path=path, index=index, meta=meta, paths=keys)  # type: ignore[arg-type]
+
+
+def source_vector(idx: IndexFiles, i: int) -> Any:
+    """The original (1, D) unit vector of id ``i``, read from the shard it was added from; None
+    when the sources are gone or changed (the caller falls back to the stored codes).
+
+    Why: ``reconstruct`` on an IVF index first builds a direct map (8 bytes a vector: 8 GB and a
+    scan of every list at 1B), and a PQ code only approximates the vector.
+    """
+    import numpy as np
+
+    from hspnet_cli.index.shards import open_shard_set
+
+    sources = [s for s in idx.meta.get("sources", []) if isinstance(s, dict) and "file" in s]
+    firsts = [int(s.get("first_id", 0)) for s in sources]
+    pos = int(np.searchsorted(firsts, i, side="right")) - 1
+    if pos < 0 or not 0 <= i - firsts[pos] < int(sources[pos].get("rows", 0)):
+        return None
+    try:
+        shard = open_shard_set([sources[pos]["file"]]).shards[0]
+    except UserError:
+        return None
+    if shard.rows != int(sources[pos]["rows"]) or shard.dim != idx.dim:
+        return None
+    return shard.gather(np.array([i - firsts[pos]], dtype=np.int64))

@@ -230,6 +230,12 @@ def like_query(idx: IndexFiles, path: str) -> np.ndarray:
     import faiss
 
     i = like_id(idx, path)
+    if idx.meta.get("keys_file"):                   # a sharded build: the original vector, from its shard
+        from hspnet_cli.index.ondisk import source_vector
+
+        vec = source_vector(idx, i)
+        if vec is not None:
+            return vec
     try:
         ivf = faiss.extract_index_ivf(idx.index)
     except RuntimeError:
