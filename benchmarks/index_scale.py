@@ -103,12 +103,17 @@ def main() -> None:
     if proc.returncode != 0:
         sys.exit(f"build failed ({proc.returncode}): {proc.stderr[-2000:]}")
     facts = json.loads(proc.stdout)
-    build_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    build_rss_mb = children.ru_maxrss / 1024
+    build_cpu_s = children.ru_utime + children.ru_stime    # CPU time: comparable on a busy, shared machine
     print(f"built {n:,} x 512 in {build_s:.0f} s (train {facts['seconds']['train']} s, add "
-          f"{facts['seconds']['add']} s); peak RSS {build_rss_mb:,.0f} MB; layout {facts['layout']}", flush=True)
+          f"{facts['seconds']['add']} s); CPU {build_cpu_s:.0f} s; peak RSS {build_rss_mb:,.0f} MB; layout "
+          f"{facts['layout']}", flush=True)
 
     queries = np.load(args.data / "queries.npy")
+    cpu0 = time.process_time()
     truth, truth_s = exact_truth(files, queries, 10, args.data / f"truth-{n}.npy")
+    truth_cpu_s = time.process_time() - cpu0
     print(f"exact top-10 of {len(queries)} queries over {n:,} vectors: {truth_s:.0f} s (streamed)", flush=True)
 
     from hspnet_cli.index.build import set_search_params
@@ -137,10 +142,10 @@ def main() -> None:
     own_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {"n": n, "dim": 512, "factory": args.factory, "layout": facts["layout"], "train_size": args.train_size,
               "generate_s": round(gen_s, 1), "build_s": round(build_s, 1), "build_phases_s": facts["seconds"],
-              "build_peak_rss_mb": round(build_rss_mb), "exact_truth_s": round(truth_s, 1),
+              "build_peak_rss_mb": round(build_rss_mb), "build_cpu_s": round(build_cpu_s, 1), "exact_truth_s": round(truth_s, 1), "exact_truth_cpu_s": round(truth_cpu_s, 1),
               "load_s": round(load_s, 2), "recall": curve, "index_bytes": sizes,
               "bench_peak_rss_mb": round(own_rss_mb), "example_key": key,
-              "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}
+              "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "nice": os.nice(0)}
     print(json.dumps(result))
 
 
