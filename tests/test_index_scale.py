@@ -220,3 +220,24 @@ def test_bad_shards_are_named_in_one_line(tmp_path: Path) -> None:
 
     result = run("index", "build", tmp_path / "nothing" / "*.npy")
     assert result.exit_code == 2 and "matches no file" in result.stderr
+
+
+def test_pieces_shared_by_workers_then_assembled(tmp_path: Path) -> None:
+    vecs = clustered(1000, dim=16, seed=7)
+    keys = _npy_set(tmp_path / "s", vecs, [500])
+    out = tmp_path / "w.faiss"
+    result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--pieces", "0/2")
+    assert result.exit_code == 2 and "--train-only first" in result.stderr
+    result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--train-only",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pieces"] == 7 and not out.exists()
+    for worker, added in (("1/2", 3), ("0/2", 4)):      # side by side on two machines, in turn here
+        result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150",
+                     "--pieces", worker, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["pieces_added"] == added
+    facts = build_sharded([tmp_path / "s"], out, factory="IVF16,Flat", nprobe=16, piece_rows=150)
+    assert facts["pieces_added"] == 0 and facts["pieces_resumed"] == 7 and facts["count"] == 1000
+    _, hits, _ = run_search(out, like=keys[600], k=5)
+    assert [h.path for h in hits] == _exact_keys(vecs, keys, 600, 5)

@@ -59,6 +59,10 @@ def build(
                                        "check (an exact scan of every shard; 0 skips it)."),
     restart: bool = typer.Option(False, "--restart", help="Discard an interrupted build of other shards/options."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep OUT.work (training and per-piece files)."),
+    train_only: bool = typer.Option(False, "--train-only", help="Shard-set build: plan and train, then stop "
+                                    "(before --pieces workers)."),
+    pieces: Optional[str] = typer.Option(None, "--pieces", help="Shard-set build: i/N, add only pieces p with "
+                                         "p %% N == i, then stop; run N side by side, then the plain command."),
     as_json: bool = _JSON,
 ) -> None:
     """Build an inner-product index over image embeddings; reports recall@10. One tags file: the
@@ -66,7 +70,7 @@ def build(
     resumable, on disk when large."""
     from hspnet_cli.index.scale_build import is_shard_set
 
-    if not is_shard_set(tags, layout):
+    if not is_shard_set(tags, layout or ("ondisk" if train_only or pieces else None)):
         from hspnet_cli.index.build import build_index
 
         _report(build_index(tags[0], out, factory=factory, nprobe=nprobe, seed=seed), as_json, "built")
@@ -75,7 +79,14 @@ def build(
 
     facts = build_sharded(tags, out or default_out(tags), factory=factory, nprobe=nprobe, seed=seed,
                           recall_queries=recall_queries, layout=layout or "auto", train_size=train_size,
-                          piece_rows=piece_rows, restart=restart, keep_work=keep_work)
+                          piece_rows=piece_rows, restart=restart, keep_work=keep_work, train_only=train_only,
+                          pieces=pieces)
+    if facts.get("stage"):                          # a step of a shared build: nothing to report as an index
+        if as_json:
+            print_json(facts)
+        else:
+            say(f"{facts['stage']} step done: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "stage"))
+        return
     _report(facts, as_json, "built")
 
 

@@ -22,6 +22,9 @@ Steps (each survives a kill; rerunning the same command continues where it stopp
    until recall@10 >= 0.95, it gains under 0.005 a doubling (the PQ codes' limit), or it
    reaches nlist/16 (on disk, every list visited is a read).
 6. ``INDEX.json`` last; the work folder is removed (``--keep-work`` keeps it).
+
+Step 3 can run on N machines/GPUs at once: ``--train-only``, then ``--pieces i/N`` workers, then
+the plain command assembles (see :func:`build_sharded`).
 """
 
 from __future__ import annotations
@@ -164,12 +167,15 @@ def _piece_files(work: Path, i: int) -> tuple[Path, Path, Path]:
     return work / f"piece-{i:06d}.faiss", work / f"piece-{i:06d}.keys", work / f"piece-{i:06d}.done"
 
 
-def _add_pieces(shards: ShardSet, plan: dict[str, Any], work: Path, trained: Path) -> tuple[int, int]:
-    """Add every unfinished piece; (pieces done now, pieces found done)."""
+def _add_pieces(shards: ShardSet, plan: dict[str, Any], work: Path, trained: Path,
+                worker: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+    """Add every unfinished piece (of ``worker`` i of N: pieces p with p % N == i);
+    (pieces done now, pieces found done)."""
     import faiss
 
-    todo = [i for i in range(len(plan["pieces"])) if not _piece_files(work, i)[2].is_file()]
-    skipped = len(plan["pieces"]) - len(todo)
+    mine = [i for i in range(len(plan["pieces"])) if i % worker[1] == worker[0]]
+    todo = [i for i in mine if not _piece_files(work, i)[2].is_file()]
+    skipped = len(mine) - len(todo)
     total = sum(b - a for i, (a, b) in enumerate(plan["pieces"]) if i in set(todo))
     with _bar("adding vectors", total) as bar:
         for i in todo:
@@ -232,8 +238,14 @@ def default_out(sources: list[Path]) -> Path:
 def build_sharded(sources: list[str | os.PathLike], out: str | os.PathLike, factory: str | None = None,
                   nprobe: int | None = None, seed: int = 0, recall_queries: int = 1000, layout: str = "auto",
                   train_size: int | None = None, piece_rows: int = PIECE_ROWS, restart: bool = False,
-                  keep_work: bool = False) -> dict[str, Any]:
+                  keep_work: bool = False, train_only: bool = False,
+                  pieces: str | None = None) -> dict[str, Any]:
     """Build (or finish building) an index over a shard set; returns the facts written to ``OUT.json``.
+
+    Several machines or GPUs share the add step through the work folder (on a shared file
+    system): one ``train_only`` run, then ``pieces="i/N"`` workers side by side (each adds the
+    pieces p with p % N == i and stops), then the plain command, which finds every piece done
+    and assembles. Same shards and options in every call.
 
     Raises:
         UserError: Bad shards (named), a bad factory or layout, or an interrupted build of
@@ -248,14 +260,35 @@ def build_sharded(sources: list[str | os.PathLike], out: str | os.PathLike, fact
         raise UserError(f"--nprobe must be at least 1; got {nprobe}")
     if piece_rows < 1:
         raise UserError(f"--piece-rows must be at least 1; got {piece_rows}")
-    with output_lock(out, "index"):
+    worker = parse_worker(pieces)
+    stage = "train" if train_only else "pieces" if pieces else "all"
+    if train_only and pieces:
+        raise UserError("give --train-only or --pieces, not both")
+    if stage == "pieces" and not (work_dir(out) / "trained.faiss").is_file():
+        raise UserError(f"{work_dir(out)}: no trained index to add pieces to; run the same command with "
+                        "--train-only first (once), then the --pieces workers")
+    lock = out if stage != "pieces" else work_dir(out) / f"worker-{worker[0]}-of-{worker[1]}"
+    with output_lock(lock, "index" if stage != "pieces" else "index piece worker"):
         return _build(sources, out, factory, nprobe, seed, recall_queries, layout, train_size, piece_rows,
-                      restart, keep_work)
+                      restart, keep_work, stage, worker)
+
+
+def parse_worker(pieces: str | None) -> tuple[int, int]:
+    """``"i/N"`` -> (i, N) with 0 <= i < N (None: the one worker)."""
+    if pieces is None:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in pieces.split("/"))
+    except ValueError:
+        raise UserError(f"--pieces must be i/N, e.g. 0/8; got {pieces!r}") from None
+    if not 0 <= i < n:
+        raise UserError(f"--pieces {pieces}: need 0 <= i < N")
+    return i, n
 
 
 def _build(sources: list[str | os.PathLike], out: Path, factory: str | None, nprobe: int | None, seed: int,
            recall_queries: int, layout: str, train_size: int | None, piece_rows: int, restart: bool,
-           keep_work: bool) -> dict[str, Any]:
+           keep_work: bool, stage: str = "all", worker: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     t0 = time.perf_counter()
     shards = open_shard_set(sources)
     if shards.n == 0:
@@ -266,11 +299,18 @@ def _build(sources: list[str | os.PathLike], out: Path, factory: str | None, npr
     size = min(shards.n, train_size or min(MAX_TRAIN, max(64 * nlist, 20_000)))
     plan = _plan(shards, chosen, seed, piece_rows, size)
     work = work_dir(out)
-    build_id = _open_work(work, plan, restart)
+    build_id = _open_work(work, plan, restart and stage != "pieces")
     trained, gpu = _train(shards, plan, work)
     t_train = time.perf_counter() - t0
-    added, resumed = _add_pieces(shards, plan, work, trained)
+    if stage == "train":
+        return {"stage": "train", "work": str(work), "factory": chosen, "train_size": size,
+                "pieces": len(plan["pieces"]), "seconds": {"train": round(t_train, 1)}}
+    added, resumed = _add_pieces(shards, plan, work, trained, worker)
     t_add = time.perf_counter() - t0 - t_train
+    if stage == "pieces":
+        left = sum(not _piece_files(work, i)[2].is_file() for i in range(len(plan["pieces"])))
+        return {"stage": "pieces", "worker": f"{worker[0]}/{worker[1]}", "pieces_added": added,
+                "pieces_resumed": resumed, "pieces_left": left, "seconds": {"add": round(t_add, 1)}}
     code_size = int(_ivf(probe).code_size) if _ivf(probe) is not None else shards.dim * 4
     chosen_layout = choose_layout(layout, shards.n, code_size)
     pieces = range(len(plan["pieces"]))
