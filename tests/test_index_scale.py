@@ -91,7 +91,7 @@ def test_npy_shards_search_by_key(tmp_path: Path, layout: str) -> None:
 def test_ondisk_layout_round_trip_moved_folder(tmp_path: Path) -> None:
     vecs = clustered(1200, dim=16, seed=2)
     keys = _npy_set(tmp_path / "s", vecs, [600])
-    facts = build_sharded([tmp_path / "s"], tmp_path / "a" / "x.faiss", factory="IVF8,PQ8x8", nprobe=8,
+    facts = build_sharded([tmp_path / "s"], tmp_path / "a" / "x.faiss", factory="IVF8,PQ8x4", nprobe=8,
                           layout="ondisk", piece_rows=400, recall_queries=200)
     data = tmp_path / "a" / facts["ivfdata_file"]
     assert facts["layout"] == "ondisk" and data.stat().st_size > 1200 * 4   # codes live in the ivfdata file
@@ -102,10 +102,10 @@ def test_ondisk_layout_round_trip_moved_folder(tmp_path: Path) -> None:
     assert type(idx.index.invlists).__name__ == "OnDiskInvertedLists" or idx.index.ntotal == 1200
     _, hits, _ = run_search(tmp_path / "b" / "x.faiss", like=keys[10], k=5)
     assert len(hits) == 5 and keys[10] not in [h.path for h in hits]
-    # PQ codes are approximate: a stored vector's own original is among its first hits
+    # PQ codes are approximate: a vector's own code is among its first hits
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    _, found = idx.index.search(unit[:50].astype(np.float32), 5)
-    assert sum(i in row for i, row in enumerate(found.tolist())) >= 45
+    _, found = idx.index.search(unit[:50].astype(np.float32), 10)   # 4-byte codes: top 10 (chance: 0.8%)
+    assert sum(i in row for i, row in enumerate(found.tolist())) >= 40
     shutil.rmtree(tmp_path / "s")                  # sources gone: --like falls back to the stored codes
     _, hits, _ = run_search(tmp_path / "b" / "x.faiss", like=keys[10], k=5)
     assert len(hits) == 5 and keys[10] not in [h.path for h in hits]

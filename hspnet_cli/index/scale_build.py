@@ -176,7 +176,7 @@ def _add_pieces(shards: ShardSet, plan: dict[str, Any], work: Path, trained: Pat
     mine = [i for i in range(len(plan["pieces"])) if i % worker[1] == worker[0]]
     todo = [i for i in mine if not _piece_files(work, i)[2].is_file()]
     skipped = len(mine) - len(todo)
-    total = sum(b - a for i, (a, b) in enumerate(plan["pieces"]) if i in set(todo))
+    total = sum(plan["pieces"][i][1] - plan["pieces"][i][0] for i in todo)
     with _bar("adding vectors", total) as bar:
         for i in todo:
             a, b = plan["pieces"][i]
