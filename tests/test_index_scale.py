@@ -218,6 +218,11 @@ def test_bad_shards_are_named_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{part}: not a readable Parquet file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
+    _parquet_set(tmp_path / "unfinished", clustered(300, dim=16), [150])
+    (tmp_path / "unfinished" / "manifest.json").write_text(json.dumps({"complete": False}))
+    result = run("index", "build", tmp_path / "unfinished", *EXACT)
+    assert result.exit_code == 2 and "manifest.json: the tagging run is unfinished" in result.stderr
+
     result = run("index", "build", tmp_path / "nothing" / "*.npy")
     assert result.exit_code == 2 and "matches no file" in result.stderr
 

@@ -288,7 +288,8 @@ def _embedding_array(shard: Shard, column: Any, first: int) -> np.ndarray:
     for chunk in chunks:
         if chunk.null_count:
             raise UserError(f"{shard.path}: a null embedding near row {first}; rerun the tag command that wrote it")
-        parts.append(np.asarray(chunk.values.to_numpy(zero_copy_only=False)).reshape(-1, shard.dim))
+        # flatten(), not .values: it honours a sliced chunk's offset
+        parts.append(np.asarray(chunk.flatten().to_numpy(zero_copy_only=False)).reshape(-1, shard.dim))
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, shard.dim), np.float32)
 
 
@@ -323,6 +324,8 @@ def _parquet_manifest(folder: Path) -> tuple[dict[str, Any], str | None, str | N
         raise UserError(f"{path}: not a readable JSON manifest ({exc})") from None
     if not isinstance(manifest, dict):
         return {}, None, None
+    if manifest.get("complete") is False:
+        raise UserError(f"{path}: the tagging run is unfinished; rerun the same hspnet tag command to complete it")
     model = manifest.get("model")
     if isinstance(model, dict):
         model = model.get("scorer") or model.get("description")
