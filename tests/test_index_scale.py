@@ -141,6 +141,8 @@ def test_tags_outputs_as_a_shard_set(tmp_path: Path) -> None:
     keys = list(idx.paths)
     _, hits, _ = run_search(tmp_path / "all.faiss", like="b/img/00007.jpg", k=3)
     assert [h.path for h in hits] == _exact_keys(vecs, keys, 257, 3)
+    result = run("index", "add", tmp_path / "all.faiss", a)
+    assert result.exit_code == 2 and "built from a shard set" in result.stderr
     facts = build_sharded([a, b], tmp_path / "auto.faiss")           # the size rule, with lists below 100k
     assert facts["factory"] == "IVF98,Flat" and facts["recall_at_10"] >= 0.9 and facts["recall_queries"] == 600
 
