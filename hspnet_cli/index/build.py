@@ -292,6 +292,9 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
 def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool,
                   skip_existing: bool) -> dict[str, Any]:
     idx = load_index(index_path)
+    if idx.meta.get("keys_file"):
+        raise UserError(f"{idx.path}: built from a shard set (keys on disk); index add grows in-RAM indexes only: "
+                        "build again with the new shards among the sources")
     data = read_tags_output(tags_csv)
     if data.dim != idx.dim:
         raise UserError(f"{data.file}: embeddings have dim {data.dim} but index {idx.path} has dim {idx.dim}; "

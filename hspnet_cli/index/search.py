@@ -201,6 +201,13 @@ def like_id(idx: IndexFiles, path: str) -> int:
     """The id of an indexed image: ``path`` as listed in the index, as a file path, or relative to
     the images folder of one of the tags files added to the index (when exactly one matches)."""
     wanted = path.replace(os.sep, "/")
+    if hasattr(idx.paths, "find"):                  # a sharded build's on-disk keys: scanned, no dict
+        found_keys = sorted(set(idx.paths.find(wanted)) | set(idx.paths.find(unescape(wanted))))
+        if len(found_keys) == 1:
+            return found_keys[0]
+        if found_keys:
+            raise UserError(f"'{path}' is the key of {len(found_keys)} indexed vectors; --like needs a unique key")
+        raise UserError(f"'{path}' is not a key of index {idx.path}")
     ids = {p: i for i, p in enumerate(idx.paths)}
     for form in (wanted, unescape(wanted)):    # as typed, or copied from tags.csv / --json output
         if form in ids:
@@ -224,6 +231,12 @@ def like_query(idx: IndexFiles, path: str) -> np.ndarray:
     import faiss
 
     i = like_id(idx, path)
+    if idx.meta.get("keys_file"):                   # a sharded build: the original vector, from its shard
+        from hspnet_cli.index.ondisk import source_vector
+
+        vec = source_vector(idx, i)
+        if vec is not None:
+            return vec
     try:
         ivf = faiss.extract_index_ivf(idx.index)
     except RuntimeError:
@@ -260,6 +273,14 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
         UserError: A hit file is missing, or (without ``overwrite``) a target exists already;
             nothing is copied then. A full disk or permissions: one line naming the file.
     """
+    # A sharded index's keys may be URLs or archive members, never checked when it loads: only a
+    # path inside the index's root may be copied from.
+    from hspnet_cli.index.store import path_problem
+
+    outside = [h.path for h in hits if path_problem(h.path) is not None or "://" in h.path]
+    if outside:
+        raise UserError(f"hit '{outside[0]}' is not a file path inside the index's images folder; nothing "
+                        "copied (fetch such keys with your storage tool)")
     missing = [h.file for h in hits if not h.file.is_file()]
     if missing:
         raise UserError(f"{len(missing)} hit file(s) are missing, e.g. {missing[0]}; nothing copied "

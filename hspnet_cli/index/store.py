@@ -190,6 +190,10 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     meta = read_json_object(sidecar_json(path), "index sidecar")
     if meta.get("format") != FORMAT:
         raise UserError(f"{sidecar_json(path)}: not an hspnet index sidecar (format {meta.get('format')!r})")
+    if meta.get("keys_file"):                       # a sharded build's index: keys stay on disk
+        from hspnet_cli.index.ondisk import load_scale_index
+
+        return load_scale_index(path, meta)
     plist = sidecar_paths(path)
     if not plist.is_file():
         raise UserError(f"{plist}: paths file of index {path.name} not found")
