@@ -10,16 +10,16 @@ import tarfile
 from hspnet_cli.errors import UserError
 from hspnet_cli.sources.secrets import storage_error
 
-_MANGLED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)")
+# A URL prefix after a Path round trip (and maybe made absolute): /cwd/s3:/bucket/prefix.
+_MANGLED_URL = re.compile(r"^(?:.*/)?([A-Za-z][A-Za-z0-9+.-]*):/(?!/)(.*)$")
 
 
 def url_of(images_dir: str) -> str | None:
     """``images_dir`` as a URL when it is one (``s3://b/p``, or ``s3:/b/p`` after a Path round trip)."""
     if "://" in images_dir:
         return images_dir
-    if _MANGLED_URL.match(images_dir):
-        return _MANGLED_URL.sub(r"\1://", images_dir, count=1)
-    return None
+    m = _MANGLED_URL.match(images_dir)
+    return f"{m.group(1)}://{m.group(2)}" if m else None
 
 
 def fetch_bytes(images_dir: str, path: str) -> bytes:

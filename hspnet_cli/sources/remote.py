@@ -52,8 +52,12 @@ class UrlSource(ListedSource):
 
     @property
     def fs(self) -> Any:
-        if getattr(self, "_fs", None) is None:
-            self._fs, self._path = open_fs(self.root, self.storage_options)
+        # A forked DataLoader worker must not reuse the parent's client (its event loop and
+        # connections belong to the parent): one client per process.
+        if getattr(self, "_fs", None) is None or getattr(self, "_pid", None) != os.getpid():
+            options = {**self.storage_options, "skip_instance_cache": True}
+            self._fs, self._path = open_fs(self.root, options)
+            self._pid = os.getpid()
         return self._fs
 
     def _protocol_prefix(self) -> str:
@@ -98,9 +102,10 @@ class UrlSource(ListedSource):
         del entries
 
     def read_key(self, key: str) -> bytes:
+        fs = self.fs
         path = self._path.rstrip("/") + key[len(self.root):]
         try:
-            return self.fs.cat_file(path)
+            return fs.cat_file(path)
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported per image as a read failure, scrubbed

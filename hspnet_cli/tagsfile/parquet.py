@@ -87,7 +87,7 @@ def write_part(out_dir: str | Path, block: int, keys: list[str], probs: np.ndarr
     (out_dir / FAILED_DIR).mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / FAILED_DIR / f"part-{block:06d}.csv", failures_csv(failures))
     n = len(keys)
-    probs = np.asarray(probs, dtype=np.float32).reshape(n, -1)
+    probs = np.asarray(probs, dtype=np.float32).reshape(n, len(label_names))
     emb = np.asarray(embeddings, dtype=np.float16 if dtype == "float16" else np.float32)
     dim = emb.shape[1] if emb.ndim == 2 else 0
     sch = schema(dim, dtype).with_metadata({"hspnet.block": str(block), "hspnet.items": str(items),
