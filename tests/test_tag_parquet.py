@@ -179,3 +179,14 @@ def test_parquet_needs_a_folder_and_urls_need_parquet(tiny_model, images, tmp_pa
     r = hspnet("tag", "s3://bucket/prefix", "--model", str(tiny_model), "--out", str(tmp_path / "t.csv"))
     assert r.returncode == 2 and "add --format parquet" in r.stderr
     assert not os.path.exists(tmp_path / "t.csv")
+
+
+def test_shards_of_a_slurm_array_fill_one_folder(scorer, images, tmp_path: Path) -> None:
+    from hspnet_cli.tagging.source_run import tag_source
+
+    out = tmp_path / "pq"
+    first = tag_source(images, out, scorer, block_size=8, shard="1/2", progress=False)
+    assert first.blocks["done_now"] == 3 and not json.loads((out / "_manifest.json").read_text())["complete"]
+    second = tag_source(images, out, scorer, block_size=8, shard="0/2", progress=False)
+    assert second.blocks["done_now"] == 3 and json.loads((out / "_manifest.json").read_text())["complete"]
+    assert len(read_parts(out)) == N_IMAGES and second.rows == N_IMAGES

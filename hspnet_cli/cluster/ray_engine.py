@@ -34,6 +34,10 @@ from hspnet_cli.tagging.blocks import BlockRun, decode_bytes, score_tensors
 
 log = logging.getLogger(__name__)
 
+# Where the time of the last run went (seconds from the start of run_ray): joining the cluster,
+# the first scored rows back (Ray start, actor start-up with model load, first decode), the end.
+LAST_TIMINGS: dict[str, float] = {}
+
 
 def import_ray() -> Any:
     """The ``ray`` module (with Ray Data), or one line saying how to install it."""
@@ -129,10 +133,15 @@ def run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: st
     """
     from hspnet_cli.train.progress import NoBar, epoch_progress
 
+    import time
+
+    t0 = time.perf_counter()
     ray = import_ray()
     if address:
         os.environ.setdefault("RAY_ADDRESS", address)
     _connect(ray, address)
+    LAST_TIMINGS.clear()
+    LAST_TIMINGS["connect_s"] = round(time.perf_counter() - t0, 3)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -152,6 +161,7 @@ def run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: st
     total = sum(b.stop - b.start for b in run.todo) if run.source.kind != "tar" else 0
     with (epoch_progress("tagging (ray)", total) if progress and total else NoBar()) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            LAST_TIMINGS.setdefault("first_rows_s", round(time.perf_counter() - t0, 3))
             for j in range(len(batch["block"])):
                 block, pos, n = int(batch["block"][j]), int(batch["pos"][j]), int(batch["n"][j])
                 sizes[block] = n
@@ -163,6 +173,8 @@ def run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: st
                     _write_block(run, block, pending.pop(block), sizes[block], batch["probs"].shape[1],
                                  batch["emb"].shape[1])
                     written += sizes[block]
+    LAST_TIMINGS["total_s"] = round(time.perf_counter() - t0, 3)
+    LAST_TIMINGS["actors"], LAST_TIMINGS["gpus"] = n_actors, gpus
     if pending:
         raise UserError(f"the Ray pipeline ended with {len(pending)} block(s) incomplete; rerun the same command to "
                         "redo them")

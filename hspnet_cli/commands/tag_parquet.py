@@ -29,7 +29,8 @@ def tag_parquet(source: str, out: Path, model_args: dict[str, Any], options: dic
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to continue where it stopped")
         raise typer.Exit(130) from None
-    extra = {"failures_by_reason": summary.failures_by_reason, "blocks": summary.blocks}
+    extra = {"failures_by_reason": summary.failures_by_reason, "blocks": summary.blocks,
+             "engine_timings": summary.engine_timings}
     if as_json:
         print_json({**summary.to_dict(), **extra, "model": scorer.description, "engine": options["engine"]})
     elif summary.already_complete:

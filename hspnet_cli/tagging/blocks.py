@@ -138,7 +138,8 @@ def plan_run(source: Source, out: str | Path, scorer: Any, *, threshold: float |
             raise UserError(f"{out_dir}: made by a run with other settings ({', '.join(changed)} changed); rerun with "
                             "the same model and options to continue it, or add --overwrite to start over")
     else:
-        if out_dir.is_dir() and any(out_dir.iterdir()):
+        # Hidden names are other shards' temporary files (a Slurm array starting together).
+        if out_dir.is_dir() and any(not p.name.startswith(".") for p in out_dir.iterdir()):
             raise UserError(f"{out_dir}: exists, is not empty and has no {MANIFEST_NAME}; use another --out or "
                             "--overwrite")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,11 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
         else:
             processed = run_local(run, scorer, batch_size=batch_size, workers=workers, progress=progress)
     seconds = time.perf_counter() - start
+    timings: dict[str, Any] = {}
+    if engine == "ray" and run.todo:
+        from hspnet_cli.cluster.ray_engine import LAST_TIMINGS
+
+        timings = dict(LAST_TIMINGS)
     counts = finish_run(run)
     out_dir = Path(out)
     summary = TagSummary(items=counts["items"], rows=counts["rows"], failed=counts["failed"],
@@ -70,4 +75,5 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
     summary.failures_by_reason = counts["failures_by_reason"]  # type: ignore[attr-defined]
     summary.blocks = {"total": len(run.blocks), "done_before": already, "done_now": len(run.todo),  # type: ignore[attr-defined]
                       "missing": counts["missing_blocks"]}
+    summary.engine_timings = timings  # type: ignore[attr-defined]
     return summary
