@@ -62,7 +62,8 @@ class ReadDecode:
         from hspnet_cli.sources import read_one
 
         block = self.blocks[int(row["block"])]
-        opened = self.run.source.open_block(block)
+        keys = list(row.get("keys") or ())
+        opened = self.run.source.open_keys(keys) if keys else self.run.source.open_block(block)
         n = len(opened.keys)
         blank = np.zeros((3, self.size, self.size), np.float32)
         if n == 0:   # an empty block still has to reach the writer
@@ -118,7 +119,29 @@ def _connect(ray: Any, address: str | None) -> None:
                         "with 'ray start --head' or give its address") from None
 
 
-def run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: str | None = None,
+def run_ray(*args: Any, **kwargs: Any) -> int:
+    """:func:`_run_ray` with file descriptor 1 pointed at stderr, then Ray shut down: Ray's C++
+    core prints node events ("Raylet is terminated ...") on stdout, which belongs to ``--json``."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        return _run_ray(*args, **kwargs)
+    finally:
+        try:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: str | None = None,
             batch_size: int = 64, actors: int | None = None, progress: bool = True,
             actor_cpus: float | None = None) -> int:
     """Tag ``run.todo`` on a Ray cluster and write their parts; returns images processed.
@@ -150,7 +173,13 @@ def run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: st
     n_actors = actors or max(1, gpus)
     cpus = actor_cpus if actor_cpus is not None else float(os.environ.get("HSPNET_RAY_ACTOR_CPUS", "1"))
     task_cpus = float(os.environ.get("HSPNET_RAY_TASK_CPUS", "1"))
-    ds = ray.data.from_items([{"block": b.index} for b in run.todo], override_num_blocks=len(run.todo))
+    # Listed sources (folders, URL prefixes) ship each block's keys with its row, so no worker
+    # lists the source again; a tar shard's block is its shard, listed by the task that reads it.
+    items = run.source.items()
+    rows = [{"block": b.index, "keys": [items[p] for p in range(b.start, b.stop)] if items is not None else []}
+            for b in run.todo]
+    ds = ray.data.from_items(rows, override_num_blocks=len(run.todo))
+    del rows
     ds = ds.flat_map(ReadDecode(run, scorer.transform, int(scorer.image_size)), num_cpus=task_cpus)
     ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"scorer_args": scorer_args, "use_gpu": use_gpu},
                         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=n_actors),

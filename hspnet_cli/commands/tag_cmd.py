@@ -116,7 +116,7 @@ def tag(
                          storage_options=storage_options, threshold=threshold, thresholds=thresholds, top_k=top_k,
                          batch_size=batch_size, workers=workers, block_size=block_size, shard=shard,
                          overwrite=overwrite, dtype=embedding_dtype, max_pixels=max_pixels,
-                         decode_timeout=decode_timeout), as_json)
+                         decode_timeout=decode_timeout, threads=threads), as_json)
         return
     try:
         # Locked before the model loads, so a second writer fails at once (tag_images re-enters it).

@@ -90,8 +90,11 @@ class ListedSource(Source):
 
     def open_block(self, block: Block) -> OpenBlock:
         items = self.items()
-        keys = [items[p] for p in range(block.start, block.stop)]
-        return OpenBlock(keys, lambda i: self.read_key(keys[i]))
+        return self.open_keys([items[p] for p in range(block.start, block.stop)])
+
+    def open_keys(self, keys: list[str]) -> OpenBlock:
+        """A block given by its keys (what a Ray task receives: workers never list the source)."""
+        return OpenBlock(list(keys), lambda i: self.read_key(keys[i]))
 
     def read_key(self, key: str) -> bytes:
         raise NotImplementedError

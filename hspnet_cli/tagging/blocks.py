@@ -192,7 +192,8 @@ def reason_of(error: str) -> str:
     return error.split(":")[0].split("(")[0].strip() or "unknown"
 
 
-def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0, progress: bool = True) -> int:
+def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0, progress: bool = True,
+              threads: int | None = None) -> int:
     """Tag ``run.todo`` block by block in this process (DataLoader workers decode). Returns the
     number of input images processed."""
     import torch
@@ -219,10 +220,12 @@ def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0
         return (torch.stack([t for t, _ in good]) if good else None, [i for _, i in good],
                 [(i, e) for _, i, e in batch if e])
 
+    from hspnet_cli.train.runtime import intra_op_threads_set
+
     prepare_for_device(scorer)
     done = 0
     total = sum(b.stop - b.start for b in run.todo) if run.source.kind != "tar" else len(run.todo)
-    with (epoch_progress("tagging", total) if progress else NoBar()) as bar:
+    with (epoch_progress("tagging", total) if progress else NoBar()) as bar, intra_op_threads_set(workers, threads):
         for block in run.todo:
             opened = run.source.open_block(block)
             keys: list[str] = []

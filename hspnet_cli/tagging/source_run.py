@@ -22,7 +22,8 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
                thresholds: Any = None, top_k: int = 0, batch_size: int = 64, workers: int = 0,
                block_size: int = 1024, shard: Any = None, overwrite: bool = False, dtype: str = "float32",
                max_pixels: int = 178_956_970, decode_timeout: float = 60.0, progress: bool = True,
-               ray_actors: int | None = None, scorer_args: dict[str, Any] | None = None) -> TagSummary:
+               ray_actors: int | None = None, scorer_args: dict[str, Any] | None = None,
+               threads: int | None = None) -> TagSummary:
     """Tag SOURCE into the Parquet folder ``out``; resumable, exactly once per image.
 
     Args:
@@ -57,7 +58,8 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
             processed = run_ray(run, scorer, scorer_args or {}, address=ray_address, batch_size=batch_size,
                                 actors=ray_actors, progress=progress)
         else:
-            processed = run_local(run, scorer, batch_size=batch_size, workers=workers, progress=progress)
+            processed = run_local(run, scorer, batch_size=batch_size, workers=workers, progress=progress,
+                                  threads=threads)
     seconds = time.perf_counter() - start
     timings: dict[str, Any] = {}
     if engine == "ray" and run.todo:
