@@ -163,6 +163,9 @@ def test_webdataset_shards_by_brace_pattern(scorer, images, tmp_path: Path) -> N
     assert found.returncode == 0, found.stderr
     copied = sorted((tmp_path / "hits").iterdir())
     assert len(copied) == 2 and copied[0].read_bytes() in {f.read_bytes() for f in files}
+    # Labeling tools cannot open shard members: export-labels says so instead of writing refs.
+    refused = hspnet("export-labels", str(tmp_path / "pq"), "--to", "label-studio", "--out", str(tmp_path / "ls.json"))
+    assert refused.returncode == 2 and "tar shards" in refused.stderr and not (tmp_path / "ls.json").exists()
     with pytest.raises(Exception, match="shard not found"):
         tag_source(f"{tmp_path}/shards/{{000000..000004}}.tar", tmp_path / "pq2", scorer, progress=False)
     assert not (tmp_path / "pq2").exists()
