@@ -17,7 +17,7 @@ For each: wall time of the whole command (interpreter and model start included),
 loop's images/s as the command reports it, and for Ray where the time went (the engine's
 ``engine_timings``: joining/starting Ray, time to the first scored rows, which is Ray start-up
 plus actor start-up plus the first block's decoding, and the rest). Memory per worker: the
-peak RSS of each process of the command's tree, sampled every 0.5 s with psutil (for Ray: the
+peak RSS of each process of the command's tree, sampled every 0.5 s from /proc (for Ray: the
 driver, raylet, GCS, the model actor, each decode task worker). Prints a table and one JSON line.
 """
 
@@ -46,6 +46,8 @@ def make_inputs(work: Path, n: int) -> tuple[Path, Path]:
     from hspnet_cli.export import export_model
     from hspnet_cli.train.loop import train
 
+    if (work / "model.pt").is_file() and len(list((work / "world" / "images").glob("*.png"))) == n:
+        return work / "world" / "images", work / "model.pt"   # inputs of an earlier run (--work)
     generate_demo_world(work / "train-world", n_images=120, seed=0)
     make_split(work / "train-world" / "annotations.csv", work / "train-world" / "taxonomy.yaml", work / "split",
                options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0))
@@ -56,35 +58,57 @@ def make_inputs(work: Path, n: int) -> tuple[Path, Path]:
     return work / "world" / "images", model
 
 
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, title, RSS bytes) of every process, from /proc (Linux)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/statm") as fh:
+                rss = int(fh.read().split()[1]) * page
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        first = argv[0].decode(errors="replace") if argv and argv[0] else ""
+        if first.startswith("ray::"):
+            title = first.split()[0]
+        else:
+            title = first.rsplit("/", 1)[-1] + (" " + argv[2].decode(errors="replace") if len(argv) > 2
+                                                and argv[1] == b"-m" else "")
+        table[int(entry)] = (ppid, title[:60], rss)
+    return table
+
+
 class TreeMemory:
-    """Peak RSS per process (by name) of a process tree, sampled in a thread."""
+    """Peak RSS per process of a process tree (by title), sampled from /proc in a thread."""
 
     def __init__(self, pid: int) -> None:
-        import psutil
-
-        self.root = psutil.Process(pid)
+        self.root = pid
         self.peak: dict[int, tuple[str, int]] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        import psutil
-
         while not self.stop.is_set():
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                break
-            for p in procs:
-                try:
-                    name = " ".join(p.cmdline()[:1]) if not p.name().startswith("ray::") else p.name()
-                    title = p.cmdline()[0] if p.cmdline() and p.cmdline()[0].startswith("ray::") else name
-                    rss = p.memory_info().rss
-                except psutil.Error:
-                    continue
-                old = self.peak.get(p.pid, ("", 0))
-                self.peak[p.pid] = (title.split("/")[-1][:60], max(old[1], rss))
+            table = _proc_table()
+            tree, frontier = {self.root}, [self.root]
+            while frontier:
+                parent = frontier.pop()
+                for pid, (ppid, _, _) in table.items():
+                    if ppid == parent and pid not in tree:
+                        tree.add(pid)
+                        frontier.append(pid)
+            for pid in tree & set(table):
+                _, title, rss = table[pid]
+                old = self.peak.get(pid, (title, 0))
+                self.peak[pid] = (title, max(old[1], rss))
             self.stop.wait(0.5)
 
     def finish(self) -> dict[str, list[float]]:
@@ -128,7 +152,7 @@ def main() -> None:
     results = {}
     for engine in ("local", "ray"):
         extra = ["--engine", engine] + (["--workers", str(a.workers)] if engine == "local" else [])
-        summary, wall, memory = run_cli([*common, "--out", str(work / f"out-{engine}"), *extra])
+        summary, wall, memory = run_cli([*common, "--out", str(work / f"out-{engine}"), "--overwrite", *extra])
         results[engine] = {"wall_s": round(wall, 1), "loop_s": summary["seconds"],
                            "images_per_second": summary["images_per_second"],
                            "wall_images_per_second": round(summary["rows"] / wall, 1), "rows": summary["rows"],
