@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from scaling_helpers import ROOT, pack_shards, read_parts, tiny_model  # noqa: F401 - fixture
 

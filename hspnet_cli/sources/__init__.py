@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from hspnet_cli.errors import UserError
-from hspnet_cli.sources.base import DEFAULT_BLOCK_SIZE, Block, FolderSource, OpenBlock, Source, iter_block_bytes, read_one
+from hspnet_cli.sources.base import (DEFAULT_BLOCK_SIZE, Block, FolderSource, OpenBlock, Source, iter_block_bytes,
+                                     read_one)
 from hspnet_cli.sources.spec import is_tar_pattern, is_url
 
 __all__ = ["DEFAULT_BLOCK_SIZE", "Block", "OpenBlock", "Source", "iter_block_bytes", "read_one", "open_source",

@@ -4,6 +4,7 @@ the local engine or Ray (see :mod:`hspnet_cli.tagging.blocks` for blocks, resume
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,21 @@ from hspnet_cli.tagsfile.parquet import FAILED_DIR, MANIFEST_NAME, read_failed
 ENGINES = ("local", "ray")
 
 
+@dataclass
+class BlockTagSummary(TagSummary):
+    """A :class:`TagSummary` plus what the block engines add.
+
+    Attributes:
+        failures_by_reason: Failed images counted by reason (``not an image``, ``file not found``...).
+        blocks: ``{"total", "done_before", "done_now", "missing"}`` part files.
+        engine_timings: The Ray engine's ``connect_s``, ``first_rows_s``, ``total_s`` (empty locally).
+    """
+
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    blocks: dict[str, int] = field(default_factory=dict)
+    engine_timings: dict[str, Any] = field(default_factory=dict)
+
+
 def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str = "local",
                ray_address: str | None = None, list_file: str | Path | None = None,
                storage_options: dict[str, Any] | None = None, threshold: float | None = None,
@@ -23,7 +39,7 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
                block_size: int = 1024, shard: Any = None, overwrite: bool = False, dtype: str = "float32",
                max_pixels: int = 178_956_970, decode_timeout: float = 60.0, progress: bool = True,
                ray_actors: int | None = None, scorer_args: dict[str, Any] | None = None,
-               threads: int | None = None) -> TagSummary:
+               threads: int | None = None) -> BlockTagSummary:
     """Tag SOURCE into the Parquet folder ``out``; resumable, exactly once per image.
 
     Args:
@@ -68,14 +84,14 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
         timings = dict(LAST_TIMINGS)
     counts = finish_run(run)
     out_dir = Path(out)
-    summary = TagSummary(items=counts["items"], rows=counts["rows"], failed=counts["failed"],
-                         resumed_from=counts["items"] - processed if already else 0, processed=processed,
-                         seconds=seconds, images_per_second=processed / seconds if seconds > 0 and processed else 0.0,
-                         outputs={"tags": out_dir, "manifest": out_dir / MANIFEST_NAME, "failed": out_dir / FAILED_DIR},
-                         failures=read_failed(out_dir), already_complete=not run.todo,
-                         shard=parse_shard(shard), skipped=dict(getattr(src, "skipped", {}) or {}))
-    summary.failures_by_reason = counts["failures_by_reason"]  # type: ignore[attr-defined]
-    summary.blocks = {"total": len(run.blocks), "done_before": already, "done_now": len(run.todo),  # type: ignore[attr-defined]
-                      "missing": counts["missing_blocks"]}
-    summary.engine_timings = timings  # type: ignore[attr-defined]
+    blocks = {"total": len(run.blocks), "done_before": already, "done_now": len(run.todo),
+              "missing": counts["missing_blocks"]}
+    summary = BlockTagSummary(
+        items=counts["items"], rows=counts["rows"], failed=counts["failed"],
+        resumed_from=counts["items"] - processed if already else 0, processed=processed, seconds=seconds,
+        images_per_second=processed / seconds if seconds > 0 and processed else 0.0,
+        outputs={"tags": out_dir, "manifest": out_dir / MANIFEST_NAME, "failed": out_dir / FAILED_DIR},
+        failures=read_failed(out_dir), already_complete=not run.todo, shard=parse_shard(shard),
+        skipped=dict(getattr(src, "skipped", {}) or {}), failures_by_reason=counts["failures_by_reason"],
+        blocks=blocks, engine_timings=timings)
     return summary

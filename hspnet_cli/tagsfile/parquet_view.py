@@ -76,7 +76,8 @@ def parquet_tags_output(folder: str | os.PathLike) -> Any:
         with open(tmp_tags, "wb") as ft, open(tmp_emb, "wb") as fe:
             for part in parts:
                 if part_status(part) is None:
-                    raise UserError(f"{part}: unreadable part file (truncated?); rerun the hspnet tag command to redo it")
+                    raise UserError(f"{part}: unreadable part file (truncated?); rerun the hspnet tag command to "
+                                    "redo it")
                 table = pq.read_table(part)
                 keys = table.column("key").to_pylist()
                 probs = np.asarray(table.column("probs").combine_chunks().flatten(), np.float32).reshape(len(keys), -1)
