@@ -193,3 +193,19 @@ def test_shards_of_a_slurm_array_fill_one_folder(scorer, images, tmp_path: Path)
     second = tag_source(images, out, scorer, block_size=8, shard="0/2", progress=False)
     assert second.blocks["done_now"] == 3 and json.loads((out / "_manifest.json").read_text())["complete"]
     assert len(read_parts(out)) == N_IMAGES and second.rows == N_IMAGES
+
+
+def test_index_merge_and_add_take_parquet_folders(scorer, images, tmp_path: Path) -> None:
+    from hspnet_cli.tagging.source_run import tag_source
+
+    keys = sorted(str(p.relative_to(images)) for p in images.rglob("0*.png"))
+    (tmp_path / "l1").write_text("\n".join(keys[:20]) + "\n")
+    (tmp_path / "l2").write_text("\n".join(keys[20:]) + "\n")
+    tag_source(images, tmp_path / "p1", scorer, list_file=tmp_path / "l1", progress=False)
+    tag_source(images, tmp_path / "p2", scorer, list_file=tmp_path / "l2", progress=False)
+    merged = hspnet("index", "merge", str(tmp_path / "merged.jsonl"), str(tmp_path / "p1"), str(tmp_path / "p2"))
+    assert merged.returncode == 0, merged.stderr
+    assert sorted(json.loads(line)["path"] for line in (tmp_path / "merged.jsonl").read_text().splitlines()) == keys
+    assert hspnet("index", "build", str(tmp_path / "p1"), "--out", str(tmp_path / "i.faiss")).returncode == 0
+    added = hspnet("index", "add", str(tmp_path / "i.faiss"), str(tmp_path / "p2"))
+    assert added.returncode == 0 and "added 20 image(s)" in added.stdout, added.stderr + added.stdout
