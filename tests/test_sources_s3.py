@@ -92,11 +92,11 @@ def test_prefix_tagged_with_object_url_keys_equal_to_local(s3, tiny_model, tmp_p
                    "--copy-to", str(tmp_path / "hits"), env=s3["env"])
     assert found.returncode == 0, found.stderr
     assert len(list((tmp_path / "hits").iterdir())) == 2
-    # Labeling tools need local files: refused without --images-dir, fine with a synced copy.
+    # Labeling tools need local files: refused without --images, fine with a synced copy.
     refused = hspnet("export-labels", str(tmp_path / "pq"), "--to", "cvat", "--out", str(tmp_path / "cvat.xml"))
-    assert refused.returncode == 2 and "--images-dir" in refused.stderr and "s3://imgs/demo" in refused.stderr
+    assert refused.returncode == 2 and "--images FOLDER" in refused.stderr and "s3://imgs/demo" in refused.stderr
     synced = hspnet("export-labels", str(tmp_path / "pq"), "--to", "cvat", "--out", str(tmp_path / "cvat.xml"),
-                    "--images-dir", str(s3["local"]))
+                    "--images", str(s3["local"]))
     assert synced.returncode == 0, synced.stderr
     for text in (r.stdout, r.stderr, found.stdout, found.stderr, (tmp_path / "pq" / "_manifest.json").read_text()):
         assert s3["secret"] not in text

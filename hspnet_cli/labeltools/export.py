@@ -80,7 +80,7 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     if kind == "url" and images_dir is None:
         raise UserError(f"{tags}: its images are in object storage ({source.fingerprint.get('source')}); labeling "
                         "tools read local files: copy the prefix to a folder (e.g. aws s3 sync) and pass it as "
-                        "--images-dir")
+                        "--images FOLDER")
     images = Path(images_dir).expanduser().absolute() if images_dir is not None else source.images_dir
     refs = ImageRefs.choose(images, _DEFAULT_REFS[to], url_prefix, absolute, local_files_root)
     targets = {"label-studio": [out, out.with_name(f"{out.stem}.labeling-config.xml")], "cvat": [out],
