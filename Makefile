@@ -10,12 +10,12 @@ DEMO_DIR ?= demo-out
 # This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
 PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test install wordnet-data tool-venvs chromium clean
+.PHONY: demo test install wordnet-data tool-venvs chromium netns-tools clean
 
 demo: install wordnet-data
 	$(BIN)/hspnet demo run $(DEMO_DIR) --overwrite --json $(DEMO_DIR)-summary.json
 
-test: install wordnet-data tool-venvs chromium
+test: install wordnet-data tool-venvs chromium netns-tools
 	$(BIN)/python -m pytest -q
 
 # The real labeling tools the label-tool tests run against (Label Studio, datumaro, FiftyOne),
@@ -56,6 +56,16 @@ chromium:
 	fi
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "Chromium: ok"; else \
 	  echo "Chromium missing: run 'sudo apt-get install chromium chromium-driver' (the annotate browser tests fail without it)" >&2; fi
+
+# unshare (util-linux) and ip (iproute2) for the Ray cluster test, which runs its two nodes in a
+# network namespace with only loopback up (installed with apt-get when running as root on Debian).
+netns-tools:
+	@if ! { command -v unshare && command -v ip; } >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "netns tools: installing Debian's util-linux and iproute2"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends util-linux iproute2 >/dev/null; \
+	fi
+	@if command -v unshare >/dev/null && command -v ip >/dev/null; then echo "netns tools: ok"; else \
+	  echo "unshare/ip missing: run 'sudo apt-get install util-linux iproute2' (the Ray cluster test fails without them)" >&2; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-summary.json .pytest_cache

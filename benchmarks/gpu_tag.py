@@ -310,7 +310,7 @@ def main() -> None:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
 
     from hspnet_cli.scoring.scorer import zero_shot
-    from hspnet_cli.tagging.discover import discover_images
+    from hspnet_cli.sources.discover import discover_images
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.core.device import tune_for_cuda
 

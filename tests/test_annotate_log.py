@@ -14,7 +14,7 @@ from hspnet_cli.annotate.store import LabelStore
 from hspnet_cli.data import read_split_csv
 from hspnet_cli.data.readers import detect_format, read_annotations
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagging.discover import PathList
+from hspnet_cli.sources.discover import PathList
 from hspnet_cli.taxonomy import load_taxonomy, taxonomy_from_dict
 
 TAX = taxonomy_from_dict({"name": "t", "labels": ["cat", "dog", "car", "bus"],

@@ -124,9 +124,11 @@ def test_parquet_folder_search_by_key_and_copy_refused(tmp_path: Path, dtype: st
     for q in (0, 420, 899):
         _, hits, _ = run_search(tmp_path / "pq.faiss", like=keys[q], k=4)
         assert [h.path for h in hits] == _exact_keys(vecs, keys, q, 4)
+    # Its keys are object URLs: --copy-to fetches them from storage, and here there is none to
+    # reach, so it stops with one line naming the object and copies nothing.
     result = run("search", tmp_path / "pq.faiss", "--like", keys[5], "--copy-to", tmp_path / "copies")
-    assert result.exit_code == 2 and "is not a file path inside the index's images folder" in result.stderr
-    assert not (tmp_path / "copies").exists()
+    assert result.exit_code == 2 and "s3://bucket/img/" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not list((tmp_path / "copies").glob("*")) if (tmp_path / "copies").exists() else True
 
 
 def test_tags_outputs_as_a_shard_set(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_paths_that_stay_inside_are_normalised_once(tmp_path: Path) -> None:
 
 def test_tag_list_uses_the_same_check() -> None:
     from hspnet_cli.data.labelset import contained_path
-    from hspnet_cli.tagging.discover import normalise_listed
+    from hspnet_cli.sources.discover import normalise_listed
 
     root = os.path.abspath("/data/images")
     assert normalise_listed("../x.jpg", root) is None and contained_path("../x.jpg") is None
@@ -200,7 +200,7 @@ def test_label_sep_inside_a_taxonomy_label_is_refused(runner: CliRunner, tmp_pat
 
 def test_tag_list_keeps_spaces_in_listed_paths(tmp_path: Path) -> None:
     """A list line is the path byte for byte (only the line ending goes), as in split."""
-    from hspnet_cli.tagging.discover import read_path_list
+    from hspnet_cli.sources.discover import read_path_list
 
     root = tmp_path / "imgs"
     root.mkdir()

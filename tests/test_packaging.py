@@ -41,7 +41,7 @@ def test_wheel_carries_builtins_and_finds_them_when_installed(tmp_path: Path) ->
 def test_help_does_not_import_torch_or_faiss() -> None:
     code = ("import sys; from typer.testing import CliRunner; from hspnet_cli.cli import app;"
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
-            "heavy = [m for m in ('torch', 'faiss', 'open_clip', 'sklearn') if m in sys.modules];"
+            "heavy = [m for m in ('torch', 'faiss', 'open_clip', 'sklearn', 'pyarrow', 'ray', 'fsspec', 's3fs') if m in sys.modules];"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == ""

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from hspnet_cli.tagging.decode import DecodeError, TagImages, collate_tagged, open_rgb
-from hspnet_cli.tagging.discover import PathList
+from hspnet_cli.sources.discover import PathList
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

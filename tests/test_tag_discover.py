@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list, shard_items
+from hspnet_cli.sources.discover import PathList, discover_images, read_path_list, shard_items
 from hspnet_cli.tagging.run import parse_shard
 
 

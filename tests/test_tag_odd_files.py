@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from hspnet_cli.tagging.discover import discover_images, image_extensions
+from hspnet_cli.sources.discover import discover_images, image_extensions
 
 
 def tiff16_with_unknown_tag(path: Path, past_eof: bool = True, ascii_without_nul: bool = False) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from hspnet_cli.tagging.image_io import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
-from hspnet_cli.tagging.discover import is_image_name
+from hspnet_cli.sources.discover import is_image_name
 
 log = logging.getLogger(__name__)
 

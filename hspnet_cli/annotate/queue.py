@@ -2,7 +2,7 @@
 
 The order is IMAGES_DIR's sorted images, or an ``--order`` list first (what ``hspnet select``
 writes, or any list of relative paths) followed by the rest of the folder (``only_listed``
-stops after the list). Paths are held in a compact :class:`~hspnet_cli.tagging.discover.PathList`;
+stops after the list). Paths are held in a compact :class:`~hspnet_cli.sources.discover.PathList`;
 images themselves are opened only when shown.
 
 A *lease* gives one client (a browser tab) an image for ``lease_seconds``; it is renewed every
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagging.discover import PathList, discover_images, read_path_list
+from hspnet_cli.sources.discover import PathList, discover_images, read_path_list
 
 
 @dataclass

@@ -14,6 +14,7 @@ import typer
 
 from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import err_console, print_json, say
+from hspnet_cli.core.errors import UserError
 
 
 def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
@@ -28,9 +29,12 @@ def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
 
 
 def tag(
-    images_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl); the embeddings, "
-                             "failures, manifest and progress files are named from it."),
+    images_dir: str = typer.Argument(..., metavar="SOURCE", help="Folder of images (searched recursively), an "
+                                     "fsspec URL prefix (s3://bucket/prefix, gs://..., file://...) or webdataset tar "
+                                     "shards (shards/{000000..000099}.tar, local or by URL)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Tags file to write (tags.csv or tags.jsonl; a folder with "
+                             "--format parquet); the embeddings, failures, manifest and progress files are named "
+                             "from it."),
     checkpoint: Optional[Path] = opt.checkpoint(),
     zero_shot: bool = opt.zero_shot(),
     taxonomy: Optional[str] = opt.taxonomy(),
@@ -44,8 +48,21 @@ def tag(
     thresholds: Optional[Path] = typer.Option(None, "--thresholds", help="Per-label thresholds JSON of hspnet "
                                               "calibrate."),
     top_k: int = typer.Option(0, "--top-k", help="At most this many tags per image (0: no cap)."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv (path,tags,scores,groups) or jsonl (also every "
-                            "label's probability)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv (path,tags,scores,groups), jsonl (also every "
+                            "label's probability) or parquet (a folder of part files; needed for URL/shard sources "
+                            "and --engine ray)."),
+    engine: str = typer.Option("local", "--engine", help="local (this machine) or ray (a Ray Data pipeline; "
+                               "pip install 'hspnet-cli[ray]'); ray writes --format parquet."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (host:port or "
+                                              "auto; default: RAY_ADDRESS, else a local Ray)."),
+    ray_actors: Optional[int] = typer.Option(None, "--ray-actors", help="Model actors (default: one per GPU, "
+                                             "else 1)."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help="JSON object passed to the "
+                                                  "fsspec file system (e.g. '{\"anon\": true}'); never printed."),
+    block_size: int = typer.Option(1024, "--block-size", help="Images per Parquet part file (folders and URL "
+                                   "prefixes; a tar shard is one part)."),
+    embedding_dtype: str = typer.Option("float32", "--embedding-dtype", help="Parquet embedding column: float32 "
+                                        "or float16."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     workers: int = typer.Option(4, "--workers", help="DataLoader workers decoding images (0: in this process)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op CPU threads (default: "
@@ -70,6 +87,22 @@ def tag(
 
     checkpoint = opt.deprecated(checkpoint, old_model, old="--model", new="--checkpoint")
     fmt = fmt.strip().lower()
+    from hspnet_cli.sources import is_plain_folder
+
+    if fmt == "parquet" or engine != "local" or not is_plain_folder(images_dir):
+        if fmt != "parquet":
+            raise UserError("URL prefixes, tar shards and --engine ray write a Parquet folder: add --format parquet "
+                            "and give --out a folder")
+        from hspnet_cli.commands.tag_parquet import tag_parquet
+
+        tag_parquet(images_dir, out, dict(checkpoint=checkpoint, zero_shot=zero_shot, taxonomy=taxonomy,
+                                          clip_model=clip_model, pretrained=pretrained, device=device),
+                    dict(engine=engine, ray_address=ray_address, ray_actors=ray_actors, list_file=list_file,
+                         storage_options=storage_options, threshold=threshold, thresholds=thresholds, top_k=top_k,
+                         batch_size=batch_size, workers=workers, block_size=block_size, shard=shard,
+                         overwrite=overwrite, dtype=embedding_dtype, max_pixels=max_pixels,
+                         decode_timeout=decode_timeout, threads=threads), as_json)
+        return
     try:
         # Locked before the model loads, so a second writer fails at once (tag_images re-enters it).
         with output_lock(tags_out_path(out, shard), "tags file"):

@@ -220,9 +220,29 @@ def sharded_factory(n: int, dim: int) -> str:
     return f"IVF{max(1, round(4 * math.sqrt(n)))},Flat" if factory == "Flat" else factory
 
 
+# Up to this many rows, one Parquet output of ``hspnet tag`` gets the classic in-RAM build (which
+# ``index add`` can grow), the size rule's Flat / IVF-Flat; above it, the shard-set build.
+CLASSIC_MAX_ROWS = 2_000_000
+
+
 def is_shard_set(sources: list[Path], layout: str | None) -> bool:
-    """True unless the input is one tags file (and no --layout): the classic in-RAM build."""
-    return layout is not None or len(sources) != 1 or Path(sources[0]).suffix not in (".csv", ".jsonl")
+    """True unless the input is one tags file, or one Parquet folder of ``hspnet tag`` of at most
+    :data:`CLASSIC_MAX_ROWS` rows, and no --layout: those get the classic in-RAM build."""
+    if layout is not None or len(sources) != 1:
+        return True
+    source = Path(sources[0])
+    if source.suffix in (".csv", ".jsonl"):
+        return False
+    manifest = source / "_manifest.json"
+    if source.is_dir() and manifest.is_file():
+        import json
+
+        try:
+            rows = (json.loads(manifest.read_text(encoding="utf-8")).get("counts") or {}).get("rows")
+        except (OSError, ValueError, AttributeError):
+            return True  # the shard-set reader names what is wrong with it
+        return not (isinstance(rows, int) and rows <= CLASSIC_MAX_ROWS)
+    return True
 
 
 def default_out(sources: list[Path]) -> Path:

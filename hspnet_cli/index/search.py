@@ -273,20 +273,23 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
         UserError: A hit file is missing, or (without ``overwrite``) a target exists already;
             nothing is copied then. A full disk or permissions: one line naming the file.
     """
-    # A sharded index's keys may be URLs or archive members, never checked when it loads: only a
-    # path inside the index's root may be copied from.
     from hspnet_cli.index.store import path_problem
+    from hspnet_cli.sources.fetch import is_fetchable
 
-    outside = [h.path for h in hits if path_problem(h.path) is not None or "://" in h.path]
+    # Hits from object storage or tar shards (hspnet tag SOURCE): fetched, not copied.
+    remote = {h.rank for h in hits if not h.file.is_file() and is_fetchable(str(h.file.parent), h.path)}
+    # Anything else must be a path inside the index's root (a sharded index's keys are never
+    # checked when it loads).
+    outside = [h.path for h in hits if h.rank not in remote and (path_problem(h.path) is not None or "://" in h.path)]
     if outside:
         raise UserError(f"hit '{outside[0]}' is not a file path inside the index's images folder; nothing "
                         "copied (fetch such keys with your storage tool)")
-    missing = [h.file for h in hits if not h.file.is_file()]
+    missing = [h.file for h in hits if h.rank not in remote and not h.file.is_file()]
     if missing:
         raise UserError(f"{len(missing)} hit file(s) are missing, e.g. {missing[0]}; nothing copied "
                         "(has the images folder moved?)")
     width = max(2, len(str(len(hits))))
-    targets = [out_dir / f"{h.rank:0{width}d}_{h.file.name}" for h in hits]
+    targets = [out_dir / f"{h.rank:0{width}d}_{h.file.name.rsplit('#', 1)[-1]}" for h in hits]
     taken = [t for t in targets if os.path.lexists(t)]
     if taken and not overwrite:
         raise UserError(f"{taken[0]}: exists already ({len(taken)} of the {len(targets)} copies would replace a "
@@ -295,8 +298,26 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
         out_dir.mkdir(parents=True, exist_ok=True)
     for h, target in zip(hits, targets):
         with output_errors(target, "copy of a hit"):
-            _copy_one(h.file, target, overwrite)
+            if h.rank in remote:
+                _fetch_one(h, target, overwrite)
+            else:
+                _copy_one(h.file, target, overwrite)
     return targets
+
+
+def _fetch_one(hit: Hit, target: Path, overwrite: bool) -> None:
+    """Write a hit held in object storage or a tar shard to ``target`` (atomic, as a copy)."""
+    from hspnet_cli.sources.fetch import fetch_bytes
+
+    root = str(hit.file)[:len(str(hit.file)) - len(hit.path)].rstrip("/")
+    data = fetch_bytes(root, hit.path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    try:
+        _copy_one(Path(tmp), target, overwrite)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _copy_one(source: Path, target: Path, overwrite: bool) -> None:

@@ -6,7 +6,7 @@ Inputs (:func:`open_shard_set`, one or more sources of one kind):
 * ``.npy`` shards: files, a folder (every ``*.npy`` in it, by name) or a glob. Each is an (n, D)
   float16 or float32 array, memory-mapped. Row keys come from ``NAME.keys.txt`` beside it (one
   key a line, as tags paths are escaped) when that exists, else they are ``NAME.npy#ROW``.
-* Parquet: a folder of ``part-*.parquet`` (with a ``manifest.json`` beside them) or the files;
+* Parquet: a folder of ``part-*.parquet`` (with a ``_manifest.json`` beside them) or the files;
   columns ``key`` (string) and ``embedding`` (fixed_size_list<float16|float32>[D]) are read,
   column by column, one row group at a time (other columns are never read).
 * Tags outputs of ``hspnet tag`` (``tags.csv`` / ``.jsonl`` with ``.emb.f32`` + manifest, e.g. the
@@ -315,8 +315,10 @@ def _parquet_blocks(shard: Shard, start: int, stop: int) -> Iterator[tuple[int, 
 
 def _parquet_manifest(folder: Path) -> tuple[dict[str, Any], str | None, str | None]:
     """(manifest, model description, images root) of a Parquet output folder (all optional)."""
-    path = folder / "manifest.json"
-    if not path.is_file():
+    # hspnet tag --format parquet writes _manifest.json (the underscore keeps pyarrow and pandas
+    # from reading it as data); manifest.json is accepted for folders written by other tools.
+    path = next((folder / name for name in ("_manifest.json", "manifest.json") if (folder / name).is_file()), None)
+    if path is None:
         return {}, None, None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

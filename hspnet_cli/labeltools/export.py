@@ -10,7 +10,7 @@ from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.reader import read_tags_output
 from hspnet_cli.labeltools import writers
 from hspnet_cli.labeltools.rows import ImageRefs, TagRow, iter_rows
-from hspnet_cli.tagging.discover import listed_paths
+from hspnet_cli.sources.discover import listed_paths
 
 TARGETS = ("label-studio", "cvat", "hf", "fiftyone")
 # How each tool finds images when no reference option is given (see labeltools.rows).
@@ -73,6 +73,14 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
                         "--url-prefix / --absolute with --to hf")
     out = Path(out)
     source = read_tags_output(tags)
+    kind = source.fingerprint.get("source_kind")   # set by hspnet tag SOURCE --format parquet
+    if kind == "tar":
+        raise UserError(f"{tags}: its images are members of tar shards (keys SHARD#MEMBER), which labeling tools "
+                        "cannot open; extract them to a folder, tag that folder, and export its tags")
+    if kind == "url" and images_dir is None:
+        raise UserError(f"{tags}: its images are in object storage ({source.fingerprint.get('source')}); labeling "
+                        "tools read local files: copy the prefix to a folder (e.g. aws s3 sync) and pass it as "
+                        "--images FOLDER")
     images = Path(images_dir).expanduser().absolute() if images_dir is not None else source.images_dir
     refs = ImageRefs.choose(images, _DEFAULT_REFS[to], url_prefix, absolute, local_files_root)
     targets = {"label-studio": [out, out.with_name(f"{out.stem}.labeling-config.xml")], "cvat": [out],

@@ -25,7 +25,7 @@ import numpy as np
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.reader import TagsOutput
-from hspnet_cli.tagging.discover import listed_paths
+from hspnet_cli.sources.discover import listed_paths
 from hspnet_cli.taxonomy.core import Taxonomy
 
 log = logging.getLogger(__name__)

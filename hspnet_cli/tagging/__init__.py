@@ -1,7 +1,7 @@
 """Batch tagging of image folders (``hspnet tag``): discovery, robust decoding, streaming,
 resumable output files aligned row for row with the image embeddings.
 
-Modules: :mod:`~hspnet_cli.tagging.discover` (which images, in which order),
+Modules: :mod:`~hspnet_cli.sources.discover` (which images, in which order),
 :mod:`~hspnet_cli.tagging.decode` (file -> RGB or a failure reason),
 :mod:`~hspnet_cli.tagging.gpu_decode` (``--decode gpu``: JPEG bytes decoded on the scorer's device),
 :mod:`~hspnet_cli.tagsfile.writer` (file formats, progress record, resume),

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hspnet_cli.tagging.chatter import ChatterLog
-from hspnet_cli.tagging.discover import PathList
+from hspnet_cli.sources.discover import PathList
 from hspnet_cli.tagging.image_io import (DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, DecodeError, DecodeTimeout,
                                          check_header_size, decode_deadline, describe_error, first_line, open_rgb,
                                          to_rgb)

@@ -31,6 +31,7 @@ an image whose decoding and preprocessing take longer than ``--decode-timeout`` 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import struct
@@ -140,19 +141,22 @@ def check_header_size(width: int, height: int, max_pixels: int) -> None:
                           f"{max_pixels:,} (decompression-bomb guard)")
 
 
-def open_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_rgb(path: str | Path | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read ``path`` as an RGB image, or raise :class:`DecodeError` with the reason.
 
     The header is read first (``Image.open`` is lazy) so an image claiming more than
     ``max_pixels`` pixels is refused before its pixels are decoded.
     """
-    path = os.fspath(path)
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        raise DecodeError("file not found" + (" (dangling symlink)" if os.path.islink(path) else "")) from None
-    except OSError as exc:
-        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    if isinstance(path, io.BytesIO):  # bytes read from object storage or a tar shard
+        size = path.getbuffer().nbytes
+    else:
+        path = os.fspath(path)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise DecodeError("file not found" + (" (dangling symlink)" if os.path.islink(path) else "")) from None
+        except OSError as exc:
+            raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
     if size == 0:
         raise DecodeError("empty file (0 bytes)")
     # PIL's own guard (in Image.open, from the header, like ours) is off for this open only: the

@@ -1,6 +1,6 @@
 """``tag_images``: tag every image of a folder (or a ``--list``) with a scorer, streaming and resumable.
 
-Flow: discover the items (deterministic order, see :mod:`hspnet_cli.tagging.discover`), keep
+Flow: discover the items (deterministic order, see :mod:`hspnet_cli.sources.discover`), keep
 this shard's share, check the outputs against their manifest (fresh start, resume, already
 complete, or refuse), then stream the remaining items through a DataLoader (decoding in
 workers, :mod:`hspnet_cli.tagging.decode`) and a batched forward pass, appending each batch's
@@ -29,7 +29,7 @@ from hspnet_cli.core.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
 from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
 from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
-from hspnet_cli.tagging.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
+from hspnet_cli.sources.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
 from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
 from hspnet_cli.tagsfile.writer import (MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, new_manifest,

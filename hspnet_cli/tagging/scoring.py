@@ -13,7 +13,7 @@ import torch
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import TagImages, make_tag_loader
-from hspnet_cli.tagging.discover import PathList
+from hspnet_cli.sources.discover import PathList
 from hspnet_cli.tagging.gpu_decode import TensorPreprocess, collate_jpeg, finish_batch
 from hspnet_cli.tagsfile.writer import TagWriter
 

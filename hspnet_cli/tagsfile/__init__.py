@@ -1,5 +1,6 @@
-"""The tags format, in one room: what ``hspnet tag`` writes (``writer``), how every later command
-reads it back (``reader``), and the text escaping of names and paths in it (``escape``)."""
+"""The tags format, in one room: what ``hspnet tag`` writes (``writer``; ``parquet`` for Parquet
+folders), how every later command reads it back (``reader``), the text escaping of names and paths
+in it (``escape``), and complete outputs made without a model (``factory``)."""
 
 from __future__ import annotations
 

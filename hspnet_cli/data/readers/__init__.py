@@ -102,6 +102,8 @@ def detect_format(path: str | Path) -> str:
         UserError: The path does not exist, the file is empty, or nothing matches.
     """
     path = Path(path)
+    if path.is_dir() and (path / "_manifest.json").is_file():
+        return "tags"  # hspnet tag --format parquet
     if path.is_dir():
         return "fiftyone" if (path / "labels.json").is_file() else "voc"
     if not path.exists():
@@ -171,7 +173,7 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         raise UserError(f"--absent must be one of {', '.join(ABSENT)}, got '{absent}'")
     if fmt == "voc" and not path.is_dir():
         raise UserError(f"{path}: --format voc needs the VOC folder that holds Annotations/")
-    if fmt not in ("voc", "fiftyone") and path.is_dir():
+    if fmt not in ("voc", "fiftyone") and path.is_dir() and not (fmt == "tags" and (path / "_manifest.json").is_file()):
         raise UserError(f"{path}: is a folder; only Pascal VOC and FiftyOne input are folders (give an "
                         "annotation file)")
     report = ReadReport(source=str(path), format=fmt)

@@ -134,6 +134,10 @@ def read_tags(path: Path) -> RawAnnotations:
     from hspnet_cli.data.readers.tabular import csv_rows
 
     records = []
+    if path.is_dir():  # a --format parquet folder: read through its JSONL view
+        from hspnet_cli.tagsfile.parquet_view import parquet_tags_output
+
+        path = parquet_tags_output(path).file
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         for where, entry in json_objects(path):
             if not isinstance(entry.get("path"), str) or "tags" not in entry:
