@@ -97,7 +97,8 @@ def tag(
                                          "(PIL path) before it is skipped as failed; 0: no limit."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
+    """Tag every image of SOURCE (a folder, a URL prefix or tar shards); resumable (rerun the same command), with
+    embeddings for search."""
     from hspnet_cli.locks import output_lock
     from hspnet_cli.tagging.run import tag_images, tags_out_path
 
