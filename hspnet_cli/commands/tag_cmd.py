@@ -80,7 +80,8 @@ def tag(
     as_json: bool = opt.as_json("Print the summary as JSON on stdout."),
     old_model: Optional[Path] = opt.old_option("--model"),
 ) -> None:
-    """Tag every image under IMAGES_DIR; resumable (rerun the same command), with embeddings for search."""
+    """Tag every image of SOURCE (a folder, a URL prefix or tar shards); resumable (rerun the same command), with
+    embeddings for search."""
     from hspnet_cli.core.locks import output_lock
     from hspnet_cli.scoring.scorer import choose_scorer
     from hspnet_cli.tagging.run import tag_images, tags_out_path
