@@ -39,7 +39,8 @@ def _say_accounting(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.skipped:
         top = sorted(summary.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{ext} {n:,}" for ext, n in top[:8]) + (", ..." if len(top) > 8 else "")
-        say(f"skipped {sum(summary.skipped.values()):,} file(s) that are not images Pillow opens: {shown}")
+        say(f"skipped {sum(summary.skipped.values()):,} file(s) that are not images Pillow opens (or whose "
+            f"names hold a line break or control character): {shown}")
     if summary.decoder_messages:
         say(f"{summary.decoder_messages:,} decoder message(s) about {summary.decoder_images:,} image(s) in "
             f"{summary.outputs['decode_log']}")
