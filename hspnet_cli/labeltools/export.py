@@ -48,7 +48,8 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
         out: Tasks JSON (label-studio), annotations XML (cvat), ``metadata.jsonl`` (hf), or a folder (fiftyone).
         url_prefix: Reference images as this prefix + path (``https://...``, ``s3://bucket/...``).
         absolute: Reference images by absolute local path.
-        local_files_root: Label Studio: reference images through its local file serving, relative to this root.
+        local_files_root: Label Studio: reference images through its local file serving, relative to this
+            root (default: the images folder, so Label Studio serves it and nothing above it).
         images_dir: The images folder (default: the tag run's).
         image_sizes: CVAT: read width/height from each image's header when the image is found.
         overwrite: Replace existing output files.
@@ -110,4 +111,6 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     missing = n_rows - counts["rows"] if only is not None else 0
     return {"to": to, "source": str(source.file), "not_in_tags": missing, "files": {k: str(v) for k, v in files.items()},
             "images_dir": str(images), "image_refs": refs.describe(), "labels": len(labels), **counts,
-            "model_version": _model_version(manifest), "seconds": round(time.perf_counter() - start, 3)}
+            "model_version": _model_version(manifest), "seconds": round(time.perf_counter() - start, 3),
+            **({"serve": "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={refs.prefix}"} if refs.mode == "local-files" else {})}
