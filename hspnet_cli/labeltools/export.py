@@ -91,12 +91,10 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     if not labels:
         raise UserError(f"{source.file}: its manifest lists no labels; rerun hspnet tag with --overwrite")
     counts = {"rows": 0, "tags": 0, "untagged": 0}
-    rows: Iterator[TagRow] = iter_rows(source)
-    n_rows = source.n
-    if only is not None:
-        wanted = set(listed_paths(only, source.images_dir, "--only", "the tagged images folder"))
-        rows = (row for row in rows if row.path in wanted)
-        n_rows = len(wanted)
+    wanted = None if only is None else set(listed_paths(only, source.images_dir, "--only",
+                                                          "the tagged images folder"))
+    rows: Iterator[TagRow] = iter_rows(source, wanted)
+    n_rows = source.n if wanted is None else len(wanted)
     rows = _counted(rows, counts, progress(n_rows) if progress is not None else None)
     start = time.perf_counter()
     if to == "label-studio":

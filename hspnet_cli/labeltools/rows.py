@@ -48,8 +48,8 @@ class TagRow:
     origin: str
 
 
-def iter_rows(out: TagsOutput) -> Iterator[TagRow]:
-    """Stream the rows of a tag output in file order.
+def iter_rows(out: TagsOutput, wanted: set[str] | None = None) -> Iterator[TagRow]:
+    """Stream the rows of a tag output in file order (only those in ``wanted``, when given).
 
     Raises:
         UserError: A row that is not parseable, whose tags and scores differ in length, or whose
@@ -68,6 +68,8 @@ def iter_rows(out: TagsOutput) -> Iterator[TagRow]:
             if not raw.strip():
                 continue
             i += 1
+            if wanted is not None and out.paths[i] not in wanted:
+                continue
             where = f"{out.file}: row {i + 1}"
             try:
                 out.paths[i].encode("utf-8")
