@@ -202,6 +202,15 @@ def clean_image_path(raw: str, keep_backslash: bool = False) -> str:
     if _NOT_UTF8.search(text):  # a surrogateescape'd name (from a tag output): split files are UTF-8 text
         raise ValueError(f"image path {_short(ascii(raw))} is not valid UTF-8; split files are UTF-8 text: "
                          "rename the file (then tag or label it again)")
+    if keep_backslash:
+        # A backslash is a character of the name here, but a file that reads it as a separator
+        # (Windows) must still not climb out or name a share: '..\\x' and '\\\\server' are refused.
+        both = text.replace("\\", "/")
+        if both.startswith("//"):
+            raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder")
+        if ".." in both.split("/"):
+            raise ValueError(f"image path '{_short(raw)}' points outside the images folder; write paths "
+                             "relative to the images folder, without '..' climbing above it")
     if text.startswith("/") or _DRIVE.match(text):
         raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder "
                          "(the folder you pass to --check-images)")
