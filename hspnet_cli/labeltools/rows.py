@@ -9,9 +9,11 @@ path ``p`` (relative to the tag run's images folder ``R``) is one of
 
 - ``relative``: ``p`` as it is (CVAT matches images by this name);
 - ``absolute``: ``R/p`` (FiftyOne's ``filepath``);
-- ``prefix``: ``PREFIX + p`` for ``--url-prefix``, the path percent-encoded whatever the
-  scheme; only ``http://``, ``https://``, ``s3://`` and ``gs://`` prefixes (any case) are taken
-  (:func:`check_url_prefix`: no ``javascript:``, ``file:`` or relative ``../`` prefixes);
+- ``prefix``: ``PREFIX + p`` for ``--url-prefix``; only ``http://``, ``https://``, ``s3://``
+  and ``gs://`` prefixes (scheme in any case) are taken (:func:`check_url_prefix`: no
+  ``javascript:``, ``file:`` or relative ``../`` prefixes). With ``http(s)`` the path is
+  percent-encoded (whatever the case of the scheme); ``s3``/``gs`` keys are written verbatim,
+  as the tools read object keys without decoding them;
 - ``local-files``: Label Studio's local file serving, ``/data/local-files/?d=`` + the path of
   ``R/p`` relative to ``--local-files-root`` (Label Studio's
   ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; default: the images folder ``R`` itself),
@@ -188,9 +190,14 @@ class ImageRefs:
         if self.mode == "absolute":
             return (self.images_dir / path).as_posix()
         if self.mode == "prefix":
-            # Every scheme is percent-encoded: '#', '?', '%' or a space in a name would otherwise
-            # end the URL's path (a '#' starts a fragment) or be decoded into another name.
-            return self.prefix + quote(path, safe="/")
+            if self.prefix[:8].lower().startswith(("http://", "https://")):
+                # Any case of the scheme: '#', '?', '%' or a space would otherwise end the URL's
+                # path (a '#' starts a fragment) or be decoded by the browser into another name.
+                return self.prefix + quote(path, safe="/")
+            # s3:// and gs:// name object keys: the tools take the key verbatim (Label Studio 1.23
+            # reads urlparse(uri, allow_fragments=False).path and never unquotes it), so an
+            # encoded key would name another object.
+            return self.prefix + path
         rel = os.path.relpath(self.images_dir / path, self.prefix)
         return LOCAL_FILES_URL + quote(Path(rel).as_posix(), safe="/")
 

@@ -139,8 +139,8 @@ def path_from_ref(ref: str, where: str) -> str:
     """A relative image path from an image reference as tools store it.
 
     Label Studio local files (``/data/local-files/?d=p``) give ``p``; ``http(s)://host/p`` gives
-    ``p``; storage URIs (``s3://bucket/p``, ``gs://``, ``azure-blob://``) give the key ``p``
-    (percent-decoded, as ``export-labels`` encodes it); anything else is taken as a path.
+    ``p`` (scheme in any case); storage URIs (``s3://bucket/p``, ``gs://``, ``azure-blob://``)
+    give the key ``p`` verbatim (the tools never decode keys); anything else is a path.
     References are ``/``-separated: a backslash is part of the name.
     """
     if ref.startswith(LOCAL_FILES):
@@ -150,8 +150,10 @@ def path_from_ref(ref: str, where: str) -> str:
     if scheme in ("http", "https"):
         return normalize_image_path(unquote(parsed.path).lstrip("/"), where, keep_backslash=True)
     if scheme and parsed.netloc and len(scheme) > 1:
-        # Storage URIs: export-labels percent-encodes the key (so '#' or '%' cannot cut it short).
-        return normalize_image_path(unquote(parsed.path).lstrip("/"), where, keep_backslash=True)
+        # Storage URIs: the object key verbatim after the bucket, as the tools read it ('#', '?'
+        # and '%' are characters of the key, not a fragment, a query or an escape).
+        key = ref.split("://", 1)[1].partition("/")[2]
+        return normalize_image_path(key.lstrip("/"), where, keep_backslash=True)
     return normalize_image_path(ref, where, keep_backslash=True)
 
 
