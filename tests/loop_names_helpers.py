@@ -32,14 +32,15 @@ def hostile_probs(n: int, c: int) -> np.ndarray:
 
 def make_hostile_tags(root: Path, names: list[str] | None = None, labels: list[str] | None = None,
                       groups: dict[str, list[str]] | None = None, fmt: str = "csv",
-                      probs: np.ndarray | None = None) -> Path:
-    """Images under ``root/images`` and a complete tag output ``root/tags.<fmt>`` written by
-    TagSelector (escaped cells, ``text_escaping`` in the manifest), plus ``root/taxonomy.yaml``."""
+                      probs: np.ndarray | None = None, images: Path | None = None) -> Path:
+    """Images under ``images`` (default ``root/images``) and a complete tag output
+    ``root/tags.<fmt>`` written by TagSelector (escaped cells, ``text_escaping`` in the
+    manifest), plus ``root/taxonomy.yaml``."""
     names = HOSTILE_NAMES if names is None else names
     labels = labels or HOSTILE_LABELS
     groups = groups or HOSTILE_GROUPS
     probs = hostile_probs(len(names), len(labels)) if probs is None else probs
-    images = root / "images"
+    images = images if images is not None else root / "images"
     for i, name in enumerate(names):
         path = os.path.join(os.fsencode(images), os.fsencode(name))
         os.makedirs(os.path.dirname(path), exist_ok=True)

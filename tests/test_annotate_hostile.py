@@ -189,3 +189,35 @@ def test_a_last_line_without_its_newline_is_ended_before_the_next_answer(runner,
     store.close()
     state = replay_log(log)
     assert state.torn_tail is None and state.last_seq == 3 and state.current["2.png"]["label"] == label
+
+
+def test_a_write_cut_by_a_full_disk_leaves_no_half_line(demo_split, tmp_path: Path, monkeypatch) -> None:
+    """The page hears the error and the log keeps no half event for the next one to be glued onto."""
+    import errno
+
+    from hspnet_cli.annotate import store as store_module
+    from hspnet_cli.annotate.store import LabelStore
+    from hspnet_cli.data.readers.annotate_log import replay_log
+    from hspnet_cli.taxonomy import load_taxonomy
+
+    images = tmp_path / "images"
+    images.mkdir()
+    store = LabelStore(tmp_path / "labels.jsonl", load_taxonomy(demo_split["taxonomy"]), images)
+    label = store.taxonomy.label_names[0]
+    store.record("answer", "a.png", label=label)
+    real_write = os.write
+
+    def half_then_full(fd: int, data) -> int:  # noqa: ANN001 - os.write's signature
+        if len(data) > 10:
+            real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "write", half_then_full)
+    with pytest.raises(OSError):
+        store.record("answer", "b.png", label=label)
+    monkeypatch.setattr(store_module.os, "write", real_write)
+    assert (tmp_path / "labels.jsonl").read_bytes().endswith(b"\n")
+    store.record("answer", "c.png", label=label)
+    store.close()
+    state = replay_log(tmp_path / "labels.jsonl")
+    assert sorted(state.current) == ["a.png", "c.png"] and state.torn_tail is None

@@ -223,10 +223,13 @@ def test_label_studio_references_default_to_the_images_folder(runner, tmp_path: 
                              probs=np.array([[0.9, 0.1]], np.float32))
     summary = export(runner, tags, "label-studio", tmp_path / "t.json")
     task = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))[0]
-    assert task["data"]["image"] == "/data/local-files/?d=a/%231.png"
-    images = (tmp_path / "images").absolute().as_posix()
-    assert summary["image_refs"] == f"local-files under {images}"
-    assert summary["serve"].endswith(f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={images}")
+    # The images folder's parent: the narrowest root Label Studio takes with a Local Storage for
+    # the images folder (it refuses the root itself; test_labeltools_real.py runs the real server).
+    assert task["data"]["image"] == "/data/local-files/?d=images/a/%231.png"
+    root = tmp_path.absolute().as_posix()
+    assert summary["image_refs"] == f"local-files under {root}"
+    assert summary["serve"].endswith(f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}")
+    assert summary["local_storage"] == (tmp_path / "images").absolute().as_posix()
 
 
 # --- item 13: --exclude by name, header-only tags, deterministic select.json ---------------------

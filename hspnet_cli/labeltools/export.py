@@ -49,7 +49,8 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
         url_prefix: Reference images as this prefix + path (``https://...``, ``s3://bucket/...``).
         absolute: Reference images by absolute local path.
         local_files_root: Label Studio: reference images through its local file serving, relative to this
-            root (default: the images folder, so Label Studio serves it and nothing above it).
+            root (default: the images folder's parent, the narrowest root Label Studio accepts with a
+            Local Storage for the images folder; never ``/``).
         images_dir: The images folder (default: the tag run's).
         image_sizes: CVAT: read width/height from each image's header when the image is found.
         overwrite: Replace existing output files.
@@ -111,4 +112,5 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
             "images_dir": str(images), "image_refs": refs.describe(), "labels": len(labels), **counts,
             "model_version": _model_version(manifest), "seconds": round(time.perf_counter() - start, 3),
             **({"serve": "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
-                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={refs.prefix}"} if refs.mode == "local-files" else {})}
+                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={refs.prefix}",
+                "local_storage": images.as_posix()} if refs.mode == "local-files" else {})}

@@ -16,8 +16,8 @@ path ``p`` (relative to the tag run's images folder ``R``) is one of
   as the tools read object keys without decoding them;
 - ``local-files``: Label Studio's local file serving, ``/data/local-files/?d=`` + the path of
   ``R/p`` relative to ``--local-files-root`` (Label Studio's
-  ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; default: the images folder ``R`` itself),
-  percent-encoded.
+  ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``; default: the parent of the images folder ``R``,
+  the narrowest root Label Studio accepts with a Local Storage for ``R``), percent-encoded.
 """
 
 from __future__ import annotations
@@ -179,9 +179,10 @@ class ImageRefs:
                                 "folder Label Studio serves (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
             return cls("local-files", images_dir, root.as_posix())
         if default == "local-files":
-            # The images folder is the document root: Label Studio serves that folder and no more
-            # (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=images_dir), never the whole file system.
-            return cls("local-files", images_dir, images_dir.as_posix())
+            # The images folder's parent is the document root: the narrowest Label Studio takes, as
+            # it refuses a Local Storage whose path is the document root itself (1.23: "cannot be
+            # the same as LOCAL_FILES_DOCUMENT_ROOT ... add a subdirectory"); never the whole file system.
+            return cls("local-files", images_dir, images_dir.parent.as_posix())
         return cls(default, images_dir)
 
     def __call__(self, path: str) -> str:
