@@ -31,6 +31,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.new("RGB", (20, 20), (40 * i, 80, 120)).save(images / f"{i}.png")
     Image.new("RGB", (20, 20)).save(os.path.join(os.fsencode(images), NOT_UTF8), format="PNG")
     Image.new("RGB", (20, 20)).save(os.path.join(os.fsencode(images), b"new\nline.png"), format="PNG")
+    Image.new("RGB", (20, 20)).save(images / "back\\slash.png")
     outside = root / "outside"
     outside.mkdir()
     Image.new("RGB", (10, 10)).save(outside / "secret.png")
@@ -66,7 +67,7 @@ def test_names_that_are_not_utf8_are_left_out_with_a_count(server: Server) -> No
     status, config = server.get("/api/config")
     config = json.loads(config)
     assert status == 200 and config["total"] == 8                 # 6 images + the two links
-    assert config["left_out"] == {"(name that is not UTF-8)": 1,
+    assert config["left_out"] == {"(name that is not UTF-8)": 1, "(name with a backslash)": 1,
                                   "(name with a line break, tab or control character)": 1}
     status, got = server.post("/api/next", {"client": "utf8-tab", "want": 16})
     assert status == 200 and len(got["items"]) == 8

@@ -322,14 +322,20 @@ def test_hostile_names_survive_every_writer_reader_pair(tmp_path: Path, seed: in
         listing.write_bytes(format_list(kept))
         assert list(listed_paths(listing, root / "images", "--list", "IMAGES_DIR")) == kept
     root = tmp_path / "csv"
-    only = root / "loop.txt"
-    only.write_bytes(format_list(loop))
     for to, out in (("label-studio", root / "ls" / "tasks.json"), ("cvat", root / "cvat.xml"),
                     ("hf", root / "metadata.jsonl"), ("fiftyone", root / "fo")):
-        if len(loop) < len(kept):
-            refused_in_one_line(lambda: export_labels(root / "tags.csv", to, out, image_sizes=False, overwrite=True))
+        # Label Studio carries backslashes; the file-based tools read them as separators: refused.
+        carried = loop if to == "label-studio" else [n for n in loop if "\\" not in n]
+        want_tool = {n: v for n, v in want_loop.items() if n in carried}
+        only = root / f"{to}.txt"
+        only.write_bytes(format_list(carried))
+        if len(carried) < len(kept):
+            with pytest.raises(UserError) as info:
+                export_labels(root / "tags.csv", to, out, image_sizes=False, overwrite=True)
+            assert "\n" not in str(info.value) and ("not valid UTF-8" in str(info.value)
+                                                     or "holds a backslash" in str(info.value))
         summary = export_labels(root / "tags.csv", to, out, image_sizes=False, overwrite=True, only=only)
-        assert summary["rows"] == len(loop) and summary["tags"] == sum(v.count(1) for v in want_loop.values())
+        assert summary["rows"] == len(carried) and summary["tags"] == sum(v.count(1) for v in want_tool.values())
         source = out
         if to == "label-studio":  # a reviewer accepted every prediction
             tasks = json.loads(out.read_text(encoding="utf-8"))
@@ -342,10 +348,10 @@ def test_hostile_names_survive_every_writer_reader_pair(tmp_path: Path, seed: in
                 {"type": "choices", "value": {"choices": t.get("predictions", [{"result": [{"value": {
                     "choices": []}}]}])[0]["result"][0]["value"]["choices"]}}]}]} for i, t in enumerate(tasks)]),
                 encoding="utf-8")
-        got = read_back(source)
+        got = read_back(source) if carried else {}
         if to == "hf":
             got = {k.removeprefix("images/"): v for k, v in got.items()}
-        assert got == want_loop, to
+        assert got == want_tool, to
     log = root / "labels.jsonl"                                          # the annotate log
     store = LabelStore(log, tax, root / "images")
     for name in loop:

@@ -42,8 +42,9 @@ def build_order(images_dir: str | Path, order_file: str | Path | None = None, on
     """The queue order: the ``order_file`` paths (file order), then the folder's other images.
 
     The one rule for names (:mod:`hspnet_cli.core.names`) applies, in its labeling-loop form:
-    names with a control character and names that are not UTF-8 (the page, the API and the
-    labels log are UTF-8 text) are left out and counted in ``left_out``.
+    names with a control character, names that are not UTF-8 (the page, the API and the
+    labels log are UTF-8 text) and names with a backslash (image URLs refuse it) are left out
+    and counted in ``left_out``.
 
     Raises:
         UserError: The folder or list cannot be read, a listed path leaves the folder, or
@@ -53,7 +54,7 @@ def build_order(images_dir: str | Path, order_file: str | Path | None = None, on
     skipped: Counter = Counter()
 
     def kept(paths: PathList) -> PathList:
-        return PathList(p for p in paths if left_out.check(p, utf8=True))
+        return PathList(p for p in paths if left_out.check(p, utf8=True, backslash=True))
 
     if order_file is None:
         order = kept(discover_images(images_dir, skipped))
@@ -62,7 +63,7 @@ def build_order(images_dir: str | Path, order_file: str | Path | None = None, on
         if not only_listed:
             listed = set(order)
             for rel in discover_images(images_dir, skipped):
-                if rel not in listed and left_out.check(rel, utf8=True):
+                if rel not in listed and left_out.check(rel, utf8=True, backslash=True):
                     order.append(rel)
     if skipped[CONTROL_KEY]:
         left_out.counts[CONTROL_KEY] += skipped[CONTROL_KEY]

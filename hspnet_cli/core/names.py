@@ -14,6 +14,11 @@ Rule (refuse with a count, the same everywhere):
   browsers and labeling tools: ``hspnet annotate`` leaves such names out with a count,
   ``export-labels`` refuses them with the row named, and ``hspnet split`` refuses them with a
   one-line message (the split CSV is UTF-8).
+* A name holding a **backslash** is a legal POSIX name and travels exactly through tags, lists,
+  the annotate log, Label Studio and the split CSV; CVAT, FiftyOne and Hugging Face's
+  imagefolder read it as a folder separator, so ``export-labels`` refuses it for those tools
+  (row named), and ``hspnet annotate`` (whose image URLs refuse backslashes) leaves it out with
+  a count.
 
 Rename the files to include them.
 """
@@ -31,6 +36,7 @@ NOT_UTF8 = re.compile("[\udc80-\udcff]")
 # How a name left out is counted among a run's skipped files (beside the skipped extensions).
 CONTROL_KEY = "(name with a line break, tab or control character)"
 NOT_UTF8_KEY = "(name that is not UTF-8)"
+BACKSLASH_KEY = "(name with a backslash)"
 
 
 def has_control(name: str) -> bool:
@@ -43,17 +49,22 @@ def is_utf8(name: str) -> bool:
     return NOT_UTF8.search(name) is None
 
 
-def name_problem(name: str, utf8: bool = False) -> str | None:
-    """Why ``name`` is left out, as a :data:`CONTROL_KEY` / :data:`NOT_UTF8_KEY` key, or None.
+def name_problem(name: str, utf8: bool = False, backslash: bool = False) -> str | None:
+    """Why ``name`` is left out, as a :data:`CONTROL_KEY` / :data:`NOT_UTF8_KEY` /
+    :data:`BACKSLASH_KEY` key, or None.
 
     Args:
         name: A relative image path (a ``surrogateescape`` string).
         utf8: Also refuse names that are not valid UTF-8 (the labeling loop's rule).
+        backslash: Also refuse names holding a backslash (where they would be read as a folder
+            separator: the annotate server's image URLs refuse them).
     """
     if has_control(name):
         return CONTROL_KEY
     if utf8 and not is_utf8(name):
         return NOT_UTF8_KEY
+    if backslash and "\\" in name:
+        return BACKSLASH_KEY
     return None
 
 
@@ -64,9 +75,9 @@ class LeftOut:
         self.where = where
         self.counts: Counter = Counter()
 
-    def check(self, name: str, utf8: bool = False) -> bool:
+    def check(self, name: str, utf8: bool = False, backslash: bool = False) -> bool:
         """True when ``name`` is kept; otherwise count it (and warn the first time for its reason)."""
-        problem = name_problem(name, utf8)
+        problem = name_problem(name, utf8, backslash)
         if problem is None:
             return True
         if not self.counts[problem]:

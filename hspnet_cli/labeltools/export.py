@@ -94,7 +94,7 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     counts = {"rows": 0, "tags": 0, "untagged": 0}
     wanted = None if only is None else set(listed_paths(only, source.images_dir, "--only",
                                                           "the tagged images folder"))
-    rows: Iterator[TagRow] = iter_rows(source, wanted)
+    rows: Iterator[TagRow] = iter_rows(source, wanted, to)
     n_rows = source.n if wanted is None else len(wanted)
     rows = _counted(rows, counts, progress(n_rows) if progress is not None else None)
     start = time.perf_counter()

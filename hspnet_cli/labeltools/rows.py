@@ -50,12 +50,19 @@ class TagRow:
     origin: str
 
 
-def iter_rows(out: TagsOutput, wanted: set[str] | None = None) -> Iterator[TagRow]:
+# Tools that read a backslash in a file name as a folder separator (checked against datumaro
+# 1.13, FiftyOne 1.22 and datasets' imagefolder: 'back\\slash.png' becomes back/slash.png, and
+# '\\x.png' an absolute path). Label Studio keeps the key in data.hspnet_path and the URL encodes it.
+BACKSLASH_SEPARATES = {"cvat": "CVAT (datumaro)", "hf": "Hugging Face imagefolder", "fiftyone": "FiftyOne"}
+
+
+def iter_rows(out: TagsOutput, wanted: set[str] | None = None, tool: str | None = None) -> Iterator[TagRow]:
     """Stream the rows of a tag output in file order (only those in ``wanted``, when given).
 
     Raises:
         UserError: A row that is not parseable, whose tags and scores differ in length, or whose
-            path is not UTF-8 (label tools take UTF-8 names only).
+            path is not UTF-8 (label tools take UTF-8 names only), or holds a backslash when
+            ``tool`` reads it as a folder separator (:data:`BACKSLASH_SEPARATES`).
     """
     # tags.csv cells are escaped (tagsfile.escape); the tools get the names themselves.
     names = split_list if out.manifest.get("text_escaping") else (lambda cell: [t for t in cell.split(";") if t])
@@ -78,6 +85,10 @@ def iter_rows(out: TagsOutput, wanted: set[str] | None = None) -> Iterator[TagRo
             except UnicodeEncodeError:
                 raise UserError(f"{where}: the image name is not valid UTF-8; label tools need UTF-8 file names "
                                 "(rename the file and tag it again)") from None
+            if tool in BACKSLASH_SEPARATES and "\\" in out.paths[i]:
+                raise UserError(f"{where}: image '{out.paths[i]}' holds a backslash, which "
+                                f"{BACKSLASH_SEPARATES[tool]} reads as a folder separator (it would look for "
+                                "another file); rename it, leave it out with --only, or use --to label-studio")
             if out.fmt == "csv":
                 cells = next(csv.reader([raw]), [])
                 if len(cells) < 3:
