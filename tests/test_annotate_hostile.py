@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from annotate_helpers import Server, log_events
 from conftest import invoke
+from PIL import Image
 
 TOKEN = "hostile-token-0123456789abcdef"
 NOT_UTF8 = b"bad\xff.png"

@@ -315,7 +315,7 @@ def test_hostile_names_survive_every_writer_reader_pair(tmp_path: Path, seed: in
         tax = load_taxonomy(root / "taxonomy.yaml")
         assert read_tags_output(tags).paths == kept                      # tags: byte-exact, any bytes
         if len(loop) < len(kept):
-            refused_in_one_line(lambda: read_back(tags))
+            refused_in_one_line(lambda tags=tags: read_back(tags))
         else:
             assert read_back(tags) == want
         listing = root / "list.txt"                                      # the list format: any bytes

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke
+from loop_names_helpers import HOSTILE_LABELS, HOSTILE_NAMES, hostile_probs, make_hostile_tags, truth
+
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.split_io import read_split_csv
 from hspnet_cli.tagsfile.listfile import format_list
 from hspnet_cli.taxonomy import load_taxonomy
-from loop_names_helpers import HOSTILE_LABELS, HOSTILE_NAMES, hostile_probs, make_hostile_tags, truth
 
 PROBS = hostile_probs(len(HOSTILE_NAMES), len(HOSTILE_LABELS))
 TRUTH = truth(HOSTILE_NAMES, HOSTILE_LABELS, PROBS)
@@ -131,10 +131,11 @@ def test_list_format_round_trips_every_name_and_keeps_comments() -> None:
 
 def test_names_with_line_breaks_are_left_out_everywhere_and_split_reads_the_rest(runner, tmp_path: Path,
                                                                                   demo_split) -> None:
+    from collections import Counter
+
     from hspnet_cli.annotate.queue import build_order
     from hspnet_cli.core.names import CONTROL_KEY, NOT_UTF8_KEY, LeftOut
     from hspnet_cli.tagging.discover import discover_images, read_path_list
-    from collections import Counter
 
     root = tmp_path / "imgs"
     root.mkdir()

@@ -19,7 +19,7 @@ What ``hspnet select`` writes (``next.txt``) and what ``hspnet tag --list``, ``s
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 ENCODING = ("utf-8", "surrogateescape")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
