@@ -157,8 +157,9 @@ def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: A
     if on_ready is not None:
         on_ready({"url": url, "token": token, "host": options.host, "port": port, "labels_log": str(out),
                   "total": status["total"], "labelled": status["labelled"], "skipped": status["skipped"],
-                  "suggester": session.suggester, "remote": not is_loopback(options.host),
-                  "left_out": session.left_out})
+                  # not last: scripts read the printed JSON up to the first line ending in '}'
+                  "left_out": session.left_out,
+                  "suggester": session.suggester, "remote": not is_loopback(options.host)})
     if options.open_browser:
         webbrowser.open(url)
     config = uvicorn.Config(build_app(session), log_level="warning", access_log=False, lifespan="off",
