@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -234,3 +235,173 @@ def test_voc_difficult_flag_and_thresholds_file_are_checked(tmp_path: Path) -> N
         path.write_text(text, encoding="latin-1")
         with pytest.raises(UserError, match=f"^{path}: not valid JSON"):
             load_thresholds(path, VOC)
+
+
+# --- issue 18: hostile names through every writer -> reader pair, and the annotate API ----------
+
+_NAME_PARTS = ["=", "+", "-", "@", "#", "\\", '"', "'", ",", "<", ">", ";", "%", "?", "&", " ", "ü", "x", "7",
+               "\udcff", "\udce9", "\n", "\t", "\r"]
+_LABEL_PARTS = ["=", "+", "-", "@", "#", "\\", '"', "'", ",", "<", ">", "%", "&", " ", "ü", "x", "q"]
+
+
+def _hostile_name(rng: random.Random, parts: list[str], starts: str = "=+-@#\\ ") -> str:
+    body = "".join(rng.choice(parts) for _ in range(rng.randint(1, 6)))
+    return rng.choice(starts) + body
+
+
+def _hostile_world(rng: random.Random, n: int = 10) -> tuple[list[str], list[str]]:
+    """``n`` distinct file names (a few in a sub-folder, spaces at both ends allowed) and 5 labels."""
+    names: list[str] = []
+    while len(names) < n:
+        name = _hostile_name(rng, _NAME_PARTS) + rng.choice(["", " "]) + ".png"
+        if rng.random() < 0.3:
+            name = _hostile_name(rng, [p for p in _NAME_PARTS if p not in "\n\t\r"]) + "/" + name
+        if name not in names and "/ " not in "/" + name and not name.startswith(" /"):
+            names.append(name)
+    labels: list[str] = []
+    while len(labels) < 5:
+        label = (_hostile_name(rng, _LABEL_PARTS, "=+-@#\\<\"',") + "x").strip()
+        if label not in labels:
+            labels.append(label)
+    return names, labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hostile_names_survive_every_writer_reader_pair(tmp_path: Path, seed: int) -> None:
+    """Tags (csv, jsonl), the four label tools, the list format and the annotate log: every
+    name comes back exactly, or is refused in one line (names that are not UTF-8 by the loop's
+    formats), or was left out at discovery (names with a control character)."""
+    from collections import Counter
+
+    from hspnet_cli.annotate.store import LabelStore
+    from hspnet_cli.core.names import CONTROL_KEY, has_control, is_utf8
+    from hspnet_cli.data.readers.annotate_log import read_annotate_log
+    from hspnet_cli.labeltools import export_labels
+    from hspnet_cli.sources.discover import discover_images, listed_paths
+    from hspnet_cli.tagsfile.listfile import format_list
+    from hspnet_cli.tagsfile.reader import read_tags_output
+    from loop_names_helpers import hostile_probs, make_hostile_tags
+
+    rng = random.Random(f"hostile-{seed}")
+    names, labels = _hostile_world(rng)
+    groups = {"=g": labels[:2], "@h": labels[2:]}
+    kept = [n for n in names if not has_control(n)]
+    loop = [n for n in kept if is_utf8(n)]  # what the labeling loop's formats carry
+    (tmp_path / "scratch").mkdir()
+    for name in names:  # discovery on a real folder: control characters left out and counted
+        path = os.path.join(os.fsencode(tmp_path / "scratch"), os.fsencode(name))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+    skipped: Counter = Counter()
+    found = list(discover_images(tmp_path / "scratch", skipped))
+    assert sorted(found) == sorted(kept) and (skipped[CONTROL_KEY] > 0) == (len(kept) < len(names)), names
+    probs = hostile_probs(len(kept), len(labels))
+    want = {n: [1 if p >= 0.5 else -1 for p in row] for n, row in zip(kept, probs)}
+    want_loop = {n: v for n, v in want.items() if n in loop}
+    tax = None
+
+    def read_back(path: Path, fmt: str | None = None) -> dict[str, list[int]]:
+        got, _ = read_annotations(path, tax, fmt=fmt, absent="negative")
+        return {image: row.tolist() for image, row in zip(got.images, got.matrix)}
+
+    def refused_in_one_line(call: Callable[[], Any]) -> None:
+        with pytest.raises(UserError) as info:
+            call()
+        assert "\n" not in str(info.value) and "not valid UTF-8" in str(info.value)
+
+    for fmt in ("csv", "jsonl"):
+        root = tmp_path / fmt
+        tags = make_hostile_tags(root, names=kept, labels=labels, groups=groups, fmt=fmt, probs=probs)
+        tax = load_taxonomy(root / "taxonomy.yaml")
+        assert read_tags_output(tags).paths == kept                      # tags: byte-exact, any bytes
+        if len(loop) < len(kept):
+            refused_in_one_line(lambda tags=tags: read_back(tags))
+        else:
+            assert read_back(tags) == want
+        listing = root / "list.txt"                                      # the list format: any bytes
+        listing.write_bytes(format_list(kept))
+        assert list(listed_paths(listing, root / "images", "--list", "IMAGES_DIR")) == kept
+    root = tmp_path / "csv"
+    for to, out in (("label-studio", root / "ls" / "tasks.json"), ("cvat", root / "cvat.xml"),
+                    ("hf", root / "metadata.jsonl"), ("fiftyone", root / "fo")):
+        # Label Studio carries backslashes; the file-based tools read them as separators: refused.
+        carried = loop if to == "label-studio" else [n for n in loop if "\\" not in n]
+        want_tool = {n: v for n, v in want_loop.items() if n in carried}
+        only = root / f"{to}.txt"
+        only.write_bytes(format_list(carried))
+        if len(carried) < len(kept):
+            with pytest.raises(UserError) as info:
+                export_labels(root / "tags.csv", to, out, image_sizes=False, overwrite=True)
+            assert "\n" not in str(info.value) and ("not valid UTF-8" in str(info.value)
+                                                     or "holds a backslash" in str(info.value))
+        summary = export_labels(root / "tags.csv", to, out, image_sizes=False, overwrite=True, only=only)
+        assert summary["rows"] == len(carried) and summary["tags"] == sum(v.count(1) for v in want_tool.values())
+        source = out
+        if to == "label-studio":  # a reviewer accepted every prediction
+            tasks = json.loads(out.read_text(encoding="utf-8"))
+            config = (out.parent / "tasks.labeling-config.xml").read_text(encoding="utf-8")
+            import xml.etree.ElementTree as ET
+
+            assert [c.get("value") for c in ET.fromstring(config).iter("Choice")] == labels
+            source = root / "ls" / "export.json"
+            source.write_text(json.dumps([{"id": i, "data": t["data"], "annotations": [{"result": [
+                {"type": "choices", "value": {"choices": t.get("predictions", [{"result": [{"value": {
+                    "choices": []}}]}])[0]["result"][0]["value"]["choices"]}}]}]} for i, t in enumerate(tasks)]),
+                encoding="utf-8")
+        got = read_back(source) if carried else {}
+        if to == "hf":
+            got = {k.removeprefix("images/"): v for k, v in got.items()}
+        assert got == want_tool, to
+    log = root / "labels.jsonl"                                          # the annotate log
+    store = LabelStore(log, tax, root / "images")
+    for name in loop:
+        store.record("answer", name, label=labels[0])
+    store.close()
+    raw = read_annotate_log(log)
+    assert [r.image for r in raw.records] == loop
+
+
+def _fuzz_body(rng: random.Random) -> bytes:
+    valid = rng.choice([{"client": "f", "want": 2}, {"client": "f", "image": "0.png", "kind": "answer",
+                                                      "label": "x", "seconds": 1.5, "annotator": "a"},
+                        {"client": "f", "seq": 1, "annotator": "a"}, {"client": "f"}])
+    body = json.dumps(_mutate_json(valid, rng)).encode()
+    if rng.random() < 0.5:
+        body = rng.choice([lambda b: _mutate_bytes(b, rng), lambda b: b.replace(b"1.5", b"NaN"),
+                           lambda b: b.replace(b"2", b"9" * 500), lambda b: b"[" * 3000 + b + b"]" * 3000,
+                           lambda b: b.replace(b'"f"', b'"' + b"f" * 200_000 + b'"'),
+                           lambda b: b.replace(b'"a"', b'"\xff\xfe"')])(body)
+    return body
+
+
+def test_the_annotate_api_answers_mutated_bodies_without_a_500(tmp_path: Path, demo_split) -> None:
+    from PIL import Image
+
+    from annotate_helpers import Server
+    from test_annotate_hostile import raw_post
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (16, 16), (50 * i, 0, 0)).save(images / f"{i}.png")
+    srv = Server(images, demo_split["taxonomy"], tmp_path / "labels.jsonl", token="hostile-token-0123456789abcdef")
+    rng = random.Random("annotate-api-fuzz")
+    seen: dict[int, int] = {}
+    try:
+        for trial in range(150):
+            path = rng.choice(["/api/next", "/api/answer", "/api/undo", "/api/release"])
+            body = _fuzz_body(rng)
+            status, answer = raw_post(srv, path, body)
+            seen[status] = seen.get(status, 0) + 1
+            assert status in (200, 400, 409, 413), (trial, path, body[:200], answer)
+            if status != 200:
+                assert "\n" not in answer.get("error", "")
+        assert srv.get("/api/status")[0] == 200
+    finally:
+        assert srv.stop() == 0
+    srv.log.seek(0)
+    assert "Traceback" not in srv.log.read()
+    assert seen.get(400, 0) > 30, seen                                    # the mutations reach the checks
+    from hspnet_cli.data.readers.annotate_log import replay_log
+
+    replay_log(tmp_path / "labels.jsonl")                                # whatever was written reads back

@@ -66,19 +66,22 @@ def test_tag_index_and_search_on_odd_file_names(demo_split, tmp_path: Path) -> N
         shutil.copy(src, os.path.join(os.fsencode(root), name))
     scorer = zero_shot(load_taxonomy(demo_split["taxonomy"]), "hspnet-tiny", None)
     summary = tag_images(root, tmp_path / "tags.csv", scorer, workers=0, progress=False, threshold=0.0)
-    assert summary.rows == len(ODD_NAMES) and summary.failed == 0
+    # The one rule for names (core.names, issue 18): a line break or tab is left out and counted.
+    kept = [n for n in ODD_NAMES if b"\n" not in n and b"\t" not in n]
+    assert summary.rows == len(kept) and summary.failed == 0
+    assert summary.skipped == {"(name with a line break, tab or control character)": 2}
     raw = (tmp_path / "tags.csv").read_bytes()
     text = raw.decode("utf-8")                                          # strict: valid UTF-8
-    assert len(text.splitlines()) == 1 + len(ODD_NAMES)                 # one line a row
+    assert len(text.splitlines()) == 1 + len(kept)                      # one line a row
     rows = list(csv.reader(io.StringIO(text)))[1:]
     assert all(cell[:1] not in ("=", "+", "-", "@") for row in rows for cell in row)
-    assert sorted(os.fsencode(unescape(r[0])) for r in rows) == sorted(ODD_NAMES)
+    assert sorted(os.fsencode(unescape(r[0])) for r in rows) == sorted(kept)
     manifest = json.loads((tmp_path / "tags.manifest.json").read_text())
     assert manifest["text_escaping"] == 1
-    assert sorted(os.fsencode(p) for p in read_tags_output(tmp_path / "tags.csv").paths) == sorted(ODD_NAMES)
+    assert sorted(os.fsencode(p) for p in read_tags_output(tmp_path / "tags.csv").paths) == sorted(kept)
     build_index(tmp_path / "tags.csv", tmp_path / "tags.faiss")
     Path(f"{tmp_path / 'tags.faiss'}.paths.txt").read_bytes().decode("utf-8")
-    assert sorted(os.fsencode(p) for p in load_index(tmp_path / "tags.faiss").paths) == sorted(ODD_NAMES)
+    assert sorted(os.fsencode(p) for p in load_index(tmp_path / "tags.faiss").paths) == sorted(kept)
     cell = escape(os.fsdecode(b"caf\xe9.png"))
     result = run("search", tmp_path / "tags.faiss", "--like", cell, "--k", 1, "--include-self", "--json",
                  "--copy-to", tmp_path / "hits")

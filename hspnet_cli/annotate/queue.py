@@ -17,11 +17,13 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.names import CONTROL_KEY, LeftOut
 from hspnet_cli.sources.discover import PathList, discover_images, read_path_list
 
 
@@ -35,22 +37,36 @@ class Lease:
     expires: float
 
 
-def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False) -> PathList:
+def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False,
+                left_out: LeftOut | None = None) -> PathList:
     """The queue order: the ``order_file`` paths (file order), then the folder's other images.
+
+    The one rule for names (:mod:`hspnet_cli.core.names`) applies, in its labeling-loop form:
+    names with a control character, names that are not UTF-8 (the page, the API and the
+    labels log are UTF-8 text) and names with a backslash (image URLs refuse it) are left out
+    and counted in ``left_out``.
 
     Raises:
         UserError: The folder or list cannot be read, a listed path leaves the folder, or
             there is no image at all.
     """
+    left_out = left_out if left_out is not None else LeftOut(str(images_dir))
+    skipped: Counter = Counter()
+
+    def kept(paths: PathList) -> PathList:
+        return PathList(p for p in paths if left_out.check(p, utf8=True, backslash=True))
+
     if order_file is None:
-        order = discover_images(images_dir)
+        order = kept(discover_images(images_dir, skipped))
     else:
-        order = read_path_list(order_file, images_dir)
+        order = kept(read_path_list(order_file, images_dir, left_out))
         if not only_listed:
             listed = set(order)
-            for rel in discover_images(images_dir):
-                if rel not in listed:
+            for rel in discover_images(images_dir, skipped):
+                if rel not in listed and left_out.check(rel, utf8=True, backslash=True):
                     order.append(rel)
+    if skipped[CONTROL_KEY]:
+        left_out.counts[CONTROL_KEY] += skipped[CONTROL_KEY]
     if not len(order):
         what = f"listed in {order_file}" if order_file is not None else f"found under {images_dir}"
         raise UserError(f"no images {what}; nothing to annotate")

@@ -17,6 +17,7 @@ from hspnet_cli.annotate.queue import WorkQueue, build_order
 from hspnet_cli.annotate.server import AnnotateSession, build_app
 from hspnet_cli.annotate.store import LabelStore
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.names import LeftOut
 from hspnet_cli.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ def open_session(images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, o
         raise UserError(f"{images_dir}: images folder not found; pass the folder that holds the images")
     store = LabelStore(out, taxonomy, images_dir)
     try:
-        order = build_order(images_dir, options.order, options.only_listed)
+        left_out = LeftOut(str(images_dir))
+        order = build_order(images_dir, options.order, options.only_listed, left_out)
         queue = WorkQueue(order, store.is_done, lease_seconds=options.lease_seconds)
         preparer = Preparer(images_dir, scorer, max_side=options.max_side,
                             cache_items=max(32, 8 * (options.prefetch + 1)))
@@ -106,7 +108,8 @@ def open_session(images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, o
         raise
     return AnnotateSession(store=store, queue=queue, preparer=preparer, token=token,
                            annotator=options.annotator, top_k=options.top_k, prefetch=options.prefetch,
-                           suggester=None if scorer is None else scorer.description)
+                           suggester=None if scorer is None else scorer.description,
+                           left_out=dict(left_out.counts))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -154,6 +157,8 @@ def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: A
     if on_ready is not None:
         on_ready({"url": url, "token": token, "host": options.host, "port": port, "labels_log": str(out),
                   "total": status["total"], "labelled": status["labelled"], "skipped": status["skipped"],
+                  # not last: scripts read the printed JSON up to the first line ending in '}'
+                  "left_out": session.left_out,
                   "suggester": session.suggester, "remote": not is_loopback(options.host)})
     if options.open_browser:
         webbrowser.open(url)

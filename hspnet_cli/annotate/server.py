@@ -6,13 +6,17 @@ page, scripts and images included; anything else is answered 403. Image URLs go 
 renders labels with ``textContent`` only, and a strict Content-Security-Policy (no inline
 script) backs that up.
 
-JSON API (all POST bodies are JSON objects; ``client`` is the tab's random id):
+JSON API (all POST bodies are JSON objects of at most 64 KiB, every field checked for type and
+range by :mod:`hspnet_cli.annotate.requests`: a malformed or wrong-typed request is 400, a
+conflict with the queue (an image not leased to the tab) 409; ``client`` is the tab's random id):
 
 * ``GET /api/config``: labels, groups, suggester, keys, totals.
 * ``POST /api/next {client, want}``: renews the tab's leases and tops them up to ``want``
   images, each with its suggestions; prefetches one more screen.
 * ``POST /api/answer {client, image, kind, label?, seconds, annotator}``: appends the answer
-  (durable on return) and frees the lease; ``kind`` is answer, none or skip.
+  (durable on return) and frees the lease; ``kind`` is answer, none or skip. Only an image
+  leased to that tab can be answered (409 otherwise); an image that cannot be shown can be
+  skipped.
 * ``POST /api/undo {client, seq, annotator}``: appends an undo and hands the image back.
 * ``POST /api/release {client}``: the tab is closing; its images go back to the queue.
 * ``GET /api/status``: labelled / total, median seconds, labels used, annotators.
@@ -23,9 +27,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -36,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from hspnet_cli.annotate import requests as req
 from hspnet_cli.annotate.prepare import Prepared, Preparer, UnsafePath, safe_image_path
 from hspnet_cli.annotate.queue import WorkQueue
 from hspnet_cli.annotate.store import LabelStore
@@ -65,6 +69,7 @@ class AnnotateSession:
     top_k: int = 9
     prefetch: int = 3
     suggester: str | None = None
+    left_out: dict[str, int] = field(default_factory=dict)  # names the rule for names left out, by reason
 
     def __post_init__(self) -> None:
         self.group_of = self.store.taxonomy.group_of()
@@ -137,13 +142,18 @@ def _rank_of(session: AnnotateSession, image: str, label: str) -> int | None:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise UserError("the request body is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("client", ""), str):
-        raise UserError("the request body must be a JSON object with a string 'client'")
-    return data
+    """The request's JSON object, read no further than :data:`~hspnet_cli.annotate.requests.MAX_BODY`
+    bytes (a larger body is refused before it is all in memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > req.MAX_BODY:
+        raise req.BadRequest(f"the request body is over {req.MAX_BODY // 1024} KiB", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > req.MAX_BODY:
+            raise req.BadRequest(f"the request body is over {req.MAX_BODY // 1024} KiB", status=413)
+        chunks.append(chunk)
+    return req.parse_body(b"".join(chunks))
 
 
 def build_app(session: AnnotateSession) -> Any:
@@ -164,16 +174,12 @@ def build_app(session: AnnotateSession) -> Any:
         return JSONResponse({"taxonomy": tax.name, "labels": tax.label_names,
                              "groups": [{"name": g, "labels": members} for g, members in tax.groups.items()],
                              "suggester": session.suggester, "top_k": session.top_k, "prefetch": session.prefetch,
-                             "annotator": session.annotator, "total": len(session.queue)})
+                             "annotator": session.annotator, "total": len(session.queue),
+                             "left_out": session.left_out})
 
     def next_items(request_data: dict[str, Any]) -> dict[str, Any]:
-        client = request_data.get("client") or ""
-        if not client:
-            raise UserError("missing 'client'")
-        want = request_data.get("want", session.prefetch + 1)
-        if not isinstance(want, int):
-            raise UserError("'want' must be a whole number of images")
-        want = max(1, min(want, 16))
+        client = req.client(request_data)
+        want = min(req.whole(request_data, "want", 1, 64, default=session.prefetch + 1), 16)
         leases = session.queue.lease(client, want)
         # Every held image is prepared (the page preloads them), so the next one shows at once.
         futures = [session.preparer.submit(lease.image) for lease in leases]
@@ -185,23 +191,30 @@ def build_app(session: AnnotateSession) -> Any:
         return JSONResponse(await run_in_threadpool(next_items, data))
 
     def answer(data: dict[str, Any]) -> dict[str, Any]:
-        client, image, kind = data.get("client", ""), data.get("image"), data.get("kind")
-        if not isinstance(image, str) or not image:
-            raise UserError("missing 'image'")
+        client = req.client(data)
+        image = req.text(data, "image", 4096, required=True)
+        kind = req.text(data, "kind", 16, required=True)
+        if kind not in ("answer", "none", "skip"):
+            raise req.BadRequest("'kind' must be answer, none or skip")
+        label = req.text(data, "label", 1000, required=kind == "answer")
+        seconds = req.seconds(data)
+        annotator = req.text(data, "annotator", 80) or session.annotator
+        # Only the tab holding the image's lease may answer it: a lease that expired or went to
+        # another tab, or an image never handed out, is a conflict (two answers, last one wins).
         owner = session.queue.owner(image)
-        if owner is not None and owner != client:
-            raise UserError(f"{image} is leased to another tab")
-        try:
-            safe_image_path(session.preparer.root, image)
-        except (UnsafePath, FileNotFoundError):
-            raise UserError(f"{image}: not an image of this folder") from None
-        label = data.get("label")
-        rank = _rank_of(session, image, label) if kind == "answer" and isinstance(label, str) \
-            and label in session.store.taxonomy.label_names else None
-        seconds = data.get("seconds")
-        event = session.store.record(kind, image, label=label, rank=rank,
-                                     seconds=seconds if isinstance(seconds, (int, float)) else None,
-                                     annotator=str(data.get("annotator") or session.annotator)[:80], client=client)
+        if owner != client:
+            raise UserError(f"{image} is not leased to this tab" + (" (another tab has it)" if owner else
+                            " (its lease expired or it was answered); ask for the next images again"))
+        if kind != "skip":  # an image that cannot be shown (a link out of the folder, a dangling one) is skipped
+            try:
+                safe_image_path(session.preparer.root, image)
+            except (UnsafePath, FileNotFoundError):
+                raise UserError(f"{image}: cannot be shown (not a readable image inside the folder); skip it") \
+                    from None
+        rank = _rank_of(session, image, label) if kind == "answer" and label in session.store.taxonomy.label_names \
+            else None
+        event = session.store.record(kind, image, label=label, rank=rank, seconds=seconds, annotator=annotator,
+                                     client=client)
         session.queue.finish(client, image)
         return {"seq": event["seq"], "event": event}
 
@@ -209,13 +222,13 @@ def build_app(session: AnnotateSession) -> Any:
         return JSONResponse(await run_in_threadpool(answer, await _body(request)))
 
     def undo(data: dict[str, Any]) -> dict[str, Any]:
-        client, seq = data.get("client", ""), data.get("seq")
-        if not isinstance(seq, int):
-            raise UserError("missing 'seq' (the answer to undo)")
+        client = req.client(data)
+        seq = req.whole(data, "seq", 1, 2**53)
+        annotator = req.text(data, "annotator", 80) or session.annotator
         target = session.store.state.events.get(seq)
         if target is None or target.get("client") != client:
             raise UserError(f"event {seq} was not answered in this tab; only a tab's own answers can be undone")
-        session.store.undo(seq, annotator=str(data.get("annotator") or session.annotator)[:80], client=client)
+        session.store.undo(seq, annotator=annotator, client=client)
         session.queue.grant(client, target["image"])
         return {"item": _item(session, session.preparer.get(target["image"]))}
 
@@ -224,7 +237,7 @@ def build_app(session: AnnotateSession) -> Any:
 
     async def api_release(request: Request) -> Response:
         data = await _body(request)
-        return JSONResponse({"released": session.queue.release(data.get("client", ""))})
+        return JSONResponse({"released": session.queue.release(req.client(data))})
 
     async def api_status(request: Request) -> Response:
         status = session.store.status(len(session.queue))
@@ -254,5 +267,8 @@ def build_app(session: AnnotateSession) -> Any:
     async def user_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)
 
-    app = Starlette(routes=routes, exception_handlers={UserError: user_error})
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+
+    app = Starlette(routes=routes, exception_handlers={UserError: user_error, req.BadRequest: bad_request})
     return TokenGuard(app, session.token)

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import threading
@@ -87,7 +88,8 @@ class LabelStore:
                     fh.truncate(self.state.torn_tail)
                     os.fsync(fh.fileno())
                 self.state.torn_tail = None
-            self._fh = open(self.path, "ab")
+            self._end_last_line()
+            self._fh = open(self.path, "ab", buffering=0)
         else:
             header = {"format": LOG_FORMAT, "version": LOG_VERSION, "taxonomy": taxonomy.name,
                       "labels_digest": digest, "labels": list(taxonomy.label_names),
@@ -96,13 +98,43 @@ class LabelStore:
             self.state = LogState(header=header)
             with atomic_write(self.path) as fh:  # a log either has its whole header or does not exist
                 fh.write(json.dumps(header, ensure_ascii=False, separators=(",", ":")) + "\n")
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab", buffering=0)
+
+    def _end_last_line(self) -> None:
+        """Give a last line that lacks its newline one (an editor or a copy dropped it, or a whole
+        event was written but not its ``\\n``), so the next event starts a line of its own
+        instead of being glued onto it (which would make the log unreadable)."""
+        with open(self.path, "r+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                log.warning("%s: the last line had no line end; adding it before appending", self.path)
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def _append(self, obj: dict[str, Any]) -> None:
-        """Write one line and make it durable before returning (flush + fsync)."""
-        self._fh.write((json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Write one line and make it durable before returning (flush + fsync).
+
+        A write that fails part way (a full disk) is cut back off, so the log never keeps half a
+        line that the next event would be glued onto.
+        """
+        data = (json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+        fd = self._fh.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # unbuffered: a short write is continued, a failed one leaves no buffered rest
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # the reader drops a torn last line; the error below is what the page hears
+            raise
 
     def close(self) -> None:
         """Close the log and release the writer lock."""
@@ -163,7 +195,9 @@ class LabelStore:
         with self.lock:
             events = list(self.state.current.values())
         kinds = Counter(e["event"] for e in events)
-        seconds = [e["seconds"] for e in events if e["event"] != "skip" and isinstance(e.get("seconds"), (int, float))]
+        # finite only: a log written before seconds were checked may hold NaN, which no JSON answer can carry
+        seconds = [e["seconds"] for e in events if e["event"] != "skip" and isinstance(e.get("seconds"), (int, float))
+                   and not isinstance(e["seconds"], bool) and math.isfinite(e["seconds"])]
         used = Counter(e["label"] for e in events if e["event"] == "answer")
         ranks = [e["rank"] for e in events if e["event"] == "answer" and isinstance(e.get("rank"), int)]
         return {"total": total, "labelled": kinds["answer"] + kinds["none"], "answered": kinds["answer"],

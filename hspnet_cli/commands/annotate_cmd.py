@@ -20,6 +20,8 @@ def _announce(info: dict[str, Any], as_json: bool) -> None:
             f", {info['skipped']} skipped" if info["skipped"] else "")
         say(f"[bold]hspnet annotate[/] {done}; writing {info['labels_log']}")
         say(f"suggestions: {info['suggester'] or 'none (labels shown by group)'}")
+        for reason, count in (info.get("left_out") or {}).items():
+            say(f"left out {count} image(s): {reason.strip('()')} (rename them to include them)")
         say(f"open [bold cyan]{info['url']}[/] (Ctrl-C stops; answers are saved as they are given)",
             soft_wrap=True)
     if info["remote"]:

@@ -25,7 +25,8 @@ def export_labels(
     absolute: bool = typer.Option(False, "--absolute", help="Reference images by absolute local path."),
     local_files_root: Optional[Path] = typer.Option(None, "--local-files-root", help="label-studio: serve "
                                                     "images through Label Studio's local files, paths relative to "
-                                                    "its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: /)."),
+                                                    "its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the images folder's "
+                                                    "parent)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Images folder (default: the tag run's)."),
     no_sizes: bool = typer.Option(False, "--no-image-sizes", help="cvat: do not read width/height from the "
                                   "image headers."),
@@ -66,3 +67,6 @@ def export_labels(
         table.add_row(f"file: {role}", escape(path))
     say(table)
     say(escape(f"pre-annotations cut at: {summary['thresholds']}"))
+    if summary.get("serve"):
+        say(f"serve the images with: {escape(summary['serve'])}, and add a Local Storage with path "
+            f"{escape(summary['local_storage'])} to the project", soft_wrap=True)

@@ -143,6 +143,7 @@ def _names(names: list[str]) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _DRIVE = re.compile(r"[A-Za-z]:")  # C:\x and C:x (relative to drive C's current folder)
 
 
@@ -161,7 +162,7 @@ def contained_path(path: str) -> str | None:
     return normal
 
 
-def normalize_image_path(raw: str, origin: str) -> str:
+def normalize_image_path(raw: str, origin: str, keep_backslash: bool = False) -> str:
     """An image path as a clean relative POSIX path, refused when it leaves the images folder.
 
     Backslashes become ``/`` (files written on Windows) and ``./`` or doubled slashes vanish,
@@ -171,30 +172,45 @@ def normalize_image_path(raw: str, origin: str) -> str:
     Args:
         raw: The path as the annotation file writes it.
         origin: Where it is written (``file:line``), the start of every message.
+        keep_backslash: The path is an image key our own tools wrote (tags, the annotate log,
+            the files ``export-labels`` writes and the tools give back): always ``/``-separated,
+            so a backslash is a character of the file name and stays.
 
     Raises:
-        UserError: The path is blank, holds a control character (line break, tab, NUL), is
-            absolute (``/x``, ``C:\\x``, ``C:x``, ``\\\\server\\share``) or climbs out of the
-            images folder (``../x``).
+        UserError: The path is blank, holds a control character (line break, tab, NUL), is not
+            UTF-8, is absolute (``/x``, ``C:\\x``, ``C:x``, ``\\\\server\\share``) or climbs out
+            of the images folder (``../x``).
     """
     try:
-        return clean_image_path(raw)
+        return clean_image_path(raw, keep_backslash)
     except ValueError as exc:
         raise UserError(f"{origin}: {exc}") from None
 
 
-def clean_image_path(raw: str) -> str:
+def clean_image_path(raw: str, keep_backslash: bool = False) -> str:
     """:func:`normalize_image_path` for callers that place the message themselves.
 
     Raises:
         ValueError: The reason the path is refused and what to do, without a location.
     """
-    text = raw.replace("\\", "/")
+    text = raw if keep_backslash else raw.replace("\\", "/")
     if not text.strip():
         raise ValueError("empty image path; give each image's path relative to the images folder")
     if _CONTROL.search(text):
         raise ValueError(f"image path {_short(repr(raw))} holds a control character (line break, tab "
                          "or NUL); rename the file or fix the entry")
+    if _NOT_UTF8.search(text):  # a surrogateescape'd name (from a tag output): split files are UTF-8 text
+        raise ValueError(f"image path {_short(ascii(raw))} is not valid UTF-8; split files are UTF-8 text: "
+                         "rename the file (then tag or label it again)")
+    if keep_backslash:
+        # A backslash is a character of the name here, but a file that reads it as a separator
+        # (Windows) must still not climb out or name a share: '..\\x' and '\\\\server' are refused.
+        both = text.replace("\\", "/")
+        if both.startswith("//"):
+            raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder")
+        if ".." in both.split("/"):
+            raise ValueError(f"image path '{_short(raw)}' points outside the images folder; write paths "
+                             "relative to the images folder, without '..' climbing above it")
     if text.startswith("/") or _DRIVE.match(text):
         raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder "
                          "(the folder you pass to --check-images)")

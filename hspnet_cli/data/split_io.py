@@ -105,7 +105,7 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
             raise UserError(f"{where}: column '{names[bad]}' holds '{cells[bad + 1]}'; split CSV cells are "
                             "1 (positive), 0 (unknown) or -1 (negative)") from None
         try:  # training opens these under its images folder: a path climbing out of it is refused here
-            clean_image_path(cells[0])  # checked only: the file's own spelling is kept byte for byte
+            clean_image_path(cells[0], keep_backslash=True)  # checked only: the spelling is kept byte for byte
         except ValueError as exc:
             raise UserError(f"{where}: {exc}") from None
         if cells[0] in seen:

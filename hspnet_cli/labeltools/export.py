@@ -48,7 +48,9 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
         out: Tasks JSON (label-studio), annotations XML (cvat), ``metadata.jsonl`` (hf), or a folder (fiftyone).
         url_prefix: Reference images as this prefix + path (``https://...``, ``s3://bucket/...``).
         absolute: Reference images by absolute local path.
-        local_files_root: Label Studio: reference images through its local file serving, relative to this root.
+        local_files_root: Label Studio: reference images through its local file serving, relative to this
+            root (default: the images folder's parent, the narrowest root Label Studio accepts with a
+            Local Storage for the images folder; never ``/``).
         images_dir: The images folder (default: the tag run's).
         image_sizes: CVAT: read width/height from each image's header when the image is found.
         overwrite: Replace existing output files.
@@ -98,12 +100,10 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     if not labels:
         raise UserError(f"{source.file}: its manifest lists no labels; rerun hspnet tag with --overwrite")
     counts = {"rows": 0, "tags": 0, "untagged": 0}
-    rows: Iterator[TagRow] = iter_rows(source)
-    n_rows = source.n
-    if only is not None:
-        wanted = set(listed_paths(only, source.images_dir, "--only", "the tagged images folder"))
-        rows = (row for row in rows if row.path in wanted)
-        n_rows = len(wanted)
+    wanted = None if only is None else set(listed_paths(only, source.images_dir, "--only",
+                                                          "the tagged images folder"))
+    rows: Iterator[TagRow] = iter_rows(source, wanted, to)
+    n_rows = source.n if wanted is None else len(wanted)
     rows = _counted(rows, counts, progress(n_rows) if progress is not None else None)
     start = time.perf_counter()
     if to == "label-studio":
@@ -119,4 +119,7 @@ def export_labels(tags: str | Path, to: str, out: str | Path, *, url_prefix: str
     return {"to": to, "source": str(source.file), "not_in_tags": missing, "files": {k: str(v) for k, v in files.items()},
             "images_dir": str(images), "image_refs": refs.describe(), "labels": len(labels), **counts,
             "model_version": _model_version(manifest), "thresholds": source.threshold_source,
-            "seconds": round(time.perf_counter() - start, 3)}
+            "seconds": round(time.perf_counter() - start, 3),
+            **({"serve": "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={refs.prefix}",
+                "local_storage": images.as_posix()} if refs.mode == "local-files" else {})}

@@ -159,7 +159,11 @@ def write_fiftyone(out: Path, rows: Iterable[TagRow], refs: ImageRefs, labels: l
                                 f"'{sample}'; rename one of them")
             sep = ", " if seen else ""
             seen.add(sample)
-            found = [{"label": index[t], "confidence": s} for t, s in zip(row.tags, row.scores) if t in index]
+            unknown = [t for t in row.tags if t not in index]
+            if unknown:  # FiftyOne stores class indices: a tag outside the label list cannot be kept
+                raise UserError(f"{row.origin}: tag {unknown[0]!r} is not one of the manifest's labels, so "
+                                "FiftyOne's labels.json cannot hold it; was the tags file edited? Tag again")
+            found = [{"label": index[t], "confidence": s} for t, s in zip(row.tags, row.scores)]
             media.write(sep + json.dumps(row.path, ensure_ascii=False) + ": "
                         + json.dumps(refs(row.path), ensure_ascii=False))
             targets.write(sep + json.dumps(sample, ensure_ascii=False) + ": " + json.dumps(found))

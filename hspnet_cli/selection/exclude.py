@@ -1,13 +1,16 @@
 """What is already labelled: ``--exclude`` files turned into a row mask over a tag output.
 
-Accepted, told apart by their first line:
+Accepted, told apart by their name (never by what the first path looks like, so a list whose
+first image is ``a,b.png`` or ``<x>.png`` is still a list):
 
-* a list file, one image path a line (what ``hspnet tag --list`` and ``hspnet select`` itself
-  read and write; ``#`` comments and blank lines ignored; absolute paths inside the tagged
-  folder are made relative to it);
-* any annotation file ``hspnet split`` reads (split CSV, ``image,labels`` CSV, wide CSV, JSON
-  Lines, COCO JSON, published list file, VOC folder, and whatever readers join them). These also
-  say which labels the labelled images hold, so coverage can aim at labels that have few.
+* an annotation input: a folder (VOC, FiftyOne) or a file ending ``.csv``, ``.tsv``, ``.json``,
+  ``.jsonl``, ``.ndjson`` or ``.xml``, read as ``hspnet split`` reads it (split CSV,
+  ``image,labels`` CSV, wide CSV, JSON Lines, COCO JSON, the label tools' exports, the annotate
+  log). These also say which labels the labelled images hold, so coverage can aim at labels
+  that have few; a ``.txt`` in the published ``path.jpg,3 7`` list format is one too;
+* anything else is a list file, one image path a line, in the format of
+  :mod:`hspnet_cli.tagsfile.listfile` (what ``hspnet tag --list`` and ``hspnet select`` itself
+  read and write; absolute paths inside the tagged folder are made relative to it).
 
 Paths are matched exactly against the tag output's keys (relative to the tagged folder). A file
 none of whose images is in the tag output is warned about by name: its paths are most likely
@@ -17,6 +20,7 @@ relative to another folder.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ import numpy as np
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.reader import TagsOutput
 from hspnet_cli.sources.discover import listed_paths
+from hspnet_cli.tagsfile.listfile import parse_line
 from hspnet_cli.taxonomy.core import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -51,26 +56,34 @@ class Exclusions:
         return int(self.mask.sum())
 
 
-def _first_line(path: Path) -> str:
+ANNOTATION_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".xml")
+_PUBLISHED_LINE = re.compile(r"^[^,]+,\s*\d*(\s+\d+)*\s*$")  # 'path.jpg,3 7': no image name ends so
+
+
+def _first_entry(path: Path) -> str | None:
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             for line in fh:
-                text = line.strip()
-                if text and not text.startswith("#"):
-                    return text
+                name = parse_line(line)
+                if name is not None:
+                    return name
     except OSError as exc:
         raise UserError(f"{path}: cannot read the --exclude file ({exc.strerror or exc})") from None
-    return ""
+    return None
 
 
 def _is_path_list(path: Path) -> bool:
-    if path.is_dir():
+    """A list file, decided by the name, never by what the first path looks like: a folder or an
+    annotation suffix is an annotation input; anything else is a list file (what ``hspnet
+    select -o`` writes, whatever it was named), except a ``.txt`` in the published
+    ``path.jpg,3 7`` format, whose first entry ends in label indices where an image name ends
+    in its extension."""
+    if path.is_dir() or path.suffix.lower() in ANNOTATION_SUFFIXES:
         return False
-    head = path.open("rb").read(16).decode("utf-8", "replace")
-    if head.startswith("# hspnet-split"):
-        return False
-    first = _first_line(path)
-    return bool(first) and "," not in first and first[0] not in "{[<"
+    if path.suffix.lower() == ".txt":
+        first = _first_entry(path)
+        return first is None or not _PUBLISHED_LINE.match(first)
+    return True
 
 
 def read_exclusions(files: list[str | Path], tags: TagsOutput, taxonomy: Taxonomy) -> Exclusions:

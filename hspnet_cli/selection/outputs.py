@@ -1,7 +1,9 @@
 """The files ``hspnet select -o OUT`` writes, each atomically (temp file + rename).
 
 ``OUT`` (e.g. ``next.txt``): one image path a line, relative to the tagged folder, in pick
-order: the list ``hspnet tag --list`` and the annotate server's ``--order`` read.
+order, in the list format of :mod:`hspnet_cli.tagsfile.listfile` (a name starting with ``#``
+or ``\\`` gets a ``\\`` before it): the list ``hspnet tag --list``, ``--exclude`` and the
+annotate server's ``--order`` read.
 
 ``STEM.picks.csv`` (``STEM`` = ``OUT`` without its suffix): one row per pick::
 
@@ -14,8 +16,12 @@ coverage pick was made for; ``distance`` the embedding distance to the nearest l
 earlier pick at the time of a k-center pick; ``predicted`` the labels at or above threshold.
 
 ``STEM.select.json``: the resolved options, inputs, counts, where the probabilities came from,
-per-label and per-group predicted positives among the picks next to the pool's share, k-center
-facts and timings. Its presence marks ``OUT`` as a select output that a rerun may replace.
+per-label and per-group predicted positives among the picks next to the pool's share and k-center
+facts. Its presence marks ``OUT`` as a select output that a rerun may replace. The same inputs
+and seed give byte-identical list, picks and report.
+
+``STEM.timings.json``: how long reading, scoring and selecting took (apart, so the report stays
+byte-identical from run to run).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 from hspnet_cli import __version__
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_bytes_atomic, write_text_atomic
+from hspnet_cli.tagsfile.listfile import format_list
 from hspnet_cli.tagsfile.writer import ENCODING
 from hspnet_cli.selection.select import Selection
 
@@ -44,7 +51,8 @@ def output_paths(out: str | Path) -> dict[str, Path]:
     """``list``, ``picks`` and ``report`` paths for ``-o OUT``."""
     out = Path(out)
     stem = out.with_suffix("") if out.suffix else out
-    return {"list": out, "picks": Path(f"{stem}.picks.csv"), "report": Path(f"{stem}.select.json")}
+    return {"list": out, "picks": Path(f"{stem}.picks.csv"), "report": Path(f"{stem}.select.json"),
+            "timings": Path(f"{stem}.timings.json")}
 
 
 def check_out(out: str | Path, overwrite: bool) -> dict[str, Path]:
@@ -160,9 +168,13 @@ def write_selection(sel: Selection, out: str | Path, overwrite: bool = False) ->
     writer.writeheader()
     writer.writerows(rows)
     facts = report(sel, paths, probs)
+    # Timings differ run to run: they go to their own file, so the same inputs give byte-identical
+    # list, picks and report.
+    timings = facts.pop("seconds", None)
     # paths that are not UTF-8 round-trip byte for byte, as in the tag output
     write_bytes_atomic(paths["picks"], buf.getvalue().encode(*ENCODING))
-    write_bytes_atomic(paths["list"], "".join(f"{r['path']}\n" for r in rows).encode(*ENCODING))
+    write_bytes_atomic(paths["list"], format_list(r["path"] for r in rows))  # the list format: '#1.png' survives
     # the report last: its presence says the other two are complete and from this run
     write_text_atomic(paths["report"], json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(paths["timings"], json.dumps({"seconds": timings}, indent=2) + "\n")
     return facts

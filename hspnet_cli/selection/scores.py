@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.escape import split_list
 from hspnet_cli.tagsfile.reader import TagsOutput
 from hspnet_cli.tagsfile.writer import ENCODING
 
@@ -125,7 +126,9 @@ class ProbSource:
         out = np.zeros(n, np.float32)
         if len(cells) < 3 or not cells[1]:
             return out
-        names, scores = cells[1].split(";"), cells[2].split(";")
+        # the tags cell is escaped (tagsfile.escape) in outputs that say so: '=circle' is written '\x3dcircle'
+        names = split_list(cells[1]) if self.tags.manifest.get("text_escaping") else cells[1].split(";")
+        scores = cells[2].split(";")
         index = self._index()
         if len(names) != len(scores) or any(name not in index for name in names):
             raise UserError(f"{where}: tags and scores do not match the manifest's labels; was the file edited?")

@@ -229,6 +229,9 @@ def _open_inputs(tags_file: str | Path, options: SelectOptions, quotas: dict[str
     excl = read_exclusions(options.exclude, tags, tax)
     eligible = ~excl.mask
     n_eligible = int(eligible.sum())
+    if tags.n == 0:
+        raise UserError(f"{tags.file}: no tagged images (the tags file has no rows); tag a folder with images "
+                        "first (hspnet tag IMAGES -o tags.csv)")
     if n_eligible == 0:
         raise UserError(f"{tags.file}: all {tags.n} tagged images are labelled already (--exclude); nothing to select")
     if n_eligible < options.n:

@@ -21,9 +21,13 @@ Rules:
   path in the order above). Symlinked files are kept; a dangling symlink with an image
   extension is kept too and is reported as a failure when read.
 * A folder that cannot be listed (permissions) is skipped with a warning.
-* ``--list FILE``: one path a line, byte-exact but for the line ending (relative to
-  IMAGES_DIR, or absolute inside it; blank lines and lines starting with ``#`` are ignored); the order is the file's, repeated paths are kept
-  once. Listed files are not checked here: a missing one becomes a failure row when read.
+* ``--list FILE``: the list format of :mod:`hspnet_cli.tagsfile.listfile` (one path a line,
+  byte-exact; blank lines and ``#`` comments ignored; a leading ``\\`` escapes a name starting
+  with ``#`` or ``\\``), paths relative to IMAGES_DIR or absolute inside it; the order is the
+  file's, repeated paths are kept once. Listed files are not checked here: a missing one
+  becomes a failure row when read.
+* Names holding a control character (line break, tab, NUL) are left out, in the walk and in
+  ``--list``, and counted (:mod:`hspnet_cli.core.names`: the one rule for names).
 
 Paths are held in a :class:`PathList` (one bytes blob plus offsets), so the only memory that
 grows with the number of images is the path list itself, and DataLoader workers share it
@@ -44,6 +48,8 @@ from typing import Iterable, Iterator
 
 from hspnet_cli.data.labelset import contained_path
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.names import CONTROL_KEY, LeftOut, has_control
+from hspnet_cli.tagsfile.listfile import parse_line
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +166,14 @@ def _walk(folder: str, prefix: str, seen: set[tuple[int, int]], skipped: Counter
     try:
         with os.scandir(folder) as it:
             for entry in it:
+                if has_control(entry.name):
+                    # The one rule for names (core.names): a line break cannot travel through our
+                    # formats (a folder so named is left out whole, counted once).
+                    if not skipped[CONTROL_KEY]:
+                        log.warning("leaving out %r and any other name with a line break, tab or control "
+                                    "character; rename such files to include them", prefix + entry.name)
+                    skipped[CONTROL_KEY] += 1
+                    continue
                 try:
                     is_dir = entry.is_dir(follow_symlinks=True)
                 except OSError:
@@ -199,7 +213,7 @@ def discover_images(root: str | Path, skipped: Counter | None = None) -> PathLis
     return PathList(iter_images(root, skipped))
 
 
-def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
+def read_path_list(list_file: str | Path, root: str | Path, left_out: LeftOut | None = None) -> PathList:
     """Paths named in ``list_file`` (see module doc), relative to ``root``, in file order.
 
     Raises:
@@ -210,7 +224,10 @@ def read_path_list(list_file: str | Path, root: str | Path) -> PathList:
         raise UserError(f"{root}: images folder not found; pass the folder the --list paths are relative to")
     out = PathList()
     seen: set[str] = set()
+    left_out = left_out if left_out is not None else LeftOut(str(list_file))
     for rel in listed_paths(list_file, root, "--list", "IMAGES_DIR"):
+        if not left_out.check(rel):
+            continue
         if rel not in seen:
             seen.add(rel)
             out.append(rel)
@@ -234,9 +251,9 @@ def listed_paths(list_file: str | Path, root: str | Path, what: str, root_name: 
     root_abs = os.path.abspath(root)
     with fh:
         for lineno, line in enumerate(fh, 1):
-            # Only the line ending goes: a path keeps its spaces byte-exact, as split does.
-            text = line.rstrip("\r\n")
-            if not text.strip() or text.startswith("#"):
+            # The list format (tagsfile.listfile): a path keeps its spaces byte-exact, as split does.
+            text = parse_line(line)
+            if text is None:
                 continue
             rel = normalise_listed(text, root_abs)
             if rel is None:

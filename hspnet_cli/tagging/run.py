@@ -29,6 +29,7 @@ from hspnet_cli.core.locks import output_lock
 from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
 from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
 from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
+from hspnet_cli.core.names import LeftOut
 from hspnet_cli.sources.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
 from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
@@ -168,7 +169,12 @@ def scorer_fingerprint(scorer: Any) -> str:
 
 
 def _items(images_dir: Path, list_file: str | Path | None, skipped: Counter) -> PathList:
-    items = read_path_list(list_file, images_dir) if list_file is not None else discover_images(images_dir, skipped)
+    if list_file is not None:
+        left_out = LeftOut(f"--list {list_file}")   # the one rule for names (core.names), counted as skipped
+        items = read_path_list(list_file, images_dir, left_out)
+        skipped.update(left_out.counts)
+    else:
+        items = discover_images(images_dir, skipped)
     if len(items) == 0:
         where = (f"--list {list_file}" if list_file is not None else
                  f"{images_dir} (no file with one of the {len(image_extensions())} extensions Pillow opens"

@@ -170,7 +170,8 @@ def read_annotate_log(path: Path) -> RawAnnotations:
         if event["event"] == "skip":
             continue
         values = {event["label"]: POSITIVE} if event["event"] == "answer" else {}
-        records.append(Record(normalize_image_path(image, event["line"]), event["line"], values, default=UNKNOWN))
+        records.append(Record(normalize_image_path(image, event["line"], keep_backslash=True), event["line"], values,
+                              default=UNKNOWN))
     notes = [f"labels log: {counts['answer']} answered, {counts['none']} 'no label fits' (kept without a "
              f"positive), {counts['skip']} skipped (left out)"]
     if state.torn_tail is not None:

@@ -139,23 +139,29 @@ def path_from_ref(ref: str, where: str) -> str:
     """A relative image path from an image reference as tools store it.
 
     Label Studio local files (``/data/local-files/?d=p``) give ``p``; ``http(s)://host/p`` gives
-    ``p``; storage URIs (``s3://bucket/p``, ``gs://``, ``azure-blob://``) give the key ``p``;
-    anything else is taken as a path.
+    ``p`` (scheme in any case); storage URIs (``s3://bucket/p``, ``gs://``, ``azure-blob://``)
+    give the key ``p`` verbatim (the tools never decode keys); anything else is a path.
+    References are ``/``-separated: a backslash is part of the name.
     """
     if ref.startswith(LOCAL_FILES):
-        return normalize_image_path(unquote(ref[len(LOCAL_FILES):]), where)
+        return normalize_image_path(unquote(ref[len(LOCAL_FILES):]), where, keep_backslash=True)
     parsed = urlparse(ref)
-    if parsed.scheme in ("http", "https"):
-        return normalize_image_path(unquote(parsed.path).lstrip("/"), where)
-    if parsed.scheme and parsed.netloc and len(parsed.scheme) > 1:
-        return normalize_image_path(parsed.path.lstrip("/"), where)
-    return normalize_image_path(ref, where)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        return normalize_image_path(unquote(parsed.path).lstrip("/"), where, keep_backslash=True)
+    if scheme and parsed.netloc and len(scheme) > 1:
+        # Storage URIs: the object key verbatim after the bucket, as the tools read it ('#', '?'
+        # and '%' are characters of the key, not a fragment, a query or an escape).
+        key = ref.split("://", 1)[1].partition("/")[2]
+        return normalize_image_path(key.lstrip("/"), where, keep_backslash=True)
+    return normalize_image_path(ref, where, keep_backslash=True)
 
 
 def _image(data: dict, where: str) -> str:
     for key in _IMAGE_KEYS:
         if isinstance(data.get(key), str):
-            return path_from_ref(data[key], where) if key == "image" else normalize_image_path(data[key], where)
+            return path_from_ref(data[key], where) if key == "image" else \
+                normalize_image_path(data[key], where, keep_backslash=True)
     raise UserError(f"{where}: the task has no image (data.hspnet_path or data.image); export the tasks of an "
                     "image project")
 
@@ -217,7 +223,11 @@ def _full_task(task: dict, where: str, counts: dict[str, int]) -> Record | None:
         return None
     counts["multi"] += sum(1 for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")) > 1
     names: list[str] = []
-    for result in chosen.get("result") or []:
+    results = chosen.get("result") or []
+    if not isinstance(results, list):
+        raise UserError(f"{where}: an annotation's \"result\" must be a list of results, found "
+                        f"{json.dumps(results)[:60]}; is this a Label Studio JSON export?")
+    for result in results:
         if isinstance(result, dict) and result.get("type") == "choices":
             names.extend(_choices(result.get("value"), where))
     return Record(image, where, dict.fromkeys((n.strip() for n in names if n.strip()), POSITIVE))

@@ -13,7 +13,12 @@ FiftyOne's image classification layout, and hspnet's own tag outputs.
   ``{"label": ...}`` object, a list of those, or null (unlabelled: left out); images from
   ``data.json`` (sample -> path) or ``data/<sample>.<ext>``.
 - hspnet's own tags (``tags.csv``: ``path,tags,scores,groups``; ``tags.jsonl``: ``path``,
-  ``tags``): the tags a model chose. Only this file is read; its manifest is not needed.
+  ``tags``): the tags a model chose. Text cells are unescaped
+  (:func:`hspnet_cli.tagsfile.escape.unescape`: the one escape pair), unless the manifest
+  beside the file says they were written before escaping; no other manifest fact is needed.
+
+Image keys in these files are the ``/``-separated keys hspnet wrote, so a backslash in them is
+part of the file name (``keep_backslash``), unlike in hand-written annotation files.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, json_objects, parse_json, read_text
 from hspnet_cli.data.readers.labelstudio import path_from_ref
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.escape import unescape as _unescape
 
 TAGS_HEADER = ["path", "tags", "scores", "groups"]
 
@@ -121,7 +127,7 @@ def read_hf_metadata(path: Path) -> RawAnnotations:
         if key not in entry:
             raise UserError(f"{where}: expected \"labels\" (a list of label names) or \"label\" (one name)")
         names = _names(entry[key], where, key)
-        records.append(Record(normalize_image_path(entry["file_name"], where), where, dict.fromkeys(names, POSITIVE)))
+        records.append(Record(normalize_image_path(entry["file_name"], where, keep_backslash=True), where, dict.fromkeys(names, POSITIVE)))
     return RawAnnotations(records, declared=None, files=[path])
 
 
@@ -138,12 +144,15 @@ def read_tags(path: Path) -> RawAnnotations:
         from hspnet_cli.tagsfile.parquet_view import parquet_tags_output
 
         path = parquet_tags_output(path).file
+    # Cells are escaped (tagsfile.escape) unless the manifest beside says the output predates it.
+    text = _unescape if _tags_escaped(path) else (lambda cell: cell)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         for where, entry in json_objects(path):
             if not isinstance(entry.get("path"), str) or "tags" not in entry:
                 raise UserError(f"{where}: expected \"path\" and \"tags\" as hspnet tag --format jsonl writes them")
-            names = _names(entry["tags"], where, "tags")
-            records.append(Record(normalize_image_path(entry["path"], where), where, dict.fromkeys(names, POSITIVE)))
+            names = _names(entry["tags"], where, "tags")  # JSON strings: names as they are
+            records.append(Record(normalize_image_path(text(entry["path"]), where, keep_backslash=True), where,
+                                  dict.fromkeys(names, POSITIVE)))
         return RawAnnotations(records, declared=None, files=[path])
     rows = csv_rows(path, read_text(path))
     header = next(rows, None)
@@ -153,9 +162,21 @@ def read_tags(path: Path) -> RawAnnotations:
         where = f"{path}:{number}"
         if len(cells) != len(TAGS_HEADER):
             raise UserError(f"{where}: expected 4 cells ({','.join(TAGS_HEADER)}), found {len(cells)}")
-        names = [n.strip() for n in cells[1].split(";") if n.strip()]
-        records.append(Record(normalize_image_path(cells[0], where), where, dict.fromkeys(names, POSITIVE)))
+        names = [text(n) for n in cells[1].split(";") if n]
+        records.append(Record(normalize_image_path(text(cells[0]), where, keep_backslash=True), where,
+                              dict.fromkeys(names, POSITIVE)))
     return RawAnnotations(records, declared=None, files=[path])
+
+
+def _tags_escaped(path: Path) -> bool:
+    """Whether a tag output's text cells are escaped: yes, unless its manifest (``STEM.manifest.json``
+    beside it) exists without ``text_escaping`` (an output written before escaping)."""
+    manifest = path.with_suffix(".manifest.json")
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return True
+    return not isinstance(doc, dict) or bool(doc.get("text_escaping", 0))
 
 
 def _fo_target(value: Any, classes: list[str], where: str) -> list[str]:
@@ -192,7 +213,7 @@ def _fo_media(folder: Path, files: list[Path]) -> dict[str, str]:
                 if not value.replace("\\", "/").endswith("/" + key.replace("\\", "/")):
                     raise UserError(f"{where}: image path '{value}' is absolute and its id is not its path "
                                     "under an images folder; write paths relative to the dataset folder")
-                image = normalize_image_path(key, where)
+                image = normalize_image_path(key, where, keep_backslash=True)
             else:
                 image = path_from_ref(value, where)
             media[os.path.splitext(key)[0]] = image
@@ -221,7 +242,12 @@ def read_fiftyone(path: Path) -> RawAnnotations:
     doc = parse_json(read_text(labels_file), labels_file, "write FiftyOne's labels.json as JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise UserError(f"{labels_file}: expected {{\"classes\": [...], \"labels\": {{sample: target}}}}")
-    classes = doc.get("classes") or []
+    classes = doc.get("classes")
+    if classes is None:
+        classes = []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UserError(f"{labels_file}: \"classes\" must be a list of class names, found "
+                        f"{json.dumps(classes, ensure_ascii=False)[:60]}")
     files = [labels_file]
     media = _fo_media(folder, files)
     if not path.is_dir():
@@ -236,5 +262,5 @@ def read_fiftyone(path: Path) -> RawAnnotations:
             continue
         records.append(Record(media[sample], where, dict.fromkeys(_fo_target(target, classes, where), POSITIVE)))
     notes = [f"{unlabelled} sample(s) without a label left out as unlabelled"] if unlabelled else []
-    return RawAnnotations(records, declared=[c for c in classes if isinstance(c, str)] or None, files=files,
+    return RawAnnotations(records, declared=list(classes) or None, files=files,
                           notes=notes)

@@ -1,0 +1,57 @@
+"""The image list format: one image path a line, any file name surviving a write -> read.
+
+What ``hspnet select`` writes (``next.txt``) and what ``hspnet tag --list``, ``select
+--exclude`` (a ``.txt``/``.lst``/``.list`` file), ``export-labels --only`` and ``annotate
+--order`` read. One definition, here:
+
+* UTF-8 text, ``\\n`` line ends (``\\r\\n`` read too); a file name that is not UTF-8 is written
+  as its raw bytes (read back with ``surrogateescape``), so it survives byte for byte.
+* A line is a path exactly as written: spaces at either end are part of the name.
+* A line that is empty or only spaces is ignored.
+* A line starting with ``#`` is a comment (hand-written lists may annotate themselves).
+* A line starting with ``\\`` is an escaped name: that first backslash is dropped and the rest
+  is the name verbatim. Writers put it before every name starting with ``#`` or ``\\`` (and
+  before a name that is only spaces), and before nothing else, so ``#1.png`` is written
+  ``\\#1.png`` and ``\\x.png`` is written ``\\\\x.png``; every other name is written as it is.
+* A name holding a line break cannot be a line: such names are left out where images are
+  discovered (:mod:`hspnet_cli.core.names`), and :func:`format_line` refuses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+ENCODING = ("utf-8", "surrogateescape")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def format_line(name: str) -> str:
+    """``name`` as one line of a list file (with its ``\\n``).
+
+    Raises:
+        ValueError: ``name`` holds a line break (no line can hold it).
+    """
+    if "\n" in name or "\r" in name:
+        raise ValueError(f"image path {name!r} holds a line break; a list file cannot hold it")
+    if name.startswith(("#", "\\")) or not name.strip():
+        return "\\" + name + "\n"
+    return name + "\n"
+
+
+def format_list(names: Iterable[str]) -> bytes:
+    """The bytes of a list file holding ``names`` in order."""
+    return "".join(format_line(n) for n in names).encode(*ENCODING)
+
+
+def parse_line(line: str) -> str | None:
+    """The name on one line of a list file (line ending included or not), or None for a blank
+    line or a comment."""
+    if line.endswith("\n"):
+        line = line[:-1]
+    if line.endswith("\r"):
+        line = line[:-1]
+    if line.startswith("\\"):
+        return line[1:] if line[1:] else None
+    if not line.strip() or line.startswith("#"):
+        return None
+    return line
