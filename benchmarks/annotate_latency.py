@@ -66,8 +66,8 @@ def measure(folder: Path, taxonomy: Path, answers: int, extra: list[str], tmp: P
                          and b.execute_script("return document.body.dataset.image"), what="first image")
         browser.find_element(By.CSS_SELECTOR, ".chip").click()
         for _ in range(answers - 1):
-            shown = wait_for(browser, lambda b: (d := b.execute_script("return document.body.dataset"))["state"]
-                             == "ready" and d["image"] != shown and d["image"], what="next image")
+            shown = wait_for(browser, lambda b, before=shown: (d := b.execute_script("return document.body.dataset"))
+                             ["state"] == "ready" and d["image"] != before and d["image"], what="next image")
             body.send_keys("1")
         wait_for(browser, lambda b: b.execute_script("return document.body.dataset.pending") == "0", 120, "saves")
         shown_ms = browser.execute_script("return window.hspnetTimings.map(t => t.ms)")

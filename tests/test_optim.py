@@ -76,7 +76,7 @@ def test_ema_follows_every_tensor_after_a_memory_format_change_and_a_new_state()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0) if p.requires_grad else None
-        for name, b in model.named_buffers():
+        for b in model.buffers():
             if b.dtype == torch.long:
                 b.add_(7)                                    # BatchNorm step counters are copied, not averaged
     start = {k: v.clone() for k, v in ema.state.items()}
