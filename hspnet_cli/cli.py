@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from hspnet_cli import __version__
 from hspnet_cli.commands import (annotate_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd, search_cmd,
                                  select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
+from hspnet_cli.commands import audit_cmd, dedup_cmd
 from hspnet_cli.console import err_console, setup_logging
 from hspnet_cli.errors import UserError
 
@@ -75,6 +76,8 @@ app.add_typer(index_cmd.app, name="index")
 app.command("export-labels")(labels_cmd.export_labels)
 app.command("annotate")(annotate_cmd.annotate)
 app.command("select")(select_cmd.select)
+app.command("dedup")(dedup_cmd.dedup)
+app.command("audit")(audit_cmd.audit)
 
 
 if __name__ == "__main__":  # pragma: no cover

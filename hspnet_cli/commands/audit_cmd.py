@@ -1,0 +1,5 @@
+"""``hspnet audit``: placeholder (filled below)."""
+
+
+def audit() -> None:
+    """Rank likely label errors."""
