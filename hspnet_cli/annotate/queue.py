@@ -35,8 +35,10 @@ class Lease:
     expires: float
 
 
-def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False) -> PathList:
-    """The queue order: the ``order_file`` paths (file order), then the folder's other images.
+def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False,
+                exclude: tuple[str | Path, ...] = ()) -> PathList:
+    """The queue order: the ``order_file`` paths (file order), then the folder's other images;
+    images named by an ``exclude`` list (e.g. hspnet dedup's non-keepers) are left out of both.
 
     Raises:
         UserError: The folder or list cannot be read, a listed path leaves the folder, or
@@ -51,6 +53,9 @@ def build_order(images_dir: str | Path, order_file: str | Path | None = None, on
             for rel in discover_images(images_dir):
                 if rel not in listed:
                     order.append(rel)
+    if exclude:
+        left_out = {rel for file in exclude for rel in read_path_list(file, images_dir)}
+        order = PathList(rel for rel in order if rel not in left_out)
     if not len(order):
         what = f"listed in {order_file}" if order_file is not None else f"found under {images_dir}"
         raise UserError(f"no images {what}; nothing to annotate")

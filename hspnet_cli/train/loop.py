@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from hspnet_cli.config import RunConfig
+from hspnet_cli.data.keyset import training_record
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.errors import UserError
@@ -224,6 +225,8 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
         taxonomy_source = (str(taxonomy) if taxonomy is not None
                            else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source"))
     train_set = read_split_csv(split_dir / "train.csv", tax)
+    # Which images trained this model (hashed, see data/keyset.py): hspnet audit refuses them.
+    train_keys = training_record(train_set.images, images)
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
     tc = config.train
 
@@ -321,9 +324,10 @@ def _train(split_dir: str | Path, images: str | Path, out_dir: str | Path, confi
                     best = {"map": value if val_src else float("nan"), "epoch": epoch + 1, "source": source}
                     record.best, record.best_weights = True, source
                     _save(out_dir / "best.ckpt", model, ema if source == "ema" else None, config, tax,
-                          split_dir, images, epoch + 1, step, best, full=False)
+                          split_dir, images, epoch + 1, step, best, full=False, train_keys=train_keys)
                 _save(out_dir / "last.ckpt", model, ema, config, tax, split_dir, images, epoch + 1, step, best,
-                      full=True, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=loss_fn)
+                      full=True, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loss_fn=loss_fn,
+                      train_keys=train_keys)
                 _append_metrics(out_dir / "metrics.jsonl", record)
                 result.history.append(record)
                 if on_epoch is not None:
@@ -363,7 +367,7 @@ def _append_metrics(path: Path, record: EpochRecord) -> None:
 
 def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Taxonomy, split_dir: Path,
           images: Path, epoch: int, step: int, best: dict, *, full: bool, optimizer=None, scheduler=None,
-          scaler=None, loss_fn=None) -> None:  # type: ignore[no-untyped-def]
+          scaler=None, loss_fn=None, train_keys: dict | None = None) -> None:  # type: ignore[no-untyped-def]
     """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume.
 
     ``epoch`` is the number (from 1) of the epoch just finished, i.e. the epochs completed.
@@ -391,4 +395,6 @@ def _save(path: Path, model: HSPNet, ema: EMA | None, config: RunConfig, tax: Ta
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "loss": loss_fn.state_dict(),
         })
+    if train_keys is not None:
+        payload["data"]["train_keys"] = {**train_keys, "hashes": torch.from_numpy(train_keys["hashes"])}
     ckpt.save_checkpoint(path, payload)
