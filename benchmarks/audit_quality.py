@@ -120,11 +120,11 @@ def main() -> None:
     pos_min = np.where(m == 1, probs, np.inf).min(axis=1)
     self_conf = np.where(m == 1, probs, np.where(m == -1, 1 - probs, np.inf)).min(axis=1)
     given = [list(np.flatnonzero(row == 1)) for row in m]
-    cl_image = ml_rank.get_label_quality_scores(given, np.clip(probs, 1e-6, 1 - 1e-6))
+    cl_image = ml_rank.get_label_quality_scores(given, np.clip(probs, 1e-6, 1 - 1e-6), adjust_pred_probs=True)
     rng = np.random.default_rng(args.seed + 1)
     orders = {
         "hspnet audit (issues.csv order, claims)": order_tool,
-        "cleanlab per-image quality (get_label_quality_scores)": list(np.argsort(cl_image, kind="stable")),
+        "cleanlab per-image quality (get_label_quality_scores, adjusted)": list(np.argsort(cl_image, kind="stable")),
         "lowest probability of a given positive": list(np.argsort(pos_min, kind="stable")),
         "lowest self-confidence of any given entry": list(np.argsort(self_conf, kind="stable")),
     }

@@ -129,7 +129,7 @@ def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: T
         "flagged_images": int(len(found.flagged_images(claims_only=True))),
         "images_with_suggestions": int(len(np.unique(found.rows[~found.claims]))),
         "method": "cleanlab multilabel find_multilabel_issues_per_class + get_label_quality_scores_per_class "
-                  "(self_confidence)",
+                  "(self_confidence, adjust_pred_probs)",
         "seconds": round(time.perf_counter() - started, 3), "files": written,
     }
     write_report(files["report"], facts)

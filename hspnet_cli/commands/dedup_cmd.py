@@ -25,6 +25,8 @@ def dedup(
                                          "index's own, or 8)."),
     keeper: str = typer.Option("pixels", "--keeper", help="pixels: most pixels (image header), then earliest "
                                "path; path: earliest path."),
+    whiten: bool = typer.Option(True, "--whiten/--no-whiten", help="Compare PCA-whitened embeddings (fitted on "
+                                "this collection; default) or the raw ones."),
     to: Optional[str] = typer.Option(None, "--to", help="label-studio: also write STEM.tasks.json, each "
                                      "non-keeper beside its keeper with 'duplicate' pre-ticked."),
     url_prefix: Optional[str] = typer.Option(None, "--url-prefix", help="--to: reference images as PREFIX + path."),
@@ -39,7 +41,7 @@ def dedup(
     from hspnet_cli.train.progress import epoch_progress
 
     options = DedupOptions(threshold=threshold, neighbors=neighbors, nprobe=nprobe, keeper=keeper.strip().lower(),
-                           to=to, url_prefix=url_prefix, absolute=absolute,
+                           whiten=whiten, to=to, url_prefix=url_prefix, absolute=absolute,
                            local_files_root=None if local_files_root is None else str(local_files_root), seed=seed)
     facts = run_dedup(source, out, options, progress=None if as_json else epoch_progress).facts
     if as_json:

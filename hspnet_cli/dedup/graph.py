@@ -10,7 +10,8 @@ to some of the others and the links chain.
 The index searched (:func:`search_index`):
 
 * an index given as input is searched as it is, with its stored ``nprobe`` unless ``nprobe``
-  says otherwise;
+  says otherwise (not with whitening: the index holds the raw vectors, so one is built from
+  its reconstructed, whitened vectors as below);
 * for a tag output one is built over the memory-mapped embeddings: exact ``Flat`` below
   100,000 images; ``IVF{nlist},Flat`` up to 2,000,000; ``IVF{nlist},SQ8`` beyond (one byte a
   dimension: 10M x 512 is 5 GB instead of 20 GB; an 8-bit scalar quantiser moves a cosine by
@@ -65,7 +66,7 @@ def search_index(data: DedupInput, nprobe: int | None = None, seed: int = 0,
     """
     import faiss
 
-    if data.index is not None:
+    if data.index is not None and data.whitening is None:
         index = data.index
         if data.search_params:
             faiss.ParameterSpace().set_index_parameters(index, data.search_params)
@@ -74,7 +75,6 @@ def search_index(data: DedupInput, nprobe: int | None = None, seed: int = 0,
             ivf.nprobe = int(nprobe)
         return index, {"factory": type(index).__name__, "built": False,
                        "nprobe": int(ivf.nprobe) if ivf is not None else None}
-    assert data.emb is not None
     factory = choose_factory(data.n)
     index = (faiss.IndexFlatIP(data.dim) if factory == "Flat"
              else faiss.index_factory(data.dim, factory, faiss.METRIC_INNER_PRODUCT))

@@ -38,6 +38,7 @@ class DedupOptions:
         neighbors: Nearest images searched per image (edges come only from these).
         nprobe: IVF lists scanned per query (None: the index's own, or 8 for one built here).
         keeper: ``pixels`` (most pixels, then earliest path) or ``path`` (earliest path).
+        whiten: Compare PCA-whitened embeddings (:mod:`hspnet_cli.dedup.whiten`).
         to: ``label-studio`` to also write review tasks, or None.
         url_prefix / absolute / local_files_root: How tasks reference images (as export-labels).
         seed: Seed of the IVF training sample.
@@ -47,6 +48,7 @@ class DedupOptions:
     neighbors: int = DEFAULT_NEIGHBORS
     nprobe: int | None = None
     keeper: str = "pixels"
+    whiten: bool = True
     to: str | None = None
     url_prefix: str | None = None
     absolute: bool = False
@@ -142,6 +144,7 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
 
         refs = ImageRefs.choose(data.images_dir, "local-files", options.url_prefix, options.absolute,
                                 options.local_files_root)
+    whitened = options.whiten and data.whiten()
     index, index_facts = graph.search_index(data, options.nprobe, options.seed, progress)
     a, b = graph.find_edges(data, index, options.threshold, options.neighbors, progress)
     labels = graph.components(data.n, a, b)
@@ -169,6 +172,7 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
     facts: dict[str, Any] = {
         "source": str(source), "input": data.kind, "images": data.n, "images_dir": str(data.images_dir),
         "model": data.model, "threshold": options.threshold, "neighbors": options.neighbors, "index": index_facts,
+        "similarity": "cosine of PCA-whitened embeddings" if whitened else "cosine of the embeddings",
         "keeper_rule": ("most pixels (image header), then earliest path" if rule == "pixels"
                         else "earliest path" + ("" if options.keeper == "path" else
                                                 " (images folder not found: pixel counts unknown)")),

@@ -10,7 +10,8 @@ Two inputs carry hspnet's image embeddings:
   a compressed (PQ) index gives approximate similarities: dedup from the tag output when both
   exist.
 
-Either way rows are L2-normalised, so an inner product is the cosine similarity.
+Either way rows are L2-normalised, so an inner product is the cosine similarity; after
+:meth:`DedupInput.whiten` every read returns whitened rows (normalised again).
 """
 
 from __future__ import annotations
@@ -51,6 +52,23 @@ class DedupInput:
     emb: np.ndarray | None = None
     index: Any = None
     search_params: str = ""
+    emb_file: Path | None = None
+    whitening: tuple[np.ndarray, np.ndarray] | None = None
+
+    def whiten(self) -> bool:
+        """Fit PCA whitening on every row (:mod:`hspnet_cli.dedup.whiten`); later reads return
+        whitened unit rows. False when there are too few rows to fit it."""
+        from hspnet_cli.dedup.whiten import fit_whitening
+
+        self.whitening = fit_whitening(self.chunks(), self.dim)
+        return self.whitening is not None
+
+    def _out(self, block: np.ndarray) -> np.ndarray:
+        if self.whitening is None:
+            return block
+        from hspnet_cli.dedup.whiten import apply_whitening
+
+        return apply_whitening(block, *self.whitening)
 
     @property
     def n(self) -> int:
@@ -66,17 +84,22 @@ class DedupInput:
         else:
             out = np.vstack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else \
                 np.zeros((0, self.dim), dtype=np.float32)
-        return _unit(out, self.source)
+        return self._out(_unit(out, self.source))
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         """(start, unit float32 rows start:start+size) over every row, in order."""
         for start in range(0, self.n, size):
             stop = min(self.n, start + size)
-            if self.emb is not None:
+            if self.emb_file is not None:
+                # A plain read, not the memmap: pages of a memmap stay resident (and count in the
+                # process's memory) until the kernel needs them, 20 GB for 10M x 512.
+                block = np.fromfile(self.emb_file, dtype="<f4", count=(stop - start) * self.dim,
+                                    offset=start * self.dim * 4).reshape(stop - start, self.dim)
+            elif self.emb is not None:
                 block = np.array(self.emb[start:stop], dtype=np.float32, order="C")
             else:
                 block = self.index.reconstruct_n(start, stop - start)
-            yield start, _unit(block, self.source, start)
+            yield start, self._out(_unit(block, self.source, start))
 
 
 def _unit(block: np.ndarray, source: Path, start: int = 0) -> np.ndarray:
@@ -113,7 +136,7 @@ def open_input(path: str | Path) -> DedupInput:
 
     tags = read_tags_output(path)
     return DedupInput(source=path, kind="tags", paths=tags.paths, images_dir=tags.images_dir, dim=tags.dim,
-                      model=tags.model, emb=tags.embeddings())
+                      model=tags.model, emb=tags.embeddings(), emb_file=tags.emb if tags.n else None)
 
 
 def _open_index(path: Path) -> DedupInput:
