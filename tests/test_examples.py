@@ -84,6 +84,10 @@ def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: 
     assert len(picks) == 15 and sorted(t["data"]["hspnet_path"] for t in tasks) == sorted(picks)
     assert not set(picks) & reviewed
     assert json.loads((out / "thresholds.json").read_text())["thresholds"]
+    # audit ran on the validation images the model never trained on; dedup's non-keepers are never picked
+    assert json.loads((out / "audit" / "issues.audit.json").read_text())["probabilities"]["overlap"] == 0
+    dropped = {line for line in (out / "dedup" / "dups.exclude.txt").read_text().splitlines() if not line.startswith("#")}
+    assert not set(picks) & dropped
 
 
 def test_label_loop_real_mode_stops_after_writing_the_tasks(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def dedup(
                                   "index merge (with its embeddings), or an index of hspnet index build."),
     out: Path = typer.Option(..., "--out", "-o", help="dups.csv to write (group,key,keep,similarity,pixels); "
                              "STEM.exclude.txt (the non-keepers) and STEM.dedup.json go beside it."),
-    threshold: float = typer.Option(0.95, "--threshold", help="Cosine similarity at or above which two images "
+    threshold: float = typer.Option(0.90, "--threshold", help="Cosine similarity at or above which two images "
                                     "are near-duplicates (default measured on the demo world; see docs/quality.md "
                                     "for choosing one for your model)."),
     neighbors: int = typer.Option(10, "--neighbors", help="Nearest images searched per image."),

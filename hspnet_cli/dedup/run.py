@@ -24,7 +24,7 @@ from hspnet_cli.io_utils import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.95
+DEFAULT_THRESHOLD = 0.90
 DEFAULT_NEIGHBORS = 10
 GROUP_BATCH_ROWS = 65536
 
