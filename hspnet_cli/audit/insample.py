@@ -64,8 +64,11 @@ def check_out_of_sample(checkpoint: str | Path, labels: LabelSet, images: str | 
                             "these images (unsafe: a model hides the errors it trained on)")
         log.warning("%s records no training images; auditing anyway (--allow-unknown-training-set)", checkpoint)
         return {"record": False, "training_images": None, "overlap": None}
-    keys = rebase(labels.images, images, record.get("images") or images)
-    inside = member_mask(record["hashes"], keys)
+    # Keys as given and rebased onto the training folder: a folder that moved (another mount,
+    # another machine) keeps its relative keys, a different root over the same files does not.
+    inside = member_mask(record["hashes"], labels.images)
+    if record.get("images"):
+        inside |= member_mask(record["hashes"], rebase(labels.images, images, record["images"]))
     if inside.any():
         first = int(np.flatnonzero(inside)[0])
         raise UserError(f"{labels.origins[first]}: {labels.images[first]} and {int(inside.sum()) - 1} more of the "
