@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--error-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-mode", default="single-positive", help="Labels of the model's training half: "
+                        "single-positive (the demo's) or full.")
     args = parser.parse_args()
 
     from cleanlab.multilabel_classification import rank as ml_rank
@@ -94,7 +96,7 @@ def main() -> None:
     from hspnet_cli.data.split_io import write_split_csv
 
     started = time.perf_counter()
-    world = prepare(args.work, args.images, args.epochs, args.seed)
+    world = prepare(args.work, args.images, args.epochs, args.seed, mode=args.train_mode)
     clean, tax = read_labels(world["held_out"], world["taxonomy"], AuditOptions(absent="negative"))
     noisy, changed = inject(clean, tax, args.error_rate, args.seed)
     noisy_file = args.work / "audit" / "noisy.csv"
@@ -102,12 +104,13 @@ def main() -> None:
     write_split_csv(noisy_file, noisy)
     labels, _ = read_labels(noisy_file, tax, AuditOptions())
     t0 = time.perf_counter()
-    facts = audit_with_checkpoint(labels, world["checkpoint"], world["images"], tax, args.work / "audit" / "issues.csv",
+    issues = args.work / f"audit-{args.train_mode}" / "issues.csv"
+    facts = audit_with_checkpoint(labels, world["checkpoint"], world["images"], tax, issues,
                                   AuditOptions(to="label-studio"), source=str(noisy_file))
     audit_seconds = time.perf_counter() - t0
     keys = {k: i for i, k in enumerate(labels.images)}
     order_tool: list[int] = []
-    with open(args.work / "audit" / "issues.csv", encoding="utf-8", newline="") as fh:
+    with open(issues, encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             r = keys[row["key"]]
             if row["kind"] in ("wrong positive", "missing positive") and r not in order_tool:
@@ -138,12 +141,12 @@ def main() -> None:
     flagged_facts = {"flagged_images": len(flagged), "true_errors_flagged": len(flagged & errors),
                      "precision": round(len(flagged & errors) / max(1, len(flagged)), 4),
                      "recall": round(len(flagged & errors) / e, 4), "recall_by_kind": by_kind}
-    print(f"model: {world['checkpoint']} (demo preset, val mAP {world.get('val_map', 'reused')}); audited "
+    print(f"model: {world['checkpoint']} (demo preset on {args.train_mode} labels, val mAP {world.get('val_map', 'reused')}); audited "
           f"{n} held-out images with {e} injected errors ({args.error_rate:.0%})")
     print(f"flagged set: {flagged_facts}")
     for name, r in results.items():
         print(f"{name:55s} " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
-    print(json.dumps({"benchmark": "audit_quality", "images": n, "errors": e, "error_rate": args.error_rate,
+    print(json.dumps({"benchmark": "audit_quality", "train_mode": args.train_mode, "images": n, "errors": e, "error_rate": args.error_rate,
                       "audit": {k: facts[k] for k in ("issues", "by_kind", "flagged_images")},
                       "audit_seconds": round(audit_seconds, 2), "flagged": flagged_facts, "orders": results,
                       "world": {k: v for k, v in world.items() if k.endswith("seconds") or k == "val_map"},

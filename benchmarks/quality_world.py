@@ -16,8 +16,10 @@ from typing import Any
 from hspnet_cli.io_utils import write_text_atomic
 
 
-def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """World + trained demo model under ``work`` (see the module docstring)."""
+def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: int = 0,
+            mode: str = "single-positive") -> dict[str, Any]:
+    """World + trained demo model under ``work`` (see the module docstring); ``mode`` is the
+    split mode of the training half (``full``: every label, in ``run-full/``)."""
     from hspnet_cli.config import apply_overrides, load_preset
     from hspnet_cli.data.split import SplitOptions, make_split
     from hspnet_cli.demo.world import generate_demo_world
@@ -37,18 +39,19 @@ def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: i
     write_text_atomic(work / "train-half.csv", header + "".join(rows[:half]))
     write_text_atomic(work / "held-out.csv", header + "".join(rows[half:]))
     facts.update(train_half=str(work / "train-half.csv"), held_out=str(work / "held-out.csv"))
-    ckpt = work / "run" / "best.ckpt"
+    suffix = "" if mode == "single-positive" else f"-{mode}"
+    ckpt = work / f"run{suffix}" / "best.ckpt"
     start = time.perf_counter()
     if not ckpt.is_file():
-        make_split(work / "train-half.csv", world / "taxonomy.yaml", work / "split",
-                   options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=seed, overwrite=True))
+        make_split(work / "train-half.csv", world / "taxonomy.yaml", work / f"split{suffix}",
+                   options=SplitOptions(mode=mode, val_fraction=0.2, seed=seed, overwrite=True))
         config = load_preset("demo")
         changes: dict[str, Any] = {"train.seed": seed}
         if epochs is not None:
             changes["train.epochs"] = epochs
         config = apply_overrides(config, changes)
-        result = train(work / "split", world / "images", work / "run", config, taxonomy=world / "taxonomy.yaml",
-                       device="cpu", overwrite=True)
+        result = train(work / f"split{suffix}", world / "images", work / f"run{suffix}", config,
+                       taxonomy=world / "taxonomy.yaml", device="cpu", overwrite=True)
         facts["val_map"] = round(result.best_map, 4)
     facts["train_seconds"] = round(time.perf_counter() - start, 1)
     facts["checkpoint"] = str(ckpt)
