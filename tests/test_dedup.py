@@ -170,3 +170,17 @@ def test_bad_input_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     w = _world(tmp_path / "w")
     result = invoke(runner, "dedup", w["tags"], "--out", tmp_path / "d.csv", "--threshold", "1.5")
     assert result.exit_code == 2 and "--threshold 1.5" in result.stderr
+
+
+def test_features_that_cannot_tell_images_apart_are_flagged(runner: CliRunner, tmp_path: Path) -> None:
+    """Embeddings along about one direction (an untrained model's): the groups come with a warning."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(32)
+    flat = unit(base + 0.02 * rng.standard_normal((200, 32)) * np.r_[1.0, np.full(31, 0.01)])
+    tags = write_tags(tmp_path / "t" / "tags.csv", flat)
+    result = invoke(runner, "dedup", tags, "--out", tmp_path / "d.csv", "--json")
+    facts = json.loads(result.stdout)
+    assert facts["effective_dimensions"] < 2 and "hardly tells images apart" in facts["warning"]
+    w = _world(tmp_path / "w")
+    facts = json.loads(invoke(runner, "dedup", w["tags"], "--out", tmp_path / "d2.csv", "--json").stdout)
+    assert facts["effective_dimensions"] > 20 and facts["warning"] is None

@@ -33,6 +33,7 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     assert audit["images"] == 32 and Path(audit["files"]["issues"]).is_file()
     assert sum(audit["by_kind"].values()) == audit["issues"] and Path(audit["files"]["tasks"]).is_file()
     assert dedup["threshold"] == 0.9 and Path(dedup["files"]["exclude"]).is_file()
+    assert dedup["effective_dimensions"] > 0 and ("warning" in dedup)
     # 160 images: 32 test, 26 validation excluded; 102 single-positive training images left
     assert select["picked"] == 100 and select["eligible"] == 102 and select["probabilities"] == "model"
     assert select["by_reason"] == {"coverage": 20, "uncertainty": 60, "diversity": 20}

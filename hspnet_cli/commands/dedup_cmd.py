@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hspnet_cli.console import print_json, say
+from hspnet_cli.console import err_console, print_json, say
 
 
 def dedup(
@@ -56,3 +56,5 @@ def dedup(
     for role, path in facts["files"].items():
         table.add_row(f"file: {role}", escape(path))
     say(table)
+    if facts.get("warning"):
+        err_console.print(f"[yellow]warning:[/] {escape(facts['warning'])}", highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ import numpy as np
 from hspnet_cli.dedup import graph, keeper
 from hspnet_cli.dedup.outputs import Member, side_files, write_dups, write_exclude_list, write_review_tasks
 from hspnet_cli.dedup.vectors import DedupInput, open_input
+from hspnet_cli.dedup.whiten import MIN_EFFECTIVE_DIMENSIONS
 from hspnet_cli.errors import UserError
 from hspnet_cli.io_utils import write_text_atomic
 
@@ -145,6 +146,12 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
         refs = ImageRefs.choose(data.images_dir, "local-files", options.url_prefix, options.absolute,
                                 options.local_files_root)
     whitened = options.whiten and data.whiten()
+    warning = None
+    if data.effective_dimensions is not None and data.effective_dimensions < MIN_EFFECTIVE_DIMENSIONS:
+        warning = (f"the embeddings vary along about {data.effective_dimensions:.1f} directions only: this model "
+                   "hardly tells images apart (undertrained or random weights?), so the groups are unreliable; "
+                   "review them (--to label-studio) before excluding anything")
+        log.warning("%s: %s", source, warning)
     index, index_facts = graph.search_index(data, options.nprobe, options.seed, progress)
     a, b = graph.find_edges(data, index, options.threshold, options.neighbors, progress)
     labels = graph.components(data.n, a, b)
@@ -173,6 +180,8 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
         "source": str(source), "input": data.kind, "images": data.n, "images_dir": str(data.images_dir),
         "model": data.model, "threshold": options.threshold, "neighbors": options.neighbors, "index": index_facts,
         "similarity": "cosine of PCA-whitened embeddings" if whitened else "cosine of the embeddings",
+        "effective_dimensions": (None if data.effective_dimensions is None
+                                 else round(data.effective_dimensions, 2)), "warning": warning,
         "keeper_rule": ("most pixels (image header), then earliest path" if rule == "pixels"
                         else "earliest path" + ("" if options.keeper == "path" else
                                                 " (images folder not found: pixel counts unknown)")),

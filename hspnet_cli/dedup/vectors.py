@@ -54,14 +54,19 @@ class DedupInput:
     search_params: str = ""
     emb_file: Path | None = None
     whitening: tuple[np.ndarray, np.ndarray] | None = None
+    effective_dimensions: float | None = None
 
     def whiten(self) -> bool:
         """Fit PCA whitening on every row (:mod:`hspnet_cli.dedup.whiten`); later reads return
         whitened unit rows. False when there are too few rows to fit it."""
         from hspnet_cli.dedup.whiten import fit_whitening
 
-        self.whitening = fit_whitening(self.chunks(), self.dim)
-        return self.whitening is not None
+        fitted = fit_whitening(self.chunks(), self.dim)
+        if fitted is None:
+            return False
+        mean, matrix, self.effective_dimensions = fitted
+        self.whitening = (mean, matrix)
+        return True
 
     def _out(self, block: np.ndarray) -> np.ndarray:
         if self.whitening is None:
