@@ -11,7 +11,8 @@ Run on demand (a few minutes of CPU; the demo model is trained once and shared w
    of the same group that the image does not hold, one swapped for a label of another group,
    one positive dropped.
 3. ``hspnet audit`` of those labels with the checkpoint (the out-of-sample check passes: the
-   model's recorded training keys are the first half's).
+   model's recorded training keys are the first half's), and the same findings ranked with
+   ``--adjust-probabilities`` (on the same probabilities).
 4. Flagged images (any ``wrong positive`` / ``missing positive`` row) in issues.csv order,
    against: random order (expected precision = error rate), plain lowest-probability order of
    the given positives (min p over an image's positives: what one would try first), the lowest
@@ -90,7 +91,7 @@ def main() -> None:
 
     from cleanlab.multilabel_classification import rank as ml_rank
 
-    from hspnet_cli.audit import AuditOptions, read_labels
+    from hspnet_cli.audit import AuditOptions, audit_labels, read_labels
     from hspnet_cli.audit.run import audit_with_checkpoint
     from hspnet_cli.audit.scores import checkpoint_probabilities
     from hspnet_cli.data.split_io import write_split_csv
@@ -116,6 +117,15 @@ def main() -> None:
             if row["kind"] in ("wrong positive", "missing positive") and r not in order_tool:
                 order_tool.append(r)
     probs, _ = checkpoint_probabilities(world["checkpoint"], labels, world["images"], device="cpu")
+    # The same audit ranked by the threshold-adjusted score (--adjust-probabilities), on the same probabilities.
+    adjusted = issues.with_name("issues-adjusted.csv")
+    audit_labels(labels, probs, world["images"], tax, adjusted, AuditOptions(adjust=True), facts["probabilities"])
+    order_adjusted: list[int] = []
+    with open(adjusted, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            r = keys[row["key"]]
+            if row["kind"] in ("wrong positive", "missing positive") and r not in order_adjusted:
+                order_adjusted.append(r)
     m = labels.matrix
     errors = set(changed)
     n, e = labels.n_images, len(errors)
@@ -123,11 +133,12 @@ def main() -> None:
     pos_min = np.where(m == 1, probs, np.inf).min(axis=1)
     self_conf = np.where(m == 1, probs, np.where(m == -1, 1 - probs, np.inf)).min(axis=1)
     given = [list(np.flatnonzero(row == 1)) for row in m]
-    cl_image = ml_rank.get_label_quality_scores(given, np.clip(probs, 1e-6, 1 - 1e-6), adjust_pred_probs=True)
+    cl_image = ml_rank.get_label_quality_scores(given, np.clip(probs, 1e-6, 1 - 1e-6))
     rng = np.random.default_rng(args.seed + 1)
     orders = {
         "hspnet audit (issues.csv order, claims)": order_tool,
-        "cleanlab per-image quality (get_label_quality_scores, adjusted)": list(np.argsort(cl_image, kind="stable")),
+        "hspnet audit --adjust-probabilities": order_adjusted,
+        "cleanlab per-image quality (get_label_quality_scores)": list(np.argsort(cl_image, kind="stable")),
         "lowest probability of a given positive": list(np.argsort(pos_min, kind="stable")),
         "lowest self-confidence of any given entry": list(np.argsort(self_conf, kind="stable")),
     }

@@ -55,6 +55,9 @@ def test_findings_follow_the_spml_encoding() -> None:
     mine = {(int(r), int(k)): kind for r, k, kind in zip(found.rows, found.cols, found.kinds)}
     assert mine[(3, 1)] == "wrong positive" and mine[(3, 0)] == "missing positive"
     assert list(found.quality) == sorted(found.quality) and found.flagged_images()[0] == 3
+    adjusted = find_issues(labels, probs, adjust=True)        # --adjust-probabilities: another score, same flags
+    assert sorted(zip(adjusted.rows.tolist(), adjusted.cols.tolist())) == sorted(mine)
+    assert not np.allclose(np.sort(adjusted.quality), np.sort(found.quality))
     # The same image labelled single-positive: its unknown entries can only be suggestions.
     single = np.zeros_like(full)
     single[np.arange(n), np.argmax(full == 1, axis=1)] = 1

@@ -5,11 +5,12 @@ not listed is taken as absent. Per class it estimates, by confident learning, wh
 given presence or absence disagrees with the probabilities beyond that class's own thresholds
 (``cleanlab.multilabel_classification.filter.find_multilabel_issues_per_class``), and scores
 every (image, class) entry's label quality (``rank.get_label_quality_scores_per_class``:
-``self_confidence``, the probability of the given value, p for a positive and 1 - p otherwise,
-with ``adjust_pred_probs``: each class's probabilities first shifted by its own confident
-threshold, so a class the model scores low across the board does not crowd the top of the
-ranking; on the demo benchmark this ranked injected errors better than the raw probability:
-benchmarks/audit_quality.py, docs/quality.md).
+``self_confidence``, the probability of the given value, p for a positive and 1 - p otherwise).
+With ``adjust`` (``--adjust-probabilities``) each class's probabilities are first shifted by its
+own confident threshold (cleanlab's ``adjust_pred_probs``). On the demo benchmark
+(benchmarks/audit_quality.py, docs/quality.md) the plain score ranked injected errors better
+with the better model (trained on full labels) and the adjusted one with the weak
+single-positive model; plain is the default.
 
 What an entry says depends on the SPML encoding of the labels (1 / 0 / -1):
 
@@ -73,8 +74,11 @@ class Findings:
         return rows[np.sort(first)]
 
 
-def find_issues(labels: LabelSet, probs: np.ndarray) -> Findings:
+def find_issues(labels: LabelSet, probs: np.ndarray, adjust: bool = False) -> Findings:
     """Flag and rank label issues of ``labels`` given out-of-sample ``probs`` (n, C).
+
+    ``adjust``: rank by cleanlab's threshold-adjusted self-confidence (``adjust_pred_probs``)
+    instead of the plain one (see the module docstring for when each ranked better).
 
     Raises:
         UserError: Probabilities of another shape, or a label set cleanlab cannot work on.
@@ -97,9 +101,9 @@ def find_issues(labels: LabelSet, probs: np.ndarray) -> Findings:
         try:
             flagged = np.asarray(ml_filter.find_multilabel_issues_per_class(given_lists, probs), dtype=bool)
             quality = np.asarray(ml_rank.get_label_quality_scores_per_class(
-                given_lists, probs, method="self_confidence", adjust_pred_probs=True), dtype=np.float64)
+                given_lists, probs, method="self_confidence", adjust_pred_probs=adjust), dtype=np.float64)
             image_quality = np.asarray(ml_rank.get_label_quality_scores(
-                given_lists, probs, method="self_confidence", adjust_pred_probs=True), dtype=np.float64)
+                given_lists, probs, method="self_confidence", adjust_pred_probs=adjust), dtype=np.float64)
         except ValueError as exc:
             raise UserError(f"cleanlab cannot audit these labels: {exc}") from None
     rare = int(((positives > 0) & (positives < 5)).sum())

@@ -36,6 +36,7 @@ class AuditOptions:
         to: ``label-studio`` to also write review tasks, or None.
         url_prefix / absolute / local_files_root: How tasks reference images (as export-labels).
         suggestions_in_tasks: Also write tasks for images whose only findings are suggestions.
+        adjust: Rank by cleanlab's threshold-adjusted self-confidence.
         device / batch_size / workers: Scoring.
     """
 
@@ -47,6 +48,7 @@ class AuditOptions:
     absolute: bool = False
     local_files_root: str | None = None
     suggestions_in_tasks: bool = False
+    adjust: bool = False
     device: str = "auto"
     batch_size: int = 64
     workers: int = 0
@@ -109,7 +111,7 @@ def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: T
     out = Path(out)
     options.check(out)
     started = time.perf_counter()
-    found = find_issues(labels, probs)
+    found = find_issues(labels, probs, adjust=options.adjust)
     files = side_files(out)
     write_issues(files["issues"], labels, found)
     written = {"issues": str(files["issues"]), "report": str(files["report"])}
@@ -129,7 +131,7 @@ def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: T
         "flagged_images": int(len(found.flagged_images(claims_only=True))),
         "images_with_suggestions": int(len(np.unique(found.rows[~found.claims]))),
         "method": "cleanlab multilabel find_multilabel_issues_per_class + get_label_quality_scores_per_class "
-                  "(self_confidence, adjust_pred_probs)",
+                  + ("(self_confidence, adjust_pred_probs)" if options.adjust else "(self_confidence)"),
         "seconds": round(time.perf_counter() - started, 3), "files": written,
     }
     write_report(files["report"], facts)

@@ -47,6 +47,9 @@ def audit(
                                      "images with the suggested fix pre-ticked."),
     with_suggestions: bool = typer.Option(False, "--tasks-with-suggestions", help="--to: also images whose only "
                                           "findings are likely missing positives of unknown entries."),
+    adjust: bool = typer.Option(False, "--adjust-probabilities", help="Rank by cleanlab's threshold-adjusted "
+                                "self-confidence (adjust_pred_probs); ranked better only with a weak model on the "
+                                "demo benchmark (docs/quality.md)."),
     url_prefix: Optional[str] = typer.Option(None, "--url-prefix", help="--to: reference images as PREFIX + path."),
     absolute: bool = typer.Option(False, "--absolute", help="--to: reference images by absolute local path."),
     local_files_root: Optional[Path] = typer.Option(None, "--local-files-root", help="--to: Label Studio's local "
@@ -65,7 +68,7 @@ def audit(
     options = AuditOptions(fmt=input_format, absent=absent, allow_unknown_training_set=allow_unknown, to=to,
                            url_prefix=url_prefix, absolute=absolute,
                            local_files_root=None if local_files_root is None else str(local_files_root),
-                           suggestions_in_tasks=with_suggestions, device=device, batch_size=batch_size,
+                           suggestions_in_tasks=with_suggestions, adjust=adjust, device=device, batch_size=batch_size,
                            workers=workers)
     options.check(out)
     labels, tax = read_labels(labels_path, taxonomy, options)
