@@ -16,8 +16,8 @@ from typing import Optional
 import typer
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import (annotate_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd, search_cmd,
-                                 select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
+from hspnet_cli.commands import (annotate_cmd, audit_cmd, dedup_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd,
+                                 search_cmd, select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
 from hspnet_cli.commands.options import App, HelpGroup
 from hspnet_cli.core.console import err_console, setup_logging
 from hspnet_cli.core.errors import UserError
@@ -75,6 +75,8 @@ app.add_typer(index_cmd.app, name="index")
 app.command("export-labels")(labels_cmd.export_labels)
 app.command("annotate")(annotate_cmd.annotate)
 app.command("select")(select_cmd.select)
+app.command("dedup")(dedup_cmd.dedup)
+app.command("audit")(audit_cmd.audit)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ from hspnet_cli.cli import app
 from hspnet_cli.core.errors import UserError
 
 # Commands that take a trained model; each must spell it --checkpoint.
-TAKES_CHECKPOINT = {"eval", "calibrate", "export", "tag", "select", "annotate", "search"}
+TAKES_CHECKPOINT = {"eval", "calibrate", "export", "tag", "select", "annotate", "search", "audit"}
 
 
 def _commands() -> Iterator[tuple[tuple[str, ...], Any]]:

@@ -18,7 +18,8 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     summary = json.loads(summary_path.read_text())
     names = [stage["name"] for stage in summary["stages"]]
     assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
-                     "split --mode single-positive", "train", "eval (test split)", "tag", "index build",
+                     "split --mode single-positive", "train", "eval (test split)", "audit (test split)", "tag",
+                     "dedup", "index build",
                      "search --like", "search --text", "export-labels --to label-studio",
                      "select"]
     train = summary["stages"][4 + 1]
@@ -27,7 +28,12 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     evaluation = summary["stages"][6]
     assert 0 < evaluation["test_map"] <= 1 and len(evaluation["plots"]) == 3
     assert all(Path(p).stat().st_size > 10_000 for p in evaluation["plots"])
-    tag, index, search, text, labeling, select = summary["stages"][7:]
+    audit, tag, dedup, index, search, text, labeling, select = summary["stages"][7:]
+    # audit: best.ckpt never trained on the 32 test images; dedup: every world image is drawn anew
+    assert audit["images"] == 32 and Path(audit["files"]["issues"]).is_file()
+    assert sum(audit["by_kind"].values()) == audit["issues"] and Path(audit["files"]["tasks"]).is_file()
+    assert dedup["threshold"] == 0.9 and Path(dedup["files"]["exclude"]).is_file()
+    assert dedup["effective_dimensions"] > 0 and ("warning" in dedup)
     # 160 images: 32 test, 26 validation excluded; 102 single-positive training images left
     assert select["picked"] == 100 and select["eligible"] == 102 and select["probabilities"] == "model"
     assert select["by_reason"] == {"coverage": 20, "uncertainty": 60, "diversity": 20}
@@ -36,7 +42,7 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     assert search["query"] not in search["hits"] and len(set(search["hits"])) == 5  # --like leaves itself out
     assert len(text["precision_at_k"]) == 16 and len(text["example_hits"]) == 3
     assert 0 < text["mean_label_rate"] < 1 and 0 <= text["mean_precision_at_k"] <= 1
-    labeling = summary["stages"][11]
+    labeling = summary["stages"][13]
     tasks = json.loads(Path(labeling["files"]["tasks"]).read_text())
     assert labeling["tasks"] == len(tasks) == 160 and Path(labeling["files"]["config"]).is_file()
     assert tasks[0]["data"]["image"] == f"/data/local-files/?d=world/images/{tasks[0]['data']['hspnet_path']}"

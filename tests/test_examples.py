@@ -86,6 +86,10 @@ def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: 
     # Training fitted the thresholds on the reviewed validation images, and tag cut at them.
     assert json.loads((out / "run" / "thresholds.json").read_text())["thresholds"]
     assert "calibrated per label" in json.loads((out / "tags" / "tags.manifest.json").read_text())["threshold_source"]
+    # audit ran on the validation images the model never trained on; dedup's non-keepers are never picked
+    assert json.loads((out / "audit" / "issues.audit.json").read_text())["probabilities"]["overlap"] == 0
+    dropped = {line for line in (out / "dedup" / "dups.exclude.txt").read_text().splitlines() if not line.startswith("#")}
+    assert not set(picks) & dropped
 
 
 def test_label_loop_real_mode_stops_after_writing_the_tasks(tmp_path: Path) -> None:

@@ -277,7 +277,8 @@ def test_hostile_names_survive_every_writer_reader_pair(tmp_path: Path, seed: in
     from hspnet_cli.core.names import CONTROL_KEY, has_control, is_utf8
     from hspnet_cli.data.readers.annotate_log import read_annotate_log
     from hspnet_cli.labeltools import export_labels
-    from hspnet_cli.sources.discover import discover_images, listed_paths
+    from hspnet_cli.sources.discover import discover_images
+    from hspnet_cli.tagsfile.listfile import listed_paths
     from hspnet_cli.tagsfile.listfile import format_list
     from hspnet_cli.tagsfile.reader import read_tags_output
     from loop_names_helpers import hostile_probs, make_hostile_tags

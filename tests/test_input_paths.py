@@ -100,8 +100,8 @@ def test_paths_that_stay_inside_are_normalised_once(tmp_path: Path) -> None:
 
 
 def test_tag_list_uses_the_same_check() -> None:
-    from hspnet_cli.data.labelset import contained_path
-    from hspnet_cli.sources.discover import normalise_listed
+    from hspnet_cli.core.names import contained_path
+    from hspnet_cli.tagsfile.listfile import normalise_listed
 
     root = os.path.abspath("/data/images")
     assert normalise_listed("../x.jpg", root) is None and contained_path("../x.jpg") is None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The labeling loop: a folder of unlabelled images -> zero-shot tags -> review in Label Studio ->
-# reviewed labels back -> train -> tag everything with the trained model -> select the next batch.
+# reviewed labels back -> train -> tag everything with the trained model -> audit the reviewed labels,
+# drop near-duplicates -> select the next batch.
 #
 #   IMAGES=/data/photos TAXONOMY=coco bash examples/label_loop/run.sh
 #       phase 1: tags and Label Studio tasks; it prints what to import and stops
@@ -57,8 +58,15 @@ $HSPNET split "$REVIEWED" -t "$TAXONOMY" -o "$OUT/split" --mode full --val-fract
 $HSPNET train --split "$OUT/split" --images "$IMAGES" --out "$OUT/run" -t "$TAXONOMY" "${TRAIN[@]}" --overwrite
 $HSPNET tag "$IMAGES" --out "$OUT/tags/tags.csv" --checkpoint "$OUT/run" --overwrite
 
-# 5. What to label next: the most useful unreviewed images, as Label Studio tasks again.
+# 5. Likely label errors among the reviewed images the model never trained on (the validation
+#    part), surest first, as Label Studio tasks with the fix pre-ticked; near-duplicates of the
+#    tagged images, one keeper each (the others are never picked again).
+$HSPNET audit "$OUT/split/val.csv" -t "$TAXONOMY" --checkpoint "$OUT/run" --images "$IMAGES" \
+  --out "$OUT/audit/issues.csv" --to label-studio
+$HSPNET dedup "$OUT/tags/tags.csv" --out "$OUT/dedup/dups.csv"
+
+# 6. What to label next: the most useful unreviewed images, as Label Studio tasks again.
 mkdir -p "$OUT/next"
-$HSPNET select "$OUT/tags/tags.csv" -n "$NEXT" -o "$OUT/next/next.txt" --exclude "$REVIEWED" --to label-studio \
-  --overwrite
+$HSPNET select "$OUT/tags/tags.csv" -n "$NEXT" -o "$OUT/next/next.txt" --exclude "$REVIEWED" \
+  --exclude "$OUT/dedup/dups.exclude.txt" --to label-studio --overwrite
 echo "next batch: $OUT/next/next.txt (reasons: next.picks.csv; Label Studio tasks: next.tasks.json)"

@@ -38,8 +38,9 @@ class Lease:
 
 
 def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False,
-                left_out: LeftOut | None = None) -> PathList:
-    """The queue order: the ``order_file`` paths (file order), then the folder's other images.
+                left_out: LeftOut | None = None, exclude: tuple[str | Path, ...] = ()) -> PathList:
+    """The queue order: the ``order_file`` paths (file order), then the folder's other images;
+    images named by an ``exclude`` list (e.g. hspnet dedup's non-keepers) are left out of both.
 
     The one rule for names (:mod:`hspnet_cli.core.names`) applies, in its labeling-loop form:
     names with a control character, names that are not UTF-8 (the page, the API and the
@@ -67,6 +68,9 @@ def build_order(images_dir: str | Path, order_file: str | Path | None = None, on
                     order.append(rel)
     if skipped[CONTROL_KEY]:
         left_out.counts[CONTROL_KEY] += skipped[CONTROL_KEY]
+    if exclude:
+        excluded = {rel for file in exclude for rel in read_path_list(file, images_dir)}
+        order = PathList(rel for rel in order if rel not in excluded)
     if not len(order):
         what = f"listed in {order_file}" if order_file is not None else f"found under {images_dir}"
         raise UserError(f"no images {what}; nothing to annotate")

@@ -32,6 +32,7 @@ class AnnotateOptions:
     Attributes:
         order: A list file (one relative path a line) to annotate first, or None.
         only_listed: Annotate only the ``order`` images.
+        exclude: List files of images never to queue (e.g. hspnet dedup's non-keepers).
         host: Interface to bind; anything but loopback needs ``allow_remote``.
         port: TCP port (0: any free one).
         token: Session token (random when None).
@@ -46,6 +47,7 @@ class AnnotateOptions:
 
     order: Path | None = None
     only_listed: bool = False
+    exclude: tuple[Path, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
@@ -99,7 +101,7 @@ def open_session(images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, o
     store = LabelStore(out, taxonomy, images_dir)
     try:
         left_out = LeftOut(str(images_dir))
-        order = build_order(images_dir, options.order, options.only_listed, left_out)
+        order = build_order(images_dir, options.order, options.only_listed, left_out, options.exclude)
         queue = WorkQueue(order, store.is_done, lease_seconds=options.lease_seconds)
         preparer = Preparer(images_dir, scorer, max_side=options.max_side,
                             cache_items=max(32, 8 * (options.prefetch + 1)))

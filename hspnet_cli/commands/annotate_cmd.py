@@ -46,6 +46,8 @@ def annotate(
     order: Optional[Path] = typer.Option(None, "--order", help="List file (one relative path a line, e.g. from "
                                          "hspnet select): these images first, in this order."),
     only_listed: bool = typer.Option(False, "--only-listed", help="With --order: annotate only the listed images."),
+    exclude: list[Path] = typer.Option([], "--exclude", "-x", help="List file of images never to show (e.g. "
+                                       "hspnet dedup's STEM.exclude.txt); wins over --order. Repeatable."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a --host other machines can reach "
                                       "(the token is then the only protection)."),
@@ -71,7 +73,7 @@ def annotate(
     scorer = choose_scorer(checkpoint, zero_shot=zero_shot, taxonomy=taxonomy, clip_model=clip_model,
                            pretrained=pretrained, device=device, required=False)
     tax = scorer.taxonomy if scorer is not None else load_taxonomy(taxonomy)
-    options = AnnotateOptions(order=order, only_listed=only_listed, host=host, port=port, token=token,
+    options = AnnotateOptions(order=order, only_listed=only_listed, exclude=tuple(exclude), host=host, port=port, token=token,
                               allow_remote=allow_remote, annotator=annotator or _login(), top_k=top_k,
                               max_side=max_side, lease_seconds=lease_seconds, open_browser=open_browser)
     final = serve(images_dir, tax, out, scorer, options, on_ready=lambda info: _announce(info, as_json))

@@ -93,6 +93,8 @@ def split(
     check_test: Optional[Path] = typer.Option(None, "--check-test-images", help="Images folder for the "
                                               "--test images (default: --check-images)."),
     deep: bool = typer.Option(False, "--check-images-deep", help="Also open every image with PIL (slow)."),
+    exclude: list[Path] = typer.Option([], "--exclude", "-x", help="List file of images to leave out (one path "
+                                       "a line, e.g. hspnet dedup's STEM.exclude.txt); repeatable."),
     overwrite: bool = opt.overwrite("Replace an earlier split in --out."),
     as_json: bool = opt.as_json("Print the summary as JSON."),
 ) -> None:
@@ -105,7 +107,7 @@ def split(
         mode=mode, keep=parse_keep(keep), val_fraction=val_fraction, val_labels=val_labels, subset=subset,
         seed=seed, input_format=input_format, test_format=test_format, voc_set=voc_set, test_voc_set=test_voc_set,
         voc_difficult=voc_difficult, label_sep=label_sep, absent=absent, strict=strict, out_format=out_format, check_images=check,
-        check_test_images=check_test, check_images_deep=deep, overwrite=overwrite)
+        check_test_images=check_test, check_images_deep=deep, overwrite=overwrite, exclude=tuple(exclude))
     result = make_split(input_path, taxonomy, out, test_path=test, options=options)
     if not is_quiet():
         for line in result.warnings:
@@ -114,4 +116,6 @@ def split(
         print_json(result.summary)
         return
     _print_summary(result.summary)
+    if result.summary.get("excluded"):
+        say(f"left out {result.summary['excluded']} image(s) named by --exclude")
     say(f"[green]wrote[/] {out}")

@@ -26,6 +26,7 @@ Rename the files to include them.
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 from collections import Counter
 
@@ -94,3 +95,18 @@ class LeftOut:
         """``2 name(s) with a line break...`` for summaries ('' when nothing was left out)."""
         return "; ".join(f"{n} {key.strip('()').replace('name ', 'name(s) ', 1)} left out"
                          for key, n in sorted(self.counts.items()))
+
+
+def contained_path(path: str) -> str | None:
+    """``path`` (relative, ``/``-separated) normalised lexically, or None when it leaves its root.
+
+    The one containment check of the package: annotation readers and ``tag --list`` both use
+    it. ``a/./b``, ``a//b`` and ``a/x/../b`` become ``a/b``; a path that climbs above its root
+    (``../x``, ``a/../../x``) or names the root itself (``.``, ``a/..``) gives None. The check is
+    lexical (no file system access): what a symlink inside the root points to is checked where
+    files are opened (:func:`hspnet_cli.data.image_check.check_images`).
+    """
+    normal = posixpath.normpath(path)
+    if normal in (".", "..") or normal.startswith(("../", "/")):
+        return None
+    return normal

@@ -14,7 +14,6 @@ Full annotations are positives 1 and everything else -1.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.names import contained_path
 
 POSITIVE, UNKNOWN, NEGATIVE = 1, 0, -1
 _SHOWN = 8
@@ -145,21 +145,6 @@ def _names(names: list[str]) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _DRIVE = re.compile(r"[A-Za-z]:")  # C:\x and C:x (relative to drive C's current folder)
-
-
-def contained_path(path: str) -> str | None:
-    """``path`` (relative, ``/``-separated) normalised lexically, or None when it leaves its root.
-
-    The one containment check of the package: annotation readers and ``tag --list`` both use
-    it. ``a/./b``, ``a//b`` and ``a/x/../b`` become ``a/b``; a path that climbs above its root
-    (``../x``, ``a/../../x``) or names the root itself (``.``, ``a/..``) gives None. The check is
-    lexical (no file system access): what a symlink inside the root points to is checked where
-    files are opened (:func:`hspnet_cli.data.image_check.check_images`).
-    """
-    normal = posixpath.normpath(path)
-    if normal in (".", "..") or normal.startswith(("../", "/")):
-        return None
-    return normal
 
 
 def normalize_image_path(raw: str, origin: str, keep_backslash: bool = False) -> str:

@@ -60,6 +60,7 @@ class SplitOptions:
     check_test_images: Path | None = None
     check_images_deep: bool = False
     overwrite: bool = False
+    exclude: tuple[Path, ...] = ()
 
     def validate(self) -> None:
         """Raise :class:`UserError` for an impossible combination of options."""
@@ -316,6 +317,17 @@ def _make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir
     tax_source = (tax.name if isinstance(taxonomy, Taxonomy) or not Path(taxonomy).is_file()
                   else str(Path(taxonomy).resolve()))
     labels, test, reports = _read_inputs(input_path, test_path, tax, opts)
+    excluded = 0
+    if opts.exclude:   # e.g. hspnet dedup's non-keepers: never in any part of the split
+        from hspnet_cli.data.exclude_list import drop_listed, listed_keys
+
+        keys = listed_keys(opts.exclude, opts.check_images)
+        labels, excluded = drop_listed(labels, keys)
+        if test is not None:
+            test, dropped = drop_listed(test, keys)
+            excluded += dropped
+        if labels.n_images == 0:
+            raise UserError(f"{input_path}: every image is in the --exclude list(s); nothing left to split")
 
     n_input = labels.n_images
     train_rows, val_rows = protocols.val_split(n_input, opts.val_fraction, opts.seed)
@@ -341,5 +353,5 @@ def _make_split(input_path: str | Path, taxonomy: Taxonomy | str | Path, out_dir
                         "written (use --out-format csv to keep them)")
     summary = {"out_dir": str(out_dir), "mode": opts.mode, "seed": opts.seed, "taxonomy": tax.name,
                "out_format": opts.out_format, "inputs": inputs, "splits": list(summaries),
-               "read_reports": [r.to_dict() for r in reports], "warnings": warnings}
+               "read_reports": [r.to_dict() for r in reports], "warnings": warnings, "excluded": excluded}
     return SplitResult(out_dir, summary, warnings)

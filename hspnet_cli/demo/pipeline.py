@@ -210,7 +210,34 @@ def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], No
                        time.perf_counter() - start,
                        {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4), **cf1,
                         "plots": [str(p) for p in plots]}))
+    _audit(out_dir, world_dir, labels, logits, record)
     _tag_index_search(out_dir, world_dir, scorer, record)
+
+
+def _audit(out_dir: Path, world_dir: Path, labels: Any, logits: Any, record: Callable[[StageResult], None]) -> None:
+    """Stage audit: likely label errors in the held-out test split, which best.ckpt never trained on.
+
+    The demo's labels are the world's truth, so every finding is the model disagreeing with a
+    correct label: the stage shows the mechanics (out-of-sample check, cleanlab, issues.csv,
+    Label Studio tasks), not an error rate; benchmarks/audit_quality.py injects errors. The
+    probabilities are the eval stage's (the same checkpoint on the same images), not scored twice.
+    """
+    from hspnet_cli.audit import AuditOptions, audit_labels
+    from hspnet_cli.audit.insample import check_out_of_sample
+    from hspnet_cli.evaluation.evaluate import sigmoid
+    from hspnet_cli.taxonomy import load_taxonomy
+
+    start = time.perf_counter()
+    options = AuditOptions(to="label-studio", local_files_root=str(out_dir))
+    ckpt = out_dir / "run" / "best.ckpt"
+    origin = {"kind": "checkpoint", "checkpoint": str(ckpt), **check_out_of_sample(ckpt, labels, world_dir / "images")}
+    facts = audit_labels(labels, sigmoid(logits), world_dir / "images", load_taxonomy(world_dir / "taxonomy.yaml"),
+                         out_dir / "audit" / "issues.csv", options, origin, source=str(out_dir / "split" / "test.csv"))
+    kinds = ", ".join(f"{k} {v}" for k, v in facts["by_kind"].items()) or "none"
+    record(StageResult("audit (test split)", f"{facts['flagged_images']} of {facts['images']} images flagged ({kinds}); "
+                       f"{out_dir / 'audit' / 'issues.csv'}", time.perf_counter() - start,
+                       {"images": facts["images"], "issues": facts["issues"], "by_kind": facts["by_kind"],
+                        "flagged_images": facts["flagged_images"], "files": facts["files"]}))
 
 
 def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None]) -> None:
@@ -226,6 +253,7 @@ def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Calla
                        {"rows": tagged.rows, "failed": tagged.failed,
                         "images_per_second": round(tagged.images_per_second, 1),
                         "thresholds": tagged.threshold_source}))
+    _dedup(out_dir, record)
     start = time.perf_counter()
     facts = build_index(out_dir / "tags" / "tags.csv", out_dir / "tags" / "tags.faiss")
     record(StageResult("index build", f"{facts.get('count')} vectors, {facts.get('factory')}",
@@ -236,6 +264,22 @@ def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Calla
     record(StageResult("search --like", f"5 nearest to {first}: " + ", ".join(h.path for h in hits),
                        time.perf_counter() - start, {"query": first, "hits": [h.path for h in hits]}))
     _text_search(out_dir, world_dir, scorer, record)
+
+
+def _dedup(out_dir: Path, record: Callable[[StageResult], None]) -> None:
+    """Stage dedup: near-duplicate groups among the tagged images (the world draws every image
+    independently, so few or none are expected; benchmarks/dedup_quality.py plants copies)."""
+    from hspnet_cli.dedup import DedupOptions, run_dedup
+
+    start = time.perf_counter()
+    facts = run_dedup(out_dir / "tags" / "tags.csv", out_dir / "dedup" / "dups.csv", DedupOptions()).facts
+    caution = f"; caution: {facts['warning']}" if facts.get("warning") else ""
+    record(StageResult("dedup", f"{facts['groups']} near-duplicate groups at {facts['threshold']} "
+                       f"({facts['non_keepers']} images to leave out: {facts['files']['exclude']}){caution}",
+                       time.perf_counter() - start,
+                       {"groups": facts["groups"], "non_keepers": facts["non_keepers"],
+                        "threshold": facts["threshold"], "effective_dimensions": facts["effective_dimensions"],
+                        "warning": facts["warning"], "files": facts["files"]}))
 
 
 def _text_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None],

@@ -10,7 +10,7 @@ from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.reader import read_tags_output
 from hspnet_cli.labeltools import writers
 from hspnet_cli.labeltools.rows import ImageRefs, TagRow, iter_rows
-from hspnet_cli.sources.discover import listed_paths
+from hspnet_cli.tagsfile.listfile import listed_paths
 
 TARGETS = ("label-studio", "cvat", "hf", "fiftyone")
 # How each tool finds images when no reference option is given (see labeltools.rows).

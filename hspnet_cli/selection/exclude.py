@@ -29,7 +29,7 @@ import numpy as np
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.reader import TagsOutput
-from hspnet_cli.sources.discover import listed_paths
+from hspnet_cli.tagsfile.listfile import listed_paths
 from hspnet_cli.tagsfile.listfile import parse_line
 from hspnet_cli.taxonomy.core import Taxonomy
 

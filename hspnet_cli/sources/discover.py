@@ -46,10 +46,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from hspnet_cli.data.labelset import contained_path
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.names import CONTROL_KEY, LeftOut, has_control
-from hspnet_cli.tagsfile.listfile import parse_line
+from hspnet_cli.tagsfile.listfile import listed_paths
 
 log = logging.getLogger(__name__)
 
@@ -232,46 +231,6 @@ def read_path_list(list_file: str | Path, root: str | Path, left_out: LeftOut | 
             seen.add(rel)
             out.append(rel)
     return out
-
-
-def listed_paths(list_file: str | Path, root: str | Path, what: str, root_name: str) -> Iterator[str]:
-    """The paths of a list file (see module doc) as relative keys under ``root``, in file order.
-
-    Args:
-        what: What the file is, for messages (``--list``).
-        root_name: What ``root`` is, for messages (``IMAGES_DIR``).
-
-    Raises:
-        UserError: The file cannot be read, or a line points outside ``root`` (named by line).
-    """
-    try:
-        fh = open(list_file, encoding="utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise UserError(f"{list_file}: cannot read the {what} file ({exc.strerror or exc})") from None
-    root_abs = os.path.abspath(root)
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            # The list format (tagsfile.listfile): a path keeps its spaces byte-exact, as split does.
-            text = parse_line(line)
-            if text is None:
-                continue
-            rel = normalise_listed(text, root_abs)
-            if rel is None:
-                raise UserError(f"{list_file}:{lineno}: '{text}' is not inside {root}; list paths relative to "
-                                f"{root_name} or absolute paths inside it")
-            yield rel
-
-
-def normalise_listed(text: str, root_abs: str) -> str | None:
-    """A listed path as a relative POSIX key, or None when it leaves ``root_abs``.
-
-    Absolute paths are made relative to ``root_abs`` first; the containment check itself is
-    the one annotation readers use (:func:`hspnet_cli.data.labelset.contained_path`).
-    """
-    text = text.replace("\\", "/") if os.sep == "\\" else text
-    if os.path.isabs(text):
-        text = Path(os.path.relpath(os.path.normpath(text), root_abs)).as_posix()
-    return contained_path(text)
 
 
 def shard_items(items: PathList, index: int, count: int) -> PathList:

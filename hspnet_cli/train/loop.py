@@ -28,6 +28,7 @@ from hspnet_cli.config import RunConfig
 from hspnet_cli.core.device import intra_op_threads_set
 from hspnet_cli.core.io_utils import OutputError, write_text_atomic
 from hspnet_cli.core.progress import NoBar
+from hspnet_cli.data.keyset import training_record
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, read_split_yaml
 from hspnet_cli.evaluation.metrics import mean_average_precision
@@ -63,6 +64,7 @@ class RunInputs:
     val_set: LabelSet | None
     state: dict[str, Any] | None
     taxonomy_source: str | None
+    train_keys: dict[str, Any]           # which images trained the model, hashed (data/keyset.py)
 
 
 @dataclass
@@ -217,7 +219,9 @@ def _read_inputs(split_dir: str | Path, images: str | Path, out_dir: Path, confi
                            else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source"))
     train_set = read_split_csv(split_dir / "train.csv", tax)
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
-    return RunInputs(config, tax, split_dir, images, train_set, val_set, state, taxonomy_source)
+    # Which images train this model (hashed): hspnet audit refuses to judge them with it.
+    return RunInputs(config, tax, split_dir, images, train_set, val_set, state, taxonomy_source,
+                     training_record(train_set.images, images))
 
 
 def _build_parts(inputs: RunInputs, rt: Runtime) -> RunParts:
@@ -376,6 +380,8 @@ def _save(path: Path, parts: RunParts, inputs: RunInputs, epoch: int, step: int,
                                       thresholds=thresholds)
     if backup is not None:
         model.load_state_dict(backup, strict=False)
+    keys = inputs.train_keys
+    payload["data"]["train_keys"] = {**keys, "hashes": torch.from_numpy(keys["hashes"])}
     if full:
         payload.update({
             "ema": {k: v.detach().cpu() for k, v in ema.state.items()} if ema is not None else None,
