@@ -147,7 +147,7 @@ def main() -> None:
     t = time.perf_counter()
     images, model = make_inputs(work, a.images)
     setup = time.perf_counter() - t
-    common = ["tag", str(images), "--model", str(model), "--format", "parquet", "--device", "cpu",
+    common = ["tag", str(images), "--checkpoint", str(model), "--format", "parquet", "--device", "cpu",
               "--batch-size", str(a.batch_size), "--block-size", str(a.block_size)]
     results = {}
     for engine in ("local", "ray"):

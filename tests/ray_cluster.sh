@@ -23,7 +23,7 @@ echo "$NODE2" > "$W/node2.pid"
 
 tag() {  # tag NAME SOURCE EXTRA...: one hspnet tag --engine ray run, its JSON summary and exit status
   local name=$1 src=$2; shift 2
-  "$PY" -m hspnet_cli tag "$src" --model "$MODEL" --format parquet --engine ray --ray-address 127.0.0.1:6380 \
+  "$PY" -m hspnet_cli tag "$src" --checkpoint "$MODEL" --format parquet --engine ray --ray-address 127.0.0.1:6380 \
     --out "$W/$name" --batch-size 8 --device cpu --json "$@" > "$W/$name.json" 2> "$W/$name.log"
   echo $? > "$W/$name.rc"
 }
@@ -36,7 +36,7 @@ tag folder "$SMALL" --block-size 8
 tag shards "$SHARDS"
 
 # Interrupted: kill -9 the client after 3 parts, then rerun the same command.
-"$PY" -m hspnet_cli tag "$IMAGES" --model "$MODEL" --format parquet --engine ray --ray-address 127.0.0.1:6380 \
+"$PY" -m hspnet_cli tag "$IMAGES" --checkpoint "$MODEL" --format parquet --engine ray --ray-address 127.0.0.1:6380 \
   --out "$W/resumed" --batch-size 8 --block-size 6 --device cpu --json > /dev/null 2> "$W/interrupted.log" &
 CLIENT=$!
 wait_parts resumed 3 $CLIENT; kill -9 $CLIENT; wait $CLIENT 2>/dev/null

@@ -73,13 +73,13 @@ def s3(demo_split, tmp_path_factory):
 
 
 def test_prefix_tagged_with_object_url_keys_equal_to_local(s3, tiny_model, tmp_path: Path) -> None:
-    r = hspnet("tag", "s3://imgs/demo", "--model", str(tiny_model), "--format", "parquet", "--out",
+    r = hspnet("tag", "s3://imgs/demo", "--checkpoint", str(tiny_model), "--format", "parquet", "--out",
                str(tmp_path / "pq"), "--block-size", "5", "--device", "cpu", "--workers", "2", "--json", env=s3["env"])
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert (summary["rows"], summary["failed"], summary["skipped"]) == (N, 0, {".txt": 1})
     got = read_parts(tmp_path / "pq")
-    local = hspnet("tag", str(s3["local"]), "--model", str(tiny_model), "--format", "parquet", "--out",
+    local = hspnet("tag", str(s3["local"]), "--checkpoint", str(tiny_model), "--format", "parquet", "--out",
                    str(tmp_path / "local"), "--device", "cpu", "--workers", "0")
     assert local.returncode == 0, local.stderr
     want = read_parts(tmp_path / "local")
@@ -115,7 +115,7 @@ def test_storage_errors_are_one_line_naming_the_url_and_write_nothing(case, s3, 
     else:
         extra = ["--storage-options", json.dumps({"key": env["AWS_ACCESS_KEY_ID"], "secret": wrong})]
     out = tmp_path / "out"
-    r = hspnet("tag", url, "--model", str(tiny_model), "--format", "parquet", "--out", str(out), "--device", "cpu",
+    r = hspnet("tag", url, "--checkpoint", str(tiny_model), "--format", "parquet", "--out", str(out), "--device", "cpu",
                *extra, env=env)
     lines = [line for line in r.stderr.splitlines() if line.strip() and "randomly initialised" not in line
              and "meaningless until trained" not in line]

@@ -39,9 +39,9 @@ def scorer(tiny_model):
 def cli_run(images, tiny_model, tmp_path_factory) -> dict:
     """The real CLI, once: parquet folder and the classic jsonl output of the same images."""
     base = tmp_path_factory.mktemp("pq-cli")
-    pq = hspnet("tag", str(images), "--model", str(tiny_model), "--format", "parquet", "--out", str(base / "pq"),
+    pq = hspnet("tag", str(images), "--checkpoint", str(tiny_model), "--format", "parquet", "--out", str(base / "pq"),
                 "--block-size", "16", "--workers", "0", "--device", "cpu", "--json")
-    js = hspnet("tag", str(images), "--model", str(tiny_model), "--format", "jsonl", "--out",
+    js = hspnet("tag", str(images), "--checkpoint", str(tiny_model), "--format", "jsonl", "--out",
                 str(base / "tags.jsonl"), "--workers", "0", "--device", "cpu")
     assert pq.returncode == 1 and js.returncode == 1, pq.stderr + js.stderr   # 1: one image failed
     return {"pq": base / "pq", "jsonl": base / "tags.jsonl", "summary": json.loads(pq.stdout)}
@@ -182,7 +182,7 @@ def read_parts_of_folder(scorer, images: Path, tmp_path: Path) -> dict:
 
 
 def test_parquet_needs_a_folder_and_urls_need_parquet(tiny_model, images, tmp_path: Path) -> None:
-    r = hspnet("tag", "s3://bucket/prefix", "--model", str(tiny_model), "--out", str(tmp_path / "t.csv"))
+    r = hspnet("tag", "s3://bucket/prefix", "--checkpoint", str(tiny_model), "--out", str(tmp_path / "t.csv"))
     assert r.returncode == 2 and "add --format parquet" in r.stderr
     assert not os.path.exists(tmp_path / "t.csv")
 

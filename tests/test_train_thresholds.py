@@ -84,7 +84,7 @@ def test_tag_uses_the_stored_thresholds_and_says_so(calibrated, demo_split, runn
 
     # select and export-labels say which thresholds cut the tags they read.
     res = invoke(runner, "select", tmp_path / "tags.csv", "-n", "5", "-o", tmp_path / "next.txt",
-                 "--model", run, "--json")
+                 "--checkpoint", run, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["thresholds"].startswith("calibrated per label")
     res = invoke(runner, "export-labels", tmp_path / "tags.csv", "--to", "label-studio", "-o",

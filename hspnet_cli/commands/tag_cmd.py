@@ -133,7 +133,11 @@ def tag(
             f"failed[/]" + (f" (see {summary.outputs['failed']})" if summary.failed else "")
             + f"; {summary.images_per_second:,.1f} img/s; wrote {summary.outputs['tags']}")
     if not as_json:
-        say(f"thresholds: {summary.threshold_source}")
+        source = summary.threshold_source
+        if source.startswith("uncalibrated"):  # the whole advice is in the manifest; one line here
+            source = ("uncalibrated: 0.5 for every label; fit per-label ones with hspnet calibrate "
+                      "(docs/thresholds.md)")
+        say(f"thresholds: {source}", soft_wrap=True)
         _say_accounting(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
