@@ -125,8 +125,8 @@ def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: T
     kinds = Counter(found.kinds)
     facts: dict[str, Any] = {
         "labels": source, "images": labels.n_images, "label_count": labels.n_labels,
-        "given": {"positive": int((labels.matrix == POSITIVE).sum()), "negative": int((labels.matrix == NEGATIVE).sum()),
-                  "unknown": int((labels.matrix == 0).sum())},
+        "given": {"positive": int((labels.matrix == POSITIVE).sum()),
+                  "negative": int((labels.matrix == NEGATIVE).sum()), "unknown": int((labels.matrix == 0).sum())},
         "probabilities": origin, "issues": len(found.kinds), "by_kind": dict(sorted(kinds.items())),
         "flagged_images": int(len(found.flagged_images(claims_only=True))),
         "images_with_suggestions": int(len(np.unique(found.rows[~found.claims]))),
