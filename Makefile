@@ -10,13 +10,19 @@ DEMO_DIR ?= demo-out
 # This machine's pip configuration lists local indexes that may not exist; their warnings are noise.
 PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test install wordnet-data tool-venvs chromium netns-tools clean
+.PHONY: demo test lint install wordnet-data tool-venvs chromium netns-tools clean
 
 demo: install wordnet-data
 	$(BIN)/hspnet demo run $(DEMO_DIR) --overwrite --json $(DEMO_DIR)-summary.json
 
-test: install wordnet-data tool-venvs chromium netns-tools
+test: install wordnet-data tool-venvs chromium netns-tools lint
 	$(BIN)/python -m pytest -q
+
+# ruff (configured in pyproject.toml): lint rules, and the formatter's check that every file is
+# formatted (run '.venv/bin/ruff format .' to format).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The real labeling tools the label-tool tests run against (Label Studio, datumaro, FiftyOne),
 # each in its own venv under ~/.cache/hspnet/venvs (their pins would fight ours): minutes the

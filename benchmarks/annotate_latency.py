@@ -62,12 +62,25 @@ def measure(folder: Path, taxonomy: Path, answers: int, extra: list[str], tmp: P
         browser.get(server.url)
         body = browser.find_element(By.TAG_NAME, "body")
         # Give the number keys a label: the first answer is a click on the first chip.
-        shown = wait_for(browser, lambda b: b.execute_script("return document.body.dataset.state") == "ready"
-                         and b.execute_script("return document.body.dataset.image"), what="first image")
+        shown = wait_for(
+            browser,
+            lambda b: (
+                b.execute_script("return document.body.dataset.state") == "ready"
+                and b.execute_script("return document.body.dataset.image")
+            ),
+            what="first image",
+        )
         browser.find_element(By.CSS_SELECTOR, ".chip").click()
         for _ in range(answers - 1):
-            shown = wait_for(browser, lambda b, before=shown: (d := b.execute_script("return document.body.dataset"))
-                             ["state"] == "ready" and d["image"] != before and d["image"], what="next image")
+            shown = wait_for(
+                browser,
+                lambda b, before=shown: (
+                    (d := b.execute_script("return document.body.dataset"))["state"] == "ready"
+                    and d["image"] != before
+                    and d["image"]
+                ),
+                what="next image",
+            )
             body.send_keys("1")
         wait_for(browser, lambda b: b.execute_script("return document.body.dataset.pending") == "0", 120, "saves")
         shown_ms = browser.execute_script("return window.hspnetTimings.map(t => t.ms)")
@@ -77,11 +90,18 @@ def measure(folder: Path, taxonomy: Path, answers: int, extra: list[str], tmp: P
         browser.quit()
         server.stop()
     q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]  # noqa: E731
-    return {"images": sum(1 for _ in folder.rglob("*.png")), "start_s": round(started, 1),
-            "next_image_ms_median": round(statistics.median(shown_ms), 1), "next_image_ms_p95": round(q(shown_ms, .95), 1),
-            "saved_ms_median": round(statistics.median(saved_ms), 1), "saved_ms_p95": round(q(saved_ms, .95), 1),
-            "rss_start_mib": round(rss_start, 1), "rss_end_mib": round(rss_end, 1), "rss_peak_mib": round(peak, 1),
-            "answers": answers}
+    return {
+        "images": sum(1 for _ in folder.rglob("*.png")),
+        "start_s": round(started, 1),
+        "next_image_ms_median": round(statistics.median(shown_ms), 1),
+        "next_image_ms_p95": round(q(shown_ms, 0.95), 1),
+        "saved_ms_median": round(statistics.median(saved_ms), 1),
+        "saved_ms_p95": round(q(saved_ms, 0.95), 1),
+        "rss_start_mib": round(rss_start, 1),
+        "rss_end_mib": round(rss_end, 1),
+        "rss_peak_mib": round(peak, 1),
+        "answers": answers,
+    }
 
 
 def main() -> None:
@@ -92,11 +112,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Print only the JSON.")
     opts = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
-    extra = ["--zero-shot", "--clip-model", "hspnet-tiny", "--pretrained", "none", "--device", "cpu"] \
-        if opts.zero_shot else []
+    extra = (
+        ["--zero-shot", "--clip-model", "hspnet-tiny", "--pretrained", "none", "--device", "cpu"]
+        if opts.zero_shot
+        else []
+    )
     try:
-        subprocess.run([sys.executable, "-m", "hspnet_cli", "-q", "demo", "data", str(tmp / "world"), "--images",
-                        "50"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "hspnet_cli", "-q", "demo", "data", str(tmp / "world"), "--images", "50"], check=True
+        )
         rows = []
         for n in (int(s) for s in opts.sizes.split(",")):
             folder = make_folder(tmp, n, tmp / "world")
@@ -110,7 +134,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"hspnet annotate, {opts.answers} answers by key" + (" (zero-shot suggester)" if opts.zero_shot else ""))
+    table = Table(
+        title=f"hspnet annotate, {opts.answers} answers by key" + (" (zero-shot suggester)" if opts.zero_shot else "")
+    )
     for key in rows[0]:
         table.add_column(key.replace("_", " "), justify="right")
     for row in rows:

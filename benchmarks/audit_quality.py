@@ -58,8 +58,11 @@ def inject(labels, tax, rate: float, seed: int):
             m[r, c] = -1
         else:
             g = group_of[labels.label_names[c]]
-            pool = [index[n] for n in labels.label_names if m[r, index[n]] != 1 and
-                    ((group_of[n] == g) if kind == "same-group swap" else (group_of[n] != g))]
+            pool = [
+                index[n]
+                for n in labels.label_names
+                if m[r, index[n]] != 1 and ((group_of[n] == g) if kind == "same-group swap" else (group_of[n] != g))
+            ]
             if not pool:
                 kind, m[r, c] = "dropped positive", -1
             else:
@@ -85,8 +88,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--error-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-mode", default="single-positive", help="Labels of the model's training half: "
-                        "single-positive (the demo's) or full.")
+    parser.add_argument(
+        "--train-mode",
+        default="single-positive",
+        help="Labels of the model's training half: single-positive (the demo's) or full.",
+    )
     args = parser.parse_args()
 
     from cleanlab.multilabel_classification import rank as ml_rank
@@ -106,8 +112,15 @@ def main() -> None:
     labels, _ = read_labels(noisy_file, tax, AuditOptions())
     t0 = time.perf_counter()
     issues = args.work / f"audit-{args.train_mode}" / "issues.csv"
-    facts = audit_with_checkpoint(labels, world["checkpoint"], world["images"], tax, issues,
-                                  AuditOptions(to="label-studio"), source=str(noisy_file))
+    facts = audit_with_checkpoint(
+        labels,
+        world["checkpoint"],
+        world["images"],
+        tax,
+        issues,
+        AuditOptions(to="label-studio"),
+        source=str(noisy_file),
+    )
     audit_seconds = time.perf_counter() - t0
     keys = {k: i for i, k in enumerate(labels.images)}
     order_tool: list[int] = []
@@ -144,24 +157,46 @@ def main() -> None:
     }
     results = {name: precision_recall([int(r) for r in o], errors, ks) for name, o in orders.items()}
     random_runs = [precision_recall(list(rng.permutation(n)), errors, ks) for _ in range(200)]
-    results["random order (mean of 200)"] = {k: round(float(np.mean([r[k] for r in random_runs])), 4)
-                                             for k in random_runs[0]}
+    results["random order (mean of 200)"] = {
+        k: round(float(np.mean([r[k] for r in random_runs])), 4) for k in random_runs[0]
+    }
     flagged = set(order_tool)
-    by_kind = {kind: f"{sum(1 for r, k in changed.items() if k == kind and r in flagged)}/"
-                     f"{sum(1 for k in changed.values() if k == kind)}" for kind in KINDS}
-    flagged_facts = {"flagged_images": len(flagged), "true_errors_flagged": len(flagged & errors),
-                     "precision": round(len(flagged & errors) / max(1, len(flagged)), 4),
-                     "recall": round(len(flagged & errors) / e, 4), "recall_by_kind": by_kind}
-    print(f"model: {world['checkpoint']} (demo preset on {args.train_mode} labels, val mAP {world.get('val_map', 'reused')}); audited "
-          f"{n} held-out images with {e} injected errors ({args.error_rate:.0%})")
+    by_kind = {
+        kind: f"{sum(1 for r, k in changed.items() if k == kind and r in flagged)}/"
+        f"{sum(1 for k in changed.values() if k == kind)}"
+        for kind in KINDS
+    }
+    flagged_facts = {
+        "flagged_images": len(flagged),
+        "true_errors_flagged": len(flagged & errors),
+        "precision": round(len(flagged & errors) / max(1, len(flagged)), 4),
+        "recall": round(len(flagged & errors) / e, 4),
+        "recall_by_kind": by_kind,
+    }
+    print(
+        f"model: {world['checkpoint']} (demo preset on {args.train_mode} labels, val mAP {world.get('val_map', 'reused')}); audited "
+        f"{n} held-out images with {e} injected errors ({args.error_rate:.0%})"
+    )
     print(f"flagged set: {flagged_facts}")
     for name, r in results.items():
         print(f"{name:55s} " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
-    print(json.dumps({"benchmark": "audit_quality", "train_mode": args.train_mode, "images": n, "errors": e, "error_rate": args.error_rate,
-                      "audit": {k: facts[k] for k in ("issues", "by_kind", "flagged_images")},
-                      "audit_seconds": round(audit_seconds, 2), "flagged": flagged_facts, "orders": results,
-                      "world": {k: v for k, v in world.items() if k.endswith("seconds") or k == "val_map"},
-                      "seconds": round(time.perf_counter() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "audit_quality",
+                "train_mode": args.train_mode,
+                "images": n,
+                "errors": e,
+                "error_rate": args.error_rate,
+                "audit": {k: facts[k] for k in ("issues", "by_kind", "flagged_images")},
+                "audit_seconds": round(audit_seconds, 2),
+                "flagged": flagged_facts,
+                "orders": results,
+                "world": {k: v for k, v in world.items() if k.endswith("seconds") or k == "val_map"},
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -98,17 +98,22 @@ def read_groups(dups: Path) -> tuple[dict[int, list[str]], dict[int, str]]:
 def score(groups: dict[int, list[str]], pairs: list[tuple[str, str, str]]) -> dict:
     group_of = {k: g for g, keys in groups.items() for k in keys}
     truth = {frozenset((a, b)) for a, b, _ in pairs}
-    found = sum(len(keys) * (len(keys) - 1) // 2 for keys in groups.values())   # pairs in one group
+    found = sum(len(keys) * (len(keys) - 1) // 2 for keys in groups.values())  # pairs in one group
     tp = sum(1 for a, b, _ in pairs if a in group_of and group_of.get(a) == group_of.get(b))
     by_kind = {}
     for kind in ALTERATIONS:
         mine = [(a, b) for a, b, k in pairs if k == kind]
         hit = sum(1 for a, b in mine if a in group_of and group_of.get(a) == group_of.get(b))
         by_kind[kind] = round(hit / max(1, len(mine)), 4)
-    return {"precision": round(tp / found, 4) if found else 1.0, "recall": round(tp / len(truth), 4),
-            "found_pairs": found, "true_pairs": len(truth), "groups": len(groups),
-            "exact_groups": sum(1 for keys in groups.values() if frozenset(keys) in truth),
-            "recall_by_alteration": by_kind}
+    return {
+        "precision": round(tp / found, 4) if found else 1.0,
+        "recall": round(tp / len(truth), 4),
+        "found_pairs": found,
+        "true_pairs": len(truth),
+        "groups": len(groups),
+        "exact_groups": sum(1 for keys in groups.values() if frozenset(keys) in truth),
+        "recall_by_alteration": by_kind,
+    }
 
 
 def main() -> None:
@@ -131,8 +136,12 @@ def main() -> None:
     folder = args.work / "dedup-images"
     pairs = build_folder(Path(world["images"]), folder, args.seed)
     print(f"{len(pairs)} altered copies among {len(pairs) + args.images} images")
-    models = {"trained demo model (hspnet-tiny-rn, demo preset, first half of the world)": load_scorer(world["checkpoint"]),
-              "random weights (hspnet-tiny-rn, untrained)": zero_shot(load_taxonomy(world["taxonomy"]), "hspnet-tiny-rn", None)}
+    models = {
+        "trained demo model (hspnet-tiny-rn, demo preset, first half of the world)": load_scorer(world["checkpoint"]),
+        "random weights (hspnet-tiny-rn, untrained)": zero_shot(
+            load_taxonomy(world["taxonomy"]), "hspnet-tiny-rn", None
+        ),
+    }
     results = {}
     for name, scorer in models.items():
         tag_dir = args.work / ("dedup-tags-trained" if name.startswith("trained") else "dedup-tags-random")
@@ -145,22 +154,38 @@ def main() -> None:
                 dups = tag_dir / f"dups-{'w' if whiten else 'raw'}-{t:.3f}.csv"
                 facts = run_dedup(tag_dir / "tags.csv", dups, DedupOptions(threshold=t, whiten=whiten)).facts
                 groups, keepers = read_groups(dups)
-                rows[f"{t:.3f}"] = r = {**score(groups, pairs), "largest_group": facts["largest_group"],
-                                        "seconds": facts["seconds"]}
+                rows[f"{t:.3f}"] = r = {
+                    **score(groups, pairs),
+                    "largest_group": facts["largest_group"],
+                    "seconds": facts["seconds"],
+                }
                 larger = [a for a, b, k in pairs if k == "resized"]
                 group_of = {k: g for g, keys in groups.items() for k in keys}
-                r["resized_keeper_is_original"] = (f"{sum(1 for a in larger if a in group_of and keepers[group_of[a]] == a)}"
-                                                   f"/{sum(1 for a in larger if a in group_of)}")
-                print(f"[{name[:22]}, {'whitened' if whiten else 'raw'}] threshold {t:.3f}: precision "
-                      f"{r['precision']:.3f} recall {r['recall']:.3f} ({r['found_pairs']} pairs found, {r['groups']} "
-                      f"groups, {r['exact_groups']} exact, largest {r['largest_group']}) by alteration "
-                      f"{r['recall_by_alteration']}; resized: keeper is the original {r['resized_keeper_is_original']}",
-                      flush=True)
+                r["resized_keeper_is_original"] = (
+                    f"{sum(1 for a in larger if a in group_of and keepers[group_of[a]] == a)}"
+                    f"/{sum(1 for a in larger if a in group_of)}"
+                )
+                print(
+                    f"[{name[:22]}, {'whitened' if whiten else 'raw'}] threshold {t:.3f}: precision "
+                    f"{r['precision']:.3f} recall {r['recall']:.3f} ({r['found_pairs']} pairs found, {r['groups']} "
+                    f"groups, {r['exact_groups']} exact, largest {r['largest_group']}) by alteration "
+                    f"{r['recall_by_alteration']}; resized: keeper is the original {r['resized_keeper_is_original']}",
+                    flush=True,
+                )
             results[f"{name}, {'whitened' if whiten else 'raw'}"] = {"thresholds": rows}
         results[name] = {"tag_and_dedup_seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps({"benchmark": "dedup_quality", "images": args.images + len(pairs), "copies": len(pairs),
-                      "world": {k: v for k, v in world.items() if k.endswith("seconds") or k == "val_map"},
-                      "results": results, "seconds": round(time.perf_counter() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "dedup_quality",
+                "images": args.images + len(pairs),
+                "copies": len(pairs),
+                "world": {k: v for k, v in world.items() if k.endswith("seconds") or k == "val_map"},
+                "results": results,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

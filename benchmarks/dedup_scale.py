@@ -37,7 +37,7 @@ def generate(work: Path, n: int, dim: int, clusters: int, dup_rate: float, seed:
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     copies = np.sort(rng.choice(n, size=int(n * dup_rate), replace=False))
     sources = rng.integers(0, n, size=len(copies))
-    clash = np.isin(sources, copies) | (sources == copies)   # a source must be an untouched row
+    clash = np.isin(sources, copies) | (sources == copies)  # a source must be an untouched row
     sources[clash] = np.setdiff1d(np.arange(n), copies)[: int(clash.sum())]
     chunk = 262_144
     emb_path = work / "tags.emb.f32"
@@ -46,13 +46,14 @@ def generate(work: Path, n: int, dim: int, clusters: int, dup_rate: float, seed:
             stop = min(n, start + chunk)
             block_rng = np.random.default_rng([seed, start])
             block = centres[block_rng.integers(0, clusters, stop - start)] + block_rng.standard_normal(
-                (stop - start, dim), dtype=np.float32)
+                (stop - start, dim), dtype=np.float32
+            )
             block /= np.linalg.norm(block, axis=1, keepdims=True)
             block.astype("<f4").tofile(fh)
     emb = np.memmap(emb_path, dtype="<f4", mode="r+", shape=(n, dim))
     noise_rng = np.random.default_rng(seed + 1)
     for start in range(0, len(copies), chunk):
-        c, s = copies[start:start + chunk], sources[start:start + chunk]
+        c, s = copies[start : start + chunk], sources[start : start + chunk]
         src = np.array(emb[s])
         noisy = src + (0.2 / np.sqrt(dim)) * noise_rng.standard_normal(src.shape, dtype=np.float32)
         emb[c] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
@@ -63,11 +64,19 @@ def generate(work: Path, n: int, dim: int, clusters: int, dup_rate: float, seed:
         for start in range(0, n, chunk):
             fh.write("".join(f"img/{i:09d}.jpg,,,\n" for i in range(start, min(n, start + chunk))))
     (work / "tags.failed.csv").write_text("path,error\n")
-    (work / "tags.manifest.json").write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "model": {"scorer": "synthetic"},
-        "embedding": {"file": "tags.emb.f32", "dim": dim},
-        "files": {"tags": "tags.csv", "failed": "tags.failed.csv", "embeddings": "tags.emb.f32"},
-        "fingerprint": {"format": "csv", "images_dir": str((work / "images").absolute())}}))
+    (work / "tags.manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "hspnet-tags",
+                "version": 1,
+                "complete": True,
+                "model": {"scorer": "synthetic"},
+                "embedding": {"file": "tags.emb.f32", "dim": dim},
+                "files": {"tags": "tags.csv", "failed": "tags.failed.csv", "embeddings": "tags.emb.f32"},
+                "fingerprint": {"format": "csv", "images_dir": str((work / "images").absolute())},
+            }
+        )
+    )
     return np.stack([sources, copies], axis=1)
 
 
@@ -85,36 +94,69 @@ def main() -> None:
     t0 = time.perf_counter()
     pairs = generate(work, args.n, args.dim, args.clusters, args.dup_rate, args.seed)
     gen_seconds = time.perf_counter() - t0
-    print(f"generated {args.n:,} x {args.dim} ({args.n * args.dim * 4 / 1e9:.1f} GB) with {len(pairs):,} planted "
-          f"pairs in {gen_seconds:.0f} s", flush=True)
+    print(
+        f"generated {args.n:,} x {args.dim} ({args.n * args.dim * 4 / 1e9:.1f} GB) with {len(pairs):,} planted "
+        f"pairs in {gen_seconds:.0f} s",
+        flush=True,
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    cmd = [sys.executable, "-m", "hspnet_cli", "dedup", str(work / "tags.csv"), "--out", str(work / "dups.csv"),
-           "--keeper", "path", "--json", *args.extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hspnet_cli",
+        "dedup",
+        str(work / "tags.csv"),
+        "--out",
+        str(work / "dups.csv"),
+        "--keeper",
+        "path",
+        "--json",
+        *args.extra,
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"hspnet dedup failed ({done.returncode}): {done.stderr[-2000:]}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_gb = usage.ru_maxrss / 1024 ** 2
-    cpu = usage.ru_utime + usage.ru_stime      # wall time on a shared machine says little alone
+    peak_gb = usage.ru_maxrss / 1024**2
+    cpu = usage.ru_utime + usage.ru_stime  # wall time on a shared machine says little alone
     facts = json.loads(done.stdout)
     group_of: dict[str, int] = {}
     with open(work / "dups.csv", encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             group_of[row["key"]] = int(row["group"])
     key = "img/{:09d}.jpg".format
-    found = sum(1 for s, c in pairs if group_of.get(key(s)) is not None and group_of.get(key(s)) == group_of.get(key(c)))
+    found = sum(
+        1 for s, c in pairs if group_of.get(key(s)) is not None and group_of.get(key(s)) == group_of.get(key(c))
+    )
     recall = found / max(1, len(pairs))
-    print(f"hspnet dedup: {wall:.0f} s wall ({cpu:.0f} s CPU), peak RSS {peak_gb:.2f} GB, index {facts['index']}, "
-          f"{facts['groups']:,} groups ({facts['in_groups']:,} images); planted pairs found {found:,}/{len(pairs):,} "
-          f"(recall {recall:.4f})")
-    print(json.dumps({"benchmark": "dedup_scale", "n": args.n, "dim": args.dim, "planted_pairs": int(len(pairs)),
-                      "generate_seconds": round(gen_seconds, 1), "dedup_wall_seconds": round(wall, 1), "dedup_cpu_seconds": round(cpu, 1),
-                      "load_average": os.getloadavg(),
-                      "dedup_peak_rss_gb": round(peak_gb, 2), "index": facts["index"], "groups": facts["groups"],
-                      "in_groups": facts["in_groups"], "planted_recall": round(recall, 4),
-                      "cpu_count": os.cpu_count(), "extra": args.extra}))
+    print(
+        f"hspnet dedup: {wall:.0f} s wall ({cpu:.0f} s CPU), peak RSS {peak_gb:.2f} GB, index {facts['index']}, "
+        f"{facts['groups']:,} groups ({facts['in_groups']:,} images); planted pairs found {found:,}/{len(pairs):,} "
+        f"(recall {recall:.4f})"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "dedup_scale",
+                "n": args.n,
+                "dim": args.dim,
+                "planted_pairs": int(len(pairs)),
+                "generate_seconds": round(gen_seconds, 1),
+                "dedup_wall_seconds": round(wall, 1),
+                "dedup_cpu_seconds": round(cpu, 1),
+                "load_average": os.getloadavg(),
+                "dedup_peak_rss_gb": round(peak_gb, 2),
+                "index": facts["index"],
+                "groups": facts["groups"],
+                "in_groups": facts["in_groups"],
+                "planted_recall": round(recall, 4),
+                "cpu_count": os.cpu_count(),
+                "extra": args.extra,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate_demo_world(root / "world", n_images=args.images, seed=args.seed)
-        make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
-                   options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=args.seed))
+        make_split(
+            root / "world" / "annotations.csv",
+            root / "world" / "taxonomy.yaml",
+            root / "split",
+            options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=args.seed),
+        )
         for method in args.methods.split(","):
             for loss in args.losses.split(","):
                 changes = {"model.method": method, "train.loss": loss, "train.seed": args.seed}
@@ -46,12 +50,20 @@ def main() -> None:
                     changes["train.epochs"] = args.epochs
                 config = apply_overrides(load_preset("demo"), changes)
                 start = time.perf_counter()
-                result = train(root / "split", root / "world" / "images", root / f"run-{method}-{loss}", config,
-                               device="cpu")
-                rows.append({"method": method, "loss": loss, "val_map": round(result.best_map, 4),
-                             "best_epoch": result.best_epoch, "source": result.best_source,
-                             "baseline": round(result.baseline_map, 4),
-                             "seconds": round(time.perf_counter() - start, 1)})
+                result = train(
+                    root / "split", root / "world" / "images", root / f"run-{method}-{loss}", config, device="cpu"
+                )
+                rows.append(
+                    {
+                        "method": method,
+                        "loss": loss,
+                        "val_map": round(result.best_map, 4),
+                        "best_epoch": result.best_epoch,
+                        "source": result.best_source,
+                        "baseline": round(result.baseline_map, 4),
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     print(f"\n{'method':10} {'loss':6} {'val mAP':>8} {'baseline':>9} {'seconds':>8}")
     for r in rows:

@@ -50,8 +50,7 @@ def load_world(world_dir: Path) -> tuple[torch.Tensor, np.ndarray]:
     """
     taxonomy = demo_taxonomy()
     rows = read_demo_annotations(world_dir)
-    images = np.stack([np.asarray(Image.open(world_dir / "images" / name).convert("RGB"))
-                       for name, _ in rows])
+    images = np.stack([np.asarray(Image.open(world_dir / "images" / name).convert("RGB")) for name, _ in rows])
     labels = np.zeros((len(rows), taxonomy.num_labels), dtype=np.float32)
     for i, (_, names) in enumerate(rows):
         labels[i, [taxonomy.label_index(n) for n in names]] = 1.0
@@ -70,8 +69,12 @@ class SmallCNN(nn.Module):
         chans = [3, width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * chans[-1], num_labels)
 
@@ -89,8 +92,7 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Sigmoid scores of ``model`` for every image, as an (N, num_labels) array."""
     model.eval()
-    out = [torch.sigmoid(model(to_float(images[i:i + batch_size])))
-           for i in range(0, len(images), batch_size)]
+    out = [torch.sigmoid(model(to_float(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -118,21 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="demo-learnability-") as tmp:
         t0 = time.perf_counter()
-        train_sum = generate_demo_world(Path(tmp) / "train", args.train, seed=args.seed,
-                                        image_size=args.size, workers=args.threads)
-        generate_demo_world(Path(tmp) / "test", args.test, seed=args.seed + 1,
-                            image_size=args.size, workers=args.threads)
+        train_sum = generate_demo_world(
+            Path(tmp) / "train", args.train, seed=args.seed, image_size=args.size, workers=args.threads
+        )
+        generate_demo_world(
+            Path(tmp) / "test", args.test, seed=args.seed + 1, image_size=args.size, workers=args.threads
+        )
         gen_s = time.perf_counter() - t0
         x_train, y_train = load_world(Path(tmp) / "train")
         x_test, y_test = load_world(Path(tmp) / "test")
-    print(f"generated {args.train} + {args.test} images of {args.size} px in {gen_s:.1f} s "
-          f"({args.threads} process(es)); {train_sum.mean_labels_per_image:.2f} labels/image, "
-          f"co-occurrence within/across groups {train_sum.cooccurrence_ratio:.1f}x")
+    print(
+        f"generated {args.train} + {args.test} images of {args.size} px in {gen_s:.1f} s "
+        f"({args.threads} process(es)); {train_sum.mean_labels_per_image:.2f} labels/image, "
+        f"co-occurrence within/across groups {train_sum.cooccurrence_ratio:.1f}x"
+    )
 
     prevalence = y_train.mean(axis=0)
     baseline = macro_map(y_test, np.broadcast_to(prevalence, y_test.shape))
-    print(f"label-frequency baseline: test mAP {baseline:.3f} "
-          f"(mean test prevalence {y_test.mean(axis=0).mean():.3f})")
+    print(f"label-frequency baseline: test mAP {baseline:.3f} (mean test prevalence {y_test.mean(axis=0).mean():.3f})")
 
     model = SmallCNN(y_train.shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         order = torch.randperm(len(x_train))
         total = 0.0
         for i in range(0, len(order), args.batch):
-            idx = order[i:i + args.batch]
+            idx = order[i : i + args.batch]
             xb = to_float(x_train[idx])
             # Flips keep every label's identity (a mirrored arrow is still an arrow): cheap augmentation.
             if torch.rand(()) < 0.5:
@@ -159,16 +164,19 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
             total += float(loss.detach()) * len(idx)
         final = macro_map(y_test, predict(model, x_test))
-        print(f"epoch {epoch:2d}: train BCE {total / len(x_train):.4f}  test mAP {final:.3f}  "
-              f"(baseline {baseline:.3f})  {time.perf_counter() - t_train:6.1f} s")
+        print(
+            f"epoch {epoch:2d}: train BCE {total / len(x_train):.4f}  test mAP {final:.3f}  "
+            f"(baseline {baseline:.3f})  {time.perf_counter() - t_train:6.1f} s"
+        )
 
     scores = predict(model, x_test)
-    per_label = [average_precision_score(y_test[:, j], scores[:, j]) if y_test[:, j].any() else float("nan")
-                 for j in range(y_test.shape[1])]
+    per_label = [
+        average_precision_score(y_test[:, j], scores[:, j]) if y_test[:, j].any() else float("nan")
+        for j in range(y_test.shape[1])
+    ]
     names = demo_taxonomy().label_names
     print("per-label test AP: " + ", ".join(f"{n} {ap:.2f}" for n, ap in zip(names, per_label)))
-    print(f"final: test mAP {final:.3f} vs baseline {baseline:.3f}, "
-          f"training {time.perf_counter() - t_train:.1f} s")
+    print(f"final: test mAP {final:.3f} vs baseline {baseline:.3f}, training {time.perf_counter() - t_train:.1f} s")
     if args.min_map is not None and final < args.min_map:
         print(f"FAIL: test mAP {final:.3f} < {args.min_map}", file=sys.stderr)
         return 1

@@ -46,14 +46,21 @@ def make_output(root: Path, rows: int) -> None:
     from hspnet_cli.tagsfile.factory import write_tag_output
 
     labels = [f"label{i}" for i in range(16)]
-    groups = {f"group{g}": labels[g * 4:(g + 1) * 4] for g in range(4)}
+    groups = {f"group{g}": labels[g * 4 : (g + 1) * 4] for g in range(4)}
     rng = np.random.default_rng(0)
     blocks = range(0, rows, 100_000)
     (root / "images").mkdir()
-    write_tag_output(root / "tags.csv", [f"f{i % 1000:03d}/img_{i:08d}.jpg" for i in range(rows)],
-                     (rng.random((min(100_000, rows - s), 16), dtype=np.float32) * 0.95 for s in blocks),
-                     (np.zeros((min(100_000, rows - s), 1), np.float32) for s in blocks), labels=labels,
-                     groups=groups, thresholds=0.9, images_dir=root / "images", scorer="bench")
+    write_tag_output(
+        root / "tags.csv",
+        [f"f{i % 1000:03d}/img_{i:08d}.jpg" for i in range(rows)],
+        (rng.random((min(100_000, rows - s), 16), dtype=np.float32) * 0.95 for s in blocks),
+        (np.zeros((min(100_000, rows - s), 1), np.float32) for s in blocks),
+        labels=labels,
+        groups=groups,
+        thresholds=0.9,
+        images_dir=root / "images",
+        scorer="bench",
+    )
     (root / "taxonomy.yaml").write_text(f"name: bench\nlabels: {labels}\ngroups: {json.dumps(groups)}\n")
 
 
@@ -62,9 +69,17 @@ def ls_export(root: Path) -> None:
     tasks = json.loads((root / "ls" / "tasks.json").read_text())
     for i, task in enumerate(tasks):
         choices = task["predictions"][0]["result"][0]["value"]["choices"] if task.get("predictions") else []
-        task.update(id=i + 1, annotations=[{"id": i + 1, "was_cancelled": False, "updated_at": "2026-12-01",
-                                            "result": [{"type": "choices", "from_name": "labels",
-                                                        "value": {"choices": choices}}]}])
+        task.update(
+            id=i + 1,
+            annotations=[
+                {
+                    "id": i + 1,
+                    "was_cancelled": False,
+                    "updated_at": "2026-12-01",
+                    "result": [{"type": "choices", "from_name": "labels", "value": {"choices": choices}}],
+                }
+            ],
+        )
     (root / "ls-export.json").write_text(json.dumps(tasks, indent=2))
 
 
@@ -88,8 +103,11 @@ def main() -> None:
             facts = json.loads(done.stdout.strip().splitlines()[-1])
             facts["rows_per_second"] = round(args.rows / max(facts["seconds"], 1e-9))
             results[f"{kind} {arg}"] = facts
-            print(f"{kind:6s} {arg:24s} {facts['seconds']:8.2f} s  {facts['rows_per_second']:>9,} rows/s  "
-                  f"peak {facts['peak_rss_mib']:,} MiB  (process {time.perf_counter() - t:.1f} s)", flush=True)
+            print(
+                f"{kind:6s} {arg:24s} {facts['seconds']:8.2f} s  {facts['rows_per_second']:>9,} rows/s  "
+                f"peak {facts['peak_rss_mib']:,} MiB  (process {time.perf_counter() - t:.1f} s)",
+                flush=True,
+            )
     print(json.dumps(results, indent=2))
 
 

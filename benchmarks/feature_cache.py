@@ -37,20 +37,34 @@ def main() -> None:
         root = Path(tmp)
         os.environ["HSPNET_CACHE"] = str(root / "cache")
         generate_demo_world(root / "world", n_images=args.images, seed=0, image_size=min(args.image_size, 256))
-        make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
-                   options=SplitOptions(val_fraction=0.2))
+        make_split(
+            root / "world" / "annotations.csv",
+            root / "world" / "taxonomy.yaml",
+            root / "split",
+            options=SplitOptions(val_fraction=0.2),
+        )
         out = {}
         for cached in (False, True):
-            config = apply_overrides(load_preset("demo"), {
-                "model.clip_model": args.model, "model.freeze_image_encoder": True,
-                "train.cache_features": cached, "train.epochs": args.epochs, "train.image_size": args.image_size,
-                "train.num_workers": args.workers})
+            config = apply_overrides(
+                load_preset("demo"),
+                {
+                    "model.clip_model": args.model,
+                    "model.freeze_image_encoder": True,
+                    "train.cache_features": cached,
+                    "train.epochs": args.epochs,
+                    "train.image_size": args.image_size,
+                    "train.num_workers": args.workers,
+                },
+            )
             start = time.perf_counter()
-            result = train(root / "split", root / "world" / "images", root / f"run-{cached}", config,
-                           device=args.device)
-            out["cached" if cached else "uncached"] = {"total_seconds": round(time.perf_counter() - start, 1),
+            result = train(
+                root / "split", root / "world" / "images", root / f"run-{cached}", config, device=args.device
+            )
+            out["cached" if cached else "uncached"] = {
+                "total_seconds": round(time.perf_counter() - start, 1),
                 "epoch_seconds": [round(r.seconds, 2) for r in result.history],
-                "val_map": [round(r.val_map_raw, 5) for r in result.history]}
+                "val_map": [round(r.val_map_raw, 5) for r in result.history],
+            }
         u, c = out["uncached"]["epoch_seconds"], out["cached"]["epoch_seconds"]
         out["epoch_speedup"] = round(sum(u) / max(sum(c), 1e-9), 1)
         print(json.dumps(out, indent=2))

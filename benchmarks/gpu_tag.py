@@ -45,9 +45,10 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ SIZES = ((640, 480), (480, 640), (500, 375), (375, 500), (640, 427), (427, 640),
 # --------------------------------------------------------------------------------------------
 # Generated images
 # --------------------------------------------------------------------------------------------
+
 
 def render_jpeg(path: str, seed: int, index: int, quality: int = 90) -> int:
     """Write one varied, photo-like JPEG to ``path``; returns its size in bytes.
@@ -121,6 +123,7 @@ def generate_jpegs(folder: Path, n: int, seed: int = 0, processes: int = 1) -> l
 # Measurements
 # --------------------------------------------------------------------------------------------
 
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -148,8 +151,9 @@ def _write_list(path: Path, keys: list[str]) -> Path:
     return path
 
 
-def time_tag_images(scorer: Any, images_dir: Path, keys: list[str], work: Path, decode: str,
-                    batch_size: int, workers: int) -> dict[str, Any]:
+def time_tag_images(
+    scorer: Any, images_dir: Path, keys: list[str], work: Path, decode: str, batch_size: int, workers: int
+) -> dict[str, Any]:
     """``tag_images`` with ``decode`` on all ``keys``: warm-up, quarter and full run (module doc)."""
     from hspnet_cli.tagging.run import tag_images
 
@@ -162,8 +166,17 @@ def time_tag_images(scorer: Any, images_dir: Path, keys: list[str], work: Path, 
         # A --list file picks the first `count` images (the full run's too: with --images-dir the
         # folder may hold more than --images).
         listed = _write_list(work / f"{decode}-{name}.txt", keys[:count])
-        return tag_images(images_dir, out, scorer, list_file=listed, batch_size=batch_size, workers=workers,
-                          decode=decode, overwrite=True, progress=False)
+        return tag_images(
+            images_dir,
+            out,
+            scorer,
+            list_file=listed,
+            batch_size=batch_size,
+            workers=workers,
+            decode=decode,
+            overwrite=True,
+            progress=False,
+        )
 
     run(min(n, 2 * batch_size), "warmup")  # lazy CUDA/cuDNN/nvJPEG set-up and worker start-up paths
     quarter = run(max(1, n // 4), "quarter") if n >= 8 else None
@@ -172,12 +185,17 @@ def time_tag_images(scorer: Any, images_dir: Path, keys: list[str], work: Path, 
     full = run(n, "full")
     _sync(device)
     result: dict[str, Any] = {
-        "what": f"tag_images(decode={decode!r}, workers={workers})", "images": full.processed,
-        "failed": full.failed, "seconds": round(full.seconds, 3),
-        "images_per_second": round(full.images_per_second, 1), "peak_gpu_mib": _peak_mib(device)}
+        "what": f"tag_images(decode={decode!r}, workers={workers})",
+        "images": full.processed,
+        "failed": full.failed,
+        "seconds": round(full.seconds, 3),
+        "images_per_second": round(full.images_per_second, 1),
+        "peak_gpu_mib": _peak_mib(device),
+    }
     if quarter is not None and full.seconds > quarter.seconds:
         result["marginal_images_per_second"] = round(
-            (full.processed - quarter.processed) / (full.seconds - quarter.seconds), 1)
+            (full.processed - quarter.processed) / (full.seconds - quarter.seconds), 1
+        )
     if full.failed:
         result["failures"] = [f"{p}: {e}" for p, e in full.failures[:3]]
     return result
@@ -185,7 +203,7 @@ def time_tag_images(scorer: Any, images_dir: Path, keys: list[str], work: Path, 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def time_decode(scorer: Any, files: list[Path], batch_size: int) -> dict[str, Any]:
@@ -204,11 +222,12 @@ def time_decode(scorer: Any, files: list[Path], batch_size: int) -> dict[str, An
         images = decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
         # Grouped by size (TensorPreprocess.batch, what tag_images does on a GPU) vs one by one
         # (what it does on the CPU): the GPU run says whether grouping pays there.
-        return torch.stack(preprocess.batch(images, group=True) if batched
-                           else [preprocess(image) for image in images])
+        return torch.stack(preprocess.batch(images, group=True) if batched else [preprocess(image) for image in images])
 
-    result: dict[str, Any] = {"what": f"decode_jpeg(device={device.type!r}) + TensorPreprocess.batch, bytes in memory",
-                              "images": len(datas)}
+    result: dict[str, Any] = {
+        "what": f"decode_jpeg(device={device.type!r}) + TensorPreprocess.batch, bytes in memory",
+        "images": len(datas),
+    }
     for batched in (False, True):
         decode(datas[:batch_size], batched)  # warm-up: nvJPEG handles, resize kernels
         _sync(device)
@@ -219,8 +238,11 @@ def time_decode(scorer: Any, files: list[Path], batch_size: int) -> dict[str, An
         _sync(device)
         seconds = time.perf_counter() - start
         if batched:
-            result.update(seconds=round(seconds, 3), images_per_second=round(len(datas) / seconds, 1),
-                          peak_gpu_mib=_peak_mib(device))
+            result.update(
+                seconds=round(seconds, 3),
+                images_per_second=round(len(datas) / seconds, 1),
+                peak_gpu_mib=_peak_mib(device),
+            )
         else:
             result["per_image_preprocess_images_per_second"] = round(len(datas) / seconds, 1)
     return result
@@ -245,21 +267,30 @@ def time_forward(scorer: Any, batch_size: int, iters: int, warmup: int) -> dict[
         _sync(device)
     seconds = time.perf_counter() - start
     precision = "bf16 autocast, channels-last" if device.type == "cuda" else "float32"
-    return {"what": f"image encoder on pre-decoded tensors ({precision})", "images": batch_size * iters,
-            "seconds": round(seconds, 3), "images_per_second": round(batch_size * iters / seconds, 1),
-            "peak_gpu_mib": _peak_mib(device)}
+    return {
+        "what": f"image encoder on pre-decoded tensors ({precision})",
+        "images": batch_size * iters,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(batch_size * iters / seconds, 1),
+        "peak_gpu_mib": _peak_mib(device),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
+
 def _environment(device: torch.device) -> dict[str, Any]:
     import torchvision
 
-    env: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                           "torch": torch.__version__, "torchvision": torchvision.__version__,
-                           "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    env: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
         env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
@@ -274,9 +305,11 @@ def print_table(results: dict[str, dict[str, Any]], ceiling: float | None) -> No
             continue
         marginal = r.get("marginal_images_per_second")
         ratio = r.get("ratio_to_ceiling")
-        print(f"{mode:8} {r['images']:7d} {r['images_per_second']:9.1f} "
-              f"{'-' if marginal is None else f'{marginal:.1f}':>9} {'-' if ratio is None else f'{ratio:.3f}':>9} "
-              f"{'-' if r['peak_gpu_mib'] is None else r['peak_gpu_mib']:>13}  {r['what']}")
+        print(
+            f"{mode:8} {r['images']:7d} {r['images_per_second']:9.1f} "
+            f"{'-' if marginal is None else f'{marginal:.1f}':>9} {'-' if ratio is None else f'{ratio:.3f}':>9} "
+            f"{'-' if r['peak_gpu_mib'] is None else r['peak_gpu_mib']:>13}  {r['what']}"
+        )
     if ceiling:
         print(f"ceiling (forward): {ceiling:.1f} images/s")
 
@@ -284,15 +317,24 @@ def print_table(results: dict[str, dict[str, Any]], ceiling: float | None) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--clip-model", "--model", dest="model", default="RN50",
-                        help="open_clip architecture (random weights)")
+    parser.add_argument(
+        "--clip-model", "--model", dest="model", default="RN50", help="open_clip architecture (random weights)"
+    )
     parser.add_argument("--taxonomy", default="coco")
     parser.add_argument("--images", type=int, default=None, help="generated JPEGs (default: 4000 on GPU, 64 on CPU)")
-    parser.add_argument("--images-dir", type=Path, default=None,
-                        help="tag these images (the first --images of them) instead of generating some")
+    parser.add_argument(
+        "--images-dir",
+        type=Path,
+        default=None,
+        help="tag these images (the first --images of them) instead of generating some",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="default: 256 on GPU, 16 on CPU")
-    parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
-                        help="DataLoader workers for tag_images, and processes generating the images")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(16, os.cpu_count() or 1),
+        help="DataLoader workers for tag_images, and processes generating the images",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     parser.add_argument("--forward-iters", type=int, default=None, help="timed batches (default: 50 GPU, 3 CPU)")
     parser.add_argument("--seed", type=int, default=0)
@@ -309,13 +351,17 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
 
+    from hspnet_cli.core.device import tune_for_cuda
     from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.sources.discover import discover_images
     from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.core.device import tune_for_cuda
 
-    report: dict[str, Any] = {"benchmark": "gpu_tag", "model": args.model, "batch_size": batch_size,
-                              "workers": args.workers}
+    report: dict[str, Any] = {
+        "benchmark": "gpu_tag",
+        "model": args.model,
+        "batch_size": batch_size,
+        "workers": args.workers,
+    }
     with tempfile.TemporaryDirectory(prefix="gpu_tag-") as tmp:
         work = Path(tmp)
         # Images first: the generator forks, which is only safe before this process sets up CUDA.
@@ -337,10 +383,13 @@ def main() -> None:
 
         torch.manual_seed(0)
         scorer = zero_shot(load_taxonomy(args.taxonomy), args.model, "none", device=str(device))
-        tune_for_cuda(device)                         # as tag_images does, so the ceiling is a fair one
+        tune_for_cuda(device)  # as tag_images does, so the ceiling is a fair one
         report["image_size"] = scorer.image_size
-        print(f"scorer: {scorer.description}, {scorer.image_size} px, {scorer.taxonomy.num_labels} labels, "
-              f"on {report['device']}; batch {batch_size}, {args.workers} workers", flush=True)
+        print(
+            f"scorer: {scorer.description}, {scorer.image_size} px, {scorer.taxonomy.num_labels} labels, "
+            f"on {report['device']}; batch {batch_size}, {args.workers} workers",
+            flush=True,
+        )
 
         results: dict[str, dict[str, Any]] = {}
         for mode in modes:

@@ -56,14 +56,23 @@ def write_shards(root: Path, rows: int, dim: int, fmt: str, shards: int = 4, lab
 
         def embeddings(positions=positions, starts=starts):  # type: ignore[no-untyped-def]
             for start in starts:
-                n = len(positions[start:start + 20000])
+                n = len(positions[start : start + 20000])
                 emb = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
                 yield emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
-        write_tag_output(out, [f"dir{p % 1000:03d}/img{p:08d}.jpg" for p in positions],
-                         (rng.random((len(positions[st:st + 20000]), labels)).astype(np.float32) for st in starts),
-                         embeddings(), labels=names, groups=groups, fmt=fmt, top_k=5, images_dir=root / "images",
-                         scorer="bench", fingerprint={"shard": [s, shards]})
+        write_tag_output(
+            out,
+            [f"dir{p % 1000:03d}/img{p:08d}.jpg" for p in positions],
+            (rng.random((len(positions[st : st + 20000]), labels)).astype(np.float32) for st in starts),
+            embeddings(),
+            labels=names,
+            groups=groups,
+            fmt=fmt,
+            top_k=5,
+            images_dir=root / "images",
+            scorer="bench",
+            fingerprint={"shard": [s, shards]},
+        )
         outs.append(out)
     return outs
 
@@ -83,15 +92,28 @@ def main() -> None:
                 shards = write_shards(root, rows, args.dim, fmt)
                 written = time.perf_counter() - t0
                 tags_mb = sum(p.stat().st_size for p in shards) / 2**20
-                proc = subprocess.run([sys.executable, "-c", CHILD, str(root / "merged" / f"tags.{fmt}"),
-                                       *map(str, shards)], capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(root / "merged" / f"tags.{fmt}"), *map(str, shards)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 facts = json.loads(proc.stdout.strip().splitlines()[-1])
-                result = {"format": fmt, "rows": rows, "dim": args.dim, "tags_file_mib": round(tags_mb, 1),
-                          "shards_written_seconds": round(written, 1), **facts}
-                print(f"{fmt:5s} {rows:>9,} rows ({tags_mb:7.1f} MiB of tags): merge + index "
-                      f"{facts['seconds']:6.1f} s (index {facts['index_seconds']:.1f} s), peak RSS "
-                      f"{facts['peak_rss_mib']:7.1f} MiB, {facts['factory']} {facts['search_params']}, "
-                      f"recall@10 {facts['recall_at_10']}", flush=True)
+                result = {
+                    "format": fmt,
+                    "rows": rows,
+                    "dim": args.dim,
+                    "tags_file_mib": round(tags_mb, 1),
+                    "shards_written_seconds": round(written, 1),
+                    **facts,
+                }
+                print(
+                    f"{fmt:5s} {rows:>9,} rows ({tags_mb:7.1f} MiB of tags): merge + index "
+                    f"{facts['seconds']:6.1f} s (index {facts['index_seconds']:.1f} s), peak RSS "
+                    f"{facts['peak_rss_mib']:7.1f} MiB, {facts['factory']} {facts['search_params']}, "
+                    f"recall@10 {facts['recall_at_10']}",
+                    flush=True,
+                )
                 results.append(result)
     print(json.dumps({"benchmark": "index_merge", "results": results}))
 

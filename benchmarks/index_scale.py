@@ -31,15 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index_scale_data import generate  # noqa: E402
 
 
-def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path,
-                wait: bool = True) -> tuple[np.ndarray, float]:
+def exact_truth(
+    files: list[Path], queries: np.ndarray, k: int, cache: Path, wait: bool = True
+) -> tuple[np.ndarray, float]:
     """(q, k) exact top-k global ids over the shards, streamed; cached in ``cache``; (ids, seconds)."""
     running = cache.with_name(cache.name + ".running")
-    while wait and running.exists() and not cache.is_file():      # another process (--truth-only) is computing it
+    while wait and running.exists() and not cache.is_file():  # another process (--truth-only) is computing it
         time.sleep(10)
     if cache.is_file():
-        return np.load(cache), float(json.loads(running.read_text() or "{}").get("seconds", 0)) \
-            if running.exists() else 0.0
+        return np.load(cache), float(
+            json.loads(running.read_text() or "{}").get("seconds", 0)
+        ) if running.exists() else 0.0
     from hspnet_cli.index.scale_build import exact_topk_blocks
 
     t0 = time.perf_counter()
@@ -49,7 +51,7 @@ def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path,
         for f in files:
             arr = np.load(f, mmap_mode="r")
             for a in range(0, arr.shape[0], 65536):
-                block = np.array(arr[a:a + 65536], dtype=np.float32)
+                block = np.array(arr[a : a + 65536], dtype=np.float32)
                 block /= np.linalg.norm(block, axis=1, keepdims=True)
                 yield first + a, block
             first += arr.shape[0]
@@ -61,7 +63,7 @@ def exact_truth(files: list[Path], queries: np.ndarray, k: int, cache: Path,
 
 def truth_only(data: Path, n: int) -> None:
     """Compute and cache the exact top 10 (to run beside the build, in another process)."""
-    files = sorted(data.glob("emb-*.npy"))[:(n + 999_999) // 1_000_000]
+    files = sorted(data.glob("emb-*.npy"))[: (n + 999_999) // 1_000_000]
     cache = data / f"truth-{sum(np.load(f, mmap_mode='r').shape[0] for f in files)}.npy"
     running = cache.with_name(cache.name + ".running")
     running.write_text("")
@@ -88,14 +90,32 @@ def main() -> None:
     shard_rows = 1_000_000
     t0 = time.perf_counter()
     files = generate(args.data, ((args.n + shard_rows - 1) // shard_rows) * shard_rows, 512, shard_rows)
-    files = files[:(args.n + shard_rows - 1) // shard_rows]
+    files = files[: (args.n + shard_rows - 1) // shard_rows]
     gen_s = time.perf_counter() - t0
     n = sum(np.load(f, mmap_mode="r").shape[0] for f in files)
     out = args.out or args.data / f"index-{n}.faiss"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "hspnet_cli", "index", "build", *map(str, files), "--out", str(out),
-           "--factory", args.factory, "--train-size", str(args.train_size), "--layout", args.layout,
-           "--recall-queries", "0", "--nprobe", "16", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hspnet_cli",
+        "index",
+        "build",
+        *map(str, files),
+        "--out",
+        str(out),
+        "--factory",
+        args.factory,
+        "--train-size",
+        str(args.train_size),
+        "--layout",
+        args.layout,
+        "--recall-queries",
+        "0",
+        "--nprobe",
+        "16",
+        "--json",
+    ]
     print("build:", " ".join(cmd[2:]), flush=True)
     t1 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -105,10 +125,13 @@ def main() -> None:
     facts = json.loads(proc.stdout)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     build_rss_mb = children.ru_maxrss / 1024
-    build_cpu_s = children.ru_utime + children.ru_stime    # CPU time: comparable on a busy, shared machine
-    print(f"built {n:,} x 512 in {build_s:.0f} s (train {facts['seconds']['train']} s, add "
-          f"{facts['seconds']['add']} s); CPU {build_cpu_s:.0f} s; peak RSS {build_rss_mb:,.0f} MB; layout "
-          f"{facts['layout']}", flush=True)
+    build_cpu_s = children.ru_utime + children.ru_stime  # CPU time: comparable on a busy, shared machine
+    print(
+        f"built {n:,} x 512 in {build_s:.0f} s (train {facts['seconds']['train']} s, add "
+        f"{facts['seconds']['add']} s); CPU {build_cpu_s:.0f} s; peak RSS {build_rss_mb:,.0f} MB; layout "
+        f"{facts['layout']}",
+        flush=True,
+    )
 
     queries = np.load(args.data / "queries.npy")
     cpu0 = time.process_time()
@@ -133,19 +156,41 @@ def main() -> None:
         for q in queries[:100]:
             idx.index.search(q[None, :], 10)
         single_ms = (time.perf_counter() - t4) * 1000 / 100
-        curve[nprobe] = {"recall_at_10": round(r, 4), "ms_per_query_batch": round(batch_ms, 3),
-                         "ms_per_query_single": round(single_ms, 3)}
-        print(f"nprobe {nprobe:4d}: recall@10 {r:.4f}  {batch_ms:.2f} ms/query (batch of 1000), "
-              f"{single_ms:.2f} ms (one at a time)", flush=True)
+        curve[nprobe] = {
+            "recall_at_10": round(r, 4),
+            "ms_per_query_batch": round(batch_ms, 3),
+            "ms_per_query_single": round(single_ms, 3),
+        }
+        print(
+            f"nprobe {nprobe:4d}: recall@10 {r:.4f}  {batch_ms:.2f} ms/query (batch of 1000), "
+            f"{single_ms:.2f} ms (one at a time)",
+            flush=True,
+        )
     key = idx.paths[int(truth[0, 0])]
     sizes = {p.name: p.stat().st_size for p in out.parent.glob(f"{out.name}*") if p.is_file()}
     own_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"n": n, "dim": 512, "factory": args.factory, "layout": facts["layout"], "train_size": args.train_size,
-              "generate_s": round(gen_s, 1), "build_s": round(build_s, 1), "build_phases_s": facts["seconds"],
-              "build_peak_rss_mb": round(build_rss_mb), "build_cpu_s": round(build_cpu_s, 1), "exact_truth_s": round(truth_s, 1), "exact_truth_cpu_s": round(truth_cpu_s, 1),
-              "load_s": round(load_s, 2), "recall": curve, "index_bytes": sizes,
-              "bench_peak_rss_mb": round(own_rss_mb), "example_key": key,
-              "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "nice": os.nice(0)}
+    result = {
+        "n": n,
+        "dim": 512,
+        "factory": args.factory,
+        "layout": facts["layout"],
+        "train_size": args.train_size,
+        "generate_s": round(gen_s, 1),
+        "build_s": round(build_s, 1),
+        "build_phases_s": facts["seconds"],
+        "build_peak_rss_mb": round(build_rss_mb),
+        "build_cpu_s": round(build_cpu_s, 1),
+        "exact_truth_s": round(truth_s, 1),
+        "exact_truth_cpu_s": round(truth_cpu_s, 1),
+        "load_s": round(load_s, 2),
+        "recall": curve,
+        "index_bytes": sizes,
+        "bench_peak_rss_mb": round(own_rss_mb),
+        "example_key": key,
+        "cpus": os.cpu_count(),
+        "load_avg_at_end": os.getloadavg(),
+        "nice": os.nice(0),
+    }
     print(json.dumps(result))
 
 

@@ -23,7 +23,7 @@ LATENT = 32
 
 def _model(dim: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    basis, _ = np.linalg.qr(rng.standard_normal((dim, LATENT)))          # (dim, 32) orthonormal
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, LATENT)))  # (dim, 32) orthonormal
     centres = rng.standard_normal((clusters, dim)).astype(np.float32) * 0.35
     return basis.astype(np.float32), centres
 
@@ -40,8 +40,15 @@ def sample(n: int, dim: int, clusters: int, seed: int, stream: int) -> np.ndarra
     return x
 
 
-def generate(out: Path, n: int, dim: int = 512, shard_rows: int = 1_000_000, clusters: int = 2000,
-             seed: int = 0, queries: int = 1000) -> list[Path]:
+def generate(
+    out: Path,
+    n: int,
+    dim: int = 512,
+    shard_rows: int = 1_000_000,
+    clusters: int = 2000,
+    seed: int = 0,
+    queries: int = 1000,
+) -> list[Path]:
     """Write ``ceil(n / shard_rows)`` float16 shards ``emb-XXXX.npy`` and ``queries.npy`` (float32)."""
     out.mkdir(parents=True, exist_ok=True)
     shards = []
@@ -59,7 +66,7 @@ def generate(out: Path, n: int, dim: int = 512, shard_rows: int = 1_000_000, clu
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(rows, dim))
         for b in range(0, rows, 100_000):
             m = min(100_000, rows - b)
-            arr[b:b + m] = sample(m, dim, clusters, seed, stream=1 + s * 1000 + b // 100_000)
+            arr[b : b + m] = sample(m, dim, clusters, seed, stream=1 + s * 1000 + b // 100_000)
         arr.flush()
         del arr
         os.replace(tmp, path)

@@ -16,8 +16,9 @@ from typing import Any
 from hspnet_cli.core.io_utils import write_text_atomic
 
 
-def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: int = 0,
-            mode: str = "single-positive") -> dict[str, Any]:
+def prepare(
+    work: Path, n_images: int = 3000, epochs: int | None = None, seed: int = 0, mode: str = "single-positive"
+) -> dict[str, Any]:
     """World + trained demo model under ``work`` (see the module docstring); ``mode`` is the
     split mode of the training half (``full``: every label, in ``run-full/``)."""
     from hspnet_cli.config import apply_overrides, load_preset
@@ -27,8 +28,11 @@ def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: i
 
     work.mkdir(parents=True, exist_ok=True)
     world = work / "world"
-    facts: dict[str, Any] = {"world": str(world), "images": str(world / "images"),
-                             "taxonomy": str(world / "taxonomy.yaml")}
+    facts: dict[str, Any] = {
+        "world": str(world),
+        "images": str(world / "images"),
+        "taxonomy": str(world / "taxonomy.yaml"),
+    }
     start = time.perf_counter()
     if not (world / "annotations.csv").is_file():
         generate_demo_world(world, n_images=n_images, seed=seed, workers=2)
@@ -43,15 +47,26 @@ def prepare(work: Path, n_images: int = 3000, epochs: int | None = None, seed: i
     ckpt = work / f"run{suffix}" / "best.ckpt"
     start = time.perf_counter()
     if not ckpt.is_file():
-        make_split(work / "train-half.csv", world / "taxonomy.yaml", work / f"split{suffix}",
-                   options=SplitOptions(mode=mode, val_fraction=0.2, seed=seed, overwrite=True))
+        make_split(
+            work / "train-half.csv",
+            world / "taxonomy.yaml",
+            work / f"split{suffix}",
+            options=SplitOptions(mode=mode, val_fraction=0.2, seed=seed, overwrite=True),
+        )
         config = load_preset("demo")
         changes: dict[str, Any] = {"train.seed": seed}
         if epochs is not None:
             changes["train.epochs"] = epochs
         config = apply_overrides(config, changes)
-        result = train(work / f"split{suffix}", world / "images", work / f"run{suffix}", config,
-                       taxonomy=world / "taxonomy.yaml", device="cpu", overwrite=True)
+        result = train(
+            work / f"split{suffix}",
+            world / "images",
+            work / f"run{suffix}",
+            config,
+            taxonomy=world / "taxonomy.yaml",
+            device="cpu",
+            overwrite=True,
+        )
         facts["val_map"] = round(result.best_map, 4)
     facts["train_seconds"] = round(time.perf_counter() - start, 1)
     facts["checkpoint"] = str(ckpt)

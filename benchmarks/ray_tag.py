@@ -47,12 +47,22 @@ def make_inputs(work: Path, n: int) -> tuple[Path, Path]:
     from hspnet_cli.train.loop import train
 
     if (work / "model.pt").is_file() and len(list((work / "world" / "images").glob("*.png"))) == n:
-        return work / "world" / "images", work / "model.pt"   # inputs of an earlier run (--work)
+        return work / "world" / "images", work / "model.pt"  # inputs of an earlier run (--work)
     generate_demo_world(work / "train-world", n_images=120, seed=0)
-    make_split(work / "train-world" / "annotations.csv", work / "train-world" / "taxonomy.yaml", work / "split",
-               options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0))
-    train(work / "split", work / "train-world" / "images", work / "run", tiny(**{"train.epochs": 1}),
-          taxonomy=work / "train-world" / "taxonomy.yaml", device="cpu")
+    make_split(
+        work / "train-world" / "annotations.csv",
+        work / "train-world" / "taxonomy.yaml",
+        work / "split",
+        options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0),
+    )
+    train(
+        work / "split",
+        work / "train-world" / "images",
+        work / "run",
+        tiny(**{"train.epochs": 1}),
+        taxonomy=work / "train-world" / "taxonomy.yaml",
+        device="cpu",
+    )
     model = export_model(work / "run" / "best.ckpt", work / "model.pt")
     generate_demo_world(work / "world", n_images=n, seed=1)
     return work / "world" / "images", model
@@ -74,13 +84,14 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
                 rss = int(fh.read().split()[1]) * page
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         first = argv[0].decode(errors="replace") if argv and argv[0] else ""
         if first.startswith("ray::"):
             title = first.split()[0]
         else:
-            title = first.rsplit("/", 1)[-1] + (" " + argv[2].decode(errors="replace") if len(argv) > 2
-                                                and argv[1] == b"-m" else "")
+            title = first.rsplit("/", 1)[-1] + (
+                " " + argv[2].decode(errors="replace") if len(argv) > 2 and argv[1] == b"-m" else ""
+            )
         table[int(entry)] = (ppid, title[:60], rss)
     return table
 
@@ -123,8 +134,13 @@ class TreeMemory:
 def run_cli(args: list[str]) -> tuple[dict, float, dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "hspnet_cli", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hspnet_cli", *args, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     mem = TreeMemory(proc.pid)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
@@ -147,22 +163,47 @@ def main() -> None:
     t = time.perf_counter()
     images, model = make_inputs(work, a.images)
     setup = time.perf_counter() - t
-    common = ["tag", str(images), "--checkpoint", str(model), "--format", "parquet", "--device", "cpu",
-              "--batch-size", str(a.batch_size), "--block-size", str(a.block_size)]
+    common = [
+        "tag",
+        str(images),
+        "--checkpoint",
+        str(model),
+        "--format",
+        "parquet",
+        "--device",
+        "cpu",
+        "--batch-size",
+        str(a.batch_size),
+        "--block-size",
+        str(a.block_size),
+    ]
     results = {}
     for engine in ("local", "ray"):
         extra = ["--engine", engine] + (["--workers", str(a.workers)] if engine == "local" else [])
         summary, wall, memory = run_cli([*common, "--out", str(work / f"out-{engine}"), "--overwrite", *extra])
-        results[engine] = {"wall_s": round(wall, 1), "loop_s": summary["seconds"],
-                           "images_per_second": summary["images_per_second"],
-                           "wall_images_per_second": round(summary["rows"] / wall, 1), "rows": summary["rows"],
-                           "engine_timings": summary.get("engine_timings", {}), "peak_rss_mib": memory}
+        results[engine] = {
+            "wall_s": round(wall, 1),
+            "loop_s": summary["seconds"],
+            "images_per_second": summary["images_per_second"],
+            "wall_images_per_second": round(summary["rows"] / wall, 1),
+            "rows": summary["rows"],
+            "engine_timings": summary.get("engine_timings", {}),
+            "peak_rss_mib": memory,
+        }
     ratio = results["ray"]["images_per_second"] / results["local"]["images_per_second"]
-    report = {"images": a.images, "cpus": os.cpu_count(), "setup_s": round(setup, 1), "ray_over_local": round(ratio, 3),
-              "ray_over_local_wall": round(results["local"]["wall_s"] / results["ray"]["wall_s"], 3), **results}
+    report = {
+        "images": a.images,
+        "cpus": os.cpu_count(),
+        "setup_s": round(setup, 1),
+        "ray_over_local": round(ratio, 3),
+        "ray_over_local_wall": round(results["local"]["wall_s"] / results["ray"]["wall_s"], 3),
+        **results,
+    }
     for engine, r in results.items():
-        print(f"{engine:6s} wall {r['wall_s']:8.1f} s  loop {r['loop_s']:8.1f} s  {r['images_per_second']:8.1f} img/s "
-              f"(loop)  {r['wall_images_per_second']:8.1f} img/s (wall)  {r['engine_timings']}")
+        print(
+            f"{engine:6s} wall {r['wall_s']:8.1f} s  loop {r['loop_s']:8.1f} s  {r['images_per_second']:8.1f} img/s "
+            f"(loop)  {r['wall_images_per_second']:8.1f} img/s (wall)  {r['engine_timings']}"
+        )
         for name, mibs in sorted(r["peak_rss_mib"].items()):
             print(f"    {name:50s} x{len(mibs):<3d} peak RSS {max(mibs):8.1f} MiB each (max)")
     print(f"ray / local (loop rate): {ratio:.3f}")

@@ -30,8 +30,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from hspnet_cli.data import read_annotations
-    from hspnet_cli.data.readers.common import json_where
     from hspnet_cli.data.image_check import check_images
+    from hspnet_cli.data.readers.common import json_where
     from hspnet_cli.taxonomy import load_taxonomy
 
     coco = load_taxonomy("coco")
@@ -39,12 +39,19 @@ def main() -> None:
     out: dict[str, float | int] = {"images": args.images, "annotations": args.annotations}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        doc = {"images": [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": 640, "height": 480}
-                          for i in range(args.images)],
-               "categories": [{"id": i + 1, "name": name} for i, name in enumerate(coco.label_names)],
-               "annotations": [{"id": k, "image_id": int(i), "category_id": int(c) + 1, "iscrowd": 0}
-                               for k, (i, c) in enumerate(zip(rng.integers(0, args.images, args.annotations),
-                                                              rng.integers(0, 80, args.annotations)))]}
+        doc = {
+            "images": [
+                {"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "width": 640, "height": 480}
+                for i in range(args.images)
+            ],
+            "categories": [{"id": i + 1, "name": name} for i, name in enumerate(coco.label_names)],
+            "annotations": [
+                {"id": k, "image_id": int(i), "category_id": int(c) + 1, "iscrowd": 0}
+                for k, (i, c) in enumerate(
+                    zip(rng.integers(0, args.images, args.annotations), rng.integers(0, 80, args.annotations))
+                )
+            ],
+        }
         path = root / "instances.json"
         path.write_text(json.dumps(doc, indent=1))
         out["file_mb"] = round(path.stat().st_size / 2**20, 1)

@@ -51,8 +51,10 @@ def main() -> None:
     for name, scores in rows:
         distinct = [len(torch.unique(scores[:, j])) for j in range(c)]
         m = mean_average_precision(scores.numpy(), y).map
-        print(f"{name:14s} mAP {100 * m:6.2f}   distinct scores per class: min {min(distinct):,} "
-              f"median {int(np.median(distinct)):,} of {n:,}")
+        print(
+            f"{name:14s} mAP {100 * m:6.2f}   distinct scores per class: min {min(distinct):,} "
+            f"median {int(np.median(distinct)):,} of {n:,}"
+        )
         report[name] = {"map": round(100 * m, 2), "median_distinct_scores": int(np.median(distinct))}
     print(json.dumps(report))
 

@@ -51,7 +51,7 @@ CLUSTERS = 2000
 class PeakAnon:
     """Samples RssAnon every 20 ms in a thread; ``peak_mib`` after the ``with`` block."""
 
-    def __enter__(self) -> "PeakAnon":
+    def __enter__(self) -> PeakAnon:
         self.peak, self.stop = 0, False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -101,19 +101,27 @@ def make_world(root: Path, rows: int, dim: int, seed: int = 0) -> dict:
     from hspnet_cli.tagsfile.factory import write_tag_output
 
     labels = [f"label{j:02d}" for j in range(LABELS)]
-    groups = {f"group{g}": labels[g * 8:(g + 1) * 8] for g in range(LABELS // 8)}
+    groups = {f"group{g}": labels[g * 8 : (g + 1) * 8] for g in range(LABELS // 8)}
 
     def embeddings():  # streamed: 1M x 1024 float32 is 4 GB
         for s in range(0, rows, 65536):
-            ids = cluster_of[s:s + 65536]
+            ids = cluster_of[s : s + 65536]
             x = centres[ids] + rng.standard_normal((len(ids), dim), dtype=np.float32) * (0.6 / np.sqrt(dim))
             yield _unit(x).astype(np.float32)
 
     # No label reaches its 0.9 threshold: the csv carries no tags, as a model that is unsure would write.
-    write_tag_output(root / "tags.csv", [f"d{i // 1000:04d}/{i:08d}.jpg" for i in range(rows)],
-                     (np.zeros((min(65536, rows - s), LABELS), np.float32) for s in range(0, rows, 65536)),
-                     embeddings(), labels=labels, groups=groups, thresholds=0.9, images_dir=root / "images",
-                     scorer="synthetic", taxonomy="synthetic")
+    write_tag_output(
+        root / "tags.csv",
+        [f"d{i // 1000:04d}/{i:08d}.jpg" for i in range(rows)],
+        (np.zeros((min(65536, rows - s), LABELS), np.float32) for s in range(0, rows, 65536)),
+        embeddings(),
+        labels=labels,
+        groups=groups,
+        thresholds=0.9,
+        images_dir=root / "images",
+        scorer="synthetic",
+        taxonomy="synthetic",
+    )
     marker.write_text(json.dumps(params))
     print(f"wrote the synthetic tag output in {time.perf_counter() - t0:.0f} s", flush=True)
     return {"centres": centres, "cluster_of": cluster_of}
@@ -123,14 +131,17 @@ def coverage_quality(emb: np.ndarray, picks: np.ndarray, eval_rows: np.ndarray, 
     from hspnet_cli.selection.kcenter import min_sq_distances
 
     d = np.sqrt(min_sq_distances(np.asarray(emb[eval_rows], np.float32), np.asarray(emb[np.sort(picks)], np.float32)))
-    return {"radius": round(float(d.max()), 4), "mean_dist": round(float(d.mean()), 4),
-            "clusters_hit": int(len(np.unique(cluster_of[picks])))}
+    return {
+        "radius": round(float(d.max()), 4),
+        "mean_dist": round(float(d.mean()), 4),
+        "clusters_hit": int(len(np.unique(cluster_of[picks]))),
+    }
 
 
 def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
     """Rows/s of the scoring pass reading every label's probability from a tags.jsonl."""
-    from hspnet_cli.tagsfile.reader import read_tags_output
     from hspnet_cli.selection.scores import ProbSource, image_stats
+    from hspnet_cli.tagsfile.reader import read_tags_output
 
     sub = root / "jsonl"
     sub.mkdir(exist_ok=True)
@@ -138,14 +149,28 @@ def jsonl_rate(root: Path, labels: int, rows: int = 100_000) -> dict:
     from hspnet_cli.tagsfile.factory import write_tag_output
 
     manifest = json.loads((root / "tags.manifest.json").read_text())
-    write_tag_output(sub / "tags.jsonl", [f"{i:08d}.jpg" for i in range(rows)],
-                     (rng.random((rows, labels)) ** 4).astype(np.float32), np.zeros((rows, 4), np.float32),
-                     labels=manifest["labels"], groups=manifest["groups"], thresholds=0.9, fmt="jsonl",
-                     images_dir=root / "images", scorer="synthetic", taxonomy="synthetic")
+    write_tag_output(
+        sub / "tags.jsonl",
+        [f"{i:08d}.jpg" for i in range(rows)],
+        (rng.random((rows, labels)) ** 4).astype(np.float32),
+        np.zeros((rows, 4), np.float32),
+        labels=manifest["labels"],
+        groups=manifest["groups"],
+        thresholds=0.9,
+        fmt="jsonl",
+        images_dir=root / "images",
+        scorer="synthetic",
+        taxonomy="synthetic",
+    )
     tags = read_tags_output(sub / "tags.jsonl")
     start = time.perf_counter()
-    image_stats(ProbSource(tags, "jsonl", "bench"), np.full(labels, 0.9, np.float32),
-                [np.arange(g * 8, (g + 1) * 8) for g in range(labels // 8)], np.ones(rows, bool), 200)
+    image_stats(
+        ProbSource(tags, "jsonl", "bench"),
+        np.full(labels, 0.9, np.float32),
+        [np.arange(g * 8, (g + 1) * 8) for g in range(labels // 8)],
+        np.ones(rows, bool),
+        200,
+    )
     seconds = time.perf_counter() - start
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
@@ -154,10 +179,10 @@ def run_phase(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process; its anonymous memory above the interpreter's."""
     import faiss  # noqa: F401 - imported before the baseline, like numpy
 
-    from hspnet_cli.tagsfile.reader import read_tags_output
     from hspnet_cli.selection.kcenter import farthest_first
     from hspnet_cli.selection.scores import ProbSource, image_stats
     from hspnet_cli.selection.select import SelectOptions, select_images
+    from hspnet_cli.tagsfile.reader import read_tags_output
 
     world = make_world(args.dir, args.rows, args.dim)
     base = _anon_kib()
@@ -168,24 +193,40 @@ def run_phase(args: argparse.Namespace) -> dict:
             extra = jsonl_rate(args.dir, LABELS)
         else:
             tags = read_tags_output(args.dir / "tags.csv")
-            source = ProbSource(tags, "model", "synthetic label features", features=world["centres"][:LABELS],
-                                logit_scale=10.0)
+            source = ProbSource(
+                tags, "model", "synthetic label features", features=world["centres"][:LABELS], logit_scale=10.0
+            )
         if name == "score":
-            image_stats(source, np.full(LABELS, 0.9, np.float32), [np.arange(g * 8, g * 8 + 8) for g in range(10)],
-                        np.ones(tags.n, bool), 200)
+            image_stats(
+                source,
+                np.full(LABELS, 0.9, np.float32),
+                [np.arange(g * 8, g * 8 + 8) for g in range(10)],
+                np.ones(tags.n, bool),
+                200,
+            )
             extra = {"rows_per_s": round(tags.n / (time.perf_counter() - m.t0))}
         elif name == "select_mix":
-            sel = select_images(args.dir / "tags.csv", SelectOptions(n=args.n, exclude=[str(args.dir / "labelled.txt")]),
-                                source=source)
-            extra = {"phases": {k: round(v, 1) for k, v in sel.facts["seconds"].items()},
-                     "kcenter": sel.facts["kcenter"]}
+            sel = select_images(
+                args.dir / "tags.csv", SelectOptions(n=args.n, exclude=[str(args.dir / "labelled.txt")]), source=source
+            )
+            extra = {
+                "phases": {k: round(v, 1) for k, v in sel.facts["seconds"].items()},
+                "kcenter": sel.facts["kcenter"],
+            }
         elif name.startswith("kcenter"):
             _, pool_size, dims = name.split(":")
-            pool = (np.arange(tags.n) if int(pool_size) >= tags.n
-                    else np.random.default_rng(4).choice(tags.n, int(pool_size), replace=False))
+            pool = (
+                np.arange(tags.n)
+                if int(pool_size) >= tags.n
+                else np.random.default_rng(4).choice(tags.n, int(pool_size), replace=False)
+            )
             picks = farthest_first(tags.embeddings(), pool, args.n, np.zeros(0, np.int64), dims=int(dims)).picks
-    out = {"seconds": round(m.seconds, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
-           "peak_anon_mib": round((m.peak - base) / 1024, 1), **extra}
+    out = {
+        "seconds": round(m.seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "peak_anon_mib": round((m.peak - base) / 1024, 1),
+        **extra,
+    }
     if name.startswith("kcenter") or name == "random":
         if name == "random":
             picks = np.random.default_rng(3).choice(args.rows, args.n, replace=False)
@@ -211,23 +252,43 @@ def main() -> None:
 
     import faiss
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, faiss threads "
-          f"{faiss.omp_get_max_threads()}; memory is anonymous memory above the interpreter's, per phase "
-          "in a fresh process (the memory-mapped embeddings are page cache, not counted)", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, faiss threads "
+        f"{faiss.omp_get_max_threads()}; memory is anonymous memory above the interpreter's, per phase "
+        "in a fresh process (the memory-mapped embeddings are page cache, not counted)",
+        flush=True,
+    )
     make_world(args.dir, args.rows, args.dim)
     rng = np.random.default_rng(1)
     paths = [f"d{i // 1000:04d}/{i:08d}.jpg" for i in np.sort(rng.choice(args.rows, 20000, replace=False))]
     (args.dir / "labelled.txt").write_text("".join(f"{p}\n" for p in paths))
-    results: dict = {"rows": args.rows, "dim": args.dim, "n": args.n, "cpus": os.cpu_count(),
-                     "load_avg": round(os.getloadavg()[0], 1)}
+    results: dict = {
+        "rows": args.rows,
+        "dim": args.dim,
+        "n": args.n,
+        "cpus": os.cpu_count(),
+        "load_avg": round(os.getloadavg()[0], 1),
+    }
     # exact distances over a 100k pool read 400 MB a pick (minutes at N = 1000): 20k stands for "exact"
     variants = [(20000, 0), (20000, 128), (100000, 64), (100000, 128)]
     if not args.skip_full_pool:
         variants.append((args.rows, 64))
     phases = ["read", "score", "score_jsonl", "select_mix", "random"] + [f"kcenter:{p}:{d}" for p, d in variants]
     for phase in phases:
-        cmd = [sys.executable, __file__, "--phase", phase, "--rows", str(args.rows), "--dim", str(args.dim),
-               "--n", str(args.n), "--dir", str(args.dir)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--rows",
+            str(args.rows),
+            "--dim",
+            str(args.dim),
+            "--n",
+            str(args.n),
+            "--dir",
+            str(args.dir),
+        ]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{phase:24} {json.dumps(results[phase])}", flush=True)

@@ -52,31 +52,48 @@ def _train_eval(root: Path, name: str, images: list[str], ann: tuple, world: Pat
     header, _, rows = ann
     labelled = root / f"{name}.csv"
     labelled.write_text(header + "".join(rows[p] for p in sorted(images)), encoding="utf-8")
-    split = make_split(labelled, world / "taxonomy.yaml", root / f"{name}-split", test_path=root / "test.csv",
-                       options=SplitOptions(mode="single-positive", seed=seed))
-    config = apply_overrides(load_preset("demo"), {"train.seed": seed, "train.epochs": epochs,
-                                                   "train.num_workers": 0})
+    split = make_split(
+        labelled,
+        world / "taxonomy.yaml",
+        root / f"{name}-split",
+        test_path=root / "test.csv",
+        options=SplitOptions(mode="single-positive", seed=seed),
+    )
+    config = apply_overrides(load_preset("demo"), {"train.seed": seed, "train.epochs": epochs, "train.num_workers": 0})
     start = time.perf_counter()
-    train(root / f"{name}-split", world / "images", root / f"{name}-run", config, taxonomy=world / "taxonomy.yaml",
-          device="cpu")
+    train(
+        root / f"{name}-split",
+        world / "images",
+        root / f"{name}-run",
+        config,
+        taxonomy=world / "taxonomy.yaml",
+        device="cpu",
+    )
     scorer = load_scorer(root / f"{name}-run" / "best.ckpt")
     test = read_split_csv(root / f"{name}-split" / "test.csv", scorer.taxonomy)
     logits, targets = score_split(scorer, test, world / "images")
     report = evaluate_scores(logits, targets, scorer.taxonomy)
-    full = np.array([[1 if lab in rows[p].strip().split(",", 1)[1].split(";") else 0
-                      for lab in scorer.taxonomy.label_names] for p in images])
-    return {"test_map": round(float(report.map), 4), "images": len(images),
-            "rarest_label_positives": int(full.sum(axis=0).min()),
-            "train_seconds": round(time.perf_counter() - start, 1),
-            "single_positives": split.summary["splits"][0]["counts"]["train"]["images"]}
+    full = np.array(
+        [
+            [1 if lab in rows[p].strip().split(",", 1)[1].split(";") else 0 for lab in scorer.taxonomy.label_names]
+            for p in images
+        ]
+    )
+    return {
+        "test_map": round(float(report.map), 4),
+        "images": len(images),
+        "rarest_label_positives": int(full.sum(axis=0).min()),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "single_positives": split.summary["splits"][0]["counts"]["train"]["images"],
+    }
 
 
 def _calibrate(scorer, root: Path, world: Path) -> Path:  # type: ignore[no-untyped-def]
     """hspnet calibrate on the seed set (its single positives; unknown counts as negative there)."""
-    from hspnet_cli.evaluation.calibration import calibrate
-    from hspnet_cli.scoring.thresholds import write_thresholds
     from hspnet_cli.data.split_io import read_split_csv
+    from hspnet_cli.evaluation.calibration import calibrate
     from hspnet_cli.evaluation.evaluate import score_split, sigmoid
+    from hspnet_cli.scoring.thresholds import write_thresholds
 
     labels = read_split_csv(root / "seed-split" / "train.csv", scorer.taxonomy)
     logits, targets = score_split(scorer, labels, world / "images")
@@ -99,21 +116,42 @@ def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
     (root / "test.csv").write_text(header + "".join(rows[p] for p in test), encoding="utf-8")
     # a constant score has AP = the label's positive rate: the mAP of knowing nothing about the image
     names = sorted({lab for p in test for lab in rows[p].strip().split(",", 1)[1].split(";") if lab})
-    chance = float(np.mean([np.mean([lab in rows[p].strip().split(",", 1)[1].split(";") for p in test])
-                            for lab in names]))
+    chance = float(
+        np.mean([np.mean([lab in rows[p].strip().split(",", 1)[1].split(";") for p in test]) for lab in names])
+    )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 100]))
     seed_set = sorted(rng.choice(pool, args.seed_size, replace=False).tolist())
-    out = [{"seed": seed, "budget": 0, "method": "chance", "test_map": round(chance, 4), "images": 0,
-            "rarest_label_positives": 0},
-           {"seed": seed, "budget": 0, "method": "seed set only", **_train_eval(root, "seed", seed_set, ann, world,
-                                                                                  seed, args.epochs)}]
+    out = [
+        {
+            "seed": seed,
+            "budget": 0,
+            "method": "chance",
+            "test_map": round(chance, 4),
+            "images": 0,
+            "rarest_label_positives": 0,
+        },
+        {
+            "seed": seed,
+            "budget": 0,
+            "method": "seed set only",
+            **_train_eval(root, "seed", seed_set, ann, world, seed, args.epochs),
+        },
+    ]
     print(json.dumps(out[-1]), flush=True)
     (root / "pool.txt").write_text("".join(f"{p}\n" for p in pool))
     (root / "seed.txt").write_text("".join(f"{p}\n" for p in seed_set))
     scorer = load_scorer(root / "seed-run" / "best.ckpt")
     thresholds = _calibrate(scorer, root, world) if args.calibrate else None
-    tag_images(world / "images", root / "tags" / "pool.jsonl", scorer, thresholds=thresholds,
-               list_file=root / "pool.txt", fmt="jsonl", progress=False, workers=0)
+    tag_images(
+        world / "images",
+        root / "tags" / "pool.jsonl",
+        scorer,
+        thresholds=thresholds,
+        list_file=root / "pool.txt",
+        fmt="jsonl",
+        progress=False,
+        workers=0,
+    )
     rest = sorted(set(pool) - set(seed_set))
     for budget in args.budgets:
         options = SelectOptions(n=budget, strategy=args.strategy, exclude=[str(root / "seed.txt")], seed=seed)
@@ -125,8 +163,14 @@ def run_seed(root: Path, seed: int, args: argparse.Namespace) -> list[dict]:
         choices = [(f"select {args.strategy}", chosen)] + ([] if args.no_random else [("random", at_random)])
         for method, picks in choices:
             name = f"{method.split()[0]}-{budget}"
-            out.append({"seed": seed, "budget": budget, "method": method,
-                        **_train_eval(root, name, seed_set + picks, ann, world, seed, args.epochs)})
+            out.append(
+                {
+                    "seed": seed,
+                    "budget": budget,
+                    "method": method,
+                    **_train_eval(root, name, seed_set + picks, ann, world, seed, args.epochs),
+                }
+            )
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -139,10 +183,17 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--strategy", default="mix")
-    ap.add_argument("--no-random", action="store_true", help="Leave out the random picks (same seeds give the "
-                    "same random picks and models as an earlier run).")
-    ap.add_argument("--calibrate", action="store_true", help="Tag the pool with thresholds hspnet calibrate fits "
-                    "on the seed set (default: 0.5, which a model trained on single positives rarely reaches).")
+    ap.add_argument(
+        "--no-random",
+        action="store_true",
+        help="Leave out the random picks (same seeds give the same random picks and models as an earlier run).",
+    )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="Tag the pool with thresholds hspnet calibrate fits "
+        "on the seed set (default: 0.5, which a model trained on single positives rarely reaches).",
+    )
     ap.add_argument("--keep", type=Path, default=None, help="Keep everything in this folder (default: a temp dir).")
     args = ap.parse_args()
     args.budgets = [int(b) for b in args.budgets.split(",")]
@@ -160,18 +211,29 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 results += run_seed(Path(tmp), seed, args)
     seeds = sorted({r["seed"] for r in results})
-    print(f"\ntest mAP on the held-out fifth ({args.images} images, seed set {args.seed_size}, {args.epochs} epochs; "
-          f"{time.perf_counter() - start:.0f} s)")
-    print(f"{'budget':>6} {'method':16} " + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
-          + f" {'mean':>7} {'rarest label (positives)':>26}")
+    print(
+        f"\ntest mAP on the held-out fifth ({args.images} images, seed set {args.seed_size}, {args.epochs} epochs; "
+        f"{time.perf_counter() - start:.0f} s)"
+    )
+    print(
+        f"{'budget':>6} {'method':16} "
+        + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+        + f" {'mean':>7} {'rarest label (positives)':>26}"
+    )
     for budget, method in dict.fromkeys((r["budget"], r["method"]) for r in results):
         cells = {r["seed"]: r for r in results if r["budget"] == budget and r["method"] == method}
         maps = [cells[s]["test_map"] for s in seeds if s in cells]
         rare = "/".join(str(cells[s]["rarest_label_positives"]) for s in seeds if s in cells)
-        print(f"{budget:>6} {method:16} " + " ".join(f"{cells[s]['test_map']:8.4f}" if s in cells else f"{'-':>8}"
-                                                     for s in seeds) + f" {np.mean(maps):7.4f} {rare:>26}")
-    print(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                      "results": results}))
+        print(
+            f"{budget:>6} {method:16} "
+            + " ".join(f"{cells[s]['test_map']:8.4f}" if s in cells else f"{'-':>8}" for s in seeds)
+            + f" {np.mean(maps):7.4f} {rare:>26}"
+        )
+    print(
+        json.dumps(
+            {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "results": results}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -73,9 +73,21 @@ def main() -> None:
             for mode in ("plain", "hspnet"):
                 out = Path(tmp) / f"out-{size}-{mode}"
                 out.mkdir()
-                proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(world / "images"), str(out),
-                                       str(args.workers), str(args.batch_size)],
-                                      capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        CHILD,
+                        mode,
+                        str(world / "images"),
+                        str(out),
+                        str(args.workers),
+                        str(args.batch_size),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.append(row)
                 print(json.dumps(row), flush=True)

@@ -32,10 +32,10 @@ def main() -> None:
     import os
 
     from hspnet_cli.config import apply_overrides, load_preset
+    from hspnet_cli.core.device import intra_op_threads, usable_cores
     from hspnet_cli.data.split import SplitOptions, make_split
     from hspnet_cli.demo.world import generate_demo_world
     from hspnet_cli.train.loop import train
-    from hspnet_cli.core.device import intra_op_threads, usable_cores
 
     os.environ.pop("OMP_NUM_THREADS", None)
     cores = usable_cores()
@@ -45,15 +45,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate_demo_world(root / "world", n_images=args.images, seed=0)
-        make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
-                   options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=0))
+        make_split(
+            root / "world" / "annotations.csv",
+            root / "world" / "taxonomy.yaml",
+            root / "split",
+            options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=0),
+        )
         config = apply_overrides(load_preset("demo"), {"train.epochs": args.epochs, "train.num_workers": args.workers})
         print(f"{'threads':>8} {'img/s':>8} {'wall s':>8}")
         rows = []
         for threads in counts:
             start = time.perf_counter()
-            result = train(root / "split", root / "world" / "images", root / f"run-{threads}", config,
-                           taxonomy=root / "world" / "taxonomy.yaml", device="cpu", threads=threads)
+            result = train(
+                root / "split",
+                root / "world" / "images",
+                root / f"run-{threads}",
+                config,
+                taxonomy=root / "world" / "taxonomy.yaml",
+                device="cpu",
+                threads=threads,
+            )
             wall = time.perf_counter() - start
             mark = "  (rule)" if threads == rule else ""
             rate = result.history[-1].images_per_second

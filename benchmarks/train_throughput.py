@@ -35,14 +35,14 @@ def _sync(device: torch.device) -> None:
 
 def step_benchmark(args: argparse.Namespace) -> dict:
     from hspnet_cli.config import ModelConfig, TrainConfig
+    from hspnet_cli.core.device import resolve_amp, tune_for_cuda
     from hspnet_cli.losses import build_loss
     from hspnet_cli.model.hspnet import build_model
     from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.train.optim import EMA, build_optimizer
-    from hspnet_cli.core.device import resolve_amp, tune_for_cuda
 
     device = torch.device(args.device)
-    tune_for_cuda(device)                              # as hspnet train does
+    tune_for_cuda(device)  # as hspnet train does
     tax = load_taxonomy(args.taxonomy)
     torch.manual_seed(0)
     model = build_model(tax, ModelConfig(clip_model=args.model, pretrained="none"), device=str(device))
@@ -113,18 +113,29 @@ def step_benchmark(args: argparse.Namespace) -> dict:
 
     text_cut = text_side(full=False)
     text_full = text_side(full=True)
-    peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**30
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    )
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
-        "labels": tax.num_labels, "groups": tax.num_groups, "amp": str(amp), "grad_scaler": scaler.is_enabled(),
+        "model": args.model,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "labels": tax.num_labels,
+        "groups": tax.num_groups,
+        "amp": str(amp),
+        "grad_scaler": scaler.is_enabled(),
         "channels_last": channels_last,
-        "step_seconds": round(step_s, 4), "images_per_second": round(args.batch_size / step_s, 1),
-        "text_side_seconds_cut": round(text_cut, 4), "prompt_length": model.prompts.length,
+        "step_seconds": round(step_s, 4),
+        "images_per_second": round(args.batch_size / step_s, 1),
+        "text_side_seconds_cut": round(text_cut, 4),
+        "prompt_length": model.prompts.length,
         "text_side_seconds_full77": round(text_full, 4),
         "text_share_of_step": round(text_cut / step_s, 3),
-        "peak_memory_gib": round(peak, 2), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "max RSS",
+        "peak_memory_gib": round(peak, 2),
+        "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "max RSS",
     }
 
 
@@ -136,19 +147,39 @@ def end_to_end(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        generate_demo_world(root / "world", n_images=args.end_to_end, seed=0,
-                            image_size=min(args.image_size, 256), workers=args.workers or 1)
-        make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
-                   options=SplitOptions(val_fraction=0.1))
-        config = apply_overrides(load_preset("official"), {
-            "model.clip_model": args.model, "model.pretrained": "none", "train.epochs": args.epochs,
-            "train.schedule_epochs": None, "train.batch_size": args.batch_size,
-            "train.image_size": args.image_size, "train.num_workers": args.workers})
+        generate_demo_world(
+            root / "world",
+            n_images=args.end_to_end,
+            seed=0,
+            image_size=min(args.image_size, 256),
+            workers=args.workers or 1,
+        )
+        make_split(
+            root / "world" / "annotations.csv",
+            root / "world" / "taxonomy.yaml",
+            root / "split",
+            options=SplitOptions(val_fraction=0.1),
+        )
+        config = apply_overrides(
+            load_preset("official"),
+            {
+                "model.clip_model": args.model,
+                "model.pretrained": "none",
+                "train.epochs": args.epochs,
+                "train.schedule_epochs": None,
+                "train.batch_size": args.batch_size,
+                "train.image_size": args.image_size,
+                "train.num_workers": args.workers,
+            },
+        )
         result = train(root / "split", root / "world" / "images", root / "run", config, device=args.device)
         best = max(result.history, key=lambda r: r.images_per_second)
-        return {"images": args.end_to_end, "epochs": args.epochs,
-                "images_per_second_per_epoch": [round(r.images_per_second, 1) for r in result.history],
-                "best_epoch_images_per_second": round(best.images_per_second, 1)}
+        return {
+            "images": args.end_to_end,
+            "epochs": args.epochs,
+            "images_per_second_per_epoch": [round(r.images_per_second, 1) for r in result.history],
+            "best_epoch_images_per_second": round(best.images_per_second, 1),
+        }
 
 
 def main() -> None:

@@ -52,11 +52,17 @@ def measure(source: str) -> dict:
     sizes = sorted((len(m) for m in built.groups.values()), reverse=True)
     senses = {r.label: r.synset for r in report.labels if r.label in _WATCH}
     where = {name: got[name] for name in senses}
-    return {"labels": len(labels), "groups": ref.num_groups, "built_groups": built.num_groups,
-            "ari": round(float(adjusted_rand_score([truth[s.name] for s in labels],
-                                                   [got[s.name] for s in labels])), 3),
-            "singletons": sum(1 for n in sizes if n == 1), "largest": sizes[0],
-            "seconds": round(seconds, 2), "senses": senses, "group_of": where}
+    return {
+        "labels": len(labels),
+        "groups": ref.num_groups,
+        "built_groups": built.num_groups,
+        "ari": round(float(adjusted_rand_score([truth[s.name] for s in labels], [got[s.name] for s in labels])), 3),
+        "singletons": sum(1 for n in sizes if n == 1),
+        "largest": sizes[0],
+        "seconds": round(seconds, 2),
+        "senses": senses,
+        "group_of": where,
+    }
 
 
 def main() -> None:
@@ -81,9 +87,16 @@ def main() -> None:
     for col in ("list", "labels", "N", "ARI", "singletons", "largest", "s", "watched labels -> group"):
         table.add_column(col)
     for name, r in results.items():
-        table.add_row(name, str(r["labels"]), str(r["groups"]), f"{r['ari']:.3f}", str(r["singletons"]),
-                      str(r["largest"]), f"{r['seconds']:.1f}",
-                      "; ".join(f"{k} -> {v}" for k, v in r["group_of"].items()))
+        table.add_row(
+            name,
+            str(r["labels"]),
+            str(r["groups"]),
+            f"{r['ari']:.3f}",
+            str(r["singletons"]),
+            str(r["largest"]),
+            f"{r['seconds']:.1f}",
+            "; ".join(f"{k} -> {v}" for k, v in r["group_of"].items()),
+        )
     Console(width=200).print(table)
     print(json.dumps({"benchmark": "wordnet_groups", "results": results}))
 

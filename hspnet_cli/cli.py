@@ -16,8 +16,22 @@ from typing import Optional
 import typer
 
 from hspnet_cli import __version__
-from hspnet_cli.commands import (annotate_cmd, audit_cmd, dedup_cmd, demo_cmd, eval_cmd, export_cmd, index_cmd, labels_cmd,
-                                 search_cmd, select_cmd, split_cmd, tag_cmd, taxonomy_cmd, train_cmd)
+from hspnet_cli.commands import (
+    annotate_cmd,
+    audit_cmd,
+    dedup_cmd,
+    demo_cmd,
+    eval_cmd,
+    export_cmd,
+    index_cmd,
+    labels_cmd,
+    search_cmd,
+    select_cmd,
+    split_cmd,
+    tag_cmd,
+    taxonomy_cmd,
+    train_cmd,
+)
 from hspnet_cli.commands.options import App, HelpGroup
 from hspnet_cli.core.console import err_console, setup_logging
 from hspnet_cli.core.errors import UserError
@@ -55,8 +69,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and requested output."),
 ) -> None:

@@ -181,13 +181,16 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("train.epochs and train.batch_size must be at least 1")
         if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
-            raise UserError(f"train.schedule_epochs ({self.schedule_epochs}) must be >= train.epochs "
-                            f"({self.epochs}), or null to follow epochs")
+            raise UserError(
+                f"train.schedule_epochs ({self.schedule_epochs}) must be >= train.epochs "
+                f"({self.epochs}), or null to follow epochs"
+            )
         if self.lr <= 0 or self.gcn_lr <= 0:
             raise UserError("train.lr and train.gcn_lr must be positive")
         if self.patience is not None and self.patience < 1:
-            raise UserError(f"train.patience must be at least 1 epoch, or null for no early stopping; "
-                            f"got {self.patience}")
+            raise UserError(
+                f"train.patience must be at least 1 epoch, or null for no early stopping; got {self.patience}"
+            )
 
 
 @dataclass
@@ -198,7 +201,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         self.model.validate()
         self.train.validate()
         return self
@@ -281,8 +284,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> RunConfi
         if not isinstance(part, dict):
             raise UserError(f"{source}: '{section}' must be a mapping")
         merged[section].update(part)
-    return RunConfig(preset=str(preset), model=_fill(ModelConfig, merged["model"], f"{source}: model"),
-                     train=_fill(TrainConfig, merged["train"], f"{source}: train")).validate()
+    return RunConfig(
+        preset=str(preset),
+        model=_fill(ModelConfig, merged["model"], f"{source}: model"),
+        train=_fill(TrainConfig, merged["train"], f"{source}: train"),
+    ).validate()
 
 
 def list_presets() -> list[str]:

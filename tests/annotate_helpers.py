@@ -14,23 +14,55 @@ import urllib.request
 from pathlib import Path
 
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver (make test does this when run as root)"
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1440,900"]
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,900",
+]
 
 
 class Server:
     """An `hspnet annotate` subprocess; `url`, `token`, `port` come from its --json announcement."""
 
-    def __init__(self, images: Path, taxonomy: Path | str, out: Path, *extra: str, token: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        args = [sys.executable, "-m", "hspnet_cli", "annotate", str(images), "-t", str(taxonomy), "-o", str(out),
-                "--port", "0", "--json", "--annotator", "tester", *extra]
+    def __init__(
+        self,
+        images: Path,
+        taxonomy: Path | str,
+        out: Path,
+        *extra: str,
+        token: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "hspnet_cli",
+            "annotate",
+            str(images),
+            "-t",
+            str(taxonomy),
+            "-o",
+            str(out),
+            "--port",
+            "0",
+            "--json",
+            "--annotator",
+            "tester",
+            *extra,
+        ]
         if token:
             args += ["--token", token]
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".server.log", delete=False)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self.log, text=True, env={**os.environ, **(env or {})}
+        )
         text = ""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -69,8 +101,12 @@ class Server:
             return exc.code, exc.read()
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"X-HSPNet-Token": self.token, "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"X-HSPNet-Token": self.token, "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())
@@ -96,8 +132,9 @@ class Server:
 def chromium_paths() -> tuple[str, str]:
     """(chromium binary, chromedriver); fails the test (never skips) with the install command."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
-                                             if os.path.exists("/usr/lib/chromium/chromedriver") else None)
+    driver = shutil.which("chromedriver") or (
+        "/usr/lib/chromium/chromedriver" if os.path.exists("/usr/lib/chromium/chromedriver") else None
+    )
     if not binary or not driver:
         raise AssertionError(f"the annotate browser tests need Debian's Chromium and its driver: {INSTALL}")
     return binary, driver
@@ -126,7 +163,9 @@ def wait_for(browser, predicate, timeout: float = 30.0, what: str = "condition")
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; page state {browser.execute_script('return document.body.dataset')}")
+    raise AssertionError(
+        f"timed out waiting for {what}; page state {browser.execute_script('return document.body.dataset')}"
+    )
 
 
 def shown_image(browser) -> str | None:  # type: ignore[no-untyped-def]
@@ -137,14 +176,19 @@ def shown_image(browser) -> str | None:  # type: ignore[no-untyped-def]
 
 def wait_new_image(browser, previous: str | None, timeout: float = 30.0) -> str:  # type: ignore[no-untyped-def]
     """Wait until the page shows an image other than ``previous``; return it."""
-    return wait_for(browser, lambda b: (img := shown_image(b)) and img != previous and img, timeout,
-                    f"an image after {previous}")
+    return wait_for(
+        browser, lambda b: (img := shown_image(b)) and img != previous and img, timeout, f"an image after {previous}"
+    )
 
 
 def wait_saved(browser, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     """Wait until every answer the page sent has been acknowledged (written and fsync'ed)."""
-    wait_for(browser, lambda b: b.execute_script("return document.body.dataset.pending") == "0", timeout,
-             "answers to be saved")
+    wait_for(
+        browser,
+        lambda b: b.execute_script("return document.body.dataset.pending") == "0",
+        timeout,
+        "answers to be saved",
+    )
 
 
 def log_events(path: Path) -> list[dict]:

@@ -54,7 +54,15 @@ def demo_split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("demo")
     generate_demo_world(root / "world", n_images=120, seed=0)
-    make_split(root / "world" / "annotations.csv", root / "world" / "taxonomy.yaml", root / "split",
-               options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0))
-    return {"world": root / "world", "images": root / "world" / "images", "split": root / "split",
-            "taxonomy": root / "world" / "taxonomy.yaml"}
+    make_split(
+        root / "world" / "annotations.csv",
+        root / "world" / "taxonomy.yaml",
+        root / "split",
+        options=SplitOptions(mode="single-positive", val_fraction=0.25, seed=0),
+    )
+    return {
+        "world": root / "world",
+        "images": root / "world" / "images",
+        "split": root / "split",
+        "taxonomy": root / "world" / "taxonomy.yaml",
+    }

@@ -51,15 +51,36 @@ class LabelStudio:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if TEMPLATE.is_file():
             shutil.copyfile(TEMPLATE, self.data_dir / DB_NAME)
-        env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir), "LABEL_STUDIO_USERNAME": EMAIL,
-               "LABEL_STUDIO_PASSWORD": PASSWORD, "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.files_root), "SENTRY_DSN": "",
-               "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false"}
+        env = {
+            **os.environ,
+            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            "LABEL_STUDIO_USERNAME": EMAIL,
+            "LABEL_STUDIO_PASSWORD": PASSWORD,
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.files_root),
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "COLLECT_ANALYTICS": "false",
+        }
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(self.bin_dir / "label-studio"), "start", "--no-browser", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--data-dir", str(self.data_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                [
+                    str(self.bin_dir / "label-studio"),
+                    "start",
+                    "--no-browser",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -89,16 +110,31 @@ class LabelStudio:
             return next(c.value for c in jar if c.name == "csrftoken")
 
         form = urllib.parse.urlencode({"email": EMAIL, "password": PASSWORD, "csrfmiddlewaretoken": csrf()})
-        browser.open(urllib.request.Request(self.url + "/user/login/", data=form.encode(),
-                                            headers={"Referer": self.url + "/user/login/"}), timeout=60).read()
-        made = browser.open(urllib.request.Request(
-            self.url + "/api/token/", data=b"{}", method="POST",
-            headers={"Content-Type": "application/json", "X-CSRFToken": csrf(), "Referer": self.url + "/"}),
-            timeout=60)
+        browser.open(
+            urllib.request.Request(
+                self.url + "/user/login/", data=form.encode(), headers={"Referer": self.url + "/user/login/"}
+            ),
+            timeout=60,
+        ).read()
+        made = browser.open(
+            urllib.request.Request(
+                self.url + "/api/token/",
+                data=b"{}",
+                method="POST",
+                headers={"Content-Type": "application/json", "X-CSRFToken": csrf(), "Referer": self.url + "/"},
+            ),
+            timeout=60,
+        )
         refresh = json.loads(made.read())["token"]
-        answer = urllib.request.urlopen(urllib.request.Request(
-            self.url + "/api/token/refresh/", data=json.dumps({"refresh": refresh}).encode(), method="POST",
-            headers={"Content-Type": "application/json"}), timeout=60)
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                self.url + "/api/token/refresh/",
+                data=json.dumps({"refresh": refresh}).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=60,
+        )
         return json.loads(answer.read())["access"]
 
     def _keep_template(self) -> None:
@@ -116,8 +152,12 @@ class LabelStudio:
     def api(self, method: str, path: str, body: Any = None, raw: bool = False) -> Any:
         """Call the REST API with the access token; JSON in and out (``raw``: the bytes)."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.access}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.access}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as r:
                 payload = r.read()

@@ -14,10 +14,26 @@ from PIL import Image
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
 from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector
 
-HOSTILE_LABELS = ["=circle", "+square", "-dot", "@star", "back\\slash", "q\"uote, comma", "plain"]
-HOSTILE_GROUPS = {"=shapes": ["=circle", "+square", "-dot"], "@other": ["@star", "back\\slash", "q\"uote, comma", "plain"]}
-HOSTILE_NAMES = ["=eq.png", "+plus.png", "-minus.png", "@at.png", "back\\slash.png", "#hash.png", "\\lead.png",
-                 'comma, "quote".png', "<lt>.png", " spaced .png", "ünï.png", "sub/#deep.png", "sub/x;y.png"]
+HOSTILE_LABELS = ["=circle", "+square", "-dot", "@star", "back\\slash", 'q"uote, comma', "plain"]
+HOSTILE_GROUPS = {
+    "=shapes": ["=circle", "+square", "-dot"],
+    "@other": ["@star", "back\\slash", 'q"uote, comma', "plain"],
+}
+HOSTILE_NAMES = [
+    "=eq.png",
+    "+plus.png",
+    "-minus.png",
+    "@at.png",
+    "back\\slash.png",
+    "#hash.png",
+    "\\lead.png",
+    'comma, "quote".png',
+    "<lt>.png",
+    " spaced .png",
+    "ünï.png",
+    "sub/#deep.png",
+    "sub/x;y.png",
+]
 
 
 def hostile_probs(n: int, c: int) -> np.ndarray:
@@ -30,9 +46,15 @@ def hostile_probs(n: int, c: int) -> np.ndarray:
     return probs
 
 
-def make_hostile_tags(root: Path, names: list[str] | None = None, labels: list[str] | None = None,
-                      groups: dict[str, list[str]] | None = None, fmt: str = "csv",
-                      probs: np.ndarray | None = None, images: Path | None = None) -> Path:
+def make_hostile_tags(
+    root: Path,
+    names: list[str] | None = None,
+    labels: list[str] | None = None,
+    groups: dict[str, list[str]] | None = None,
+    fmt: str = "csv",
+    probs: np.ndarray | None = None,
+    images: Path | None = None,
+) -> Path:
     """Images under ``images`` (default ``root/images``) and a complete tag output
     ``root/tags.<fmt>`` written by TagSelector (escaped cells, ``text_escaping`` in the
     manifest), plus ``root/taxonomy.yaml``."""
@@ -52,16 +74,30 @@ def make_hostile_tags(root: Path, names: list[str] | None = None, labels: list[s
     out.tags.write_text(head + "".join(row(n, p) for n, p in zip(names, probs)), encoding="utf-8")
     out.emb.write_bytes(np.random.default_rng(0).standard_normal((len(names), 4)).astype("<f4").tobytes())
     out.failed.write_text("path,error\n", encoding="utf-8")
-    out.manifest.write_text(json.dumps({
-        "format": "hspnet-tags", "version": 1, "complete": True, "text_escaping": TEXT_ESCAPING,
-        "model": {"scorer": "test scorer", "fingerprint": "0123456789abcdef"},
-        "labels": labels, "groups": groups, "thresholds": [0.5] * len(labels), "taxonomy": "hostile",
-        "embedding": {"file": out.emb.name, "dim": 4},
-        "files": {"tags": out.tags.name, "failed": out.failed.name, "embeddings": out.emb.name},
-        "fingerprint": {"scorer": "x", "labels": labels, "format": fmt, "images_dir": str(images.absolute())},
-        "counts": {"items": len(names), "rows": len(names), "failed": 0}}, ensure_ascii=False), encoding="utf-8")
-    (root / "taxonomy.yaml").write_text(json.dumps({"name": "hostile", "labels": labels, "groups": groups},
-                                                   ensure_ascii=False), encoding="utf-8")
+    out.manifest.write_text(
+        json.dumps(
+            {
+                "format": "hspnet-tags",
+                "version": 1,
+                "complete": True,
+                "text_escaping": TEXT_ESCAPING,
+                "model": {"scorer": "test scorer", "fingerprint": "0123456789abcdef"},
+                "labels": labels,
+                "groups": groups,
+                "thresholds": [0.5] * len(labels),
+                "taxonomy": "hostile",
+                "embedding": {"file": out.emb.name, "dim": 4},
+                "files": {"tags": out.tags.name, "failed": out.failed.name, "embeddings": out.emb.name},
+                "fingerprint": {"scorer": "x", "labels": labels, "format": fmt, "images_dir": str(images.absolute())},
+                "counts": {"items": len(names), "rows": len(names), "failed": 0},
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    (root / "taxonomy.yaml").write_text(
+        json.dumps({"name": "hostile", "labels": labels, "groups": groups}, ensure_ascii=False), encoding="utf-8"
+    )
     return out.tags
 
 

@@ -37,9 +37,16 @@ def main(steps_path: str, out_path: str) -> None:
     def recording_load_clip(*args, **kwargs):  # type: ignore[no-untyped-def]
         clip = real(*args, **kwargs)
         first = next(iter(clip.model.state_dict().items()))
-        builds.append({"model": clip.model_name, "pretrained": clip.pretrained, "quick_gelu": clip.quick_gelu,
-                       "visual": _activations(clip.model.visual), "text": _activations(clip.model.transformer),
-                       "probe": [first[0], float(first[1].float().flatten()[:64].sum())]})
+        builds.append(
+            {
+                "model": clip.model_name,
+                "pretrained": clip.pretrained,
+                "quick_gelu": clip.quick_gelu,
+                "visual": _activations(clip.model.visual),
+                "text": _activations(clip.model.transformer),
+                "probe": [first[0], float(first[1].float().flatten()[:64].sum())],
+            }
+        )
         return clip
 
     clip_models.load_clip = recording_load_clip
@@ -55,11 +62,21 @@ def main(steps_path: str, out_path: str) -> None:
                 results.append({"step": step, "exit_code": 1, "error": traceback.format_exc()[-2000:]})
             continue
         res = runner.invoke(app, step["cli"], catch_exceptions=True)
-        error = "".join(traceback.format_exception(res.exc_info[1])) if res.exc_info and res.exit_code not in (0,) \
-            and not isinstance(res.exc_info[1], SystemExit) else ""
-        results.append({"step": step, "exit_code": res.exit_code, "seconds": time.perf_counter() - start,
-                        "stdout": res.stdout[-3000:],
-                        "stderr": res.stderr[-3000:] + error[-3000:], "builds": builds[before:]})
+        error = (
+            "".join(traceback.format_exception(res.exc_info[1]))
+            if res.exc_info and res.exit_code not in (0,) and not isinstance(res.exc_info[1], SystemExit)
+            else ""
+        )
+        results.append(
+            {
+                "step": step,
+                "exit_code": res.exit_code,
+                "seconds": time.perf_counter() - start,
+                "stdout": res.stdout[-3000:],
+                "stderr": res.stderr[-3000:] + error[-3000:],
+                "builds": builds[before:],
+            }
+        )
     with open(out_path, "w") as fh:
         json.dump(results, fh, indent=1)
 

@@ -28,16 +28,27 @@ def tiny_model(demo_split, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hspnet_cli.train.loop import train
 
     out = tmp_path_factory.mktemp("scaling-model")
-    train(demo_split["split"], demo_split["images"], out / "run", tiny(**{"train.epochs": 1}),
-          taxonomy=demo_split["taxonomy"], device="cpu")
+    train(
+        demo_split["split"],
+        demo_split["images"],
+        out / "run",
+        tiny(**{"train.epochs": 1}),
+        taxonomy=demo_split["taxonomy"],
+        device="cpu",
+    )
     return export_model(out / "run" / "best.ckpt", out / "model.pt")
 
 
-def hspnet(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-           timeout: float = 300) -> subprocess.CompletedProcess:
+def hspnet(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (this checkout's code first on the path)."""
-    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", **(env or {})}
+    full = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     return subprocess.run([*HSPNET, *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=timeout)
 
 
@@ -59,7 +70,7 @@ def pack_shards(images: list[Path], out_dir: Path, per_shard: int) -> list[Path]
     for s in range(0, len(images), per_shard):
         path = out_dir / f"{s // per_shard:06d}.tar"
         with tarfile.open(path, "w") as tar:
-            for img in images[s:s + per_shard]:
+            for img in images[s : s + per_shard]:
                 tar.add(img, arcname=img.name)
                 meta = b'{"source": "demo"}'
                 info = tarfile.TarInfo(img.stem + ".json")

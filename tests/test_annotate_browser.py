@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+from annotate_helpers import Server, log_events, shown_image, start_browser, wait_for, wait_new_image, wait_saved
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
-
-from annotate_helpers import Server, log_events, shown_image, start_browser, wait_for, wait_new_image, wait_saved
 
 TOKEN = "browser-test-token-0123456789"
 
@@ -27,8 +26,7 @@ def world(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
     names = sorted(truth)[:30]
     for name in names:
         os.link(demo_split["images"] / name, images / name)
-    return {"images": images, "names": names, "truth": {n: truth[n] for n in names},
-            "taxonomy": demo_split["taxonomy"]}
+    return {"images": images, "names": names, "truth": {n: truth[n] for n in names}, "taxonomy": demo_split["taxonomy"]}
 
 
 @pytest.fixture
@@ -55,8 +53,11 @@ def _answer(browser, image: str, label: str, way: str) -> None:  # type: ignore[
         first = browser.find_element(By.CSS_SELECTOR, ".match span").text
         if first != label:  # the prefix matched another label first: type the whole name
             search.send_keys(label[4:])
-            wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".match span").text == label,
-                     what=f"search match {label}")
+            wait_for(
+                browser,
+                lambda b: b.find_element(By.CSS_SELECTOR, ".match span").text == label,
+                what=f"search match {label}",
+            )
         search.send_keys("\n")
     else:
         choices = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".choice .name")]
@@ -169,8 +170,10 @@ def test_label_names_are_text_never_html(world: dict, browser, tmp_path: Path) -
     # No ';' in it: taxonomies refuse the tags separator in label names (tested in test_yaml_safety).
     evil = '<img src=x onerror="window.pwned=1">'
     taxonomy = tmp_path / "evil.yaml"
-    taxonomy.write_text("name: evil\nlabels:\n- cat\n- '" + evil + "'\n- '<b>bold</b>'\n"
-                        "groups:\n  '<script>window.pwned=2</script>': [cat, '" + evil + "']\n  plain: ['<b>bold</b>']\n")
+    taxonomy.write_text(
+        "name: evil\nlabels:\n- cat\n- '" + evil + "'\n- '<b>bold</b>'\n"
+        "groups:\n  '<script>window.pwned=2</script>': [cat, '" + evil + "']\n  plain: ['<b>bold</b>']\n"
+    )
     log = tmp_path / "labels.jsonl"
     server = Server(world["images"], taxonomy, log, token=TOKEN)
     try:
@@ -190,7 +193,9 @@ def test_label_names_are_text_never_html(world: dict, browser, tmp_path: Path) -
         assert browser.execute_script("return window.pwned") is None
         assert browser.execute_script("return document.querySelectorAll('img').length") == 1  # the picture only
         assert browser.execute_script("return document.querySelectorAll('script:not([src])').length") == 0
-        assert not browser.execute_script("return [...document.querySelectorAll('b')].some(n => n.textContent === 'bold')")
+        assert not browser.execute_script(
+            "return [...document.querySelectorAll('b')].some(n => n.textContent === 'bold')"
+        )
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # noqa: B018 - raises when no alert is open
         assert log_events(log)[0]["label"] == evil

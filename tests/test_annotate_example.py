@@ -17,9 +17,17 @@ LOOP = Path(__file__).resolve().parents[1] / "examples" / "annotate" / "loop.py"
 
 def test_the_whole_loop_from_clicks_to_tags(tmp_path: Path) -> None:
     out = tmp_path / "loop"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(LOOP.parents[2]), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(LOOP), str(out), "--images", "40", "--annotate", "20", "--epochs", "1",
-                           "--round2", "4"], capture_output=True, text=True, env=env, timeout=900)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(LOOP.parents[2]), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, str(LOOP), str(out), "--images", "40", "--annotate", "20", "--epochs", "1", "--round2", "4"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "loop-summary.json").read_text())
     assert summary["round1"]["answered"] == 20 and summary["round2"]["answered"] == 4

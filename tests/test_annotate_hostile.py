@@ -46,7 +46,7 @@ def server(folder: Path, demo_split, tmp_path_factory: pytest.TempPathFactory):
     yield srv
     assert srv.stop() == 0
     srv.log.seek(0)
-    assert "Traceback" not in srv.log.read()                      # nothing reached the 500 path
+    assert "Traceback" not in srv.log.read()  # nothing reached the 500 path
 
 
 def raw_post(srv: Server, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
@@ -65,9 +65,12 @@ def raw_post(srv: Server, path: str, body: bytes, content_type: str = "applicati
 def test_names_that_are_not_utf8_are_left_out_with_a_count(server: Server) -> None:
     status, config = server.get("/api/config")
     config = json.loads(config)
-    assert status == 200 and config["total"] == 8                 # 6 images + the two links
-    assert config["left_out"] == {"(name that is not UTF-8)": 1, "(name with a backslash)": 1,
-                                  "(name with a line break, tab or control character)": 1}
+    assert status == 200 and config["total"] == 8  # 6 images + the two links
+    assert config["left_out"] == {
+        "(name that is not UTF-8)": 1,
+        "(name with a backslash)": 1,
+        "(name with a line break, tab or control character)": 1,
+    }
     status, got = server.post("/api/next", {"client": "utf8-tab", "want": 16})
     assert status == 200 and len(got["items"]) == 8
     assert all(isinstance(i["image"], str) and "bad" not in i["image"] for i in got["items"])
@@ -95,27 +98,30 @@ def test_answers_only_for_images_leased_to_that_tab(server: Server) -> None:
     server.post("/api/release", {"client": "tab-b"})
 
 
-@pytest.mark.parametrize("body, status", [
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": NaN}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": Infinity}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": 1e999}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": ' + b"9" * 400 + b"}", 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": -1}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": "3"}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
-    (b'{"client": "' + b"c" * (3 << 20) + b'", "image": "0.png", "kind": "none"}', 413),
-    (b'{"client": "' + b"c" * 200 + b'", "image": "0.png", "kind": "none"}', 400),
-    (b'{"client": "v", "image": 7, "kind": "none"}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": ["none"]}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "maybe"}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "answer", "label": 3}', 400),
-    (b'{"client": "v", "image": "0.png", "kind": "none", "annotator": {"a": 1}}', 400),
-    (b'{"client": 5, "image": "0.png", "kind": "none"}', 400),
-    (b'["client", "v"]', 400),
-    (b'"just text"', 400),
-    (b'{"client": "v", "image": "0.png",', 400),
-    (b"\xff\xfe{}", 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": NaN}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": Infinity}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": 1e999}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": ' + b"9" * 400 + b"}", 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": -1}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "seconds": "3"}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
+        (b'{"client": "' + b"c" * (3 << 20) + b'", "image": "0.png", "kind": "none"}', 413),
+        (b'{"client": "' + b"c" * 200 + b'", "image": "0.png", "kind": "none"}', 400),
+        (b'{"client": "v", "image": 7, "kind": "none"}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": ["none"]}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "maybe"}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "answer", "label": 3}', 400),
+        (b'{"client": "v", "image": "0.png", "kind": "none", "annotator": {"a": 1}}', 400),
+        (b'{"client": 5, "image": "0.png", "kind": "none"}', 400),
+        (b'["client", "v"]', 400),
+        (b'"just text"', 400),
+        (b'{"client": "v", "image": "0.png",', 400),
+        (b"\xff\xfe{}", 400),
+    ],
+)
 def test_every_field_is_checked_and_nothing_is_a_500(server: Server, body: bytes, status: int) -> None:
     before = Path(server.info["labels_log"]).read_bytes()
     got, answer = raw_post(server, "/api/answer", body)
@@ -125,14 +131,19 @@ def test_every_field_is_checked_and_nothing_is_a_500(server: Server, body: bytes
     assert server.get("/api/status")[0] == 200
 
 
-@pytest.mark.parametrize("path, body", [("/api/next", b'{"client": "v", "want": "3"}'),
-                                        ("/api/next", b'{"client": "v", "want": 1e999}'),
-                                        ("/api/next", b'{"client": "v", "want": 99999999999999999999999}'),
-                                        ("/api/next", b'{"want": 2}'),
-                                        ("/api/undo", b'{"client": "v", "seq": "1"}'),
-                                        ("/api/undo", b'{"client": "v", "seq": 1.5}'),
-                                        ("/api/release", b'{"client": ["v"]}'),
-                                        ("/api/release", b"[]")])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/next", b'{"client": "v", "want": "3"}'),
+        ("/api/next", b'{"client": "v", "want": 1e999}'),
+        ("/api/next", b'{"client": "v", "want": 99999999999999999999999}'),
+        ("/api/next", b'{"want": 2}'),
+        ("/api/undo", b'{"client": "v", "seq": "1"}'),
+        ("/api/undo", b'{"client": "v", "seq": 1.5}'),
+        ("/api/release", b'{"client": ["v"]}'),
+        ("/api/release", b"[]"),
+    ],
+)
 def test_other_routes_refuse_wrong_types_with_400(server: Server, path: str, body: bytes) -> None:
     got, answer = raw_post(server, path, body)
     assert got == 400 and "error" in answer, answer
@@ -167,15 +178,17 @@ def test_a_last_line_without_its_newline_is_ended_before_the_next_answer(runner,
                 label = json.loads(srv.get("/api/config")[1])["labels"][0]
             status, got = srv.post("/api/next", {"client": f"t{round_}", "want": 1})
             image = got["items"][0]["image"]
-            assert srv.post("/api/answer", {"client": f"t{round_}", "image": image, "kind": "answer",
-                                            "label": label})[0] == 200
+            assert (
+                srv.post("/api/answer", {"client": f"t{round_}", "image": image, "kind": "answer", "label": label})[0]
+                == 200
+            )
         finally:
             assert srv.stop() == 0
         data = log.read_bytes()
         assert data.endswith(b"\n")
-        log.write_bytes(data[:-1])                                # an editor drops the final newline
+        log.write_bytes(data[:-1])  # an editor drops the final newline
     events = log_events(log)
-    assert [e["seq"] for e in events if "seq" in e] == [1, 2]     # two answers, two lines, none glued
+    assert [e["seq"] for e in events if "seq" in e] == [1, 2]  # two answers, two lines, none glued
     result = invoke(runner, "split", log, "-t", demo_split["taxonomy"], "-o", tmp_path / "split")
     assert result.exit_code == 0, result.output
     # The store itself, on a real file: a whole event without its newline, then a torn one.

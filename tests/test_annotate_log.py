@@ -7,18 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from hspnet_cli.annotate.queue import WorkQueue, build_order
 from hspnet_cli.annotate.store import LabelStore
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data import read_split_csv
 from hspnet_cli.data.readers import detect_format, read_annotations
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.sources.discover import PathList
 from hspnet_cli.taxonomy import load_taxonomy, taxonomy_from_dict
 
-TAX = taxonomy_from_dict({"name": "t", "labels": ["cat", "dog", "car", "bus"],
-                          "groups": {"animal": ["cat", "dog"], "vehicle": ["car", "bus"]}})
+TAX = taxonomy_from_dict(
+    {
+        "name": "t",
+        "labels": ["cat", "dog", "car", "bus"],
+        "groups": {"animal": ["cat", "dog"], "vehicle": ["car", "bus"]},
+    }
+)
 
 
 def _store(tmp_path: Path) -> LabelStore:
@@ -37,8 +42,14 @@ def test_events_are_durable_lines_and_undo_is_an_event(tmp_path: Path) -> None:
     # Every line is on disk before record() returns: read the file while the store is still open.
     lines = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert lines[0]["format"] == "hspnet-annotate" and lines[0]["labels"] == ["cat", "dog", "car", "bus"]
-    assert [(e["seq"], e["event"]) for e in lines[1:]] == [(1, "answer"), (2, "none"), (3, "skip"), (4, "answer"),
-                                                            (5, "undo"), (6, "answer")]
+    assert [(e["seq"], e["event"]) for e in lines[1:]] == [
+        (1, "answer"),
+        (2, "none"),
+        (3, "skip"),
+        (4, "answer"),
+        (5, "undo"),
+        (6, "answer"),
+    ]
     assert lines[1]["rank"] == 2 and lines[1]["seconds"] == 1.235 and lines[1]["annotator"] == "ann"
     assert lines[5]["undoes"] == 4
     status = store.status(10)
@@ -116,8 +127,9 @@ def test_split_reads_one_positive_per_image_and_everything_else_unknown(tmp_path
 def test_two_clients_never_share_an_image_and_stale_leases_expire() -> None:
     now = [0.0]
     done: set[str] = {"i01.jpg"}
-    queue = WorkQueue(PathList(f"i{i:02d}.jpg" for i in range(10)), done.__contains__, lease_seconds=30,
-                      clock=lambda: now[0])
+    queue = WorkQueue(
+        PathList(f"i{i:02d}.jpg" for i in range(10)), done.__contains__, lease_seconds=30, clock=lambda: now[0]
+    )
     a = [l.image for l in queue.lease("A", 3)]
     b = [l.image for l in queue.lease("B", 3)]
     assert a == ["i00.jpg", "i02.jpg", "i03.jpg"] and b == ["i04.jpg", "i05.jpg", "i06.jpg"]
@@ -159,8 +171,9 @@ def test_out_that_is_not_a_labels_log_is_refused_untouched(tmp_path: Path, runne
     other.write_text("image,labels\na.png,cat\n")
     result = invoke(runner, "annotate", tmp_path / "img", "-t", tax_file, "-o", other)
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"error: {other}:1: not an hspnet annotate labels log (no "
-                                                  "\"hspnet-annotate\" header); choose another --out file"]
+    assert result.stderr.strip().splitlines() == [
+        f'error: {other}:1: not an hspnet annotate labels log (no "hspnet-annotate" header); choose another --out file'
+    ]
     assert other.read_text() == "image,labels\na.png,cat\n" and not (tmp_path / "annotations.csv.lock").exists()
     result = invoke(runner, "annotate", tmp_path / "missing", "-t", tax_file, "-o", tmp_path / "l.jsonl")
     assert result.exit_code == 2 and "images folder not found" in result.stderr
@@ -172,7 +185,9 @@ def test_a_server_without_suggester_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import hspnet_cli.annotate.run, hspnet_cli.annotate.server, hspnet_cli.commands.annotate_cmd;"
-            "print(','.join(m for m in ('torch', 'open_clip', 'faiss') if m in sys.modules))")
+    code = (
+        "import sys; import hspnet_cli.annotate.run, hspnet_cli.annotate.server, hspnet_cli.commands.annotate_cmd;"
+        "print(','.join(m for m in ('torch', 'open_clip', 'faiss') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == ""

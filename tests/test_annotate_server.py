@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from annotate_helpers import Server, log_events
 from conftest import invoke
+from PIL import Image
+
 from hspnet_cli.annotate.run import AnnotateOptions, check_options
 
 TOKEN = "test-token-0123456789abcdef"
@@ -38,8 +38,23 @@ def folder(tmp_path_factory: pytest.TempPathFactory, demo_split) -> Path:
 @pytest.fixture(scope="module")
 def server(folder: Path, demo_split, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("annotate-server") / "labels.jsonl"
-    srv = Server(folder, demo_split["taxonomy"], out, "--zero-shot", "--clip-model", "hspnet-tiny",
-                 "--pretrained", "none", "--device", "cpu", "--top-k", "5", "--max-side", "512", token=TOKEN)
+    srv = Server(
+        folder,
+        demo_split["taxonomy"],
+        out,
+        "--zero-shot",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--top-k",
+        "5",
+        "--max-side",
+        "512",
+        token=TOKEN,
+    )
     yield srv
     assert srv.stop() == 0
 
@@ -63,7 +78,7 @@ def test_every_request_needs_the_token(server: Server) -> None:
     status, body = server.get("/img/000000.png?token=nope", token=False)
     assert status == 403 and b"token" in body
     status, page = server.get("/")
-    assert TOKEN.encode() in page and b"<script src=\"/static/app.js?token=" in page
+    assert TOKEN.encode() in page and b'<script src="/static/app.js?token=' in page
     assert server.post("/api/next", {"client": "x"})[0] == 200
     assert server.post("/api/release", {"client": "x"}) == (200, {"released": 4})
 
@@ -71,10 +86,20 @@ def test_every_request_needs_the_token(server: Server) -> None:
 def test_image_paths_cannot_leave_the_folder(server: Server) -> None:
     assert _raw_get(server, "/img/000000.png") == 200
     assert _raw_get(server, "/img/sub/000007.png") == 200
-    for path in ("/img/../../../etc/passwd", "/img/sub/../../outside/secret.png", "/img/%2e%2e/outside/secret.png",
-                 "/img/%2E%2E%2Foutside%2Fsecret.png", "/img/..%2f..%2f..%2fetc%2fpasswd", "/img//etc/passwd",
-                 "/img/%2Fetc%2Fpasswd", "/img/link-out.png", "/img/linked-dir/secret.png", "/img/./000000.png",
-                 "/img/000000.png%00.png", "/img/sub%5c..%5c000000.png"):
+    for path in (
+        "/img/../../../etc/passwd",
+        "/img/sub/../../outside/secret.png",
+        "/img/%2e%2e/outside/secret.png",
+        "/img/%2E%2E%2Foutside%2Fsecret.png",
+        "/img/..%2f..%2f..%2fetc%2fpasswd",
+        "/img//etc/passwd",
+        "/img/%2Fetc%2Fpasswd",
+        "/img/link-out.png",
+        "/img/linked-dir/secret.png",
+        "/img/./000000.png",
+        "/img/000000.png%00.png",
+        "/img/sub%5c..%5c000000.png",
+    ):
         assert _raw_get(server, path) == 403, path
     assert _raw_get(server, "/img/%252e%252e/outside/secret.png") == 404  # double-encoded: just a strange name
     assert _raw_get(server, "/img/missing.png") == 404
@@ -99,30 +124,39 @@ def test_suggestions_ranks_and_two_clients(server: Server, folder: Path) -> None
     assert all(0 <= s["score"] <= 1 for s in suggestions)
     assert [s["score"] for s in suggestions] == sorted((s["score"] for s in suggestions), reverse=True)
     # Answering another tab's image is refused; answering with the third suggestion records rank 3.
-    status, refused = server.post("/api/answer", {"client": "tab-2", "image": item["image"], "kind": "answer",
-                                                  "label": suggestions[0]["label"]})
+    status, refused = server.post(
+        "/api/answer", {"client": "tab-2", "image": item["image"], "kind": "answer", "label": suggestions[0]["label"]}
+    )
     assert status == 409 and "another tab" in refused["error"]
-    status, saved = server.post("/api/answer", {"client": "tab-1", "image": item["image"], "kind": "answer",
-                                                "label": suggestions[2]["label"], "seconds": 1.5})
+    status, saved = server.post(
+        "/api/answer",
+        {"client": "tab-1", "image": item["image"], "kind": "answer", "label": suggestions[2]["label"], "seconds": 1.5},
+    )
     assert status == 200 and saved["event"]["rank"] == 3
     status, bad = server.post("/api/answer", {"client": "tab-1", "image": "../outside/secret.png", "kind": "none"})
     assert status == 409
     event = log_events(Path(server.info["labels_log"]))[-1]
-    assert (event["image"], event["label"], event["rank"], event["seconds"]) == (item["image"],
-                                                                                suggestions[2]["label"], 3, 1.5)
+    assert (event["image"], event["label"], event["rank"], event["seconds"]) == (
+        item["image"],
+        suggestions[2]["label"],
+        3,
+        1.5,
+    )
     status, state = server.get("/api/status")
     assert b'"labelled":1' in state and b'"queue_done":1' in state and b'"in_progress":5' in state
 
 
 def test_other_interfaces_need_an_explicit_option(runner, folder: Path, demo_split, tmp_path: Path) -> None:
-    result = invoke(runner, "annotate", folder, "-t", demo_split["taxonomy"], "-o", tmp_path / "l.jsonl",
-                    "--host", "0.0.0.0")
+    result = invoke(
+        runner, "annotate", folder, "-t", demo_split["taxonomy"], "-o", tmp_path / "l.jsonl", "--host", "0.0.0.0"
+    )
     assert result.exit_code == 2
     assert "--allow-remote" in result.stderr and "Traceback" not in result.stderr
     assert check_options(AnnotateOptions(host="0.0.0.0", allow_remote=True, token=TOKEN)) == TOKEN
     assert check_options(AnnotateOptions(host="::1")) != check_options(AnnotateOptions(host="127.0.0.1"))
-    result = invoke(runner, "annotate", folder, "-t", demo_split["taxonomy"], "-o", tmp_path / "l.jsonl",
-                    "--token", "short")
+    result = invoke(
+        runner, "annotate", folder, "-t", demo_split["taxonomy"], "-o", tmp_path / "l.jsonl", "--token", "short"
+    )
     assert result.exit_code == 2 and "--token must be" in result.stderr
     assert not (tmp_path / "l.jsonl").exists()
 

@@ -19,14 +19,23 @@ PACKAGE = Path(hspnet_cli.__file__).resolve().parent
 FLOORS = {
     "core": 0,
     "config": 1,
-    "taxonomy": 2, "tagsfile": 2, "losses": 2,
+    "taxonomy": 2,
+    "tagsfile": 2,
+    "losses": 2,
     "data": 3,
-    "model": 4, "sources": 3,
+    "model": 4,
+    "sources": 3,
     "scoring": 5,
     "evaluation": 6,
-    "train": 7, "tagging": 7,
-    "index": 8, "labeltools": 8, "cluster": 8,
-    "selection": 9, "annotate": 9, "dedup": 9, "audit": 9,
+    "train": 7,
+    "tagging": 7,
+    "index": 8,
+    "labeltools": 8,
+    "cluster": 8,
+    "selection": 9,
+    "annotate": 9,
+    "dedup": 9,
+    "audit": 9,
     "demo": 10,
     "commands": 11,
     "cli": 12,
@@ -60,8 +69,7 @@ def _imports() -> list[tuple[str, str, str, list[str]]]:
             elif isinstance(node, ast.ImportFrom) and node.level:
                 raise AssertionError(f"{rel}: relative import; import hspnet_cli modules by their full name")
             elif isinstance(node, ast.Import):
-                found += [(str(rel), _room(module), a.name, []) for a in node.names
-                          if a.name.startswith("hspnet_cli.")]
+                found += [(str(rel), _room(module), a.name, []) for a in node.names if a.name.startswith("hspnet_cli.")]
     return found
 
 
@@ -82,14 +90,21 @@ def test_imports_run_down_the_floors_only() -> None:
 
 
 def test_only_train_commands_and_demo_import_train() -> None:
-    bad = [f"{path} imports {target}" for path, room, target, _ in _imports()
-           if _room(target) == "train" and room not in MAY_IMPORT_TRAIN]
+    bad = [
+        f"{path} imports {target}"
+        for path, room, target, _ in _imports()
+        if _room(target) == "train" and room not in MAY_IMPORT_TRAIN
+    ]
     assert not bad, "using a model must never import training:\n" + "\n".join(bad)
 
 
 def test_no_private_name_crosses_rooms() -> None:
-    bad = [f"{path} imports {name} from {target}" for path, room, target, names in _imports()
-           for name in names if name.startswith("_") and not name.startswith("__") and _room(target) != room]
+    bad = [
+        f"{path} imports {name} from {target}"
+        for path, room, target, names in _imports()
+        for name in names
+        if name.startswith("_") and not name.startswith("__") and _room(target) != room
+    ]
     assert not bad, "private names used outside their room:\n" + "\n".join(bad)
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke
+from test_train import tiny
 from typer.testing import CliRunner
 
-from conftest import invoke
 from hspnet_cli.data.labelset import LabelSet
-from test_train import tiny
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,14 @@ def trained(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hspnet_cli.train.loop import train
 
     out = tmp_path_factory.mktemp("audit") / "run"
-    train(demo_split["split"], demo_split["images"], out, tiny(**{"train.epochs": 1}), taxonomy=demo_split["taxonomy"],
-          device="cpu")
+    train(
+        demo_split["split"],
+        demo_split["images"],
+        out,
+        tiny(**{"train.epochs": 1}),
+        taxonomy=demo_split["taxonomy"],
+        device="cpu",
+    )
     return {"run": out, **demo_split}
 
 
@@ -44,18 +50,18 @@ def test_findings_follow_the_spml_encoding() -> None:
     probs = np.clip(np.where(truth, 0.85, 0.1) + rng.normal(0, 0.05, (n, c)), 0.01, 0.99)
     full = np.where(truth, 1, -1).astype(np.int8)
     full[3] = -1
-    full[3, 1] = 1                      # image 3: a positive it does not hold (and its own ones dropped)
+    full[3, 1] = 1  # image 3: a positive it does not hold (and its own ones dropped)
     probs[3] = [0.97, 0.02, 0.96, 0.95]
     probs[3, 1] = 0.02
     truth[3] = [True, False, True, True]
     names = [f"l{j}" for j in range(c)]
     labels = LabelSet(names, [f"{i}.png" for i in range(n)], full, [f"x:{i}" for i in range(n)])
     found = find_issues(labels, probs)
-    assert set(found.kinds) <= {"wrong positive", "missing positive"}          # full labels: only claims
+    assert set(found.kinds) <= {"wrong positive", "missing positive"}  # full labels: only claims
     mine = {(int(r), int(k)): kind for r, k, kind in zip(found.rows, found.cols, found.kinds)}
     assert mine[(3, 1)] == "wrong positive" and mine[(3, 0)] == "missing positive"
     assert list(found.quality) == sorted(found.quality) and found.flagged_images()[0] == 3
-    adjusted = find_issues(labels, probs, adjust=True)        # --adjust-probabilities: another score, same flags
+    adjusted = find_issues(labels, probs, adjust=True)  # --adjust-probabilities: another score, same flags
     assert sorted(zip(adjusted.rows.tolist(), adjusted.cols.tolist())) == sorted(mine)
     assert not np.allclose(np.sort(adjusted.quality), np.sort(found.quality))
     # The same image labelled single-positive: its unknown entries can only be suggestions.
@@ -67,15 +73,31 @@ def test_findings_follow_the_spml_encoding() -> None:
     mine = {(int(r), int(k)): kind for r, k, kind in zip(found.rows, found.cols, found.kinds)}
     assert mine[(3, 1)] == "wrong positive" and mine[(3, 0)] == "likely missing positive"
     assert "missing positive" not in found.kinds
-    assert {k for (r, _), k in mine.items() if single[r].sum() == 1 and k != "wrong positive"} == \
-        {"likely missing positive"}
+    assert {k for (r, _), k in mine.items() if single[r].sum() == 1 and k != "wrong positive"} == {
+        "likely missing positive"
+    }
 
 
 def test_audit_with_checkpoint(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
     out = tmp_path / "issues.csv"
-    result = invoke(runner, "audit", trained["split"] / "val.csv", "-t", trained["taxonomy"], "--checkpoint",
-                    trained["run"], "--images", trained["images"], "--out", out, "--to", "label-studio",
-                    "--device", "cpu", "--json")
+    result = invoke(
+        runner,
+        "audit",
+        trained["split"] / "val.csv",
+        "-t",
+        trained["taxonomy"],
+        "--checkpoint",
+        trained["run"],
+        "--images",
+        trained["images"],
+        "--out",
+        out,
+        "--to",
+        "label-studio",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
     assert facts["probabilities"]["record"] is True and facts["probabilities"]["overlap"] == 0
@@ -100,16 +122,42 @@ def test_audit_with_checkpoint(runner: CliRunner, trained: dict, tmp_path: Path)
 
 
 def test_refuses_in_sample_images(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
-    result = invoke(runner, "audit", trained["split"] / "train.csv", "-t", trained["taxonomy"], "--checkpoint",
-                    trained["run"], "--images", trained["images"], "--out", tmp_path / "i.csv", "--device", "cpu")
+    result = invoke(
+        runner,
+        "audit",
+        trained["split"] / "train.csv",
+        "-t",
+        trained["taxonomy"],
+        "--checkpoint",
+        trained["run"],
+        "--images",
+        trained["images"],
+        "--out",
+        tmp_path / "i.csv",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2 and "in-sample" in result.stderr and "--folds" in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "i.csv").exists()
     # The same images named from a folder above the images are recognised too (keys rebased).
     lines = (trained["split"] / "train.csv").read_text().splitlines()
     moved = [lines[0], lines[1]] + [f"images/{line}" for line in lines[2:]]
     (tmp_path / "up.csv").write_text("\n".join(moved) + "\n")
-    result = invoke(runner, "audit", tmp_path / "up.csv", "-t", trained["taxonomy"], "--checkpoint", trained["run"],
-                    "--images", trained["images"].parent, "--out", tmp_path / "i.csv", "--device", "cpu")
+    result = invoke(
+        runner,
+        "audit",
+        tmp_path / "up.csv",
+        "-t",
+        trained["taxonomy"],
+        "--checkpoint",
+        trained["run"],
+        "--images",
+        trained["images"].parent,
+        "--out",
+        tmp_path / "i.csv",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2 and "in-sample" in result.stderr
 
 
@@ -118,8 +166,20 @@ def test_checkpoint_without_record(runner: CliRunner, trained: dict, tmp_path: P
     del data["data"]["train_keys"]
     old = tmp_path / "old.ckpt"
     torch.save(data, old)
-    args = ["audit", trained["split"] / "val.csv", "-t", trained["taxonomy"], "--checkpoint", old, "--images",
-            trained["images"], "--out", tmp_path / "i.csv", "--device", "cpu"]
+    args = [
+        "audit",
+        trained["split"] / "val.csv",
+        "-t",
+        trained["taxonomy"],
+        "--checkpoint",
+        old,
+        "--images",
+        trained["images"],
+        "--out",
+        tmp_path / "i.csv",
+        "--device",
+        "cpu",
+    ]
     result = invoke(runner, *args)
     assert result.exit_code == 2 and "records no training images" in result.stderr
     assert "--allow-unknown-training-set" in result.stderr and "--folds" in result.stderr
@@ -129,10 +189,31 @@ def test_checkpoint_without_record(runner: CliRunner, trained: dict, tmp_path: P
 
 
 def test_folds(runner: CliRunner, demo_split, tmp_path: Path) -> None:
-    args = ["audit", demo_split["split"] / "val.csv", "-t", demo_split["taxonomy"], "--folds", "2", "--images",
-            demo_split["images"], "--out", tmp_path / "issues.csv", "--epochs", "1", "--device", "cpu",
-            "--set", "model.clip_model=hspnet-tiny", "--set", "model.pretrained=none", "--set", "train.batch_size=8",
-            "--set", "train.num_workers=0", "--json"]
+    args = [
+        "audit",
+        demo_split["split"] / "val.csv",
+        "-t",
+        demo_split["taxonomy"],
+        "--folds",
+        "2",
+        "--images",
+        demo_split["images"],
+        "--out",
+        tmp_path / "issues.csv",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--set",
+        "model.clip_model=hspnet-tiny",
+        "--set",
+        "model.pretrained=none",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.num_workers=0",
+        "--json",
+    ]
     result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
@@ -143,7 +224,7 @@ def test_folds(runner: CliRunner, demo_split, tmp_path: Path) -> None:
 
     held = [json.loads((folds / f"fold-{i}" / "fold.json").read_text())["held_out"] for i in (1, 2)]
     assert sum(held) == 30
-    for i in (1, 2):   # each fold's model trained on the other fold only
+    for i in (1, 2):  # each fold's model trained on the other fold only
         record = training_record(folds / f"fold-{i}")
         assert record is not None and record["count"] == 30 - held[i - 1]
     stamp = (folds / "fold-1" / "best.ckpt").stat().st_mtime_ns

@@ -7,24 +7,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
+from test_readers import voc_xml, write_coco
 from typer.testing import CliRunner
 
-from conftest import invoke
 from hspnet_cli.data import read_split_csv
 from hspnet_cli.taxonomy import load_taxonomy
-from test_readers import voc_xml, write_coco
 
-GROUPS = {"shape": ["circle", "triangle", "square", "star"], "pattern": ["stripe", "checkerboard", "dot", "grid"],
-          "symbol": ["arrow", "heart", "cross", "crescent"], "line": ["spiral", "zigzag", "wave", "ring"]}
+GROUPS = {
+    "shape": ["circle", "triangle", "square", "star"],
+    "pattern": ["stripe", "checkerboard", "dot", "grid"],
+    "symbol": ["arrow", "heart", "cross", "crescent"],
+    "line": ["spiral", "zigzag", "wave", "ring"],
+}
 
 
 def demo_like(root: Path, n_train: int = 80, n_test: int = 20, seed: int = 0) -> tuple[Path, Path, Path, Path]:
     """A demo-like world: taxonomy YAML, train and test ``image,labels`` CSVs and tiny PNGs."""
     labels = [name for members in GROUPS.values() for name in members]
     tax = root / "taxonomy.yaml"
-    tax.write_text("name: demo-like\nlabels: [" + ", ".join(labels) + "]\ngroups:\n"
-                   + "".join(f"  {g}: [{', '.join(m)}]\n" for g, m in GROUPS.items()))
+    tax.write_text(
+        "name: demo-like\nlabels: ["
+        + ", ".join(labels)
+        + "]\ngroups:\n"
+        + "".join(f"  {g}: [{', '.join(m)}]\n" for g, m in GROUPS.items())
+    )
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(seed)
@@ -46,9 +54,27 @@ def demo_like(root: Path, n_train: int = 80, n_test: int = 20, seed: int = 0) ->
 def test_demo_like_single_positive_train_val_test(runner: CliRunner, tmp_path: Path) -> None:
     tax, train_csv, test_csv, images = demo_like(tmp_path)
     out = tmp_path / "split"
-    result = invoke(runner, "split", train_csv, "--taxonomy", tax, "--mode", "single-positive", "--out", out,
-                    "--val-fraction", "0.25", "--test", test_csv, "--seed", "3", "--check-images", images,
-                    "--check-images-deep", "--json")
+    result = invoke(
+        runner,
+        "split",
+        train_csv,
+        "--taxonomy",
+        tax,
+        "--mode",
+        "single-positive",
+        "--out",
+        out,
+        "--val-fraction",
+        "0.25",
+        "--test",
+        test_csv,
+        "--seed",
+        "3",
+        "--check-images",
+        images,
+        "--check-images-deep",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     counts = summary["splits"][0]["counts"]
@@ -62,16 +88,30 @@ def test_demo_like_single_positive_train_val_test(runner: CliRunner, tmp_path: P
     assert test.images[0] == "000080.png"
     assert sorted(p.name for p in out.iterdir()) == ["split.yaml", "test.csv", "train.csv", "val.csv"]
     # The human summary: a table and the per-label line.
-    again = invoke(runner, "split", train_csv, "-t", tax, "-o", tmp_path / "split2", "--val-fraction", "0.25",
-                   "--test", test_csv, "--seed", "3")
+    again = invoke(
+        runner,
+        "split",
+        train_csv,
+        "-t",
+        tax,
+        "-o",
+        tmp_path / "split2",
+        "--val-fraction",
+        "0.25",
+        "--test",
+        test_csv,
+        "--seed",
+        "3",
+    )
     assert again.exit_code == 0 and "train.csv" in again.stdout and "train positives per label" in again.stdout
     assert (tmp_path / "split2" / "train.csv").read_bytes() == (out / "train.csv").read_bytes()
 
 
 def test_partial_multi_keep_and_list_output(runner: CliRunner, tmp_path: Path) -> None:
     tax, train_csv, _, _ = demo_like(tmp_path)
-    result = invoke(runner, "split", train_csv, "-t", tax, "-o", tmp_path / "p", "--mode", "partial",
-                    "--keep", "0.2,0.6", "--json")
+    result = invoke(
+        runner, "split", train_csv, "-t", tax, "-o", tmp_path / "p", "--mode", "partial", "--keep", "0.2,0.6", "--json"
+    )
     assert result.exit_code == 0, result.output
     assert [s["dir"] for s in json.loads(result.stdout)["splits"]] == ["keep-0.2", "keep-0.6"]
     assert (tmp_path / "p" / "keep-0.6" / "train.csv").is_file() and (tmp_path / "p" / "split.yaml").is_file()
@@ -100,18 +140,26 @@ def test_coco_and_voc_inputs_through_the_cli(runner: CliRunner, tmp_path: Path) 
     assert json.loads(result.stdout)["splits"][0]["counts"]["train"]["images"] == 3
 
 
-@pytest.mark.parametrize("name, content, fmt, expected", [
-    ("bad.json", '{"images": [\n  {"id": 1 "file_name": "a.jpg"}\n]}\n', None, "bad.json:2:12: not valid JSON"),
-    ("bad.csv", "image,labels\na.jpg,dog\nb.jpg,dog,cat\n", None, "bad.csv:3: expected 2 cells"),
-    ("unk.csv", "image,labels\na.jpg,dog\nb.jpg,dgo\n", None, "unk.csv:3: label 'dgo' is not in taxonomy 'voc'"),
-    ("range.txt", "a.jpg,1\nb.jpg,0 25\n", None, "range.txt:2: label index 25 is out of range"),
-    ("dup.jsonl", '{"image": "a.jpg", "labels": ["dog"]}\n{"image": "a.jpg", "labels": ["cat"]}\n', None,
-     "dup.jsonl:2: image 'a.jpg' is listed again with different labels (first at"),
-    ("empty.csv", "image,labels\n", None, "empty.csv: no images found"),
-    ("bad.wide", "image,dog,cat\na.jpg,1,maybe\n", "wide", "bad.wide:2: column 'cat' holds 'maybe'"),
-])
-def test_bad_input_is_one_line_naming_file_and_line(runner: CliRunner, tmp_path: Path, name: str, content: str,
-                                                    fmt: str | None, expected: str) -> None:
+@pytest.mark.parametrize(
+    "name, content, fmt, expected",
+    [
+        ("bad.json", '{"images": [\n  {"id": 1 "file_name": "a.jpg"}\n]}\n', None, "bad.json:2:12: not valid JSON"),
+        ("bad.csv", "image,labels\na.jpg,dog\nb.jpg,dog,cat\n", None, "bad.csv:3: expected 2 cells"),
+        ("unk.csv", "image,labels\na.jpg,dog\nb.jpg,dgo\n", None, "unk.csv:3: label 'dgo' is not in taxonomy 'voc'"),
+        ("range.txt", "a.jpg,1\nb.jpg,0 25\n", None, "range.txt:2: label index 25 is out of range"),
+        (
+            "dup.jsonl",
+            '{"image": "a.jpg", "labels": ["dog"]}\n{"image": "a.jpg", "labels": ["cat"]}\n',
+            None,
+            "dup.jsonl:2: image 'a.jpg' is listed again with different labels (first at",
+        ),
+        ("empty.csv", "image,labels\n", None, "empty.csv: no images found"),
+        ("bad.wide", "image,dog,cat\na.jpg,1,maybe\n", "wide", "bad.wide:2: column 'cat' holds 'maybe'"),
+    ],
+)
+def test_bad_input_is_one_line_naming_file_and_line(
+    runner: CliRunner, tmp_path: Path, name: str, content: str, fmt: str | None, expected: str
+) -> None:
     path = tmp_path / name
     path.write_text(content)
     extra = ["--format", fmt] if fmt else []
@@ -154,8 +202,9 @@ def test_check_images_lists_missing_and_broken(runner: CliRunner, tmp_path: Path
         Image.new("RGB", (8, 8)).save(images / f"{i:06d}.png")
     (images / "000010.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     assert invoke(runner, "split", train_csv, "-t", tax, "-o", tmp_path / "s", "--check-images", images).exit_code == 0
-    result = invoke(runner, "split", train_csv, "-t", tax, "-o", tmp_path / "d", "--check-images", images,
-                    "--check-images-deep")
+    result = invoke(
+        runner, "split", train_csv, "-t", tax, "-o", tmp_path / "d", "--check-images", images, "--check-images-deep"
+    )
     assert result.exit_code == 2 and "1 of 30 image(s)" in result.stderr and "000010.png (unreadable" in result.stderr
 
 
@@ -169,14 +218,16 @@ def test_staging_folders_of_killed_runs_are_cleaned_by_the_next_run(runner: CliR
     tax, train_csv, _, _ = demo_like(tmp_path)
     out = tmp_path / "split"
     # A run killed with SIGKILL after it made its staging folder: nothing of it could clean up.
-    code = ("import os, signal; from hspnet_cli.core.io_utils import staging_dir; "
-            f"d = staging_dir({str(out)!r}); (d / 'train.csv').write_text('half'); "
-            "os.kill(os.getpid(), signal.SIGKILL)")
+    code = (
+        "import os, signal; from hspnet_cli.core.io_utils import staging_dir; "
+        f"d = staging_dir({str(out)!r}); (d / 'train.csv').write_text('half'); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == -9
     stale = list(tmp_path.glob(".split.partial-*"))
     assert len(stale) == 1 and (stale[0] / "train.csv").read_text() == "half"
-    live = tmp_path / f".split.partial-{_host_tag()}-{os.getpid()}-live"      # a run still going
-    foreign = tmp_path / ".split.partial-otherhost-1-x"                       # another machine's
+    live = tmp_path / f".split.partial-{_host_tag()}-{os.getpid()}-live"  # a run still going
+    foreign = tmp_path / ".split.partial-otherhost-1-x"  # another machine's
     live.mkdir(), foreign.mkdir()
     result = invoke(runner, "split", train_csv, "--taxonomy", tax, "--mode", "full", "--out", out)
     assert result.exit_code == 0, result.output

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from conftest import invoke
 from typer.testing import CliRunner
 
-from conftest import invoke
 from hspnet_cli.taxonomy import load_taxonomy
 
 
@@ -61,13 +61,28 @@ def test_compare(runner: CliRunner, tmp_path: Path) -> None:
     assert "1.000" in result.stdout
 
 
-def test_build_kmeans_from_features_writes_a_valid_taxonomy(runner: CliRunner, tmp_path: Path,
-                                                            voc_clip_features: np.ndarray) -> None:
+def test_build_kmeans_from_features_writes_a_valid_taxonomy(
+    runner: CliRunner, tmp_path: Path, voc_clip_features: np.ndarray
+) -> None:
     feats = tmp_path / "voc.npy"
     np.save(feats, voc_clip_features.astype(np.float32))
     out = tmp_path / "voc-kmeans.yaml"
-    result = invoke(runner, "taxonomy", "build", "--kmeans", "voc", "-k", "4", "--features", str(feats),
-                    "-o", str(out), "--compare", "voc", "--json")
+    result = invoke(
+        runner,
+        "taxonomy",
+        "build",
+        "--kmeans",
+        "voc",
+        "-k",
+        "4",
+        "--features",
+        str(feats),
+        "-o",
+        str(out),
+        "--compare",
+        "voc",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["comparison"]["ari"] > 0.7
@@ -80,8 +95,21 @@ def test_build_kmeans_from_features_writes_a_valid_taxonomy(runner: CliRunner, t
 
 def test_build_kmeans_with_a_random_model_says_it_is_random(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "t.yaml"
-    result = invoke(runner, "taxonomy", "build", "--kmeans", "voc", "-k", "3", "--clip-model", "hspnet-tiny",
-                    "--pretrained", "none", "-o", str(out))
+    result = invoke(
+        runner,
+        "taxonomy",
+        "build",
+        "--kmeans",
+        "voc",
+        "-k",
+        "3",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "randomly initialised" in result.stdout
     assert load_taxonomy(out).num_groups == 3

@@ -9,8 +9,9 @@ on stderr that it is deprecated.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import typer
@@ -25,6 +26,7 @@ TAKES_CHECKPOINT = {"eval", "calibrate", "export", "tag", "select", "annotate", 
 
 def _commands() -> Iterator[tuple[tuple[str, ...], Any]]:
     """(path, click command) for the root, every group and every command below them."""
+
     def walk(path: tuple[str, ...], cmd: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
         yield path, cmd
         for name, sub in sorted(getattr(cmd, "commands", {}).items()):
@@ -91,34 +93,83 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], list[str], str, Any]]:
     data = ["--data", str(tmp / "val.csv"), "--images", str(tmp)]
     scorer = "hspnet_cli.scoring.scorer.choose_scorer"
     return [
-        ("a positional CHECKPOINT", ["eval", ckpt, *data], ["eval", "--checkpoint", ckpt, *data],
-         scorer, _fake_choose_scorer),
-        ("--model", ["eval", "--zero-shot", "-t", "voc", "--model", "arch-x", *data],
-         ["eval", "--zero-shot", "-t", "voc", "--clip-model", "arch-x", *data], scorer, _fake_choose_scorer),
-        ("a positional CHECKPOINT", ["calibrate", ckpt, *data, "-o", out + ".json"],
-         ["calibrate", "--checkpoint", ckpt, *data, "-o", out + ".json"], scorer, _fake_choose_scorer),
-        ("--model", ["calibrate", "--zero-shot", "-t", "voc", "--model", "arch-x", *data, "-o", out + ".json"],
-         ["calibrate", "--zero-shot", "-t", "voc", "--clip-model", "arch-x", *data, "-o", out + ".json"],
-         scorer, _fake_choose_scorer),
-        ("a positional CHECKPOINT", ["export", ckpt, "-o", out + ".pt"],
-         ["export", "--checkpoint", ckpt, "-o", out + ".pt"],
-         "hspnet_cli.scoring.export.export_model", lambda checkpoint, *a, **kw: _report(checkpoint=checkpoint)),
-        ("--model", ["tag", str(tmp), "-o", out + ".csv", "--model", ckpt],
-         ["tag", str(tmp), "-o", out + ".csv", "--checkpoint", ckpt], scorer, _fake_choose_scorer),
-        ("--suggest", ["annotate", str(tmp), "-t", "voc", "-o", out + ".jsonl", "--suggest", ckpt],
-         ["annotate", str(tmp), "-t", "voc", "-o", out + ".jsonl", "--checkpoint", ckpt], scorer, _fake_choose_scorer),
-        ("--model", ["select", str(tmp / "tags.csv"), "-n", "3", "-o", out + ".txt", "--model", ckpt],
-         ["select", str(tmp / "tags.csv"), "-n", "3", "-o", out + ".txt", "--checkpoint", ckpt],
-         "hspnet_cli.selection.select_images", lambda tags, options, **kw: _report(model=options.model)),
-        ("--model", ["search", str(tmp / "i.faiss"), "--text", "a dog", "--device", "cpu", "--model", ckpt],
-         ["search", str(tmp / "i.faiss"), "--text", "a dog", "--device", "cpu", "--checkpoint", ckpt],
-         "hspnet_cli.index.search.run_search", lambda index, **kw: _report(model=kw["model"])),
-        ("--model", ["train", "--split", str(tmp), "--images", str(tmp), "-o", out, "--model", "arch-x"],
-         ["train", "--split", str(tmp), "--images", str(tmp), "-o", out, "--clip-model", "arch-x"],
-         "hspnet_cli.train.loop.train", lambda *a, **kw: _report(clip_model=a[3].model.clip_model)),
-        ("--model", ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--model", "arch-x"],
-         ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--clip-model", "arch-x"],
-         "hspnet_cli.model.clip_models.label_encoder", lambda model_name, *a, **kw: _report(model=model_name)),
+        (
+            "a positional CHECKPOINT",
+            ["eval", ckpt, *data],
+            ["eval", "--checkpoint", ckpt, *data],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "--model",
+            ["eval", "--zero-shot", "-t", "voc", "--model", "arch-x", *data],
+            ["eval", "--zero-shot", "-t", "voc", "--clip-model", "arch-x", *data],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "a positional CHECKPOINT",
+            ["calibrate", ckpt, *data, "-o", out + ".json"],
+            ["calibrate", "--checkpoint", ckpt, *data, "-o", out + ".json"],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "--model",
+            ["calibrate", "--zero-shot", "-t", "voc", "--model", "arch-x", *data, "-o", out + ".json"],
+            ["calibrate", "--zero-shot", "-t", "voc", "--clip-model", "arch-x", *data, "-o", out + ".json"],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "a positional CHECKPOINT",
+            ["export", ckpt, "-o", out + ".pt"],
+            ["export", "--checkpoint", ckpt, "-o", out + ".pt"],
+            "hspnet_cli.scoring.export.export_model",
+            lambda checkpoint, *a, **kw: _report(checkpoint=checkpoint),
+        ),
+        (
+            "--model",
+            ["tag", str(tmp), "-o", out + ".csv", "--model", ckpt],
+            ["tag", str(tmp), "-o", out + ".csv", "--checkpoint", ckpt],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "--suggest",
+            ["annotate", str(tmp), "-t", "voc", "-o", out + ".jsonl", "--suggest", ckpt],
+            ["annotate", str(tmp), "-t", "voc", "-o", out + ".jsonl", "--checkpoint", ckpt],
+            scorer,
+            _fake_choose_scorer,
+        ),
+        (
+            "--model",
+            ["select", str(tmp / "tags.csv"), "-n", "3", "-o", out + ".txt", "--model", ckpt],
+            ["select", str(tmp / "tags.csv"), "-n", "3", "-o", out + ".txt", "--checkpoint", ckpt],
+            "hspnet_cli.selection.select_images",
+            lambda tags, options, **kw: _report(model=options.model),
+        ),
+        (
+            "--model",
+            ["search", str(tmp / "i.faiss"), "--text", "a dog", "--device", "cpu", "--model", ckpt],
+            ["search", str(tmp / "i.faiss"), "--text", "a dog", "--device", "cpu", "--checkpoint", ckpt],
+            "hspnet_cli.index.search.run_search",
+            lambda index, **kw: _report(model=kw["model"]),
+        ),
+        (
+            "--model",
+            ["train", "--split", str(tmp), "--images", str(tmp), "-o", out, "--model", "arch-x"],
+            ["train", "--split", str(tmp), "--images", str(tmp), "-o", out, "--clip-model", "arch-x"],
+            "hspnet_cli.train.loop.train",
+            lambda *a, **kw: _report(clip_model=a[3].model.clip_model),
+        ),
+        (
+            "--model",
+            ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--model", "arch-x"],
+            ["taxonomy", "build", "voc", "--kmeans", "-o", out + ".yaml", "--clip-model", "arch-x"],
+            "hspnet_cli.model.clip_models.label_encoder",
+            lambda model_name, *a, **kw: _report(model=model_name),
+        ),
     ]
 
 
@@ -141,8 +192,19 @@ def test_deprecated_spelling_still_works(index: int, tmp_path: Path, monkeypatch
 
 
 def test_old_and_new_spelling_must_agree(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["tag", str(tmp_path), "-o", str(tmp_path / "t.csv"), "--checkpoint",
-                                 str(tmp_path / "a"), "--model", str(tmp_path / "b")])
+    result = runner.invoke(
+        app,
+        [
+            "tag",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "t.csv"),
+            "--checkpoint",
+            str(tmp_path / "a"),
+            "--model",
+            str(tmp_path / "b"),
+        ],
+    )
     assert result.exit_code == 2 and "give --checkpoint once (--model is its old spelling)" in result.stderr
 
 
@@ -156,6 +218,18 @@ def test_which_scorer_rules(runner: CliRunner, tmp_path: Path) -> None:
         assert neither.exit_code == 2 and "give --checkpoint (a run folder" in neither.stderr, neither.output
     no_tax = runner.invoke(app, ["calibrate", "--zero-shot", *data, "-o", str(tmp_path / "t.json")])
     assert no_tax.exit_code == 2 and "--zero-shot needs --taxonomy" in no_tax.stderr
-    both = runner.invoke(app, ["annotate", str(tmp_path), "-t", "voc", "-o", str(tmp_path / "l.jsonl"),
-                               "--checkpoint", str(tmp_path / "m"), "--zero-shot"])
+    both = runner.invoke(
+        app,
+        [
+            "annotate",
+            str(tmp_path),
+            "-t",
+            "voc",
+            "-o",
+            str(tmp_path / "l.jsonl"),
+            "--checkpoint",
+            str(tmp_path / "m"),
+            "--zero-shot",
+        ],
+    )
     assert both.exit_code == 2 and "not both" in both.stderr

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hspnet_cli.model.clip_models import encode_texts, load_clip
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.model.clip_models import encode_texts, load_clip
 
 
 def test_tiny_random_model_is_marked_random_and_encodes_unit_features() -> None:

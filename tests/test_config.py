@@ -34,16 +34,19 @@ def test_config_file_overrides_its_preset(tmp_path: Path) -> None:
     assert "meta_input: raw" in config_to_yaml(again)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("model:\n  n_ctxx: 4\n", "unknown key(s) ['n_ctxx']"),
-    ("modle:\n  n_ctx: 4\n", "unknown key(s) ['modle']"),
-    ("model:\n  n_ctx: four\n", "model.n_ctx: expected int, got 'four'"),
-    ("model:\n  method: coop\n", "model.method must be one of spl, spl_gcn, hcp, hspnet"),
-    ("train:\n  epochs: 90\n", "train.schedule_epochs (80) must be >= train.epochs (90)"),
-    ("preset: papper\n", "no preset 'papper'"),
-    ("model: [1, 2]\n", "'model' must be a mapping"),
-    ("model:\n  n_ctx: [4\n", "c.yaml:3: not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  n_ctxx: 4\n", "unknown key(s) ['n_ctxx']"),
+        ("modle:\n  n_ctx: 4\n", "unknown key(s) ['modle']"),
+        ("model:\n  n_ctx: four\n", "model.n_ctx: expected int, got 'four'"),
+        ("model:\n  method: coop\n", "model.method must be one of spl, spl_gcn, hcp, hspnet"),
+        ("train:\n  epochs: 90\n", "train.schedule_epochs (80) must be >= train.epochs (90)"),
+        ("preset: papper\n", "no preset 'papper'"),
+        ("model: [1, 2]\n", "'model' must be a mapping"),
+        ("model:\n  n_ctx: [4\n", "c.yaml:3: not valid YAML"),
+    ],
+)
 def test_config_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(text)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
-
 from conftest import invoke
 from index_helpers import random_unit, unit, write_tags
+from PIL import Image
+from typer.testing import CliRunner
 
 
 def _world(tmp_path: Path, n: int = 300, dim: int = 32, seed: int = 0) -> dict:
@@ -35,7 +34,7 @@ def _world(tmp_path: Path, n: int = 300, dim: int = 32, seed: int = 0) -> dict:
     for row, side in ((5, 64), (40, 96), (41, 64), (7, 32), (9, 32)):
         Image.new("RGB", (side, side), (row, 0, 0)).save(images / paths[row])
     tags = write_tags(tmp_path / "tags" / "tags.csv", v, paths, images_dir=images)
-    manifest = tags.with_name("tags.manifest.json")     # the label facts select reads
+    manifest = tags.with_name("tags.manifest.json")  # the label facts select reads
     facts = json.loads(manifest.read_text())
     facts.update(labels=["dog", "cat"], groups={"animals": ["dog", "cat"]}, thresholds=[0.5, 0.5], taxonomy="t")
     manifest.write_text(json.dumps(facts))
@@ -66,8 +65,7 @@ def test_groups_keepers_and_outputs(runner: CliRunner, tmp_path: Path) -> None:
     assert facts["keeper_rule"].startswith("most pixels")
     p = w["paths"]
     # Groups are numbered by keeper path; the keeper comes first in each.
-    assert _groups(out) == [[(p[7], 1), (p[9], 0)], [(p[40], 1), (p[5], 0), (p[41], 0)],
-                            [(p[100], 1), (p[200], 0)]]
+    assert _groups(out) == [[(p[7], 1), (p[9], 0)], [(p[40], 1), (p[5], 0), (p[41], 0)], [(p[100], 1), (p[200], 0)]]
     with open(out, encoding="utf-8", newline="") as fh:
         sims = {r["key"]: float(r["similarity"]) for r in csv.DictReader(fh)}
     assert sims[p[5]] == pytest.approx(1.0, abs=1e-4) and 0.95 <= sims[p[41]] < 1.0
@@ -79,7 +77,7 @@ def test_groups_keepers_and_outputs(runner: CliRunner, tmp_path: Path) -> None:
     first = next(t for t in tasks if t["data"]["hspnet_path"] == p[5])
     assert first["data"]["hspnet_keeper"] == p[40]
     assert first["predictions"][0]["result"][0]["value"]["choices"] == ["duplicate"]
-    assert "<Image name=\"keeper\"" in out.with_name("dups.tasks.labeling-config.xml").read_text()
+    assert '<Image name="keeper"' in out.with_name("dups.tasks.labeling-config.xml").read_text()
 
 
 def test_threshold_and_path_keeper(runner: CliRunner, tmp_path: Path) -> None:
@@ -102,7 +100,7 @@ def test_missing_images_fall_back_to_earliest_path(runner: CliRunner, tmp_path: 
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
     assert "images folder not found" in facts["keeper_rule"]
-    assert _groups(tmp_path / "dups.csv")[0][0] == (w["paths"][5], 1)   # not 40: no pixels to compare
+    assert _groups(tmp_path / "dups.csv")[0][0] == (w["paths"][5], 1)  # not 40: no pixels to compare
 
 
 def test_index_input_and_ivf_agree(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,8 +133,20 @@ def test_non_keepers_are_excluded_downstream(runner: CliRunner, tmp_path: Path) 
     dropped = set(_listed(exclude))
     # select: none of the non-keepers is ever picked, even asking for every image.
     picks = tmp_path / "next.txt"
-    result = invoke(runner, "select", w["tags"], "-n", "1000", "--strategy", "random", "--exclude", exclude,
-                    "--out", picks, "--json")
+    result = invoke(
+        runner,
+        "select",
+        w["tags"],
+        "-n",
+        "1000",
+        "--strategy",
+        "random",
+        "--exclude",
+        exclude,
+        "--out",
+        picks,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     chosen = set(_listed(picks))
     assert len(chosen) == len(w["paths"]) - len(dropped) and not chosen & dropped
@@ -145,8 +155,9 @@ def test_non_keepers_are_excluded_downstream(runner: CliRunner, tmp_path: Path) 
     ann.write_text("image,labels\n" + "".join(f"{p},dog\n" for p in w["paths"]), encoding="utf-8")
     tax = tmp_path / "tax.yaml"
     tax.write_text("name: t\nlabels: [dog, cat]\ngroups:\n  animals: [dog, cat]\n", encoding="utf-8")
-    result = invoke(runner, "split", ann, "-t", tax, "-o", tmp_path / "split", "--mode", "full",
-                    "--exclude", exclude, "--json")
+    result = invoke(
+        runner, "split", ann, "-t", tax, "-o", tmp_path / "split", "--mode", "full", "--exclude", exclude, "--json"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["excluded"] == len(dropped)
     train = (tmp_path / "split" / "train.csv").read_text(encoding="utf-8")

@@ -17,11 +17,23 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     assert [line.split()[:2] for line in result.stdout.splitlines() if line.startswith("epoch ")] == [["epoch", "1/1"]]
     summary = json.loads(summary_path.read_text())
     names = [stage["name"] for stage in summary["stages"]]
-    assert names == ["demo data", "taxonomy show", "taxonomy build --wordnet", "taxonomy build --kmeans",
-                     "split --mode single-positive", "train", "eval (test split)", "audit (test split)", "tag",
-                     "dedup", "index build",
-                     "search --like", "search --text", "export-labels --to label-studio",
-                     "select"]
+    assert names == [
+        "demo data",
+        "taxonomy show",
+        "taxonomy build --wordnet",
+        "taxonomy build --kmeans",
+        "split --mode single-positive",
+        "train",
+        "eval (test split)",
+        "audit (test split)",
+        "tag",
+        "dedup",
+        "index build",
+        "search --like",
+        "search --text",
+        "export-labels --to label-studio",
+        "select",
+    ]
     train = summary["stages"][4 + 1]
     assert 0 < train["label_frequency_baseline_map"] < 1 and 0 < train["val_map"] <= 1
     assert (out / "run" / "best.ckpt").is_file() and (out / "split" / "test.csv").is_file()
@@ -49,8 +61,9 @@ def test_demo_run_writes_every_stage_and_summary(runner, tmp_path: Path) -> None
     # Pre-annotations are cut at the thresholds training fitted on the labelled validation split.
     assert tag["thresholds"].startswith("calibrated per label") and labeling["thresholds"] == tag["thresholds"]
     assert evaluation["test_cf1_fitted"] is not None and 0 <= evaluation["test_cf1_at_0.5"] <= 1
-    assert labeling["choices"] == sum(len(t["predictions"][0]["result"][0]["value"]["choices"])
-                                      for t in tasks if "predictions" in t)
+    assert labeling["choices"] == sum(
+        len(t["predictions"][0]["result"][0]["value"]["choices"]) for t in tasks if "predictions" in t
+    )
     assert "hspnet demo" in result.stdout  # the summary table
     again = invoke(runner, "demo", "run", out, "--images", "160", "--epochs", "1")
     assert again.exit_code == 2 and "--overwrite" in again.stderr

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.demo import world as world_mod
 from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement
 from hspnet_cli.demo.draw import DRAWERS
@@ -24,7 +25,6 @@ from hspnet_cli.demo.world import (
     read_demo_annotations,
     render_demo_image,
 )
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 
@@ -131,7 +131,8 @@ def test_labels_do_not_depend_on_image_size() -> None:
 
 
 def test_labels_of_a_group_cooccur_more_than_across_groups(
-        small_world: tuple[Path, world_mod.DemoWorldSummary]) -> None:
+    small_world: tuple[Path, world_mod.DemoWorldSummary],
+) -> None:
     label_sets = [demo_layout(i, seed=0).labels for i in range(3000)]
     within, across = cooccurrence_stats(label_sets, DEMO_TAXONOMY)
     assert within > 3 * across > 0
@@ -142,7 +143,8 @@ def test_labels_of_a_group_cooccur_more_than_across_groups(
     assert 1.7 < mean < 2.4
     summary = small_world[1]
     assert summary.cooccurrence_ratio == pytest.approx(
-        summary.within_group_cooccurrence / summary.across_group_cooccurrence)
+        summary.within_group_cooccurrence / summary.across_group_cooccurrence
+    )
     assert summary.cooccurrence_ratio > 1.5
 
 
@@ -209,17 +211,20 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n_images": 0}, "n_images"),
-    ({"n_images": -3}, "n_images"),
-    ({"n_images": 2.5}, "n_images"),
-    ({"n_images": True}, "n_images"),
-    ({"image_size": 31}, "image_size"),
-    ({"image_size": 257}, "image_size"),
-    ({"image_size": "64"}, "image_size"),
-    ({"seed": -1}, "seed"),
-    ({"workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_images": 0}, "n_images"),
+        ({"n_images": -3}, "n_images"),
+        ({"n_images": 2.5}, "n_images"),
+        ({"n_images": True}, "n_images"),
+        ({"image_size": 31}, "image_size"),
+        ({"image_size": 257}, "image_size"),
+        ({"image_size": "64"}, "image_size"),
+        ({"seed": -1}, "seed"),
+        ({"workers": 0}, "workers"),
+    ],
+)
 def test_argument_validation(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message) as err:
         generate_demo_world(tmp_path / "w", **{"n_images": 2, **kwargs})  # type: ignore[arg-type]
@@ -245,8 +250,7 @@ def test_summary_to_dict_is_json_ready(small_world: tuple[Path, world_mod.DemoWo
 
 
 def test_accepts_numpy_integers_and_relative_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    summary = generate_demo_world(tmp_path / "np", n_images=np.int64(3), seed=np.int32(2),
-                                  image_size=np.int64(32))
+    summary = generate_demo_world(tmp_path / "np", n_images=np.int64(3), seed=np.int32(2), image_size=np.int64(32))
     assert (summary.n_images, summary.seed, summary.image_size) == (3, 2, 32)
     assert type(summary.n_images) is int
     here = tmp_path / "here"

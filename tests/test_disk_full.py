@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from hspnet_cli.core.io_utils import OutputError, atomic_write
 
 PAGE = 4096
@@ -30,11 +30,15 @@ class TinyFs:
     def __init__(self, root: Path, size: int) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True, text=True
+        )
         if done.returncode != 0:
-            pytest.fail(f"cannot mount a tmpfs for the disk-full test ({done.stderr.strip() or done.returncode}); "
-                        "run the tests as root (CI does) or with CAP_SYS_ADMIN", pytrace=False)
+            pytest.fail(
+                f"cannot mount a tmpfs for the disk-full test ({done.stderr.strip() or done.returncode}); "
+                "run the tests as root (CI does) or with CAP_SYS_ADMIN",
+                pytrace=False,
+            )
         self.filler = root / f".filler-{uuid.uuid4().hex}"
 
     def fill(self, free: int) -> None:
@@ -77,23 +81,45 @@ def test_split_on_a_full_disk(tiny_fs, runner, demo_split) -> None:
     fs = tiny_fs()
     fs.fill(free=2 * PAGE)
     out = fs.root / "sp"
-    result = invoke(runner, "split", demo_split["world"] / "annotations.csv", "-t", demo_split["taxonomy"],
-                    "-o", out, "--val-fraction", "0.2")
+    result = invoke(
+        runner,
+        "split",
+        demo_split["world"] / "annotations.csv",
+        "-t",
+        demo_split["taxonomy"],
+        "-o",
+        out,
+        "--val-fraction",
+        "0.2",
+    )
     assert result.exit_code == 2
     text = one_line(result.stderr)
     assert f"{out}: cannot write the split folder: no space left on the device" in text
     assert "then rerun the same command" in text and not out.exists() and leftovers(fs.root) == []
     fs.free_up()
-    assert invoke(runner, "split", demo_split["world"] / "annotations.csv", "-t", demo_split["taxonomy"],
-                  "-o", out, "--val-fraction", "0.2").exit_code == 0
+    assert (
+        invoke(
+            runner,
+            "split",
+            demo_split["world"] / "annotations.csv",
+            "-t",
+            demo_split["taxonomy"],
+            "-o",
+            out,
+            "--val-fraction",
+            "0.2",
+        ).exit_code
+        == 0
+    )
 
 
 def test_train_whose_first_checkpoint_cannot_be_written_says_how_to_restart(tiny_fs, demo_split) -> None:
-    from hspnet_cli.train.loop import train
     from test_train import tiny
 
+    from hspnet_cli.train.loop import train
+
     fs = tiny_fs(64 << 20)
-    fs.fill(free=16 * PAGE)                                      # config.yaml fits, a checkpoint does not
+    fs.fill(free=16 * PAGE)  # config.yaml fits, a checkpoint does not
     out = fs.root / "run"
     config = tiny(**{"train.epochs": 1})
     with pytest.raises(OutputError) as err:
@@ -103,8 +129,9 @@ def test_train_whose_first_checkpoint_cannot_be_written_says_how_to_restart(tiny
     assert "no checkpoint was written yet" in message and "rerun the same hspnet train command" in message
     assert leftovers(fs.root) == [] and not (out / "last.ckpt").exists()
     fs.free_up()
-    result = train(demo_split["split"], demo_split["images"], out, config, taxonomy=demo_split["taxonomy"],
-                   device="cpu")                                 # the same command now runs
+    result = train(
+        demo_split["split"], demo_split["images"], out, config, taxonomy=demo_split["taxonomy"], device="cpu"
+    )  # the same command now runs
     assert result.best_epoch == 1 and (out / "last.ckpt").is_file()
 
 
@@ -135,8 +162,9 @@ def test_tag_on_a_full_disk_then_resumes_to_the_same_files(tiny_fs, demo_split, 
 
 
 def test_index_build_on_a_full_disk(tiny_fs, tmp_path: Path) -> None:
-    from hspnet_cli.index.build import build_index
     from index_helpers import random_unit, write_tags
+
+    from hspnet_cli.index.build import build_index
 
     write_tags(tmp_path / "t.csv", random_unit(3000, dim=64))
     fs = tiny_fs()
@@ -152,10 +180,11 @@ def test_read_only_output_folder_is_one_line(runner, tmp_path: Path, demo_split)
     folder.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(folder)], check=False)
     try:
-        if not os.path.ismount(folder):                          # not root: permissions show the same path
+        if not os.path.ismount(folder):  # not root: permissions show the same path
             folder.chmod(0o500)
-        result = invoke(runner, "split", demo_split["world"] / "annotations.csv", "-t", demo_split["taxonomy"],
-                        "-o", folder / "sp")
+        result = invoke(
+            runner, "split", demo_split["world"] / "annotations.csv", "-t", demo_split["taxonomy"], "-o", folder / "sp"
+        )
         text = one_line(result.stderr)
         assert result.exit_code == 2 and str(folder / "sp") in text
         assert "read-only file system" in text or "permission denied" in text

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
+from test_train import tiny
 from typer.testing import CliRunner
 
-from conftest import invoke
-from hspnet_cli.scoring.thresholds import load_thresholds
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.data.split_io import read_split_csv, write_split_csv
-from hspnet_cli.core.errors import UserError
+from hspnet_cli.scoring.thresholds import load_thresholds
 from hspnet_cli.taxonomy import load_taxonomy
-from test_train import tiny
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,32 @@ def trained(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hspnet_cli.train.loop import train
 
     out = tmp_path_factory.mktemp("eval") / "run"
-    result = train(demo_split["split"], demo_split["images"], out, tiny(**{"train.epochs": 1}),
-                   taxonomy=demo_split["taxonomy"], device="cpu")
+    result = train(
+        demo_split["split"],
+        demo_split["images"],
+        out,
+        tiny(**{"train.epochs": 1}),
+        taxonomy=demo_split["taxonomy"],
+        device="cpu",
+    )
     return {"run": out, "result": result, **demo_split}
 
 
 def _eval_args(trained: dict, *extra: object) -> list[object]:
-    return ["eval", "--checkpoint", trained["run"], "--data", trained["split"] / "val.csv",
-            "--images", trained["images"], "--device", "cpu", "--batch-size", "8", *extra]
+    return [
+        "eval",
+        "--checkpoint",
+        trained["run"],
+        "--data",
+        trained["split"] / "val.csv",
+        "--images",
+        trained["images"],
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        *extra,
+    ]
 
 
 def test_eval_json_and_plots(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
@@ -56,9 +74,25 @@ def test_eval_json_and_plots(runner: CliRunner, trained: dict, tmp_path: Path) -
 
 
 def test_zero_shot_eval(runner: CliRunner, demo_split, tmp_path: Path) -> None:
-    result = invoke(runner, "eval", "--zero-shot", "--taxonomy", demo_split["taxonomy"], "--clip-model", "hspnet-tiny",
-                    "--pretrained", "none", "--data", demo_split["split"] / "val.csv",
-                    "--images", demo_split["images"], "--device", "cpu", "--json", "-")
+    result = invoke(
+        runner,
+        "eval",
+        "--zero-shot",
+        "--taxonomy",
+        demo_split["taxonomy"],
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--data",
+        demo_split["split"] / "val.csv",
+        "--images",
+        demo_split["images"],
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["scorer"].startswith("zero-shot") and 0 < data["map"] <= 1 and data["labels"] == 16
@@ -66,8 +100,22 @@ def test_zero_shot_eval(runner: CliRunner, demo_split, tmp_path: Path) -> None:
 
 def test_calibrate_then_load(runner: CliRunner, trained: dict, tmp_path: Path) -> None:
     out = tmp_path / "thresholds.json"
-    result = invoke(runner, "calibrate", "--checkpoint", trained["run"], "--data", trained["split"] / "val.csv",
-                    "--images", trained["images"], "--out", out, "--min-positives", "4", "--device", "cpu")
+    result = invoke(
+        runner,
+        "calibrate",
+        "--checkpoint",
+        trained["run"],
+        "--data",
+        trained["split"] / "val.csv",
+        "--images",
+        trained["images"],
+        "--out",
+        out,
+        "--min-positives",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     tax = load_taxonomy(trained["taxonomy"])
@@ -95,23 +143,39 @@ def test_errors_are_one_line(runner: CliRunner, trained: dict, tmp_path: Path) -
     tax = load_taxonomy(trained["taxonomy"])
     real = read_split_csv(trained["split"] / "val.csv", tax).images[0]
     cases = [
-        (_write_csv(tmp_path / "missing.csv", [real, "nope/gone.png"], tax.label_names), trained["images"],
-         "1 evaluation image(s) not found", "nope/gone.png"),
-        (_write_csv(tmp_path / "voc.csv", [real], load_taxonomy("voc").label_names), trained["images"],
-         "columns do not match taxonomy", "voc.csv:2"),
+        (
+            _write_csv(tmp_path / "missing.csv", [real, "nope/gone.png"], tax.label_names),
+            trained["images"],
+            "1 evaluation image(s) not found",
+            "nope/gone.png",
+        ),
+        (
+            _write_csv(tmp_path / "voc.csv", [real], load_taxonomy("voc").label_names),
+            trained["images"],
+            "columns do not match taxonomy",
+            "voc.csv:2",
+        ),
     ]
     bad_root = tmp_path / "imgs"
     (bad_root / "sub").mkdir(parents=True)
     (bad_root / "sub" / "broken.png").write_bytes(b"not a png")
-    cases.append((_write_csv(tmp_path / "broken.csv", ["sub/broken.png"], tax.label_names), bad_root,
-                  "cannot read image", "broken.png"))
+    cases.append(
+        (
+            _write_csv(tmp_path / "broken.csv", ["sub/broken.png"], tax.label_names),
+            bad_root,
+            "cannot read image",
+            "broken.png",
+        )
+    )
     for csv, root, message, names in cases:
-        result = invoke(runner, "eval", "--checkpoint", trained["run"], "--data", csv, "--images", root,
-                        "--device", "cpu")
+        result = invoke(
+            runner, "eval", "--checkpoint", trained["run"], "--data", csv, "--images", root, "--device", "cpu"
+        )
         assert result.exit_code == 2, result.output
         assert message in result.stderr and names in result.stderr and "Traceback" not in result.output
-    result = invoke(runner, "eval", "--checkpoint", tmp_path / "none.ckpt", "--data", csv, "--images", root,
-                    "--device", "cpu")
+    result = invoke(
+        runner, "eval", "--checkpoint", tmp_path / "none.ckpt", "--data", csv, "--images", root, "--device", "cpu"
+    )
     assert result.exit_code == 2 and "checkpoint not found" in result.stderr
     result = invoke(runner, "eval", "--data", csv, "--images", root)
     assert result.exit_code == 2 and "give --checkpoint" in result.stderr

@@ -16,11 +16,23 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def run_example(name: str, out: Path, **env: str) -> subprocess.CompletedProcess:
     bin_dir = str(Path(sys.executable).parent)
-    full_env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                "PYTHON": sys.executable, "EXAMPLE_SMALL": "1", "EXAMPLE_SMALL_IMAGES": "100",
-                "OUT": str(out), **env}
-    proc = subprocess.run(["bash", str(EXAMPLES / name / "run.sh")], env=full_env, cwd=out.parent,
-                          capture_output=True, text=True, timeout=900)
+    full_env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "PYTHON": sys.executable,
+        "EXAMPLE_SMALL": "1",
+        "EXAMPLE_SMALL_IMAGES": "100",
+        "OUT": str(out),
+        **env,
+    }
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / name / "run.sh")],
+        env=full_env,
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -64,8 +76,13 @@ def test_custom_labels_example_builds_two_hierarchies_and_trains(tmp_path: Path)
 @pytest.mark.parametrize("name, var", [("coco_single_positive", "COCO"), ("voc_partial", "VOC")])
 def test_real_mode_names_what_is_missing(tmp_path: Path, name: str, var: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in (var, "EXAMPLE_SMALL")}
-    proc = subprocess.run(["bash", str(EXAMPLES / name / "run.sh")], env={**env, "OUT": str(tmp_path / "o")},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / name / "run.sh")],
+        env={**env, "OUT": str(tmp_path / "o")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert f"set {var} to" in proc.stderr
 
@@ -79,8 +96,9 @@ def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: 
     assert "30 task(s) without an annotation" in split or "30 task(s) without an annotation" in proc.stderr
     picks = (out / "next" / "next.txt").read_text().splitlines()
     tasks = json.loads((out / "next" / "next.tasks.json").read_text())
-    reviewed = {t["data"]["hspnet_path"] for t in json.loads((out / "review" / "export.json").read_text())
-                if t["annotations"]}
+    reviewed = {
+        t["data"]["hspnet_path"] for t in json.loads((out / "review" / "export.json").read_text()) if t["annotations"]
+    }
     assert len(picks) == 15 and sorted(t["data"]["hspnet_path"] for t in tasks) == sorted(picks)
     assert not set(picks) & reviewed
     # Training fitted the thresholds on the reviewed validation images, and tag cut at them.
@@ -88,7 +106,9 @@ def test_label_loop_example_reviews_trains_and_selects_the_next_batch(tmp_path: 
     assert "calibrated per label" in json.loads((out / "tags" / "tags.manifest.json").read_text())["threshold_source"]
     # audit ran on the validation images the model never trained on; dedup's non-keepers are never picked
     assert json.loads((out / "audit" / "issues.audit.json").read_text())["probabilities"]["overlap"] == 0
-    dropped = {line for line in (out / "dedup" / "dups.exclude.txt").read_text().splitlines() if not line.startswith("#")}
+    dropped = {
+        line for line in (out / "dedup" / "dups.exclude.txt").read_text().splitlines() if not line.startswith("#")
+    }
     assert not set(picks) & dropped
 
 
@@ -96,17 +116,24 @@ def test_label_loop_real_mode_stops_after_writing_the_tasks(tmp_path: Path) -> N
     """Without REVIEWED the real mode writes tags and tasks, says what to import, and stops."""
     bin_dir = str(Path(sys.executable).parent)
     world = tmp_path / "w"
-    subprocess.run([sys.executable, str(EXAMPLES / "_shared" / "demo_world_as.py"), "folder", str(world),
-                    "--images", "24"], check=True)
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "_shared" / "demo_world_as.py"), "folder", str(world), "--images", "24"],
+        check=True,
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("EXAMPLE_SMALL", "REVIEWED")}
-    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), OUT=str(tmp_path / "o"),
-               IMAGES=str(world / "images"), TAXONOMY=str(world / "taxonomy.yaml"))
+    env.update(
+        PATH=bin_dir + os.pathsep + env.get("PATH", ""),
+        OUT=str(tmp_path / "o"),
+        IMAGES=str(world / "images"),
+        TAXONOMY=str(world / "taxonomy.yaml"),
+    )
     # The real mode's zero-shot model is RN50/openai, which cannot be fetched here: point the
     # example at the tiny random config through its own variable instead of editing the script.
     env["ZERO_SHOT_MODEL"] = "hspnet-tiny"
     env["ZERO_SHOT_PRETRAINED"] = "none"
-    proc = subprocess.run(["bash", str(EXAMPLES / "label_loop" / "run.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "label_loop" / "run.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Export -> JSON" in proc.stdout and (tmp_path / "o" / "review" / "tasks.json").is_file()
     assert not (tmp_path / "o" / "run").exists()

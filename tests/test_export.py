@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import tiny
 from typer.testing import CliRunner
 
 from hspnet_cli.core.errors import UserError
@@ -14,7 +15,6 @@ from hspnet_cli.scoring.export import export_model
 from hspnet_cli.scoring.model_file import file_kind, sidecar_path
 from hspnet_cli.scoring.scorer import from_checkpoint, from_exported, load_scorer
 from hspnet_cli.train.loop import train
-from test_train import tiny
 
 # Names only the text tower has (the ViT image tower has its own "transformer." and "positional_embedding").
 TEXT_NAMES = ("text.", "token_embedding", "ln_final", "text_projection", "frozen_text", "prompts.")
@@ -24,8 +24,14 @@ TEXT_NAMES = ("text.", "token_embedding", "ln_final", "text_projection", "frozen
 def trained(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model trained one epoch, its checkpoint, and a batch of real preprocessed images."""
     out = tmp_path_factory.mktemp("export") / "run"
-    train(demo_split["split"], demo_split["images"], out, tiny(**{"train.epochs": 1}),
-          taxonomy=demo_split["taxonomy"], device="cpu")
+    train(
+        demo_split["split"],
+        demo_split["images"],
+        out,
+        tiny(**{"train.epochs": 1}),
+        taxonomy=demo_split["taxonomy"],
+        device="cpu",
+    )
     full = from_checkpoint(out / "best.ckpt")
     from PIL import Image
 
@@ -36,8 +42,7 @@ def trained(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _thresholds(path: Path, labels: list[str], **change) -> Path:
     table = {name: 0.1 * (i % 7) for i, name in enumerate(labels)}
-    path.write_text(json.dumps({"format": "hspnet-thresholds", "labels": labels,
-                                "thresholds": {**table, **change}}))
+    path.write_text(json.dumps({"format": "hspnet-thresholds", "labels": labels, "thresholds": {**table, **change}}))
     return path
 
 
@@ -99,12 +104,14 @@ def test_torchscript_export_scores_equal(trained, tmp_path: Path) -> None:
 
 def test_onnx_export(trained, tmp_path: Path) -> None:
     import onnx
+
     out = export_model(trained["ckpt"], tmp_path / "model.onnx", fmt="onnx")
     onnx.checker.check_model(str(out))
     assert file_kind(out) == "onnx" and json.loads(sidecar_path(out).read_text())["kind"] == "onnx"
     with pytest.raises(UserError, match="ONNX exports run in onnxruntime"):
         load_scorer(out)
     import onnxruntime as ort
+
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"images": trained["images"].numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(logits), trained["scores"], rtol=0, atol=1e-5)
@@ -129,13 +136,23 @@ def test_onnx_without_the_package_says_how_to_install(trained, tmp_path: Path, m
 def test_bad_inputs_are_user_errors(trained, tmp_path: Path) -> None:
     labels = trained["full"].taxonomy.label_names
     wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({"format": "hspnet-thresholds", "labels": labels,
-                                 "thresholds": {**{n: 0.5 for n in labels[:-1]}, "zebra": 0.5}}))
+    wrong.write_text(
+        json.dumps(
+            {
+                "format": "hspnet-thresholds",
+                "labels": labels,
+                "thresholds": {**{n: 0.5 for n in labels[:-1]}, "zebra": 0.5},
+            }
+        )
+    )
     with pytest.raises(UserError, match=r"wrong.json: made for other labels .*'zebra'"):
         export_model(trained["ckpt"], tmp_path / "m.pt", thresholds=wrong)
     with pytest.raises(UserError, match=r"thresholds are probabilities in \[0, 1\]"):
-        export_model(trained["ckpt"], tmp_path / "m.pt", thresholds=_thresholds(tmp_path / "n.json", labels,
-                                                                                **{labels[0]: "high"}))
+        export_model(
+            trained["ckpt"],
+            tmp_path / "m.pt",
+            thresholds=_thresholds(tmp_path / "n.json", labels, **{labels[0]: "high"}),
+        )
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(UserError, match="junk.json: not valid JSON"):
         export_model(trained["ckpt"], tmp_path / "m.pt", thresholds=tmp_path / "junk.json")
@@ -161,8 +178,19 @@ def test_cli_export(trained, tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(export)
     app.command("noop")(lambda: None)  # two commands: Typer keeps the command name
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(trained["ckpt"]), "-o", str(tmp_path / "m.ts"),
-                                      "--format", "torchscript", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(trained["ckpt"]),
+            "-o",
+            str(tmp_path / "m.ts"),
+            "--format",
+            "torchscript",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["format"] == "torchscript" and len(summary["files"]) == 2

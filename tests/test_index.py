@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.index import store
@@ -14,7 +15,6 @@ from hspnet_cli.index.build import add_to_index, build_index, choose_factory, de
 from hspnet_cli.index.merge import merge_shards
 from hspnet_cli.index.store import load_index
 from hspnet_cli.tagsfile.writer import OutputPaths
-from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 
 def _vectors(idx) -> np.ndarray:
@@ -26,13 +26,13 @@ def test_size_rule_without_building() -> None:
     assert choose_factory(100_000, 512) == "IVF1265,Flat"
     assert choose_factory(1_999_999, 512) == "IVF5657,Flat"
     assert choose_factory(2_000_000, 512) == "IVF5657,PQ128x8"
-    assert choose_factory(10**9, 512) == "IVF65536,PQ128x8"        # nlist capped
+    assert choose_factory(10**9, 512) == "IVF65536,PQ128x8"  # nlist capped
     assert pq_subquantizers(512) == 128 and pq_subquantizers(30) == 6 and pq_subquantizers(3) == 1
     assert default_nprobe(1265) == 40 and default_nprobe(8) == 8 and default_nprobe(5657) == 177
 
 
 def test_exact_build_finds_each_vector_first_and_aligns_ids_and_paths(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(store, "CHUNK_ROWS", 700)                  # several chunks through the memmap
+    monkeypatch.setattr(store, "CHUNK_ROWS", 700)  # several chunks through the memmap
     vecs = random_unit(3000)
     tags = write_tags(tmp_path / "tags.csv", vecs)
     facts = build_index(tags)
@@ -47,7 +47,7 @@ def test_exact_build_finds_each_vector_first_and_aligns_ids_and_paths(tmp_path: 
     assert meta["images_dir"] == str((tmp_path / "images").absolute())
     scores, ids = idx.index.search(vecs, 1)
     assert (ids[:, 0] == np.arange(3000)).all() and np.allclose(scores[:, 0], 1.0, atol=1e-5)
-    assert not list(tmp_path.glob(".*.tmp"))                       # no temporary file left behind
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 
 def test_forced_ivf_reports_high_recall_on_clustered_data(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_forced_ivf_reports_high_recall_on_clustered_data(tmp_path: Path) -> Non
     low = build_index(tags, tmp_path / "ivf1.faiss", factory="IVF32,Flat", nprobe=1)
     assert low["search_params"] == "nprobe=1" and low["recall_at_10"] < facts["recall_at_10"]
     assert json.loads(Path(f"{tmp_path / 'ivf1.faiss'}.json").read_text())["recall_at_10"] == low["recall_at_10"]
-    pq = build_index(tags, tmp_path / "pq.faiss", factory="IVF8,PQ8x4")   # approximate vectors: recall measured
+    pq = build_index(tags, tmp_path / "pq.faiss", factory="IVF8,PQ8x4")  # approximate vectors: recall measured
     assert 0 < pq["recall_at_10"] <= 1 and pq["index_type"] == "IndexIVFPQ"
 
 
@@ -100,13 +100,15 @@ def test_add_refusals_and_skip_existing(tmp_path: Path) -> None:
     other_dim = write_tags(tmp_path / "d.csv", random_unit(10, dim=16))
     with pytest.raises(UserError, match="d.csv: embeddings have dim 16 but index .*x.faiss has dim 32"):
         add_to_index(tmp_path / "x.faiss", other_dim, force=True)
-    other_model = write_tags(tmp_path / "m.csv", vecs[200:], [f"new/{i}.jpg" for i in range(100)], model="zero-shot RN50/openai")
+    other_model = write_tags(
+        tmp_path / "m.csv", vecs[200:], [f"new/{i}.jpg" for i in range(100)], model="zero-shot RN50/openai"
+    )
     with pytest.raises(UserError, match="made by 'zero-shot RN50/openai' but index"):
         add_to_index(tmp_path / "x.faiss", other_model)
     overlap = write_tags(tmp_path / "o.csv", vecs[150:250], [f"img/{i:05d}.jpg" for i in range(150, 250)])
     with pytest.raises(UserError, match=r"50 path\(s\) are in index .* already \(first: img/00150.jpg\)"):
         add_to_index(tmp_path / "x.faiss", overlap)
-    assert load_index(tmp_path / "x.faiss").index.ntotal == 200              # refused: untouched
+    assert load_index(tmp_path / "x.faiss").index.ntotal == 200  # refused: untouched
     facts = add_to_index(tmp_path / "x.faiss", overlap, skip_existing=True)
     assert (facts["added"], facts["skipped"], facts["count"]) == (50, 50, 250)
     idx = load_index(tmp_path / "x.faiss")
@@ -117,8 +119,12 @@ def test_add_refusals_and_skip_existing(tmp_path: Path) -> None:
 
 def test_add_from_another_images_folder_rebases_paths(tmp_path: Path) -> None:
     vecs = random_unit(20)
-    a = write_tags(tmp_path / "a.csv", vecs[:10], [f"{i}.jpg" for i in range(10)], images_dir=tmp_path / "photos" / "2023")
-    b = write_tags(tmp_path / "b.csv", vecs[10:], [f"{i}.jpg" for i in range(10)], images_dir=tmp_path / "photos" / "2024")
+    a = write_tags(
+        tmp_path / "a.csv", vecs[:10], [f"{i}.jpg" for i in range(10)], images_dir=tmp_path / "photos" / "2023"
+    )
+    b = write_tags(
+        tmp_path / "b.csv", vecs[10:], [f"{i}.jpg" for i in range(10)], images_dir=tmp_path / "photos" / "2024"
+    )
     build_index(a, tmp_path / "x.faiss")
     add_to_index(tmp_path / "x.faiss", b)
     idx = load_index(tmp_path / "x.faiss")
@@ -130,11 +136,16 @@ def test_merge_equals_one_build_over_the_union(tmp_path: Path) -> None:
     vecs = random_unit(400, seed=3)
     paths = [f"img/{i:05d}.jpg" for i in range(400)]
     rng = np.random.default_rng(0)
-    perm = rng.permutation(400)                                    # shards hold interleaved, unsorted rows
-    s1 = write_tags(tmp_path / "s1.csv", vecs[perm[:150]], [paths[i] for i in perm[:150]],
-                    failed=[("img/bad-2.jpg", "truncated")])
-    s2 = write_tags(tmp_path / "s2.csv", vecs[perm[150:]], [paths[i] for i in perm[150:]],
-                    failed=[("img/bad-1.jpg", "empty file (0 bytes)")])
+    perm = rng.permutation(400)  # shards hold interleaved, unsorted rows
+    s1 = write_tags(
+        tmp_path / "s1.csv", vecs[perm[:150]], [paths[i] for i in perm[:150]], failed=[("img/bad-2.jpg", "truncated")]
+    )
+    s2 = write_tags(
+        tmp_path / "s2.csv",
+        vecs[perm[150:]],
+        [paths[i] for i in perm[150:]],
+        failed=[("img/bad-1.jpg", "empty file (0 bytes)")],
+    )
     union = write_tags(tmp_path / "u" / "all.csv", vecs, paths, images_dir=tmp_path / "images")
     build_index(union, tmp_path / "u" / "all.faiss")
     result = run("index", "merge", tmp_path / "m" / "merged.csv", s2, s1, "--json")
@@ -147,8 +158,11 @@ def test_merge_equals_one_build_over_the_union(tmp_path: Path) -> None:
     merged_out = OutputPaths.for_out(tmp_path / "m" / "merged.csv")
     assert merged_out.emb.read_bytes() == OutputPaths.for_out(union).emb.read_bytes()
     assert (tmp_path / "m" / "merged.csv").read_text() == union.read_text()
-    assert merged_out.failed.read_text().splitlines() == ["path,error", "img/bad-1.jpg,empty file (0 bytes)",
-                                                          "img/bad-2.jpg,truncated"]
+    assert merged_out.failed.read_text().splitlines() == [
+        "path,error",
+        "img/bad-1.jpg,empty file (0 bytes)",
+        "img/bad-2.jpg,truncated",
+    ]
     manifest = json.loads(merged_out.manifest.read_text())
     # The tagger's own layout, so the merge is read like any tag output.
     assert manifest["format"] == "hspnet-tags" and manifest["complete"] is True
@@ -162,7 +176,9 @@ def test_merge_equals_one_build_over_the_union(tmp_path: Path) -> None:
 
 def test_merge_refusals(tmp_path: Path) -> None:
     s1 = write_tags(tmp_path / "s1.csv", random_unit(10), [f"a{i}.jpg" for i in range(10)])
-    s2 = write_tags(tmp_path / "s2.csv", random_unit(10), [f"b{i}.jpg" for i in range(10)], model="zero-shot RN50/openai")
+    s2 = write_tags(
+        tmp_path / "s2.csv", random_unit(10), [f"b{i}.jpg" for i in range(10)], model="zero-shot RN50/openai"
+    )
     s3 = write_tags(tmp_path / "s3.csv", random_unit(10), [f"a{i}.jpg" for i in range(5, 15)])
     with pytest.raises(UserError, match="shards of different models cannot be merged"):
         merge_shards(tmp_path / "m.csv", [s1, s2])
@@ -170,8 +186,9 @@ def test_merge_refusals(tmp_path: Path) -> None:
         merge_shards(tmp_path / "m.csv", [s1, s3])
     with pytest.raises(UserError, match="the output is one of the shards"):
         merge_shards(s1, [s1, s3])
-    s4 = write_tags(tmp_path / "s4.csv", random_unit(10), [f"c{i}.jpg" for i in range(10)],
-                    fingerprint={"thresholds": [0.7]})
+    s4 = write_tags(
+        tmp_path / "s4.csv", random_unit(10), [f"c{i}.jpg" for i in range(10)], fingerprint={"thresholds": [0.7]}
+    )
     with pytest.raises(UserError, match="s4.csv: its thresholds setting differs from .*s1.csv's"):
         merge_shards(tmp_path / "m.csv", [s1, s4])
     assert not (tmp_path / "m.csv").exists()
@@ -182,7 +199,9 @@ def test_cli_build_add_and_errors(tmp_path: Path) -> None:
     a = write_tags(tmp_path / "a.csv", vecs[:200])
     result = run("index", "build", a, "--out", tmp_path / "i.faiss")
     assert result.exit_code == 0, result.output
-    assert "IndexFlatIP" not in result.stdout and "Flat (size rule)" in result.stdout and "1.0000 (exact)" in result.stdout
+    assert (
+        "IndexFlatIP" not in result.stdout and "Flat (size rule)" in result.stdout and "1.0000 (exact)" in result.stdout
+    )
     b = write_tags(tmp_path / "b.csv", vecs[200:], [f"new/{i}.jpg" for i in range(100)])
     result = run("index", "add", tmp_path / "i.faiss", b)
     assert result.exit_code == 0 and "added 100 image(s)" in result.stdout

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_helpers import MODEL, clustered, run, write_tags
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.index.scale_build import build_sharded, work_dir
 from hspnet_cli.index.search import run_search
 from hspnet_cli.index.store import load_index
-from index_helpers import MODEL, clustered, run, write_tags
 
-EXACT = ["--factory", "IVF16,Flat", "--nprobe", "16"]      # every list visited: exact answers
+EXACT = ["--factory", "IVF16,Flat", "--nprobe", "16"]  # every list visited: exact answers
 
 
 def _npy_set(folder: Path, vecs: np.ndarray, cuts: list[int], keys_for: int | None = None) -> list[str]:
@@ -40,8 +40,13 @@ def _npy_set(folder: Path, vecs: np.ndarray, cuts: list[int], keys_for: int | No
     return keys
 
 
-def _parquet_set(folder: Path, vecs: np.ndarray, cuts: list[int], dtype: str = "float16",
-                 key=lambda i: f"s3://bucket/img/{i:05d}.jpg") -> list[str]:
+def _parquet_set(
+    folder: Path,
+    vecs: np.ndarray,
+    cuts: list[int],
+    dtype: str = "float16",
+    key=lambda i: f"s3://bucket/img/{i:05d}.jpg",
+) -> list[str]:
     """Parquet part files in the tagger's schema (row groups of 100) and a manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -51,11 +56,15 @@ def _parquet_set(folder: Path, vecs: np.ndarray, cuts: list[int], dtype: str = "
     value = pa.float16() if dtype == "float16" else pa.float32()
     for s, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(vecs)])):
         flat = pa.array(vecs[a:b].astype(dtype).ravel(), type=value)
-        table = pa.table({"key": pa.array(keys[a:b], pa.string()),
-                          "tags": pa.array([["dog"]] * (b - a), pa.list_(pa.string())),
-                          "scores": pa.array([[0.9]] * (b - a), pa.list_(pa.float32())),
-                          "probs": pa.array([[0.9, 0.1]] * (b - a), pa.list_(pa.float32())),
-                          "embedding": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])})
+        table = pa.table(
+            {
+                "key": pa.array(keys[a:b], pa.string()),
+                "tags": pa.array([["dog"]] * (b - a), pa.list_(pa.string())),
+                "scores": pa.array([[0.9]] * (b - a), pa.list_(pa.float32())),
+                "probs": pa.array([[0.9, 0.1]] * (b - a), pa.list_(pa.float32())),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1]),
+            }
+        )
         pq.write_table(table, folder / f"part-{s:06d}.parquet", row_group_size=100)
     (folder / "manifest.json").write_text(json.dumps({"model": {"scorer": MODEL}, "embedding": {"dim": vecs.shape[1]}}))
     return keys
@@ -64,7 +73,7 @@ def _parquet_set(folder: Path, vecs: np.ndarray, cuts: list[int], dtype: str = "
 def _exact_keys(vecs: np.ndarray, keys: list[str], q: int, k: int) -> list[str]:
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     order = np.argsort(-(unit @ unit[q]), kind="stable")
-    return [keys[i] for i in order[:k + 1] if i != q][:k]
+    return [keys[i] for i in order[: k + 1] if i != q][:k]
 
 
 @pytest.mark.parametrize("layout", ["ondisk", "memory"])
@@ -72,15 +81,16 @@ def test_npy_shards_search_by_key(tmp_path: Path, layout: str) -> None:
     vecs = clustered(2400, dim=32, seed=1)
     keys = _npy_set(tmp_path / "shards", vecs, [700, 1500], keys_for=1)
     out = tmp_path / "ix" / "big.faiss"
-    result = run("index", "build", tmp_path / "shards", "--out", out, *EXACT, "--layout", layout,
-                 "--piece-rows", "500", "--json")
+    result = run(
+        "index", "build", tmp_path / "shards", "--out", out, *EXACT, "--layout", layout, "--piece-rows", "500", "--json"
+    )
     assert result.exit_code == 0, result.output
-    facts = json.loads(result.stdout)              # stdout is pure JSON (faiss's own prints go to stderr)
+    facts = json.loads(result.stdout)  # stdout is pure JSON (faiss's own prints go to stderr)
     assert facts["count"] == 2400 and facts["layout"] == layout and facts["pieces"] == 5
     assert facts["recall_at_10"] == 1.0 and not work_dir(out).exists()
     idx = load_index(out)
     assert len(idx.paths) == 2400 and idx.paths[700] == "photos/1/img 0.jpg" and idx.paths[1500] == "emb-002.npy#0"
-    for q in (3, 700, 1999):                       # one query in each shard
+    for q in (3, 700, 1999):  # one query in each shard
         _, hits, _ = run_search(out, like=keys[q], k=5)
         assert [h.path for h in hits] == _exact_keys(vecs, keys, q, 5)
     result = run("search", out, "--like", "photos/1/img 5.jpg", "-k", "3", "--json")
@@ -91,22 +101,29 @@ def test_npy_shards_search_by_key(tmp_path: Path, layout: str) -> None:
 def test_ondisk_layout_round_trip_moved_folder(tmp_path: Path) -> None:
     vecs = clustered(1200, dim=16, seed=2)
     keys = _npy_set(tmp_path / "s", vecs, [600])
-    facts = build_sharded([tmp_path / "s"], tmp_path / "a" / "x.faiss", factory="IVF8,PQ8x4", nprobe=8,
-                          layout="ondisk", piece_rows=400, recall_queries=200)
+    facts = build_sharded(
+        [tmp_path / "s"],
+        tmp_path / "a" / "x.faiss",
+        factory="IVF8,PQ8x4",
+        nprobe=8,
+        layout="ondisk",
+        piece_rows=400,
+        recall_queries=200,
+    )
     data = tmp_path / "a" / facts["ivfdata_file"]
-    assert facts["layout"] == "ondisk" and data.stat().st_size > 1200 * 4   # codes live in the ivfdata file
+    assert facts["layout"] == "ondisk" and data.stat().st_size > 1200 * 4  # codes live in the ivfdata file
     assert facts["index_type"] == "IndexIVFPQ" and 0.2 < facts["recall_at_10"] <= 1.0
-    shutil.move(tmp_path / "a", tmp_path / "b")                             # the folder moves as a whole
-    os.chdir(tmp_path)                                                       # another working dir
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the folder moves as a whole
+    os.chdir(tmp_path)  # another working dir
     idx = load_index(tmp_path / "b" / "x.faiss")
     assert type(idx.index.invlists).__name__ == "OnDiskInvertedLists" or idx.index.ntotal == 1200
     _, hits, _ = run_search(tmp_path / "b" / "x.faiss", like=keys[10], k=5)
     assert len(hits) == 5 and keys[10] not in [h.path for h in hits]
     # PQ codes are approximate: a vector's own code is among its first hits
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    _, found = idx.index.search(unit[:50].astype(np.float32), 10)   # 4-byte codes: top 10 (chance: 0.8%)
+    _, found = idx.index.search(unit[:50].astype(np.float32), 10)  # 4-byte codes: top 10 (chance: 0.8%)
     assert sum(i in row for i, row in enumerate(found.tolist())) >= 40
-    shutil.rmtree(tmp_path / "s")                  # sources gone: --like falls back to the stored codes
+    shutil.rmtree(tmp_path / "s")  # sources gone: --like falls back to the stored codes
     _, hits, _ = run_search(tmp_path / "b" / "x.faiss", like=keys[10], k=5)
     assert len(hits) == 5 and keys[10] not in [h.path for h in hits]
     (tmp_path / "b" / data.name).unlink()
@@ -118,8 +135,15 @@ def test_ondisk_layout_round_trip_moved_folder(tmp_path: Path) -> None:
 def test_parquet_folder_search_by_key_and_copy_refused(tmp_path: Path, dtype: str) -> None:
     vecs = clustered(900, dim=24, seed=3)
     keys = _parquet_set(tmp_path / "pq", vecs, [350, 600], dtype=dtype)
-    facts = build_sharded([tmp_path / "pq"], tmp_path / "pq.faiss", factory="IVF16,Flat", nprobe=16,
-                          layout="ondisk", piece_rows=300, recall_queries=100)
+    facts = build_sharded(
+        [tmp_path / "pq"],
+        tmp_path / "pq.faiss",
+        factory="IVF16,Flat",
+        nprobe=16,
+        layout="ondisk",
+        piece_rows=300,
+        recall_queries=100,
+    )
     assert facts["model"] == MODEL and facts["count"] == 900 and facts["shard_kind"] == "parquet"
     for q in (0, 420, 899):
         _, hits, _ = run_search(tmp_path / "pq.faiss", like=keys[q], k=4)
@@ -145,7 +169,7 @@ def test_tags_outputs_as_a_shard_set(tmp_path: Path) -> None:
     assert [h.path for h in hits] == _exact_keys(vecs, keys, 257, 3)
     result = run("index", "add", tmp_path / "all.faiss", a)
     assert result.exit_code == 2 and "built from a shard set" in result.stderr
-    facts = build_sharded([a, b], tmp_path / "auto.faiss")           # the size rule, with lists below 100k
+    facts = build_sharded([a, b], tmp_path / "auto.faiss")  # the size rule, with lists below 100k
     assert facts["factory"] == "IVF98,Flat" and facts["recall_at_10"] >= 0.9 and facts["recall_queries"] == 600
 
 
@@ -153,10 +177,26 @@ def test_resume_after_a_real_kill(tmp_path: Path) -> None:
     vecs = clustered(12000, dim=16, seed=5)
     keys = _npy_set(tmp_path / "s", vecs, [4000, 8000])
     out = tmp_path / "k.faiss"
-    cmd = [sys.executable, "-m", "hspnet_cli", "index", "build", str(tmp_path / "s"), "--out", str(out), *EXACT,
-           "--piece-rows", "60", "--layout", "ondisk", "--json"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "hspnet_cli",
+        "index",
+        "build",
+        str(tmp_path / "s"),
+        "--out",
+        str(out),
+        *EXACT,
+        "--piece-rows",
+        "60",
+        "--layout",
+        "ondisk",
+        "--json",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = work_dir(out) / "piece-000002.done"
     deadline = time.time() + 120
@@ -187,7 +227,7 @@ def test_interrupted_build_of_other_shards_is_refused_unless_restart(tmp_path: P
     def dies_on_third(path, names):
         calls.append(path)
         if len(calls) == 3:
-            raise KeyboardInterrupt          # a simulated kill in the middle of the add phase
+            raise KeyboardInterrupt  # a simulated kill in the middle of the add phase
         return real(path, names)
 
     monkeypatch.setattr(sb, "write_piece_keys", dies_on_third)
@@ -195,8 +235,9 @@ def test_interrupted_build_of_other_shards_is_refused_unless_restart(tmp_path: P
         build_sharded([tmp_path / "s"], tmp_path / "r.faiss", factory="IVF8,Flat", nprobe=8, piece_rows=200)
     monkeypatch.setattr(sb, "write_piece_keys", real)
     with pytest.raises(UserError, match="--restart"):
-        build_sharded([tmp_path / "s" / "emb-000.npy"], tmp_path / "r.faiss", factory="IVF8,Flat", nprobe=8,
-                      piece_rows=200)
+        build_sharded(
+            [tmp_path / "s" / "emb-000.npy"], tmp_path / "r.faiss", factory="IVF8,Flat", nprobe=8, piece_rows=200
+        )
     facts = build_sharded([tmp_path / "s"], tmp_path / "r.faiss", factory="IVF8,Flat", nprobe=8, piece_rows=200)
     assert facts["pieces_resumed"] == 2 and facts["count"] == 900 and facts["recall_at_10"] == 1.0
 
@@ -237,13 +278,15 @@ def test_pieces_shared_by_workers_then_assembled(tmp_path: Path) -> None:
     out = tmp_path / "w.faiss"
     result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--pieces", "0/2")
     assert result.exit_code == 2 and "--train-only first" in result.stderr
-    result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--train-only",
-                 "--json")
+    result = run(
+        "index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--train-only", "--json"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["pieces"] == 7 and not out.exists()
-    for worker, added in (("1/2", 3), ("0/2", 4)):      # side by side on two machines, in turn here
-        result = run("index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150",
-                     "--pieces", worker, "--json")
+    for worker, added in (("1/2", 3), ("0/2", 4)):  # side by side on two machines, in turn here
+        result = run(
+            "index", "build", tmp_path / "s", "--out", out, *EXACT, "--piece-rows", "150", "--pieces", worker, "--json"
+        )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["pieces_added"] == added
     facts = build_sharded([tmp_path / "s"], out, factory="IVF16,Flat", nprobe=16, piece_rows=150)

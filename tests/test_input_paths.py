@@ -8,18 +8,27 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 from PIL import Image
+from test_readers import voc_xml
 from typer.testing import CliRunner
 
-from conftest import invoke
-from hspnet_cli.data import read_annotations, read_split_csv
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data import read_annotations, read_split_csv
 from hspnet_cli.taxonomy import load_taxonomy
-from test_readers import voc_xml
 
 VOC = load_taxonomy("voc")
-ESCAPES = ["../../etc/passwd", "..\\..\\etc\\passwd", "a/../../etc/passwd", "..", "/etc/passwd",
-           "C:\\Windows\\win.ini", "C:win.ini", "\\\\server\\share\\a.jpg", "JPEGImages/../../x.jpg"]
+ESCAPES = [
+    "../../etc/passwd",
+    "..\\..\\etc\\passwd",
+    "a/../../etc/passwd",
+    "..",
+    "/etc/passwd",
+    "C:\\Windows\\win.ini",
+    "C:win.ini",
+    "\\\\server\\share\\a.jpg",
+    "JPEGImages/../../x.jpg",
+]
 
 
 def _annotation_file(tmp_path: Path, fmt: str, bad: str) -> tuple[Path, int]:
@@ -34,8 +43,12 @@ def _annotation_file(tmp_path: Path, fmt: str, bad: str) -> tuple[Path, int]:
         return path, 3
     if fmt == "jsonl":
         path = tmp_path / "a.jsonl"
-        path.write_text(json.dumps({"image": "ok.jpg", "labels": ["dog"]}) + "\n"
-                        + json.dumps({"image": bad, "labels": ["cat"]}) + "\n")
+        path.write_text(
+            json.dumps({"image": "ok.jpg", "labels": ["dog"]})
+            + "\n"
+            + json.dumps({"image": bad, "labels": ["cat"]})
+            + "\n"
+        )
         return path, 2
     if fmt == "list":
         path = tmp_path / "a.txt"
@@ -43,16 +56,18 @@ def _annotation_file(tmp_path: Path, fmt: str, bad: str) -> tuple[Path, int]:
         return path, 2
     if fmt == "coco":
         path = tmp_path / "instances.json"
-        data = {"images": [{"id": 1, "file_name": "ok.jpg"}, {"id": 2, "file_name": bad}],
-                "categories": [{"id": 1, "name": "dog"}],
-                "annotations": [{"id": 1, "image_id": 1, "category_id": 1}]}
+        data = {
+            "images": [{"id": 1, "file_name": "ok.jpg"}, {"id": 2, "file_name": bad}],
+            "categories": [{"id": 1, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1}],
+        }
         path.write_text(json.dumps(data, indent=1))
         return path, 1 + json.dumps(data, indent=1).splitlines().index(f'   "file_name": {json.dumps(bad)}')
     if fmt == "split":
         path = tmp_path / "s.csv"
         header = "# hspnet-split v1 encoding: 1=positive 0=unknown -1=negative\n"
         zeros = ",".join("0" for _ in VOC.label_names)
-        path.write_text(header + "image," + ",".join(VOC.label_names) + f"\nok.jpg,{zeros}\n\"{bad}\",{zeros}\n")
+        path.write_text(header + "image," + ",".join(VOC.label_names) + f'\nok.jpg,{zeros}\n"{bad}",{zeros}\n')
         return path, 4
     raise AssertionError(fmt)
 
@@ -127,12 +142,23 @@ def test_check_images_never_follows_a_link_out_of_the_root(runner: CliRunner, tm
     # a root that is itself a link is fine: the check is against where the root really is
     (tmp_path / "root-link").symlink_to(images, target_is_directory=True)
     ann.write_text("image,labels\na.png,dog\n")
-    result = invoke(runner, "split", ann, "-t", "voc", "-o", tmp_path / "out", "--check-images",
-                    tmp_path / "root-link", "--check-images-deep")
+    result = invoke(
+        runner,
+        "split",
+        ann,
+        "-t",
+        "voc",
+        "-o",
+        tmp_path / "out",
+        "--check-images",
+        tmp_path / "root-link",
+        "--check-images-deep",
+    )
     assert result.exit_code == 0, result.output
 
 
 # --- paths kept byte-exact ----------------------------------------------------------------------
+
 
 def test_split_keeps_image_paths_byte_exact(runner: CliRunner, tmp_path: Path) -> None:
     ann = tmp_path / "a.csv"
@@ -152,13 +178,15 @@ def test_split_keeps_image_paths_byte_exact(runner: CliRunner, tmp_path: Path) -
 @pytest.mark.parametrize("bad", ["   ", "a\nb.jpg", "a\x00b.jpg", "tab\there.jpg"])
 def test_blank_and_control_character_paths_are_refused(tmp_path: Path, bad: str) -> None:
     path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps({"image": "ok.jpg", "labels": ["dog"]}) + "\n"
-                    + json.dumps({"image": bad, "labels": ["cat"]}) + "\n")
+    path.write_text(
+        json.dumps({"image": "ok.jpg", "labels": ["dog"]}) + "\n" + json.dumps({"image": bad, "labels": ["cat"]}) + "\n"
+    )
     with pytest.raises(UserError, match=rf"^{path}:2: "):
         read_annotations(path, VOC)
 
 
 # --- label separators ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sep", [",", "|", " ", "/", ", ", " | "])
 def test_a_cell_split_on_another_separator_stops_with_its_name(runner: CliRunner, tmp_path: Path, sep: str) -> None:
@@ -180,7 +208,10 @@ def test_label_sep_reads_the_whole_file_that_way(runner: CliRunner, tmp_path: Pa
     assert result.exit_code == 0, result.output
     labels = read_split_csv(tmp_path / "out" / "train.csv", VOC)
     assert [sorted(n for n, v in zip(VOC.label_names, r) if v == 1) for r in labels.matrix] == [
-        ["dog"], ["cat", "dog"], ["bird", "cat"]]
+        ["dog"],
+        ["cat", "dog"],
+        ["bird", "cat"],
+    ]
     assert "label_sep: ','" in (tmp_path / "out" / "split.yaml").read_text()
     result = invoke(runner, "split", ann, "-t", "voc", "-o", tmp_path / "o2", "--label-sep", "")
     assert result.exit_code == 2 and "--label-sep" in result.stderr

@@ -39,8 +39,7 @@ def test_seeded_and_deterministic_across_seeds(voc_clip_features: np.ndarray) ->
     np.testing.assert_array_equal(a.group_features, b.group_features)
     # With enough restarts the best objective does not depend on the seed.
     others = [build_kmeans_taxonomy(specs, voc_clip_features, k=4, seed=s).group_of() for s in (0, 1, 2)]
-    partitions = {frozenset(frozenset(l for l, g in o.items() if g == grp) for grp in set(o.values()))
-                  for o in others}
+    partitions = {frozenset(frozenset(l for l, g in o.items() if g == grp) for grp in set(o.values())) for o in others}
     assert len(partitions) == 1
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke
-from hspnet_cli.data.split_io import read_split_csv
-from hspnet_cli.taxonomy import load_taxonomy
 from label_studio_server import LabelStudio
 from labeltools_helpers import LABELS, NAMES, make_tags
 from tool_venvs import ToolUnavailable, ensure
+
+from hspnet_cli.data.split_io import read_split_csv
+from hspnet_cli.taxonomy import load_taxonomy
 
 PROBS = np.random.default_rng(1).random((len(NAMES), len(LABELS))).round(4)
 
@@ -59,8 +59,11 @@ def split_full(runner, source: Path, root: Path) -> dict[str, list[int]]:
 
 
 def answer(server: LabelStudio, task_id: int, choices: list[str], cancelled: bool = False) -> None:
-    result = [] if cancelled else [{"from_name": "labels", "to_name": "image", "type": "choices",
-                                    "value": {"choices": choices}}]
+    result = (
+        []
+        if cancelled
+        else [{"from_name": "labels", "to_name": "image", "type": "choices", "value": {"choices": choices}}]
+    )
     server.api("POST", f"/api/tasks/{task_id}/annotations", {"result": result, "was_cancelled": cancelled})
 
 
@@ -68,10 +71,12 @@ def project_with_tasks(server: LabelStudio, root: Path, title: str) -> tuple[int
     tasks_file = root / "ls" / "tasks.json"
     config = (root / "ls" / "tasks.labeling-config.xml").read_text(encoding="utf-8")
     project = server.api("POST", "/api/projects", {"title": title, "label_config": config})["id"]
-    server.api("POST", "/api/storages/localfiles", {"project": project, "path": str(root / "images"),
-                                                    "use_blob_urls": False, "title": "images"})
-    imported = server.api("POST", f"/api/projects/{project}/import",
-                          json.loads(tasks_file.read_text(encoding="utf-8")))
+    server.api(
+        "POST",
+        "/api/storages/localfiles",
+        {"project": project, "path": str(root / "images"), "use_blob_urls": False, "title": "images"},
+    )
+    imported = server.api("POST", f"/api/projects/{project}/import", json.loads(tasks_file.read_text(encoding="utf-8")))
     assert imported["task_count"] == len(NAMES)
     assert imported["prediction_count"] == sum(bool(chosen(i)) for i in range(len(NAMES)))
     listed = server.api("GET", f"/api/tasks?project={project}&page_size=100&fields=all")
@@ -80,8 +85,9 @@ def project_with_tasks(server: LabelStudio, root: Path, title: str) -> tuple[int
 
 
 def export(server: LabelStudio, project: int, fmt: str, path: Path) -> Path:
-    path.write_bytes(server.api("GET", f"/api/projects/{project}/export?exportType={fmt}&download_all_tasks=true",
-                                raw=True))
+    path.write_bytes(
+        server.api("GET", f"/api/projects/{project}/export?exportType={fmt}&download_all_tasks=true", raw=True)
+    )
     return path
 
 
@@ -89,8 +95,17 @@ def export(server: LabelStudio, project: int, fmt: str, path: Path) -> Path:
 def test_label_studio_import_review_export_and_split(runner, label_studio: LabelStudio) -> None:
     root = label_studio.files_root
     tags = make_tags(root, "csv", PROBS)
-    result = invoke(runner, "export-labels", tags, "--to", "label-studio", "-o", root / "ls" / "tasks.json",
-                    "--local-files-root", root)
+    result = invoke(
+        runner,
+        "export-labels",
+        tags,
+        "--to",
+        "label-studio",
+        "-o",
+        root / "ls" / "tasks.json",
+        "--local-files-root",
+        root,
+    )
     assert result.exit_code == 0, result.output
     project, tasks = project_with_tasks(label_studio, root, "hspnet review")
     # The pre-annotations arrive as the model's predictions, and the image reference resolves.
@@ -104,12 +119,14 @@ def test_label_studio_import_review_export_and_split(runner, label_studio: Label
     answer(label_studio, tasks[NAMES[1]]["id"], ["tree", "sofa"])
     answer(label_studio, tasks[NAMES[2]]["id"], [])
     answer(label_studio, tasks[NAMES[3]]["id"], [], cancelled=True)
-    want = {NAMES[0]: [1 if n in chosen(0) else -1 for n in LABELS],
-            NAMES[1]: [1 if n in ("tree", "sofa") else -1 for n in LABELS],
-            NAMES[2]: [-1] * len(LABELS)}
+    want = {
+        NAMES[0]: [1 if n in chosen(0) else -1 for n in LABELS],
+        NAMES[1]: [1 if n in ("tree", "sofa") else -1 for n in LABELS],
+        NAMES[2]: [-1] * len(LABELS),
+    }
     for fmt, suffix in (("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv")):
         got = split_full(runner, export(label_studio, project, fmt, root / f"export-{fmt}.{suffix}"), root)
-        assert got == want, fmt                       # skipped and unanswered tasks: unlabelled, left out
+        assert got == want, fmt  # skipped and unanswered tasks: unlabelled, left out
     # Another project where a person gives one label per image: single positives, the rest unknown.
     project, tasks = project_with_tasks(label_studio, root, "one label each")
     for name, label in ((NAMES[0], "dog"), (NAMES[4], "tree"), (NAMES[5], "cat")):
@@ -120,8 +137,9 @@ def test_label_studio_import_review_export_and_split(runner, label_studio: Label
 
 
 @pytest.mark.timeout(1800)
-def test_label_studio_takes_hostile_names_from_the_default_local_files_root(runner, label_studio: LabelStudio,
-                                                                            tmp_path: Path) -> None:
+def test_label_studio_takes_hostile_names_from_the_default_local_files_root(
+    runner, label_studio: LabelStudio, tmp_path: Path
+) -> None:
     """Issue 18: labels starting with = + - @ or holding a backslash, quote or comma, file names
     starting with # or holding < and spaces at both ends; references by default under the
     images folder's parent, which is Label Studio's document root (it refuses a Local Storage
@@ -138,8 +156,11 @@ def test_label_studio_takes_hostile_names_from_the_default_local_files_root(runn
     assert summary["local_storage"] == images.absolute().as_posix()
     config = (tmp_path / "ls" / "tasks.labeling-config.xml").read_text(encoding="utf-8")
     project = label_studio.api("POST", "/api/projects", {"title": "hostile", "label_config": config})["id"]
-    label_studio.api("POST", "/api/storages/localfiles", {"project": project, "path": summary["local_storage"],
-                                                          "use_blob_urls": False, "title": "images"})
+    label_studio.api(
+        "POST",
+        "/api/storages/localfiles",
+        {"project": project, "path": summary["local_storage"], "use_blob_urls": False, "title": "images"},
+    )
     tasks = json.loads(out.read_text(encoding="utf-8"))
     imported = label_studio.api("POST", f"/api/projects/{project}/import", tasks)
     probs = hostile_probs(len(HOSTILE_NAMES), len(HOSTILE_LABELS))
@@ -161,9 +182,13 @@ def test_label_studio_takes_hostile_names_from_the_default_local_files_root(runn
 
 
 def run_tool(bin_dir: Path, script: str, *args: object) -> dict:
-    done = subprocess.run([str(bin_dir / "python"), "-c", script, *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "FIFTYONE_DO_NOT_TRACK": "true",
-                                                       "HOME": str(Path.home())})
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "FIFTYONE_DO_NOT_TRACK": "true", "HOME": str(Path.home())},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -185,11 +210,13 @@ def test_cvat_xml_imports_in_datumaro(runner, tmp_path: Path) -> None:
     tags = make_tags(tmp_path, "csv", PROBS)
     out = tmp_path / "cvat" / "annotations.xml"
     assert invoke(runner, "export-labels", tags, "--to", "cvat", "-o", out).exit_code == 0
-    (tmp_path / "cvat" / "images").symlink_to(tmp_path / "images")    # where CVAT's importer looks
+    (tmp_path / "cvat" / "images").symlink_to(tmp_path / "images")  # where CVAT's importer looks
     got = run_tool(bin_dir, DATUMARO, tmp_path / "cvat")
     assert got["labels"] == LABELS
-    want = {name.rsplit(".", 1)[0]: {LABELS[j]: float(PROBS[i, j]) for j in range(len(LABELS)) if PROBS[i, j] >= 0.5}
-            for i, name in enumerate(NAMES)}
+    want = {
+        name.rsplit(".", 1)[0]: {LABELS[j]: float(PROBS[i, j]) for j in range(len(LABELS)) if PROBS[i, j] >= 0.5}
+        for i, name in enumerate(NAMES)
+    }
     assert got["items"] == want
 
 
@@ -200,8 +227,9 @@ def test_metadata_jsonl_loads_as_a_hugging_face_imagefolder(runner, tmp_path: Pa
     tags = make_tags(tmp_path, "jsonl", PROBS)
     out = tmp_path / "images" / "metadata.jsonl"
     assert invoke(runner, "export-labels", tags, "--to", "hf", "-o", out).exit_code == 0
-    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "images"), split="train",
-                               cache_dir=str(tmp_path / "hf-cache"))
+    ds = datasets.load_dataset(
+        "imagefolder", data_dir=str(tmp_path / "images"), split="train", cache_dir=str(tmp_path / "hf-cache")
+    )
     assert len(ds) == len(NAMES)
     rows = {Path(r["image"].filename).relative_to(tmp_path / "images").as_posix(): r for r in ds}
     for i, name in enumerate(NAMES):
@@ -225,8 +253,12 @@ def test_fiftyone_importer_reads_the_layout(runner, tmp_path: Path) -> None:
     tags = make_tags(tmp_path, "csv", PROBS)
     assert invoke(runner, "export-labels", tags, "--to", "fiftyone", "-o", tmp_path / "fo").exit_code == 0
     got = run_tool(bin_dir, FIFTYONE, tmp_path / "fo")
-    want = {(tmp_path / "images" / name).as_posix(): {LABELS[j]: float(PROBS[i, j]) for j in range(len(LABELS))
-                                                      if PROBS[i, j] >= 0.5} for i, name in enumerate(NAMES)}
+    want = {
+        (tmp_path / "images" / name).as_posix(): {
+            LABELS[j]: float(PROBS[i, j]) for j in range(len(LABELS)) if PROBS[i, j] >= 0.5
+        }
+        for i, name in enumerate(NAMES)
+    }
     assert got == want
 
 
@@ -241,8 +273,10 @@ def test_hostile_labels_and_names_import_in_datumaro_and_fiftyone(runner, tmp_pa
     names = [n for n in HOSTILE_NAMES if "\\" not in n]
     tags = make_hostile_tags(tmp_path, names=names)
     probs = hostile_probs(len(names), len(HOSTILE_LABELS))
-    want = {name: {label: round(float(probs[i, j]), 4) for j, label in enumerate(HOSTILE_LABELS)
-                   if probs[i, j] >= 0.5} for i, name in enumerate(names)}
+    want = {
+        name: {label: round(float(probs[i, j]), 4) for j, label in enumerate(HOSTILE_LABELS) if probs[i, j] >= 0.5}
+        for i, name in enumerate(names)
+    }
     out = tmp_path / "cvat" / "annotations.xml"
     assert invoke(runner, "export-labels", tags, "--to", "cvat", "-o", out).exit_code == 0
     (tmp_path / "cvat" / "images").symlink_to(tmp_path / "images")
@@ -251,5 +285,6 @@ def test_hostile_labels_and_names_import_in_datumaro_and_fiftyone(runner, tmp_pa
     assert got["items"] == {name.rsplit(".", 1)[0]: scores for name, scores in want.items()}
     assert invoke(runner, "export-labels", tags, "--to", "fiftyone", "-o", tmp_path / "fo").exit_code == 0
     got = run_tool(tool_bin("fiftyone"), FIFTYONE, tmp_path / "fo")
-    assert {path: {k: round(v, 4) for k, v in scores.items()} for path, scores in got.items()} == \
-        {(tmp_path / "images" / name).as_posix(): scores for name, scores in want.items()}
+    assert {path: {k: round(v, 4) for k, v in scores.items()} for path, scores in got.items()} == {
+        (tmp_path / "images" / name).as_posix(): scores for name, scores in want.items()
+    }

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke
+
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.locks import lock_path, output_lock
 
@@ -40,8 +40,9 @@ def holder():
     started: list[subprocess.Popen] = []
 
     def start(target: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(target)], stdout=subprocess.PIPE, text=True,
-                                env=_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(target)], stdout=subprocess.PIPE, text=True, env=_env()
+        )
         started.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held", "holder did not start"
         return proc
@@ -61,30 +62,35 @@ def test_second_writer_fails_at_once_naming_the_holder_and_a_killed_holder_never
         with output_lock(target, "tags file"):
             pass
     message = str(err.value)
-    assert time.monotonic() - start < 2                                  # fails at once, no waiting
+    assert time.monotonic() - start < 2  # fails at once, no waiting
     assert f"pid {proc.pid} on host {socket.gethostname()}" in message and "\n" not in message
     assert message.startswith(f"{target}: this tags file is being written by")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert lock_path(target).exists()                                    # left behind by the kill
+    assert lock_path(target).exists()  # left behind by the kill
     start = time.monotonic()
-    with output_lock(target, "tags file"):                               # ... and does not block
+    with output_lock(target, "tags file"):  # ... and does not block
         assert time.monotonic() - start < 2
-    assert not lock_path(target).exists()                                # removed on release
+    assert not lock_path(target).exists()  # removed on release
 
 
 def test_the_lock_is_reentrant_in_one_process_and_not_held_by_forked_children(tmp_path) -> None:
     target = tmp_path / "out.faiss"
     with output_lock(target):
-        with output_lock(target):                                        # index merge -> index build
+        with output_lock(target):  # index merge -> index build
             pass
         child = os.fork()
-        if child == 0:                                                   # a DataLoader worker, say
+        if child == 0:  # a DataLoader worker, say
             time.sleep(5)
             os._exit(0)
     try:
-        probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(target)],
-                               capture_output=True, text=True, env=_env(), timeout=60)
+        probe = subprocess.run(
+            [sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(target)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
         assert probe.returncode == 0 and probe.stdout.strip() == "held", probe.stderr
     finally:
         os.kill(child, signal.SIGKILL)
@@ -100,15 +106,28 @@ def _commands(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
         "train": (tmp / "run", ["train", "--split", missing, "--images", missing, "--out", tmp / "run"]),
         "train --resume": (tmp / "run", ["train", "--resume", tmp / "run"]),
         "tag": (tmp / "tags.csv", ["tag", missing, "--out", tmp / "tags.csv", "--checkpoint", missing / "m.pt"]),
-        "tag --shard": (tmp / "tags.shard-1-of-2.csv",
-                        ["tag", missing, "--out", tmp / "tags.csv", "--checkpoint", missing / "m.pt",
-                         "--shard", "1/2"]),
+        "tag --shard": (
+            tmp / "tags.shard-1-of-2.csv",
+            ["tag", missing, "--out", tmp / "tags.csv", "--checkpoint", missing / "m.pt", "--shard", "1/2"],
+        ),
         "index build": (tmp / "t.faiss", ["index", "build", missing / "t.csv", "--out", tmp / "t.faiss"]),
         "index add": (tmp / "t.faiss", ["index", "add", tmp / "t.faiss", missing / "t.csv"]),
         "index merge": (tmp / "all.csv", ["index", "merge", tmp / "all.csv", missing / "s.csv"]),
         "export": (tmp / "m.pt", ["export", "--checkpoint", missing, "-o", tmp / "m.pt"]),
-        "calibrate": (tmp / "thr.json", ["calibrate", "--checkpoint", missing, "--data", missing / "v.csv",
-                                         "--images", missing, "--out", tmp / "thr.json"]),
+        "calibrate": (
+            tmp / "thr.json",
+            [
+                "calibrate",
+                "--checkpoint",
+                missing,
+                "--data",
+                missing / "v.csv",
+                "--images",
+                missing,
+                "--out",
+                tmp / "thr.json",
+            ],
+        ),
         "demo data": (tmp / "world", ["demo", "data", tmp / "world", "--images", "3"]),
         "demo run": (tmp / "demo", ["demo", "run", tmp / "demo", "--images", "10"]),
     }
@@ -132,14 +151,33 @@ def test_two_real_tag_runs_into_one_out(demo_split, tmp_path) -> None:
     images.mkdir()
     for p in sorted(demo_split["images"].glob("*.png"))[:40]:
         (images / p.name).write_bytes(p.read_bytes())
-    args = [sys.executable, "-m", "hspnet_cli", "tag", str(images), "--out", str(tmp_path / "tags.csv"),
-            "--zero-shot", "-t", str(demo_split["taxonomy"]), "--clip-model", "hspnet-tiny", "--pretrained", "none",
-            "--workers", "0", "--device", "cpu", "--batch-size", "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "hspnet_cli",
+        "tag",
+        str(images),
+        "--out",
+        str(tmp_path / "tags.csv"),
+        "--zero-shot",
+        "-t",
+        str(demo_split["taxonomy"]),
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+    ]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 60
     while not lock_path(tmp_path / "tags.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    first.send_signal(signal.SIGSTOP)   # held mid-run, whatever the machine's speed
+    first.send_signal(signal.SIGSTOP)  # held mid-run, whatever the machine's speed
     try:
         second = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=120)
     finally:
@@ -147,4 +185,4 @@ def test_two_real_tag_runs_into_one_out(demo_split, tmp_path) -> None:
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 2 and f"pid {first.pid} on host" in " ".join(second.stderr.split())
-    assert len((tmp_path / "tags.csv").read_text().splitlines()) == 41   # header + every image once
+    assert len((tmp_path / "tags.csv").read_text().splitlines()) == 41  # header + every image once

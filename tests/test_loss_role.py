@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from test_losses import T, X, bce_neg, bce_pos, close, run, sig
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.losses import build_loss
-from test_losses import X, T, bce_neg, bce_pos, close, run, sig
 
 
 def test_role_initialises_estimates_from_the_observed_labels() -> None:
@@ -31,7 +31,7 @@ def test_role_loss_and_one_step_match_a_hand_computation() -> None:
     thetas = [[0.3, -1.0, 2.0], [1.0, 0.2, -0.4], [-0.7, 1.5, 0.1], [0.0, 0.0, 0.0]]
     with torch.no_grad():
         loss.estimates.copy_(torch.tensor(thetas))
-    index = [2, 0]                                      # batch rows 0, 1 are dataset rows 2, 0
+    index = [2, 0]  # batch rows 0, 1 are dataset rows 2, 0
     x = torch.tensor(X, requires_grad=True)
     out = loss(x, torch.tensor(T), epoch=0, index=torch.tensor(index))
     out.backward()
@@ -49,15 +49,16 @@ def test_role_loss_and_one_step_match_a_hand_computation() -> None:
             cross = e * bce_pos(xv) + (1 - e) * bce_neg(xv) + p * bce_pos(th) + (1 - p) * bce_neg(th)
             total += (0.5 * own + 0.5 * cross) / (b * c)
             d_own = {1: e - 1, -1: e, 0: 0.0}[t]
-            grad_theta[(index[i], j)] = ((0.5 * d_own + 0.5 * (e - p)) / (b * c)
-                                         + 0.5 * 2 * (sum(sum_e) / b - k) / c**2 / b * e * (1 - e))
+            grad_theta[(index[i], j)] = (0.5 * d_own + 0.5 * (e - p)) / (b * c) + 0.5 * 2 * (
+                sum(sum_e) / b - k
+            ) / c**2 / b * e * (1 - e)
     assert close(out.item(), total + 0.5 * (reg_p + reg_e))
     grad = loss.estimates.grad
     for (row, j), want in grad_theta.items():
         assert math.isclose(grad[row, j].item(), want, rel_tol=1e-5, abs_tol=1e-8), (row, j)
     assert torch.equal(grad[[1, 3]], torch.zeros(2, 3))  # rows not in the batch get nothing
     # The classifier side: d/dx = (0.5 * d_own + 0.5 * (p - e)) / (BC) + reg term.
-    i, j = 1, 0                                           # unobserved entry, dataset row 0
+    i, j = 1, 0  # unobserved entry, dataset row 0
     p, e = sig(X[i][j]), sig(thetas[0][j])
     want_x = 0.5 * (p - e) / (b * c) + 0.5 * 2 * (sum(sum_p) / b - k) / c**2 / b * p * (1 - p)
     assert math.isclose(x.grad[i, j].item(), want_x, rel_tol=1e-5)

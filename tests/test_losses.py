@@ -57,8 +57,7 @@ def make(name: str, n: int = 2, c: int = 3, **opts: object) -> SPMLLoss:
 
 def test_splc_before_start_epoch_is_focal_margin_with_all_unobserved_negative() -> None:
     # 0.5 and 0.41 have p > 0.6 but epoch 0 < start_epoch 1: still negatives.
-    want = (focal_pos(2.0) + focal_neg(0.5) + focal_neg(-1.0)
-            + focal_neg(0.41) + focal_pos(3.0) + bce_neg(1.2))
+    want = focal_pos(2.0) + focal_neg(0.5) + focal_neg(-1.0) + focal_neg(0.41) + focal_pos(3.0) + bce_neg(1.2)
     assert close(run(build_loss("splc"), epoch=0), want)
 
 
@@ -68,8 +67,7 @@ def test_splc_from_start_epoch_pseudo_labels_confident_unobserved() -> None:
     def pseudo(x: float) -> float:
         return -((1 - sig(x)) ** 2) * math.log(sig(x))
 
-    want = (focal_pos(2.0) + pseudo(0.5) + focal_neg(-1.0)
-            + pseudo(0.41) + focal_pos(3.0) + bce_neg(1.2))
+    want = focal_pos(2.0) + pseudo(0.5) + focal_neg(-1.0) + pseudo(0.41) + focal_pos(3.0) + bce_neg(1.2)
     assert close(run(build_loss("splc"), epoch=1), want)
     assert close(run(build_loss("splc"), epoch=5), want)  # recomputed, same every epoch
 
@@ -83,8 +81,7 @@ def test_splc_threshold_is_strict_and_options_apply() -> None:
     splc = build_loss("splc")
     below, above = math.log(1.5) - 1e-3, math.log(1.5) + 1e-3
     assert close(run(splc, [[below]], [[0]], epoch=1), focal_neg(below))
-    assert close(run(splc, [[above]], [[0]], epoch=1),
-                 -((1 - sig(above)) ** 2) * math.log(sig(above)))
+    assert close(run(splc, [[above]], [[0]], epoch=1), -((1 - sig(above)) ** 2) * math.log(sig(above)))
 
 
 def test_splc_focal_weight_is_not_detached() -> None:
@@ -106,8 +103,7 @@ def test_hill() -> None:
         p = sig(x)
         return (1.5 - p) * p * p
 
-    want = (focal_pos(2.0) + hill(0.5) + hill(-1.0)
-            + hill(0.41) + focal_pos(3.0) + bce_neg(1.2))
+    want = focal_pos(2.0) + hill(0.5) + hill(-1.0) + hill(0.41) + focal_pos(3.0) + bce_neg(1.2)
     assert close(run(build_loss("hill"), epoch=3), want)
     # lamb changes only the unobserved term.
     p = sig(0.5)
@@ -115,8 +111,7 @@ def test_hill() -> None:
 
 
 def test_an_is_mean_bce_with_unobserved_as_negative() -> None:
-    want = (bce_pos(2.0) + bce_neg(0.5) + bce_neg(-1.0)
-            + bce_neg(0.41) + bce_pos(3.0) + bce_neg(1.2)) / 6
+    want = (bce_pos(2.0) + bce_neg(0.5) + bce_neg(-1.0) + bce_neg(0.41) + bce_pos(3.0) + bce_neg(1.2)) / 6
     assert close(run(build_loss("an")), want)
 
 
@@ -132,8 +127,7 @@ def test_em_maximises_entropy_on_unobserved() -> None:
         p = sig(x)
         return -p * math.log(p) - (1 - p) * math.log(1 - p)
 
-    want = (bce_pos(2.0) - 0.1 * h(0.5) - 0.1 * h(-1.0)
-            - 0.1 * h(0.41) + bce_pos(3.0) + bce_neg(1.2)) / 6
+    want = (bce_pos(2.0) - 0.1 * h(0.5) - 0.1 * h(-1.0) - 0.1 * h(0.41) + bce_pos(3.0) + bce_neg(1.2)) / 6
     assert close(run(build_loss("em")), want)
     want2 = (bce_pos(2.0) - 0.2 * h(0.5)) / 2
     assert close(run(build_loss("em", alpha=0.2), [[2.0, 0.5]], [[1, 0]]), want2)
@@ -307,8 +301,7 @@ def test_half_precision_logits_are_computed_in_float32() -> None:
 
 def test_registry_names_defaults_and_canonical_names() -> None:
     assert {"splc", "hill", "an", "epr", "em", "ll-r", "ll-ct", "ll-cp", "bce"} <= set(LOSS_NAMES)
-    assert loss_defaults("splc") == {"margin": 1.0, "threshold": 0.6, "start_epoch": 1,
-                                     "gamma": 2.0}
+    assert loss_defaults("splc") == {"margin": 1.0, "threshold": 0.6, "start_epoch": 1, "gamma": 2.0}
     assert loss_defaults("LL_R") == {"delta_rel": 0.002}
     assert loss_defaults("epr") == {"expected_positives": None}
     assert build_loss("LL_Ct").name == "ll-ct" and build_loss("SPLC").name == "splc"

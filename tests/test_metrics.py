@@ -8,7 +8,15 @@ from sklearn.metrics import average_precision_score
 
 from hspnet_cli.evaluation.calibration import best_f1_threshold, calibrate
 from hspnet_cli.evaluation.evaluate import evaluate_scores
-from hspnet_cli.evaluation.metrics import (average_precision, average_precision_asl, group_scores_and_targets, known_mask, mean_average_precision, threshold_metrics, top_k_precision)
+from hspnet_cli.evaluation.metrics import (
+    average_precision,
+    average_precision_asl,
+    group_scores_and_targets,
+    known_mask,
+    mean_average_precision,
+    threshold_metrics,
+    top_k_precision,
+)
 from hspnet_cli.taxonomy import taxonomy_from_dict
 
 
@@ -57,12 +65,8 @@ def test_classes_without_positives_are_reported_not_averaged() -> None:
 
 
 def test_f1_precision_recall_and_unknowns() -> None:
-    probs = np.array([[0.9, 0.6, 0.1],
-                      [0.8, 0.2, 0.7],
-                      [0.3, 0.7, 0.4]])
-    full = np.array([[1, 1, -1],
-                     [-1, -1, 1],
-                     [1, -1, -1]])
+    probs = np.array([[0.9, 0.6, 0.1], [0.8, 0.2, 0.7], [0.3, 0.7, 0.4]])
+    full = np.array([[1, 1, -1], [-1, -1, 1], [1, -1, -1]])
     m = threshold_metrics(probs, full, 0.5)
     # a: pred rows 0,1 / pos rows 0,2 -> P 1/2 R 1/2; b: pred 0,2 / pos 0 -> P 1/2 R 1; c: pred 1 / pos 1 -> 1, 1
     np.testing.assert_allclose(m.per_class_precision, [0.5, 0.5, 1.0])
@@ -82,12 +86,14 @@ def test_f1_precision_recall_and_unknowns() -> None:
 
 
 def test_top_k_precision() -> None:
-    scores = np.array([[0.9, 0.8, 0.1, 0.0],
-                       [0.1, 0.2, 0.3, 0.9],
-                       [0.5, 0.5, 0.5, 0.5]])
-    targets = np.array([[1, 0, 1, -1],
-                        [-1, -1, -1, -1],   # no positive: left out
-                        [0, 0, 1, 1]])
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.3, 0.9], [0.5, 0.5, 0.5, 0.5]])
+    targets = np.array(
+        [
+            [1, 0, 1, -1],
+            [-1, -1, -1, -1],  # no positive: left out
+            [0, 0, 1, 1],
+        ]
+    )
     # row 0: top-2 = {0, 1} -> 1 hit; row 2 (all tied, label order): {0, 1} -> 0 hits.
     assert top_k_precision(scores, targets, k=2) == pytest.approx((1 / 2 + 0) / 2)
     assert top_k_precision(scores, targets, k=1) == pytest.approx(0.5)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hspnet_cli.model.clip_models import load_clip
 from hspnet_cli.config import ModelConfig
+from hspnet_cli.model.clip_models import load_clip
 from hspnet_cli.model.graph import GCN, build_graph
 from hspnet_cli.model.hspnet import HSPNet, build_model
 from hspnet_cli.model.text import FrozenTextEncoder, PromptTokens
@@ -136,14 +136,17 @@ def test_meta_net_shapes_and_group_conditioning(tiny) -> None:
     assert not torch.allclose(ctx[cat], ctx[car])
 
 
-@pytest.mark.parametrize(("method", "context", "slots", "graphs"), [
-    ("spl", "group", 4, (False, False)),
-    ("spl_gcn", "group", 4, (False, True)),
-    ("hcp", "group", 4, (False, False)),
-    ("hcp", "concat", 8, (False, False)),
-    ("hspnet", "sum", 4, (True, True)),
-    ("hspnet", "group", 4, (True, True)),
-])
+@pytest.mark.parametrize(
+    ("method", "context", "slots", "graphs"),
+    [
+        ("spl", "group", 4, (False, False)),
+        ("spl_gcn", "group", 4, (False, True)),
+        ("hcp", "group", 4, (False, False)),
+        ("hcp", "concat", 8, (False, False)),
+        ("hspnet", "sum", 4, (True, True)),
+        ("hspnet", "group", 4, (True, True)),
+    ],
+)
 def test_methods_and_prompt_variants_are_configurations(method, context, slots, graphs) -> None:
     torch.manual_seed(0)
     model = build_model(load_taxonomy("voc"), tiny_config(method=method, context=context))
@@ -152,7 +155,9 @@ def test_methods_and_prompt_variants_are_configurations(method, context, slots, 
     logits = model(torch.randn(3, 3, 64, 64))
     assert logits.shape == (3, 20) and torch.isfinite(logits).all()
     logits.sum().backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and not n.startswith("visual"))
+    assert all(
+        p.grad is not None for n, p in model.named_parameters() if p.requires_grad and not n.startswith("visual")
+    )
 
 
 def test_shared_vs_separate_gcn_and_ablations() -> None:

@@ -34,8 +34,9 @@ def test_decay_only_on_matrices_and_gcn_has_its_own_lr(model) -> None:
 
 
 def test_onecycle_spans_schedule_epochs_and_peaks_at_max_lr(model) -> None:
-    optimizer, scheduler = build_optimizer(model, TrainConfig(epochs=2, schedule_epochs=4, lr=1e-3, gcn_lr=1e-2,
-                                                              pct_start=0.25), steps_per_epoch=10)
+    optimizer, scheduler = build_optimizer(
+        model, TrainConfig(epochs=2, schedule_epochs=4, lr=1e-3, gcn_lr=1e-2, pct_start=0.25), steps_per_epoch=10
+    )
     assert scheduler.total_steps == 40
     lrs = []
     for _ in range(40):
@@ -44,8 +45,9 @@ def test_onecycle_spans_schedule_epochs_and_peaks_at_max_lr(model) -> None:
         lrs.append([g["lr"] for g in optimizer.param_groups])
     peak = max(range(40), key=lambda i: lrs[i][0])
     assert peak in (8, 9, 10)  # 25% of 40 steps (lrs[i] is the rate after i + 1 steps)
-    assert max(row[0] for row in lrs) == pytest.approx(max(g["max_lr"] for g in optimizer.param_groups
-                                                           if g["name"].startswith("main")), rel=1e-3)
+    assert max(row[0] for row in lrs) == pytest.approx(
+        max(g["max_lr"] for g in optimizer.param_groups if g["name"].startswith("main")), rel=1e-3
+    )
 
 
 def test_ema_default_decay_and_update(model) -> None:
@@ -71,21 +73,21 @@ def test_ema_follows_every_tensor_after_a_memory_format_change_and_a_new_state()
     torch.manual_seed(0)
     model = build_model(load_taxonomy("voc"), ModelConfig(clip_model="hspnet-tiny-rn", pretrained="none"))
     ema = EMA(model, decay=0.5)
-    ema.update(model)                                        # builds its name -> tensor lookup
-    model.visual.to(memory_format=torch.channels_last)       # replaces the tensors behind the names
+    ema.update(model)  # builds its name -> tensor lookup
+    model.visual.to(memory_format=torch.channels_last)  # replaces the tensors behind the names
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0) if p.requires_grad else None
         for b in model.buffers():
             if b.dtype == torch.long:
-                b.add_(7)                                    # BatchNorm step counters are copied, not averaged
+                b.add_(7)  # BatchNorm step counters are copied, not averaged
     start = {k: v.clone() for k, v in ema.state.items()}
     ema.update(model)
     live = model.trainable_state_dict()
     for key, value in ema.state.items():
         want = live[key] if not value.is_floating_point() else 0.5 * start[key] + 0.5 * live[key]
         torch.testing.assert_close(value, want, msg=key)
-    ema.state = {k: v * 0 if v.is_floating_point() else v for k, v in ema.state.items()}   # a resumed state
+    ema.state = {k: v * 0 if v.is_floating_point() else v for k, v in ema.state.items()}  # a resumed state
     ema.update(model)
     key = "meta.0.weight"
     torch.testing.assert_close(ema.state[key], 0.5 * model.meta[0].weight)

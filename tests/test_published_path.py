@@ -55,13 +55,24 @@ def published_hf_home(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def drive(hf_home: Path, steps: list[dict], work: Path) -> list[dict]:
     """Run ``steps`` in a second process, offline, against ``hf_home``."""
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(HERE.parent),
-           "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(HERE.parent),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("HF_HUB_CACHE", None)
     env.pop("HUGGINGFACE_HUB_CACHE", None)
     (work / "steps.json").write_text(json.dumps(steps))
-    proc = subprocess.run([sys.executable, str(HERE / "published_path_driver.py"), str(work / "steps.json"),
-                           str(work / "out.json")], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "published_path_driver.py"), str(work / "steps.json"), str(work / "out.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((work / "out.json").read_text())
     for r in results:
@@ -70,8 +81,9 @@ def drive(hf_home: Path, steps: list[dict], work: Path) -> list[dict]:
 
 
 def test_published_tags_load_with_quickgelu_in_both_towers(published_hf_home, tmp_path: Path) -> None:
-    results = drive(published_hf_home["home"], [{"load": ["RN50", "openai"]}, {"load": ["ViT-B-32", "openai"]}],
-                    tmp_path)
+    results = drive(
+        published_hf_home["home"], [{"load": ["RN50", "openai"]}, {"load": ["ViT-B-32", "openai"]}], tmp_path
+    )
     rn50, vit = (r["builds"][0] for r in results)
     # Weights came from the cache files (not a random initialisation).
     assert rn50["probe"][0] == published_hf_home["probes"]["RN50"][0]
@@ -98,19 +110,104 @@ def test_real_commands_on_rn50_openai(published_hf_home, tmp_path: Path) -> None
     images, split, run = world / "images", tmp_path / "split", tmp_path / "run"
     steps = [
         {"cli": ["split", str(world / "annotations.csv"), "-t", str(tax), "-o", str(split), "--val-fraction", "0.5"]},
-        {"cli": ["train", "--split", str(split), "--images", str(images), "--out", str(run), "-t", str(tax),
-                 "--clip-model", "RN50", "--pretrained", "openai", "--epochs", "1", "--batch-size", "2",
-                 "--workers", "0", "--device", "cpu", "--json"]},
-        {"cli": ["eval", "--checkpoint", str(run), "--data", str(split / "val.csv"), "--images", str(images),
-                 "--device", "cpu", "--json", str(tmp_path / "trained.json")]},
-        {"cli": ["eval", "--zero-shot", "-t", str(tax), "--clip-model", "RN50", "--pretrained", "openai", "--data",
-                 str(split / "val.csv"), "--images", str(images), "--device", "cpu",
-                 "--json", str(tmp_path / "zero.json")]},
-        {"cli": ["tag", str(images), "--out", str(tmp_path / "tags.csv"), "--zero-shot", "-t", str(tax),
-                 "--clip-model", "RN50", "--pretrained", "openai", "--workers", "0", "--device", "cpu",
-                 "--batch-size", "2"]},
-        {"cli": ["taxonomy", "build", "--kmeans", str(labels), "-k", "3", "-o", str(tmp_path / "km.yaml"),
-                 "--clip-model", "RN50", "--pretrained", "openai"]},
+        {
+            "cli": [
+                "train",
+                "--split",
+                str(split),
+                "--images",
+                str(images),
+                "--out",
+                str(run),
+                "-t",
+                str(tax),
+                "--clip-model",
+                "RN50",
+                "--pretrained",
+                "openai",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--json",
+            ]
+        },
+        {
+            "cli": [
+                "eval",
+                "--checkpoint",
+                str(run),
+                "--data",
+                str(split / "val.csv"),
+                "--images",
+                str(images),
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "trained.json"),
+            ]
+        },
+        {
+            "cli": [
+                "eval",
+                "--zero-shot",
+                "-t",
+                str(tax),
+                "--clip-model",
+                "RN50",
+                "--pretrained",
+                "openai",
+                "--data",
+                str(split / "val.csv"),
+                "--images",
+                str(images),
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "zero.json"),
+            ]
+        },
+        {
+            "cli": [
+                "tag",
+                str(images),
+                "--out",
+                str(tmp_path / "tags.csv"),
+                "--zero-shot",
+                "-t",
+                str(tax),
+                "--clip-model",
+                "RN50",
+                "--pretrained",
+                "openai",
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+            ]
+        },
+        {
+            "cli": [
+                "taxonomy",
+                "build",
+                "--kmeans",
+                str(labels),
+                "-k",
+                "3",
+                "-o",
+                str(tmp_path / "km.yaml"),
+                "--clip-model",
+                "RN50",
+                "--pretrained",
+                "openai",
+            ]
+        },
     ]
     results = drive(published_hf_home["home"], steps, tmp_path)
     print({r["step"]["cli"][0]: round(r["seconds"], 1) for r in results})

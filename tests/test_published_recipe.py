@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import DATA, invoke
+from test_train import run, tiny
+
 from hspnet_cli.config import apply_overrides, load_preset
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
 from hspnet_cli.model.graph import GCN, build_graph, graph_from_similarity
 from hspnet_cli.model.hspnet import cosine_logits
 from hspnet_cli.model.similarity import load_similarity, order_agreement
 from hspnet_cli.taxonomy import load_taxonomy
-from hspnet_cli.model.checkpoint import load_checkpoint, model_from_checkpoint
-from test_train import run, tiny
 
-VOC_SIM = DATA / "clip-rn50-voc-similarity.npy"   # the published 24 x 24 VOC file (labels, then groups)
+VOC_SIM = DATA / "clip-rn50-voc-similarity.npy"  # the published 24 x 24 VOC file (labels, then groups)
 
 
 def test_official_preset_matches_the_published_recipe() -> None:
@@ -38,7 +38,7 @@ def test_official_preset_matches_the_published_recipe() -> None:
 
 def test_gcn_init_bounds_follow_out_features() -> None:
     torch.manual_seed(0)
-    published = GCN(64, 128, layers=3, init="fan_out")      # 64 -> 128 -> 128 -> 64
+    published = GCN(64, 128, layers=3, init="fan_out")  # 64 -> 128 -> 128 -> 64
     linear = GCN(64, 128, layers=3, init="fan_in")
     for layer, bound in zip(published.weights, (1 / math.sqrt(128), 1 / math.sqrt(128), 1 / math.sqrt(64))):
         w = layer.weight
@@ -55,17 +55,18 @@ def test_near_tie_scores_rank_the_same_under_autocast() -> None:
     gen = torch.Generator().manual_seed(0)
     label = torch.randn(1, 64, generator=gen)
     base = torch.randn(64, generator=gen)
-    base = base - (base @ label[0]) / (label[0] @ label[0]) * label[0]      # orthogonal to the label
+    base = base - (base @ label[0]) / (label[0] @ label[0]) * label[0]  # orthogonal to the label
     # 200 images whose cosine with the label rises in steps of ~1e-4 around 0.3.
     cos = 0.3 + 1e-4 * torch.arange(200, dtype=torch.float32)
     unit_l, unit_b = label[0] / label[0].norm(), base / base.norm()
     images = cos[:, None] * unit_l + torch.sqrt(1 - cos[:, None] ** 2) * unit_b
-    images = images * 3.7                                                    # unnormalised features
+    images = images * 3.7  # unnormalised features
     full = cosine_logits(images, label, 10.0)[:, 0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = cosine_logits(images, label, torch.tensor(10.0))[:, 0]
-        naive = (10.0 * torch.nn.functional.normalize(images, dim=-1)
-                 @ torch.nn.functional.normalize(label, dim=-1).T)[:, 0]
+        naive = (10.0 * torch.nn.functional.normalize(images, dim=-1) @ torch.nn.functional.normalize(label, dim=-1).T)[
+            :, 0
+        ]
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, full, rtol=0, atol=0)
     assert torch.equal(torch.argsort(mixed), torch.arange(200)) and len(torch.unique(mixed)) == 200
@@ -74,9 +75,15 @@ def test_near_tie_scores_rank_the_same_under_autocast() -> None:
     # eval / tag / calibrate score through a Scorer: the same under autocast as without.
     from hspnet_cli.scoring.scorer import Scorer
 
-    scorer = Scorer(image_encoder=torch.nn.Identity(), label_features=torch.nn.functional.normalize(label, dim=-1),
-                    logit_scale=10.0, taxonomy=load_taxonomy("voc"), image_size=1, transform=lambda x: x,
-                    description="identity")
+    scorer = Scorer(
+        image_encoder=torch.nn.Identity(),
+        label_features=torch.nn.functional.normalize(label, dim=-1),
+        logit_scale=10.0,
+        taxonomy=load_taxonomy("voc"),
+        image_size=1,
+        transform=lambda x: x,
+        description="identity",
+    )
     plain = scorer(images)[:, 0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = scorer(images)[:, 0]
@@ -136,8 +143,7 @@ def test_graph_similarity_file_errors_name_the_file_and_the_problem(tmp_path: Pa
         load_similarity(tmp_path / "swapped.npz", voc)
 
 
-def test_train_reads_a_similarity_file_and_the_checkpoint_keeps_its_graphs(demo_split, tmp_path: Path,
-                                                                             runner) -> None:
+def test_train_reads_a_similarity_file_and_the_checkpoint_keeps_its_graphs(demo_split, tmp_path: Path, runner) -> None:
     tax = load_taxonomy(demo_split["taxonomy"])
     # A similarity of the demo world's 16 labels and 4 groups, as a user's precomputed file.
     rng = np.random.default_rng(0)
@@ -159,9 +165,24 @@ def test_train_reads_a_similarity_file_and_the_checkpoint_keeps_its_graphs(demo_
     assert tax.num_labels == 16
     # A wrong file stops the run before anything is built, as one clear line.
     np.save(tmp_path / "bad.npy", sim[:10, :10])
-    result = invoke(runner, "train", "--split", demo_split["split"], "--images", demo_split["images"],
-                    "--out", tmp_path / "bad-run", "-t", demo_split["taxonomy"], "--preset", "demo",
-                    "--set", f"model.graph_similarity={tmp_path / 'bad.npy'}", "--epochs", "1")
+    result = invoke(
+        runner,
+        "train",
+        "--split",
+        demo_split["split"],
+        "--images",
+        demo_split["images"],
+        "--out",
+        tmp_path / "bad-run",
+        "-t",
+        demo_split["taxonomy"],
+        "--preset",
+        "demo",
+        "--set",
+        f"model.graph_similarity={tmp_path / 'bad.npy'}",
+        "--epochs",
+        "1",
+    )
     assert result.exit_code == 2 and "bad.npy: is 10 x 10" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -177,16 +198,25 @@ def test_batchnorm_is_frozen_in_the_first_epoch_only(demo_split, tmp_path: Path)
     initial = bn_stats(build_model(load_taxonomy(demo_split["taxonomy"]), cfg.model).state_dict())
     run(demo_split, tmp_path / "frozen", cfg, stop_after_epochs=1)
     after_first = bn_stats(load_checkpoint(tmp_path / "frozen" / "last.ckpt")["model"])
-    assert torch.equal(after_first, initial)                   # epoch 1: running statistics kept
+    assert torch.equal(after_first, initial)  # epoch 1: running statistics kept
     run(demo_split, tmp_path / "frozen", cfg, resume=True)
     assert not torch.equal(bn_stats(load_checkpoint(tmp_path / "frozen" / "last.ckpt")["model"]), initial)
-    run(demo_split, tmp_path / "free", tiny(**{"train.epochs": 1, "train.ema": False, "model.clip_model": "hspnet-tiny-rn",
-                                               "train.bn_frozen_first_epoch": False}))
+    run(
+        demo_split,
+        tmp_path / "free",
+        tiny(
+            **{
+                "train.epochs": 1,
+                "train.ema": False,
+                "model.clip_model": "hspnet-tiny-rn",
+                "train.bn_frozen_first_epoch": False,
+            }
+        ),
+    )
     assert not torch.equal(bn_stats(load_checkpoint(tmp_path / "free" / "last.ckpt")["model"]), initial)
 
 
-def test_patience_stops_training_and_a_resume_does_not_restart_it(demo_split, tmp_path: Path,
-                                                                   monkeypatch) -> None:
+def test_patience_stops_training_and_a_resume_does_not_restart_it(demo_split, tmp_path: Path, monkeypatch) -> None:
     import hspnet_cli.train.loop as loop
 
     # Validation mAP peaks at epoch 2, then falls: patience 2 stops after epoch 4.
@@ -203,8 +233,14 @@ def test_patience_stops_training_and_a_resume_does_not_restart_it(demo_split, tm
 
 
 def test_role_trains_saves_its_estimates_and_resumes_exactly(demo_split, tmp_path: Path) -> None:
-    cfg = tiny(**{"train.loss": "role", "train.loss_options": {"expected_positives": 2.0},
-                  "train.epochs": 2, "model.clip_model": "hspnet-tiny"})
+    cfg = tiny(
+        **{
+            "train.loss": "role",
+            "train.loss_options": {"expected_positives": 2.0},
+            "train.epochs": 2,
+            "model.clip_model": "hspnet-tiny",
+        }
+    )
     whole = run(demo_split, tmp_path / "whole", cfg)
     last = load_checkpoint(tmp_path / "whole" / "last.ckpt")
     est = last["loss"]["estimates"]
@@ -213,16 +249,18 @@ def test_role_trains_saves_its_estimates_and_resumes_exactly(demo_split, tmp_pat
     torch.manual_seed(cfg.train.seed)
     from hspnet_cli.data.split_io import read_split_csv
 
-    observed = torch.as_tensor(read_split_csv(demo_split["split"] / "train.csv",
-                                              load_taxonomy(demo_split["taxonomy"])).matrix)
+    observed = torch.as_tensor(
+        read_split_csv(demo_split["split"] / "train.csv", load_taxonomy(demo_split["taxonomy"])).matrix
+    )
     assert torch.sigmoid(est[observed == 1]).min() > 0.9
     names = [g.get("name") for g in last["optimizer"]["param_groups"]]
     assert "role-estimates" in names
     part = run(demo_split, tmp_path / "parts", cfg, stop_after_epochs=1)
     rest = run(demo_split, tmp_path / "parts", cfg, resume=True)
     assert part.step_losses + rest.step_losses == whole.step_losses
-    torch.testing.assert_close(load_checkpoint(tmp_path / "parts" / "last.ckpt")["loss"]["estimates"], est,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        load_checkpoint(tmp_path / "parts" / "last.ckpt")["loss"]["estimates"], est, rtol=0, atol=0
+    )
 
 
 def test_checkpoints_record_the_activation_and_old_ones_rebuild_as_built(demo_split, tmp_path: Path) -> None:
@@ -285,8 +323,17 @@ def test_local_openai_archive_keeps_quickgelu_through_training_and_rebuild(demo_
     assert clip.quick_gelu and uses_quick_gelu(clip.model.visual) and uses_quick_gelu(clip.model.transformer)
     # open_clip rebuilds OpenAI archives through fp16 (their own precision): equal at that precision.
     assert torch.equal(clip.model.visual.conv1.weight, state["visual.conv1.weight"].half().float())
-    run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny-oai",
-                                              "model.pretrained": str(tmp_path / "ViT-tiny.pt")}))
+    run(
+        demo_split,
+        tmp_path / "run",
+        tiny(
+            **{
+                "train.epochs": 1,
+                "model.clip_model": "hspnet-tiny-oai",
+                "model.pretrained": str(tmp_path / "ViT-tiny.pt"),
+            }
+        ),
+    )
     best = load_checkpoint(tmp_path / "run" / "best.ckpt")
     assert best["clip_build"] == {"quick_gelu": True} and best["frozen_text"] is not None
     # Rebuilt from the checkpoint alone (stored text tower): QuickGELU again, same label features.
@@ -303,7 +350,7 @@ def test_best_checkpoint_of_ema_weights_holds_the_ema_weights(demo_split, tmp_pa
     weights once aliased the live model and were overwritten by the raw ones before writing)."""
     import hspnet_cli.train.loop as loop
 
-    maps = iter([0.1, 0.2])                                        # raw, then EMA: the EMA wins
+    maps = iter([0.1, 0.2])  # raw, then EMA: the EMA wins
     monkeypatch.setattr(loop, "_evaluate", lambda *a, **k: (next(maps), None))
     run(demo_split, tmp_path / "run", tiny(**{"train.epochs": 1, "model.clip_model": "hspnet-tiny"}))
     best, last = (load_checkpoint(tmp_path / "run" / name) for name in ("best.ckpt", "last.ckpt"))
@@ -312,5 +359,6 @@ def test_best_checkpoint_of_ema_weights_holds_the_ema_weights(demo_split, tmp_pa
         assert torch.equal(best["model"][key], value), key
     assert any(not torch.equal(last["model"][k], v) for k, v in last["ema"].items() if v.is_floating_point())
     with torch.no_grad():
-        torch.testing.assert_close(model_from_checkpoint(best).label_features(), best["label_features"],
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model_from_checkpoint(best).label_features(), best["label_features"], rtol=1e-5, atol=1e-5
+        )

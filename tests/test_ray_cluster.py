@@ -19,17 +19,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from scaling_helpers import ROOT, pack_shards, read_parts, tiny_model  # noqa: F401 - fixture
 
 
 def test_ray_cluster_equals_local_survives_a_dead_node_and_resumes(demo_split, tiny_model, tmp_path: Path) -> None:
-    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.cluster.source_run import tag_source
+    from hspnet_cli.scoring.scorer import load_scorer
 
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        raise RuntimeError("this test runs a Ray cluster in a network namespace: run the suite as root with "
-                           "unshare and ip (util-linux, iproute2) installed")
+        raise RuntimeError(
+            "this test runs a Ray cluster in a network namespace: run the suite as root with "
+            "unshare and ip (util-linux, iproute2) installed"
+        )
     ray_bin = Path(sys.executable).with_name("ray")
     if not ray_bin.is_file():
         raise RuntimeError(f"{ray_bin} missing: install the test extra (it brings ray[data])")
@@ -43,11 +44,32 @@ def test_ray_cluster_equals_local_survives_a_dead_node_and_resumes(demo_split, t
     pattern = f"{tmp_path}/shards/{{000000..000002}}.tar"
     work = tmp_path / "work"
     work.mkdir()
-    env = {**os.environ, "PY": sys.executable, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash",
-                           str(Path(__file__).with_name("ray_cluster.sh")), str(work), str(tiny_model), str(images),
-                           str(small), pattern], env=env, capture_output=True, text=True, timeout=1500)
+    env = {
+        **os.environ,
+        "PY": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "bash",
+            str(Path(__file__).with_name("ray_cluster.sh")),
+            str(work),
+            str(tiny_model),
+            str(images),
+            str(small),
+            pattern,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
 
     def log(name: str) -> str:
         p = work / name

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data import read_annotations, read_split_csv, write_split_csv
 from hspnet_cli.data.readers import detect_format, format_list
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 VOC = load_taxonomy("voc")
@@ -24,6 +24,7 @@ def row(labels, image: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 # --- COCO -----------------------------------------------------------------------------------
+
 
 def write_coco(path: Path, *, annotations: list[dict] | None = None) -> Path:
     data = {
@@ -41,7 +42,9 @@ def write_coco(path: Path, *, annotations: list[dict] | None = None) -> Path:
             {"supercategory": "animal", "id": 25, "name": "giraffe"},
             {"supercategory": "fantasy", "id": 99, "name": "unicorn"},
         ],
-        "annotations": annotations if annotations is not None else [
+        "annotations": annotations
+        if annotations is not None
+        else [
             {"id": 1, "image_id": 9, "category_id": 1, "iscrowd": 0, "area": 100.0, "bbox": [1, 2, 3, 4]},
             {"id": 2, "image_id": 9, "category_id": 1, "iscrowd": 0, "area": 90.0, "bbox": [5, 6, 7, 8]},
             {"id": 3, "image_id": 9, "category_id": 3, "iscrowd": 1, "area": 900.0, "bbox": [0, 0, 30, 30]},
@@ -79,8 +82,10 @@ def test_coco_errors(tmp_path: Path) -> None:
     bad.write_text('{\n  "images": [\n    {"id": 1,, "file_name": "a.jpg"}\n  ]\n}\n')
     with pytest.raises(UserError, match=rf"^{bad}:3:14: not valid JSON"):
         read_annotations(bad, COCO)
-    path = write_coco(tmp_path / "c.json", annotations=[
-        {"id": 1, "image_id": 77, "category_id": 1}, {"id": 2, "image_id": 78, "category_id": 1}])
+    path = write_coco(
+        tmp_path / "c.json",
+        annotations=[{"id": 1, "image_id": 77, "category_id": 1}, {"id": 2, "image_id": 78, "category_id": 1}],
+    )
     with pytest.raises(UserError, match=r"2 annotation\(s\) point at 2 image id\(s\) not in 'images': 77, 78"):
         read_annotations(path, COCO)
     path = write_coco(tmp_path / "c.json", annotations=[{"id": 1, "image_id": 9, "category_id": 42}])
@@ -92,14 +97,19 @@ def test_coco_errors(tmp_path: Path) -> None:
 
 # --- Pascal VOC -------------------------------------------------------------------------------
 
+
 def voc_xml(filename: str, objects: list[tuple[str, int]]) -> str:
     body = "".join(
         f"  <object>\n    <name>{name}</name>\n    <pose>Unspecified</pose>\n    <truncated>0</truncated>\n"
         f"    <difficult>{difficult}</difficult>\n    <bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax>"
-        f"<ymax>40</ymax></bndbox>\n  </object>\n" for name, difficult in objects)
-    return (f"<annotation>\n  <folder>VOC2012</folder>\n  <filename>{filename}</filename>\n"
-            f"  <size><width>500</width><height>375</height><depth>3</depth></size>\n"
-            f"  <segmented>0</segmented>\n{body}</annotation>\n")
+        f"<ymax>40</ymax></bndbox>\n  </object>\n"
+        for name, difficult in objects
+    )
+    return (
+        f"<annotation>\n  <folder>VOC2012</folder>\n  <filename>{filename}</filename>\n"
+        f"  <size><width>500</width><height>375</height><depth>3</depth></size>\n"
+        f"  <segmented>0</segmented>\n{body}</annotation>\n"
+    )
 
 
 def write_voc(root: Path) -> Path:
@@ -107,7 +117,7 @@ def write_voc(root: Path) -> Path:
     (root / "ImageSets" / "Main").mkdir(parents=True)
     files = {
         "2008_000001": [("dog", 0), ("person", 0), ("person", 1)],
-        "2008_000002": [("cat", 0), ("chair", 1)],                  # chair only difficult
+        "2008_000002": [("cat", 0), ("chair", 1)],  # chair only difficult
         "2008_000003": [("bottle", 1), ("bottle", 0), ("sofa", 0)],  # bottle also clear
     }
     for stem, objects in files.items():
@@ -127,7 +137,7 @@ def test_voc_reader_and_difficult_policy(tmp_path: Path, policy: str, chair: int
     assert labels.matrix[1, VOC.label_index("chair")] == chair
     assert labels.matrix[1, VOC.label_index("cat")] == 1
     assert row(labels, "JPEGImages/2008_000003.jpg") == {"bottle": 1, "sofa": 1}  # a clear instance wins
-    assert any(f"1 image label(s) are present only as difficult objects" in n and policy in n for n in report.notes)
+    assert any("1 image label(s) are present only as difficult objects" in n and policy in n for n in report.notes)
 
 
 def test_voc_image_set_and_errors(tmp_path: Path) -> None:
@@ -148,6 +158,7 @@ def test_voc_image_set_and_errors(tmp_path: Path) -> None:
 
 
 # --- CSV, wide CSV, JSONL ----------------------------------------------------------------------
+
 
 def test_label_csv_reader(tmp_path: Path) -> None:
     path = tmp_path / "annotations.csv"
@@ -189,8 +200,11 @@ def test_duplicates_merge_when_identical_and_fail_when_not(tmp_path: Path) -> No
     assert labels.images == ["a.jpg", "b.jpg"] and report.duplicates_merged == 1
     assert "merged 1 identical duplicate image entry" in report.warnings()[-1]
     path.write_text("image,labels\na.jpg,dog\nb.jpg,cat\na.jpg,dog;cat\n")
-    with pytest.raises(UserError, match=rf"^{path}:4: image 'a.jpg' is listed again with different labels "
-                                        rf"\(first at {path}:2\)"):
+    with pytest.raises(
+        UserError,
+        match=rf"^{path}:4: image 'a.jpg' is listed again with different labels "
+        rf"\(first at {path}:2\)",
+    ):
         read_annotations(path, VOC)
 
 
@@ -228,8 +242,9 @@ def test_wide_csv_reader(tmp_path: Path) -> None:
 
 def test_jsonl_reader(tmp_path: Path) -> None:
     path = tmp_path / "ann.jsonl"
-    path.write_text('{"image": "a.jpg", "labels": ["dog", "cat"], "source": "team-a"}\n\n'
-                    '{"image": "b.jpg", "labels": []}\n')
+    path.write_text(
+        '{"image": "a.jpg", "labels": ["dog", "cat"], "source": "team-a"}\n\n{"image": "b.jpg", "labels": []}\n'
+    )
     labels, _ = read_annotations(path, VOC)
     assert labels.images == ["a.jpg", "b.jpg"] and row(labels, "a.jpg") == {"dog": 1, "cat": 1}
     assert labels.origins == [f"{path}:1", f"{path}:3"]
@@ -243,6 +258,7 @@ def test_jsonl_reader(tmp_path: Path) -> None:
 
 # --- published list files and our split CSV ---------------------------------------------------
 
+
 def test_list_file_read_and_byte_identical_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "train_voc.txt"
     canonical = "JPEGImages/2008_000008.jpg,12 14\nJPEGImages/2008_000015.jpg,1\nJPEGImages/2008_000019.jpg,11\n"
@@ -253,8 +269,11 @@ def test_list_file_read_and_byte_identical_round_trip(tmp_path: Path) -> None:
     text, left_out = format_list(labels)
     assert text.encode() == canonical.encode() and left_out == 0
     path.write_text("a.jpg,3 20\n")
-    with pytest.raises(UserError, match=rf"^{path}:1: label index 20 is out of range for taxonomy 'voc' "
-                                        r"\(20 labels, indices 0\.\.19\)"):
+    with pytest.raises(
+        UserError,
+        match=rf"^{path}:1: label index 20 is out of range for taxonomy 'voc' "
+        r"\(20 labels, indices 0\.\.19\)",
+    ):
         read_annotations(path, VOC)
     path.write_text("a.jpg,3\nb.jpg,x\n")
     with pytest.raises(UserError, match=rf"^{path}:2: label index 'x' is not a whole number"):
@@ -263,7 +282,7 @@ def test_list_file_read_and_byte_identical_round_trip(tmp_path: Path) -> None:
 
 def test_split_csv_round_trip_and_checks(tmp_path: Path) -> None:
     source = tmp_path / "s.csv"
-    source.write_text("image,labels\na.jpg,dog\n\"b,1.jpg\",cat;person\n")
+    source.write_text('image,labels\na.jpg,dog\n"b,1.jpg",cat;person\n')
     labels, _ = read_annotations(source, VOC)
     labels.matrix[0, 0] = 0
     out = tmp_path / "train.csv"
@@ -277,8 +296,11 @@ def test_split_csv_round_trip_and_checks(tmp_path: Path) -> None:
     write_split_csv(again, back)
     assert again.read_bytes() == out.read_bytes()
     assert detect_format(out) == "split" and read_annotations(out, VOC)[0].images == labels.images
-    with pytest.raises(UserError, match=rf"^{out}:2: columns do not match taxonomy 'coco': label column 1 is "
-                                        "'aeroplane', the taxonomy has 'person'"):
+    with pytest.raises(
+        UserError,
+        match=rf"^{out}:2: columns do not match taxonomy 'coco': label column 1 is "
+        "'aeroplane', the taxonomy has 'person'",
+    ):
         read_split_csv(out, COCO)
     out.write_text(out.read_text().replace("a.jpg,0,-1", "a.jpg,2,-1"))
     with pytest.raises(UserError, match=rf"^{out}:3: column 'aeroplane' holds '2'"):
@@ -321,6 +343,9 @@ def test_structural_errors_of_coco_and_voc(tmp_path: Path) -> None:
 def test_a_taxonomy_that_shares_no_label_with_the_data_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "shapes.csv"
     path.write_text("image,labels\na.png,circle;star\nb.png,spiral\n")
-    with pytest.raises(UserError, match=rf"^{path}: none of the data's 3 label\(s\) is in taxonomy 'voc' "
-                                        r"\(the data has: circle, spiral, star\)"):
+    with pytest.raises(
+        UserError,
+        match=rf"^{path}: none of the data's 3 label\(s\) is in taxonomy 'voc' "
+        r"\(the data has: circle, spiral, star\)",
+    ):
         read_annotations(path, VOC)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from index_helpers import run
+from test_train import tiny
 
 from hspnet_cli.index.build import build_index
 from hspnet_cli.scoring.scorer import from_checkpoint
 from hspnet_cli.tagging.run import tag_images
-from index_helpers import run
-from test_train import tiny
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,14 @@ def tagged(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from hspnet_cli.train.loop import train
 
     root = tmp_path_factory.mktemp("search-models")
-    train(demo_split["split"], demo_split["images"], root / "run", tiny(**{"train.epochs": 1}),
-          taxonomy=demo_split["taxonomy"], device="cpu")
+    train(
+        demo_split["split"],
+        demo_split["images"],
+        root / "run",
+        tiny(**{"train.epochs": 1}),
+        taxonomy=demo_split["taxonomy"],
+        device="cpu",
+    )
     ckpt = root / "run" / "best.ckpt"
     tag_images(demo_split["images"], root / "tags.jsonl", from_checkpoint(ckpt), fmt="jsonl", progress=False)
     build_index(root / "tags.jsonl", root / "tags.faiss")
@@ -35,8 +41,19 @@ def tagged(demo_split, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_a_label_name_finds_the_images_the_model_scores_highest_for_it(tagged: dict) -> None:
-    result = run("search", tagged["index"], "--text", "Star", "--checkpoint", tagged["ckpt"], "--k", 8, "--json",
-                 "--device", "cpu")
+    result = run(
+        "search",
+        tagged["index"],
+        "--text",
+        "Star",
+        "--checkpoint",
+        tagged["ckpt"],
+        "--k",
+        8,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert "label 'star'" in data["query"]
@@ -51,19 +68,40 @@ def test_a_label_name_finds_the_images_the_model_scores_highest_for_it(tagged: d
 def test_free_text_goes_through_the_checkpoints_text_tower(tagged: dict) -> None:
     scorer = from_checkpoint(tagged["ckpt"])
     stored = torch.load(tagged["ckpt"], weights_only=True)["frozen_text"]
-    assert "token_embedding.weight" in stored                     # random tower: stored whole
+    assert "token_embedding.weight" in stored  # random tower: stored whole
     texts = ["a star and a heart", "a photo of a circle."]
     feats = scorer.text_encoder(texts)
     assert feats.shape == (2, scorer.label_features.shape[1])
     torch.testing.assert_close(feats.norm(dim=-1), torch.ones(2))
-    result = run("search", tagged["index"], "--text", "a star and a heart", "--checkpoint", tagged["ckpt"], "--k", 3,
-                 "--json", "--device", "cpu")
+    result = run(
+        "search",
+        tagged["index"],
+        "--text",
+        "a star and a heart",
+        "--checkpoint",
+        tagged["ckpt"],
+        "--k",
+        3,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert "text tower on 'a star and a heart'" in data["query"] and len(data["hits"]) == 3
     # --no-label-match sends a label name through the tower too: other query vector, other note.
-    result = run("search", tagged["index"], "--text", "star", "--checkpoint", tagged["ckpt"], "--json",
-                 "--no-label-match", "--device", "cpu")
+    result = run(
+        "search",
+        tagged["index"],
+        "--text",
+        "star",
+        "--checkpoint",
+        tagged["ckpt"],
+        "--json",
+        "--no-label-match",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0 and "text tower on 'a photo of a star.'" in json.loads(result.stdout)["query"]
 
 
@@ -80,7 +118,7 @@ def test_an_export_answers_label_names_but_not_free_text(tagged: dict, tmp_path:
 
 def test_a_checkpoint_without_a_stored_token_embedding_still_scores(tagged: dict, tmp_path: Path) -> None:
     data = torch.load(tagged["ckpt"], weights_only=True)
-    del data["frozen_text"]["token_embedding.weight"]             # as checkpoints of hspnet <= 0.1 were
+    del data["frozen_text"]["token_embedding.weight"]  # as checkpoints of hspnet <= 0.1 were
     old = tmp_path / "old.ckpt"
     torch.save(data, old)
     scorer, new = from_checkpoint(old), from_checkpoint(tagged["ckpt"])
@@ -96,8 +134,9 @@ def test_shards_of_a_jsonl_run_merge_into_the_unsharded_output(tagged: dict, dem
 
     root, scorer = tagged["root"], from_checkpoint(tagged["ckpt"])
     for i in range(2):
-        tag_images(demo_split["images"], root / "sh" / "tags.jsonl", scorer, fmt="jsonl", shard=f"{i}/2",
-                   progress=False)
+        tag_images(
+            demo_split["images"], root / "sh" / "tags.jsonl", scorer, fmt="jsonl", shard=f"{i}/2", progress=False
+        )
     shards = [root / "sh" / f"tags.shard-{i}-of-2.jsonl" for i in range(2)]
     facts = merge_shards(root / "merged" / "tags.jsonl", shards[::-1])
     assert facts["count"] == len(tagged["rows"]) and facts["shards"] == 2
@@ -112,8 +151,15 @@ def test_shards_of_a_jsonl_run_merge_into_the_unsharded_output(tagged: dict, dem
     assert manifest["fingerprint"]["format"] == "jsonl" and manifest["counts"]["rows"] == len(order)
     assert manifest["model"]["scorer"] == scorer.description
     # A shard of another threshold is not mergeable: its tags columns would disagree.
-    tag_images(demo_split["images"], root / "other" / "tags.jsonl", scorer, fmt="jsonl", shard="1/2",
-               threshold=0.9, progress=False)
+    tag_images(
+        demo_split["images"],
+        root / "other" / "tags.jsonl",
+        scorer,
+        fmt="jsonl",
+        shard="1/2",
+        threshold=0.9,
+        progress=False,
+    )
     with pytest.raises(Exception, match="its thresholds setting differs"):
         merge_shards(root / "bad" / "tags.jsonl", [shards[0], root / "other" / "tags.shard-1-of-2.jsonl"])
 

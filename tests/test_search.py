@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 from hspnet_cli.index.build import build_index
-from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,8 @@ def image_index(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """12 small images embedded by hspnet-tiny (random weights, seed 0) and indexed."""
     from PIL import Image
 
-    from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.index.search import _query_taxonomy
+    from hspnet_cli.scoring.scorer import zero_shot
 
     root = tmp_path_factory.mktemp("search")
     images = root / "images"
@@ -55,8 +55,21 @@ def test_like_returns_the_item_itself_first(tmp_path: Path) -> None:
 
 
 def test_text_query_with_the_clip_model_works(image_index: dict) -> None:
-    result = run("search", image_index["index"], "--text", "a dog on a beach", "--clip-model", "hspnet-tiny",
-                 "--pretrained", "none", "--k", 3, "--json", "--device", "cpu")
+    result = run(
+        "search",
+        image_index["index"],
+        "--text",
+        "a dog on a beach",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--k",
+        3,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)["hits"]
     assert len(hits) == 3 and all(h["path"] in image_index["paths"] for h in hits)
@@ -67,8 +80,7 @@ def test_text_query_with_the_clip_model_works(image_index: dict) -> None:
     assert "rank" in result.stdout and "score" in result.stdout
 
 
-def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dict, tmp_path: Path,
-                                                                monkeypatch) -> None:
+def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dict, tmp_path: Path, monkeypatch) -> None:
     from hspnet_cli.index.search import _query_taxonomy
     from hspnet_cli.scoring import scorer as scoring
 
@@ -85,16 +97,38 @@ def test_text_query_with_an_export_says_it_needs_the_text_tower(image_index: dic
     assert "text search needs a model with its text tower" in result.stderr
     assert f"export {model}" in result.stderr and "--clip-model/--pretrained" in result.stderr
     # The same scorer answers image queries.
-    result = run("search", image_index["index"], "--image", image_index["images"] / "sub" / "03.png",
-                 "--checkpoint", model, "--json", "--device", "cpu")
+    result = run(
+        "search",
+        image_index["index"],
+        "--image",
+        image_index["images"] / "sub" / "03.png",
+        "--checkpoint",
+        model,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_image_query_finds_the_same_image_first(image_index: dict) -> None:
-    torch.manual_seed(0)                                           # the same random weights as the index
+    torch.manual_seed(0)  # the same random weights as the index
     query = image_index["images"] / "sub" / "05.png"
-    result = run("search", image_index["index"], "--image", query, "--clip-model", "hspnet-tiny", "--pretrained",
-                 "none", "--k", 4, "--json", "--device", "cpu")
+    result = run(
+        "search",
+        image_index["index"],
+        "--image",
+        query,
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--k",
+        4,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)["hits"]
     assert hits[0]["path"] == "sub/05.png" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -103,8 +137,9 @@ def test_image_query_finds_the_same_image_first(image_index: dict) -> None:
 
 def test_copy_to_copies_the_hits_with_rank_prefixes(image_index: dict, tmp_path: Path) -> None:
     out = tmp_path / "hits"
-    result = run("search", image_index["index"], "--like", "sub/07.png", "--k", 3, "--copy-to", out, "--json",
-                 "--include-self")
+    result = run(
+        "search", image_index["index"], "--like", "sub/07.png", "--k", 3, "--copy-to", out, "--json", "--include-self"
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     names = sorted(p.name for p in out.iterdir())
@@ -122,22 +157,41 @@ def test_query_errors_are_one_line(image_index: dict, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "(got --text, --like)" in result.stderr
     result = run("search", index, "--like", "nope.png")
     assert result.exit_code == 2 and "'nope.png' is not in index" in result.stderr
-    result = run("search", index, "--image", tmp_path / "none.png", "--clip-model", "hspnet-tiny", "--pretrained",
-                 "none", "--device", "cpu")
+    result = run(
+        "search",
+        index,
+        "--image",
+        tmp_path / "none.png",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2 and "none.png: query image not found" in result.stderr
     result = run("search", tmp_path / "missing.faiss", "--like", "x")
     assert result.exit_code == 2 and "missing.faiss: index not found" in result.stderr
     # An index of 16-dim embeddings cannot be queried with a 32-dim model.
     write_tags(tmp_path / "d16.csv", random_unit(20, dim=16), model=MODEL)
     build_index(tmp_path / "d16.csv", tmp_path / "d16.faiss")
-    result = run("search", tmp_path / "d16.faiss", "--text", "a dog", "--clip-model", "hspnet-tiny", "--pretrained",
-                 "none", "--device", "cpu")
+    result = run(
+        "search",
+        tmp_path / "d16.faiss",
+        "--text",
+        "a dog",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2 and "makes 32-dim embeddings but index" in result.stderr and "16-dim" in result.stderr
     # Missing hit files: nothing is copied, and the message says so.
     (image_index["images"] / "sub" / "09.png").rename(tmp_path / "09.png")
     try:
-        result = run("search", index, "--like", "sub/09.png", "--k", 2, "--copy-to", tmp_path / "c",
-                     "--include-self")
+        result = run("search", index, "--like", "sub/09.png", "--k", 2, "--copy-to", tmp_path / "c", "--include-self")
         assert result.exit_code == 2 and "hit file(s) are missing" in result.stderr and not (tmp_path / "c").exists()
     finally:
         (tmp_path / "09.png").rename(image_index["images"] / "sub" / "09.png")

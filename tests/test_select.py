@@ -24,12 +24,27 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def write_jsonl_tags(path: Path, probs: np.ndarray, emb: np.ndarray, paths: list[str] | None = None,
-                     thresholds: list[float] | None = None) -> Path:
+def write_jsonl_tags(
+    path: Path,
+    probs: np.ndarray,
+    emb: np.ndarray,
+    paths: list[str] | None = None,
+    thresholds: list[float] | None = None,
+) -> Path:
     """A tags.jsonl with every label's probability, its embeddings and manifest (the tags format's factory)."""
     paths = paths or [f"img/{i:04d}.jpg" for i in range(len(probs))]
-    write_tag_output(path, paths, np.asarray(probs, np.float32), np.asarray(emb, np.float32), labels=LABELS,
-                     groups=GROUPS, thresholds=thresholds or 0.5, fmt="jsonl", scorer="hand-made", taxonomy="toy")
+    write_tag_output(
+        path,
+        paths,
+        np.asarray(probs, np.float32),
+        np.asarray(emb, np.float32),
+        labels=LABELS,
+        groups=GROUPS,
+        thresholds=thresholds or 0.5,
+        fmt="jsonl",
+        scorer="hand-made",
+        taxonomy="toy",
+    )
     return path
 
 
@@ -60,11 +75,11 @@ def clusters(tmp_path: Path) -> dict:
 
 def test_uncertainty_picks_scores_nearest_threshold_and_group_doubt_breaks_ties(tmp_path: Path) -> None:
     probs = np.full((50, 5), 0.01, np.float32)
-    probs[:, 4] = 0.99                      # tree: confidently present everywhere
-    probs[7, 2] = 0.5                       # exactly at the threshold
-    probs[3, 0] = 0.45                      # cat just below ...
-    probs[3, 1] = 0.44                      # ... and its sibling dog too: the model wavers within animals
-    probs[30, 0] = 0.45                     # cat just below, dog far away
+    probs[:, 4] = 0.99  # tree: confidently present everywhere
+    probs[7, 2] = 0.5  # exactly at the threshold
+    probs[3, 0] = 0.45  # cat just below ...
+    probs[3, 1] = 0.44  # ... and its sibling dog too: the model wavers within animals
+    probs[30, 0] = 0.45  # cat just below, dog far away
     emb = unit(np.random.default_rng(1).standard_normal((50, 8)))
     tags = write_jsonl_tags(tmp_path / "tags.jsonl", probs, emb)
     out = tmp_path / "next.txt"
@@ -83,10 +98,10 @@ def test_diversity_covers_every_cluster_and_avoids_labelled_ones(clusters: dict)
     select(clusters["tags"], "-n", 5, "-o", out, "--strategy", "diversity")
     assert sorted(int(p[4:8]) // 20 for p in listed(out)) == [0, 1, 2, 3, 4]
     labelled = clusters["root"] / "labelled.txt"
-    labelled.write_text("".join(f"img/{i:04d}.jpg\n" for i in range(40)))      # clusters 0 and 1
+    labelled.write_text("".join(f"img/{i:04d}.jpg\n" for i in range(40)))  # clusters 0 and 1
     select(clusters["tags"], "-n", 3, "-o", out, "--strategy", "diversity", "--exclude", labelled)
     assert sorted(int(p[4:8]) // 20 for p in listed(out)) == [2, 3, 4]
-    assert all(float(r["distance"]) > 0.5 for r in picks(out))                # each a new cluster
+    assert all(float(r["distance"]) > 0.5 for r in picks(out))  # each a new cluster
 
 
 def test_kcenter_is_greedy_farthest_point_exactly() -> None:
@@ -95,29 +110,31 @@ def test_kcenter_is_greedy_farthest_point_exactly() -> None:
     mind = np.min(((emb[:, None] - emb[[5, 17]][None]) ** 2).sum(-1), axis=1)
     for pick, dist in zip(res.picks, res.distances):
         mind[[5, 17]] = -1
-        want = int(np.argmax(np.where(np.isin(np.arange(300), res.picks[:list(res.picks).index(pick)]), -1, mind)))
+        want = int(np.argmax(np.where(np.isin(np.arange(300), res.picks[: list(res.picks).index(pick)]), -1, mind)))
         assert pick == want and dist == pytest.approx(np.sqrt(mind[want]), abs=1e-4)
         mind = np.minimum(mind, ((emb - emb[pick]) ** 2).sum(-1))
     assert res.radius == pytest.approx(float(np.sqrt(np.delete(mind, np.r_[res.picks, [5, 17]]).max())), abs=1e-4)
     # the PCA path keeps the k-center property on data with low intrinsic dimension
     low = unit(np.random.default_rng(4).standard_normal((400, 6)) @ np.random.default_rng(5).standard_normal((6, 64)))
-    assert farthest_first(low, np.arange(400), 8, np.zeros(0), dims=6).picks.tolist() == \
-        farthest_first(low, np.arange(400), 8, np.zeros(0), dims=0).picks.tolist()
+    assert (
+        farthest_first(low, np.arange(400), 8, np.zeros(0), dims=6).picks.tolist()
+        == farthest_first(low, np.arange(400), 8, np.zeros(0), dims=0).picks.tolist()
+    )
 
 
 def test_coverage_goes_to_labels_with_fewest_labelled_positives(tmp_path: Path) -> None:
     probs = np.full((60, 5), 0.1, np.float32)
-    probs[:, 0] = np.linspace(0.2, 0.95, 60)         # cat: everywhere
-    probs[40:43, 3] = [0.7, 0.8, 0.6]               # bus: rare, three images
+    probs[:, 0] = np.linspace(0.2, 0.95, 60)  # cat: everywhere
+    probs[40:43, 3] = [0.7, 0.8, 0.6]  # bus: rare, three images
     emb = unit(np.random.default_rng(2).standard_normal((60, 8)))
     tags = write_jsonl_tags(tmp_path / "tags.jsonl", probs, emb)
-    labelled = tmp_path / "labelled.csv"            # an image,labels file: many dogs, cars, trees labelled
+    labelled = tmp_path / "labelled.csv"  # an image,labels file: many dogs, cars, trees labelled
     labelled.write_text("image,labels\n" + "".join(f"old/{i}.jpg,dog;car;tree;cat\n" for i in range(5)))
     out = tmp_path / "next.txt"
     select(tags, "-n", 2, "-o", out, "--strategy", "coverage", "--exclude", labelled)
     rows = picks(out)
     assert [r["target"] for r in rows] == ["bus", "bus"]
-    assert listed(out) == ["img/0041.jpg", "img/0040.jpg"]            # most likely buses first
+    assert listed(out) == ["img/0041.jpg", "img/0040.jpg"]  # most likely buses first
     report = json.loads((tmp_path / "next.select.json").read_text())
     assert report["exclusions"][0]["kind"] == "annotations (csv)" and report["exclusions"][0]["matched"] == 0
     assert report["coverage"]["labels"]["dog"]["labelled"] == 5
@@ -125,13 +142,30 @@ def test_coverage_goes_to_labels_with_fewest_labelled_positives(tmp_path: Path) 
 
 def test_exclusions_from_list_split_and_annotations_never_picked(clusters: dict) -> None:
     root, tags = clusters["root"], clusters["tags"]
-    (root / "a.txt").write_text("# labelled last week\nimg/0000.jpg\n\n" + str(root / "t" / "images" / "img" / "0001.jpg") + "\n")
-    (root / "b.csv").write_text("# hspnet-split v1 encoding: 1=positive 0=unknown -1=negative\n"
-                                "image," + ",".join(LABELS) + "\nimg/0002.jpg,1,0,0,0,0\n")
+    (root / "a.txt").write_text(
+        "# labelled last week\nimg/0000.jpg\n\n" + str(root / "t" / "images" / "img" / "0001.jpg") + "\n"
+    )
+    (root / "b.csv").write_text(
+        "# hspnet-split v1 encoding: 1=positive 0=unknown -1=negative\n"
+        "image," + ",".join(LABELS) + "\nimg/0002.jpg,1,0,0,0,0\n"
+    )
     (root / "c.jsonl").write_text(json.dumps({"image": "img/0003.jpg", "labels": ["dog"]}) + "\n")
     out = root / "next.txt"
-    select(tags, "-n", 96, "-o", out, "--strategy", "random", "-x", root / "a.txt", "-x", root / "b.csv",
-           "-x", root / "c.jsonl")
+    select(
+        tags,
+        "-n",
+        96,
+        "-o",
+        out,
+        "--strategy",
+        "random",
+        "-x",
+        root / "a.txt",
+        "-x",
+        root / "b.csv",
+        "-x",
+        root / "c.jsonl",
+    )
     assert sorted(listed(out)) == [f"img/{i:04d}.jpg" for i in range(4, 100)]
     report = json.loads((root / "next.select.json").read_text())
     assert [s["matched"] for s in report["exclusions"]] == [2, 1, 1]
@@ -162,7 +196,7 @@ def test_mix_quotas_add_up_and_each_pick_says_why(clusters: dict) -> None:
     assert [r["reason"] for r in rows] == ["coverage"] * 2 + ["uncertainty"] * 4 + ["diversity"]
     assert all(r["why"] for r in rows) and len({r["path"] for r in rows}) == 7
     assert "selected 7" in text
-    assert "not calibrated" in " ".join(text.split())      # every probability 0.02: nothing reaches 0.5
+    assert "not calibrated" in " ".join(text.split())  # every probability 0.02: nothing reaches 0.5
     select(clusters["tags"], "-n", 4, "-o", out, "--mix", "diversity=1")
     assert {r["reason"] for r in picks(out)} == {"diversity"}
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scaling_helpers import hspnet, read_parts, tiny_model  # noqa: F401 - fixture
 
 N = 12
@@ -37,8 +36,9 @@ def s3(demo_split, tmp_path_factory):
     if not server.is_file():
         raise RuntimeError(f"{server} missing: install the test extra (moto[server])")
     port = _free_port()
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -50,8 +50,13 @@ def s3(demo_split, tmp_path_factory):
     iam = boto3.client("iam", **setup)
     iam.create_user(UserName="tagger")
     key = iam.create_access_key(UserName="tagger")["AccessKey"]
-    iam.put_user_policy(UserName="tagger", PolicyName="all", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="tagger",
+        PolicyName="all",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
     client = boto3.client("s3", **setup)
     client.create_bucket(Bucket="imgs")
     local = tmp_path_factory.mktemp("s3-local") / "demo"
@@ -62,25 +67,62 @@ def s3(demo_split, tmp_path_factory):
         shutil.copy(p, local / rel)
     client.put_object(Bucket="imgs", Key="demo/README.txt", Body=b"not an image")
     # From here on every request must be signed with an IAM user's key (moto's auth switch).
-    assert requests.post(url + "/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"},
-                         timeout=5).status_code == 200
-    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-           "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    assert (
+        requests.post(
+            url + "/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}, timeout=5
+        ).status_code
+        == 200
+    )
+    env = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
     yield {"env": env, "local": local, "secret": key["SecretAccessKey"]}
     proc.terminate()
     proc.wait(timeout=10)
 
 
 def test_prefix_tagged_with_object_url_keys_equal_to_local(s3, tiny_model, tmp_path: Path) -> None:
-    r = hspnet("tag", "s3://imgs/demo", "--checkpoint", str(tiny_model), "--format", "parquet", "--out",
-               str(tmp_path / "pq"), "--block-size", "5", "--device", "cpu", "--workers", "2", "--json", env=s3["env"])
+    r = hspnet(
+        "tag",
+        "s3://imgs/demo",
+        "--checkpoint",
+        str(tiny_model),
+        "--format",
+        "parquet",
+        "--out",
+        str(tmp_path / "pq"),
+        "--block-size",
+        "5",
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--json",
+        env=s3["env"],
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert (summary["rows"], summary["failed"], summary["skipped"]) == (N, 0, {".txt": 1})
     got = read_parts(tmp_path / "pq")
-    local = hspnet("tag", str(s3["local"]), "--checkpoint", str(tiny_model), "--format", "parquet", "--out",
-                   str(tmp_path / "local"), "--device", "cpu", "--workers", "0")
+    local = hspnet(
+        "tag",
+        str(s3["local"]),
+        "--checkpoint",
+        str(tiny_model),
+        "--format",
+        "parquet",
+        "--out",
+        str(tmp_path / "local"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    )
     assert local.returncode == 0, local.stderr
     want = read_parts(tmp_path / "local")
     assert sorted(got) == sorted(f"s3://imgs/demo/{k}" for k in want)
@@ -88,15 +130,32 @@ def test_prefix_tagged_with_object_url_keys_equal_to_local(s3, tiny_model, tmp_p
         np.testing.assert_allclose(got[f"s3://imgs/demo/{k}"], probs, atol=1e-6)
     # The hits of an index over it are fetched from the bucket by search --copy-to.
     assert hspnet("index", "build", str(tmp_path / "pq"), "--out", str(tmp_path / "i.faiss")).returncode == 0
-    found = hspnet("search", str(tmp_path / "i.faiss"), "--like", "a/" + sorted(want)[0].split("/")[1], "--k", "2",
-                   "--copy-to", str(tmp_path / "hits"), env=s3["env"])
+    found = hspnet(
+        "search",
+        str(tmp_path / "i.faiss"),
+        "--like",
+        "a/" + sorted(want)[0].split("/")[1],
+        "--k",
+        "2",
+        "--copy-to",
+        str(tmp_path / "hits"),
+        env=s3["env"],
+    )
     assert found.returncode == 0, found.stderr
     assert len(list((tmp_path / "hits").iterdir())) == 2
     # Labeling tools need local files: refused without --images, fine with a synced copy.
     refused = hspnet("export-labels", str(tmp_path / "pq"), "--to", "cvat", "--out", str(tmp_path / "cvat.xml"))
     assert refused.returncode == 2 and "--images FOLDER" in refused.stderr and "s3://imgs/demo" in refused.stderr
-    synced = hspnet("export-labels", str(tmp_path / "pq"), "--to", "cvat", "--out", str(tmp_path / "cvat.xml"),
-                    "--images", str(s3["local"]))
+    synced = hspnet(
+        "export-labels",
+        str(tmp_path / "pq"),
+        "--to",
+        "cvat",
+        "--out",
+        str(tmp_path / "cvat.xml"),
+        "--images",
+        str(s3["local"]),
+    )
     assert synced.returncode == 0, synced.stderr
     for text in (r.stdout, r.stderr, found.stdout, found.stderr, (tmp_path / "pq" / "_manifest.json").read_text()):
         assert s3["secret"] not in text
@@ -115,10 +174,25 @@ def test_storage_errors_are_one_line_naming_the_url_and_write_nothing(case, s3, 
     else:
         extra = ["--storage-options", json.dumps({"key": env["AWS_ACCESS_KEY_ID"], "secret": wrong})]
     out = tmp_path / "out"
-    r = hspnet("tag", url, "--checkpoint", str(tiny_model), "--format", "parquet", "--out", str(out), "--device", "cpu",
-               *extra, env=env)
-    lines = [line for line in r.stderr.splitlines() if line.strip() and "randomly initialised" not in line
-             and "meaningless until trained" not in line]
+    r = hspnet(
+        "tag",
+        url,
+        "--checkpoint",
+        str(tiny_model),
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+        env=env,
+    )
+    lines = [
+        line
+        for line in r.stderr.splitlines()
+        if line.strip() and "randomly initialised" not in line and "meaningless until trained" not in line
+    ]
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: {url}: "), r.stderr
     assert ("access denied" in lines[0]) == (case in ("wrong secret", "secret in --storage-options"))

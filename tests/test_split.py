@@ -9,9 +9,9 @@ import pytest
 import yaml
 from scipy.stats import chisquare
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data import protocols, read_annotations, read_split_csv, read_split_yaml
 from hspnet_cli.data.split import SplitOptions, make_split
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import load_taxonomy
 
 VOC = load_taxonomy("voc")
@@ -34,9 +34,9 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 # --- protocols --------------------------------------------------------------------------------
 
+
 def test_val_sizes_match_the_published_largeloss_splits() -> None:
-    for n, expected in ((82081, (65665, 16416)), (5717, (4574, 1143)), (150000, (120000, 30000)),
-                        (5994, (4795, 1199))):
+    for n, expected in ((82081, (65665, 16416)), (5717, (4574, 1143)), (150000, (120000, 30000)), (5994, (4795, 1199))):
         assert protocols.val_sizes(n, 0.2) == expected
     train, val = protocols.val_split(5717, 0.2, seed=3)
     assert len(val) == 1143 and np.array_equal(np.sort(np.concatenate([train, val])), np.arange(5717))
@@ -76,6 +76,7 @@ def test_partial_keeps_p_of_entries_with_one_mask_for_both_signs() -> None:
 
 
 # --- make_split -------------------------------------------------------------------------------
+
 
 def test_same_seed_is_byte_identical_and_another_seed_differs(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "ann.csv", 300)
@@ -147,6 +148,7 @@ def test_split_yaml_records_inputs_options_and_counts(tmp_path: Path) -> None:
     text = (tmp_path / "s" / "split.yaml").read_text()
     meta = yaml.safe_load(text)
     import hashlib
+
     assert meta["inputs"]["train"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert meta["inputs"]["test"]["images"] == 20 and meta["taxonomy"]["name"] == "voc"
     assert meta["taxonomy"]["labels_sha256"] == hashlib.sha256(("\n".join(VOC.label_names) + "\n").encode()).hexdigest()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hspnet_cli.tagging.decode import DecodeError, TagImages, collate_tagged, open_rgb
 from hspnet_cli.sources.discover import PathList
+from hspnet_cli.tagging.decode import DecodeError, TagImages, collate_tagged, open_rgb
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -23,8 +23,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
     """A valid PNG whose IHDR claims width x height RGB pixels, with a tiny IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _noise(size=(64, 48), seed=0) -> Image.Image:
@@ -106,8 +110,9 @@ def test_rgba_and_la_and_grayscale(tmp_path: Path) -> None:
     rgba.save(tmp_path / "a.png")
     assert np.asarray(open_rgb(tmp_path / "a.png")).tolist() == [[[255, 255, 255], [10, 200, 30]]]
     Image.new("LA", (2, 2), (0, 128)).save(tmp_path / "la.png")
-    assert np.asarray(open_rgb(tmp_path / "la.png"))[0, 0].tolist() == [127, 127, 127] or \
-        np.asarray(open_rgb(tmp_path / "la.png"))[0, 0].tolist() == [128, 128, 128]
+    assert np.asarray(open_rgb(tmp_path / "la.png"))[0, 0].tolist() == [127, 127, 127] or np.asarray(
+        open_rgb(tmp_path / "la.png")
+    )[0, 0].tolist() == [128, 128, 128]
     Image.new("L", (3, 3), 77).save(tmp_path / "g.jpg")
     assert open_rgb(tmp_path / "g.jpg").mode == "RGB"
 
@@ -134,8 +139,11 @@ def test_other_formats(tmp_path: Path) -> None:
 def test_dataset_reports_failures_and_never_scores_them(tmp_path: Path) -> None:
     _noise((16, 16)).save(tmp_path / "ok.png")
     (tmp_path / "bad.jpg").write_bytes(b"nope")
-    ds = TagImages(tmp_path, PathList(["bad.jpg", "ok.png"]), lambda im: np.asarray(im).shape and
-                   __import__("torch").zeros(3, 4, 4))
+    ds = TagImages(
+        tmp_path,
+        PathList(["bad.jpg", "ok.png"]),
+        lambda im: np.asarray(im).shape and __import__("torch").zeros(3, 4, 4),
+    )
     images, positions, failed = collate_tagged([ds[0], ds[1]])
     assert images.shape == (1, 3, 4, 4) and positions.tolist() == [1]
     assert failed == [(0, "not an image (format not recognised)")]
@@ -150,7 +158,7 @@ def test_decode_deadline_cuts_a_slow_image_and_puts_back_an_outer_timer() -> Non
 
     fired: list[int] = []
     previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
-    signal.setitimer(signal.ITIMER_REAL, 30.0)                     # someone else's timer (pytest-timeout, say)
+    signal.setitimer(signal.ITIMER_REAL, 30.0)  # someone else's timer (pytest-timeout, say)
     try:
         start = time.monotonic()
         with pytest.raises(DecodeTimeout, match=r"longer than 0\.2 s \(--decode-timeout\)"):
@@ -158,8 +166,8 @@ def test_decode_deadline_cuts_a_slow_image_and_puts_back_an_outer_timer() -> Non
                 time.sleep(5)
         assert time.monotonic() - start < 2
         remaining = signal.getitimer(signal.ITIMER_REAL)[0]
-        assert 25 < remaining <= 30 and not fired                  # put back, less the time spent
-        with decode_deadline(0):                                   # 0: no limit, no timer touched
+        assert 25 < remaining <= 30 and not fired  # put back, less the time spent
+        with decode_deadline(0):  # 0: no limit, no timer touched
             time.sleep(0.01)
         with decode_deadline(5):
             pass

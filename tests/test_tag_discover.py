@@ -20,12 +20,40 @@ def _touch(root: Path, *names: str) -> None:
 
 
 def test_recursive_case_insensitive_sorted_keys(tmp_path: Path) -> None:
-    _touch(tmp_path, "b.JPG", "a.jpeg", "c.PnG", "d.WebP", "e.bmp", "f.GIF", "g.tif", "h.TIFF",
-           "notes.txt", "x.jpg.bak", "noext", "sub/a.jpeg", "sub/deeper/z.png", "other/a.jpeg", "a-b/k.png")
+    _touch(
+        tmp_path,
+        "b.JPG",
+        "a.jpeg",
+        "c.PnG",
+        "d.WebP",
+        "e.bmp",
+        "f.GIF",
+        "g.tif",
+        "h.TIFF",
+        "notes.txt",
+        "x.jpg.bak",
+        "noext",
+        "sub/a.jpeg",
+        "sub/deeper/z.png",
+        "other/a.jpeg",
+        "a-b/k.png",
+    )
     keys = list(discover_images(tmp_path))
     assert keys == sorted(keys)  # global code-point order of the relative path
-    assert keys == ["a-b/k.png", "a.jpeg", "b.JPG", "c.PnG", "d.WebP", "e.bmp", "f.GIF", "g.tif", "h.TIFF",
-                    "other/a.jpeg", "sub/a.jpeg", "sub/deeper/z.png"]
+    assert keys == [
+        "a-b/k.png",
+        "a.jpeg",
+        "b.JPG",
+        "c.PnG",
+        "d.WebP",
+        "e.bmp",
+        "f.GIF",
+        "g.tif",
+        "h.TIFF",
+        "other/a.jpeg",
+        "sub/a.jpeg",
+        "sub/deeper/z.png",
+    ]
     assert list(discover_images(tmp_path)) == keys  # deterministic
 
 

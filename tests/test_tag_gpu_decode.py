@@ -15,11 +15,10 @@ from PIL import Image, ImageOps
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagging.decode import DecodeError, open_rgb
-from hspnet_cli.tagging.gpu_decode import (TensorPreprocess, apply_orientation, read_jpeg,
-                                           resolve_decode_mode)
-from hspnet_cli.tagging.run import tag_images
 from hspnet_cli.model.preprocess import build_transform
+from hspnet_cli.tagging.decode import DecodeError, open_rgb
+from hspnet_cli.tagging.gpu_decode import TensorPreprocess, apply_orientation, read_jpeg, resolve_decode_mode
+from hspnet_cli.tagging.run import tag_images
 
 # Measured on the fixture below (torch 2.14 / torchvision 0.29, CPU): embedding cosine >= 0.999998,
 # preprocessing max |diff| 0.058 and mean |diff| <= 0.0046 after normalisation; bounds leave room.
@@ -33,7 +32,7 @@ def scorer(demo_split):
     from hspnet_cli.scoring.scorer import zero_shot
     from hspnet_cli.taxonomy import load_taxonomy
 
-    torch.manual_seed(0)   # the same random weights whatever ran before (probabilities are compared to 4 decimals)
+    torch.manual_seed(0)  # the same random weights whatever ran before (probabilities are compared to 4 decimals)
     return zero_shot(load_taxonomy(demo_split["taxonomy"]), "hspnet-tiny", None)
 
 
@@ -50,7 +49,7 @@ def bomb_jpeg(width: int = 60_000, height: int = 60_000) -> bytes:
     """A small valid JPEG whose SOF0 header is patched to claim width x height pixels."""
     data = bytearray(_jpeg(Image.new("RGB", (16, 16), (200, 30, 30))))
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)
 
 
@@ -70,7 +69,7 @@ def folder(demo_split, tmp_path_factory) -> Path:
     # Headers only (cut before the scan), then EOI: passes the worker's checks, decode_jpeg refuses
     # it in the main process, and the PIL fallback there gives the reason the cpu mode gives.
     data = (root / "im00.jpg").read_bytes()
-    (root / "cut_eoi.jpg").write_bytes(data[:data.index(b"\xff\xda")] + b"\xff\xd9")
+    (root / "cut_eoi.jpg").write_bytes(data[: data.index(b"\xff\xda")] + b"\xff\xd9")
     Image.open(src[13]).convert("RGB").save(root / "plain.png")
     Image.open(src[13]).convert("RGB").save(root / "png_named.jpg", "PNG")
     return root
@@ -93,7 +92,9 @@ def test_gpu_mode_matches_cpu_mode(scorer, folder: Path, tmp_path: Path) -> None
     a = tag_images(folder, tmp_path / "cpu.csv", scorer, batch_size=4, decode="cpu")
     b = tag_images(folder, tmp_path / "gpu.csv", scorer, batch_size=4, decode="gpu")
     assert read_jpeg(str(folder / "cut_eoi.jpg"), 10**9) is not None  # reaches decode_jpeg
-    assert read_jpeg(str(folder / "cmyk.jpg"), 10**9) is None and read_jpeg(str(folder / "png_named.jpg"), 10**9) is None
+    assert (
+        read_jpeg(str(folder / "cmyk.jpg"), 10**9) is None and read_jpeg(str(folder / "png_named.jpg"), 10**9) is None
+    )
     assert (a.items, a.rows, a.failed) == (b.items, b.rows, b.failed) == (17, 15, 2)
     ra, rb = rows(tmp_path / "cpu.csv"), rows(tmp_path / "gpu.csv")
     assert [r["path"] for r in ra] == [r["path"] for r in rb]
@@ -153,7 +154,7 @@ def test_batched_preprocessing_equals_one_by_one() -> None:
     gen = torch.Generator().manual_seed(0)
     sizes = [(90, 120), (120, 90), (90, 120), (64, 64), (90, 120), (300, 200)]
     images = [torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8) for h, w in sizes]
-    batched = pre.batch(images, group=True)                   # as on a GPU
+    batched = pre.batch(images, group=True)  # as on a GPU
     assert len(batched) == len(images)
     for image, got in zip(images, batched):
         torch.testing.assert_close(got, pre(image), rtol=0, atol=1e-5)

@@ -48,8 +48,17 @@ def odd_folder(root: Path, source: Path) -> dict[str, str]:
     root.mkdir(parents=True)
     rgb = Image.open(source).convert("RGB")
     expected = {}
-    for name, fmt in (("a.ppm", "PPM"), ("b.PGM", "PPM"), ("c.pbm", "PPM"), ("d.tga", "TGA"), ("e.ico", "ICO"),
-                      ("f.pcx", "PCX"), ("g.sgi", "SGI"), ("h.dds", "DDS"), ("i.jpeg", "JPEG")):
+    for name, fmt in (
+        ("a.ppm", "PPM"),
+        ("b.PGM", "PPM"),
+        ("c.pbm", "PPM"),
+        ("d.tga", "TGA"),
+        ("e.ico", "ICO"),
+        ("f.pcx", "PCX"),
+        ("g.sgi", "SGI"),
+        ("h.dds", "DDS"),
+        ("i.jpeg", "JPEG"),
+    ):
         image = rgb.convert("L") if name.lower().endswith((".pgm", ".pbm")) else rgb
         image = image.convert("1") if name.endswith(".pbm") else image
         image.save(root / name, fmt)
@@ -81,17 +90,35 @@ def test_discovery_finds_every_extension_pillow_opens_and_counts_the_rest(demo_s
     assert skipped == {".txt": 1, ".json": 1, "(none)": 2, ".mpg": 1}
 
 
-def test_odd_folder_through_the_real_cli_prints_a_few_lines_and_accounts_for_every_file(demo_split,
-                                                                                       tmp_path: Path) -> None:
+def test_odd_folder_through_the_real_cli_prints_a_few_lines_and_accounts_for_every_file(
+    demo_split, tmp_path: Path
+) -> None:
     expected = odd_folder(tmp_path / "odd", next(demo_split["images"].glob("*.png")))
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
-    args = [sys.executable, "-m", "hspnet_cli", "tag", str(tmp_path / "odd"), "--out", str(tmp_path / "t.csv"),
-            "--zero-shot", "-t", str(demo_split["taxonomy"]), "--clip-model", "hspnet-tiny", "--pretrained", "none",
-            "--workers", "1", "--device", "cpu"]
+    args = [
+        sys.executable,
+        "-m",
+        "hspnet_cli",
+        "tag",
+        str(tmp_path / "odd"),
+        "--out",
+        str(tmp_path / "t.csv"),
+        "--zero-shot",
+        "-t",
+        str(demo_split["taxonomy"]),
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-    assert done.returncode == 1, done.stderr                       # two files failed
+    assert done.returncode == 1, done.stderr  # two files failed
     assert len(lines) <= 6, "\n".join(lines)
     text = " ".join(" ".join(lines).split())
     assert "Truncated File Read" not in text and "Warning" not in text.replace("randomly initialised", "")
@@ -117,7 +144,7 @@ class CLevelWarning:
     libtiff warning cannot be provoked in this process: Pillow 13 replaces libtiff's handler
     when PIL is imported, and the test below checks that only in a process without PIL.)"""
 
-    MESSAGE = b"TIFFFetchNormalTag: Warning, ASCII value for tag \"Software\" does not end in null byte.\n"
+    MESSAGE = b'TIFFFetchNormalTag: Warning, ASCII value for tag "Software" does not end in null byte.\n'
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -150,10 +177,11 @@ def test_c_level_decoder_warnings_go_to_the_log_not_to_fd_2(demo_split, tmp_path
     err = capfd.readouterr().err
     assert summary.rows == 2 and "TIFFFetchNormalTag" not in err
     log = (tmp_path / "t.decode.log").read_text().splitlines()
-    assert any(line.startswith("chatty.tif\tstderr\tTIFFFetchNormalTag: Warning, ASCII value for tag")
-               for line in log), log
+    assert any(
+        line.startswith("chatty.tif\tstderr\tTIFFFetchNormalTag: Warning, ASCII value for tag") for line in log
+    ), log
     assert summary.decoder_images == 1 and summary.decoder_messages == len(log)
-    print("still on the terminal", file=sys.stderr)                # fd 2 was given back
+    print("still on the terminal", file=sys.stderr)  # fd 2 was given back
     assert "still on the terminal" in capfd.readouterr().err
 
 
@@ -165,7 +193,16 @@ def test_the_crafted_tiff_really_makes_libtiff_warn(tmp_path: Path) -> None:
     found = glob.glob(os.path.join(os.path.dirname(PIL.__file__), "..", "pillow.libs", "libtiff*.so*"))
     found = found or glob.glob("/usr/lib/*/libtiff.so*")
     assert found, "no libtiff shared library beside Pillow or in /usr/lib: cannot check the crafted file"
-    probe = subprocess.run([sys.executable, "-c", "import ctypes,sys; l=ctypes.CDLL(sys.argv[1]); "
-                            "l.TIFFOpen.restype=ctypes.c_void_p; l.TIFFOpen(sys.argv[2].encode(), b'r')",
-                            found[0], str(tmp_path / "chatty.tif")], capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ctypes,sys; l=ctypes.CDLL(sys.argv[1]); "
+            "l.TIFFOpen.restype=ctypes.c_void_p; l.TIFFOpen(sys.argv[2].encode(), b'r')",
+            found[0],
+            str(tmp_path / "chatty.tif"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "TIFFFetchNormalTag: Warning, ASCII value for tag" in probe.stderr, probe.stderr

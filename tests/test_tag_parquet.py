@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scaling_helpers import hspnet, pack_shards, read_parts, tiny_model  # noqa: F401 - fixture
 
 N_IMAGES = 40
@@ -39,11 +38,38 @@ def scorer(tiny_model):
 def cli_run(images, tiny_model, tmp_path_factory) -> dict:
     """The real CLI, once: parquet folder and the classic jsonl output of the same images."""
     base = tmp_path_factory.mktemp("pq-cli")
-    pq = hspnet("tag", str(images), "--checkpoint", str(tiny_model), "--format", "parquet", "--out", str(base / "pq"),
-                "--block-size", "16", "--workers", "0", "--device", "cpu", "--json")
-    js = hspnet("tag", str(images), "--checkpoint", str(tiny_model), "--format", "jsonl", "--out",
-                str(base / "tags.jsonl"), "--workers", "0", "--device", "cpu")
-    assert pq.returncode == 1 and js.returncode == 1, pq.stderr + js.stderr   # 1: one image failed
+    pq = hspnet(
+        "tag",
+        str(images),
+        "--checkpoint",
+        str(tiny_model),
+        "--format",
+        "parquet",
+        "--out",
+        str(base / "pq"),
+        "--block-size",
+        "16",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+    )
+    js = hspnet(
+        "tag",
+        str(images),
+        "--checkpoint",
+        str(tiny_model),
+        "--format",
+        "jsonl",
+        "--out",
+        str(base / "tags.jsonl"),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
+    assert pq.returncode == 1 and js.returncode == 1, pq.stderr + js.stderr  # 1: one image failed
     return {"pq": base / "pq", "jsonl": base / "tags.jsonl", "summary": json.loads(pq.stdout)}
 
 
@@ -55,7 +81,7 @@ def test_parts_schema_and_readers_agree_with_the_jsonl_engine(cli_run) -> None:
 
     folder = cli_run["pq"]
     parts = sorted(p.name for p in folder.glob("*.parquet"))
-    assert parts == [f"part-{i:06d}.parquet" for i in range(3)]          # 41 items / 16 per block
+    assert parts == [f"part-{i:06d}.parquet" for i in range(3)]  # 41 items / 16 per block
     schema = pq.read_schema(folder / parts[0])
     assert schema.names == ["key", "tags", "scores", "probs", "embedding"]
     assert schema.field("embedding").type == pa.list_(pa.float32(), 32)
@@ -68,8 +94,9 @@ def test_parts_schema_and_readers_agree_with_the_jsonl_engine(cli_run) -> None:
     # Three readers, one dataset.
     got = read_parts(folder)
     assert len(pd.read_parquet(folder)) == N_IMAGES
-    count, distinct = duckdb.sql(f"select count(*), count(distinct key) from read_parquet('{folder}/*.parquet')"
-                                 ).fetchall()[0]
+    count, distinct = duckdb.sql(
+        f"select count(*), count(distinct key) from read_parquet('{folder}/*.parquet')"
+    ).fetchall()[0]
     assert count == distinct == N_IMAGES
     rows = [json.loads(line) for line in cli_run["jsonl"].read_text().splitlines()]
     assert sorted(got) == sorted(r["path"] for r in rows)
@@ -82,15 +109,26 @@ def test_parts_schema_and_readers_agree_with_the_jsonl_engine(cli_run) -> None:
     for row in table:
         assert row["scores"] == sorted(row["scores"], reverse=True)
         assert all(s >= cut[t] for t, s in zip(row["tags"], row["scores"]))
-        assert [t for t, p in zip(manifest["labels"], row["probs"]) if p >= cut[t]] == sorted(row["tags"], key=manifest["labels"].index)
+        assert [t for t, p in zip(manifest["labels"], row["probs"]) if p >= cut[t]] == sorted(
+            row["tags"], key=manifest["labels"].index
+        )
 
 
 def test_downstream_commands_read_the_folder(cli_run, images, demo_split, tmp_path: Path) -> None:
     folder = cli_run["pq"]
     built = hspnet("index", "build", str(folder), "--out", str(tmp_path / "i.faiss"))
     assert built.returncode == 0, built.stderr
-    found = hspnet("search", str(tmp_path / "i.faiss"), "--like", "a/000001.png", "--k", "3", "--json",
-                   "--copy-to", str(tmp_path / "hits"))
+    found = hspnet(
+        "search",
+        str(tmp_path / "i.faiss"),
+        "--like",
+        "a/000001.png",
+        "--k",
+        "3",
+        "--json",
+        "--copy-to",
+        str(tmp_path / "hits"),
+    )
     assert found.returncode == 0, found.stderr
     assert len(list((tmp_path / "hits").iterdir())) == 3
     picked = hspnet("select", str(folder), "-n", "5", "--out", str(tmp_path / "sel.txt"))
@@ -114,12 +152,11 @@ def test_truncated_part_is_redone_and_finished_parts_are_kept(scorer, images, tm
     first = tag_source(images, out, scorer, block_size=8, progress=False)
     before = read_parts(out)
     part1, part2 = out / "part-000001.parquet", out / "part-000002.parquet"
-    part1.write_bytes(part1.read_bytes()[:part1.stat().st_size // 2])   # a copy cut short
-    part2.unlink()                                                       # killed before this block
+    part1.write_bytes(part1.read_bytes()[: part1.stat().st_size // 2])  # a copy cut short
+    part2.unlink()  # killed before this block
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p not in (part1,)}
     again = tag_source(images, out, scorer, block_size=8, progress=False)
-    assert first.blocks["done_now"] == 6 and again.blocks == {"total": 6, "done_before": 4, "done_now": 2,
-                                                              "missing": 0}
+    assert first.blocks["done_now"] == 6 and again.blocks == {"total": 6, "done_before": 4, "done_now": 2, "missing": 0}
     assert again.processed == 16
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name in stamps} == stamps
     after = read_parts(out)
@@ -134,8 +171,8 @@ def test_other_settings_refused_and_float16_embeddings(scorer, images, tmp_path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hspnet_cli.core.errors import UserError
     from hspnet_cli.cluster.source_run import tag_source
+    from hspnet_cli.core.errors import UserError
 
     out = tmp_path / "pq16"
     tag_source(images, out, scorer, block_size=64, dtype="float16", progress=False)
@@ -148,7 +185,7 @@ def test_webdataset_shards_by_brace_pattern(scorer, images, tmp_path: Path) -> N
     from hspnet_cli.cluster.source_run import tag_source
 
     files = sorted((images / "a").glob("0*.png"))
-    pack_shards(files, tmp_path / "shards", per_shard=7)                 # 20 images -> 3 shards
+    pack_shards(files, tmp_path / "shards", per_shard=7)  # 20 images -> 3 shards
     summary = tag_source(f"{tmp_path}/shards/{{000000..000002}}.tar", tmp_path / "pq", scorer, progress=False)
     assert (summary.rows, summary.failed, summary.blocks["total"]) == (20, 0, 3)
     got = read_parts(tmp_path / "pq")
@@ -157,12 +194,21 @@ def test_webdataset_shards_by_brace_pattern(scorer, images, tmp_path: Path) -> N
     for key, probs in got.items():
         np.testing.assert_allclose(probs, folder["a/" + key.split("#")[1]], atol=1e-6)
     manifest = json.loads((tmp_path / "pq" / "_manifest.json").read_text())
-    assert manifest["key_scheme"] == "SHARD#MEMBER" and manifest["fingerprint"]["images_dir"] == str(tmp_path /
-                                                                                                        "shards")
+    assert manifest["key_scheme"] == "SHARD#MEMBER" and manifest["fingerprint"]["images_dir"] == str(
+        tmp_path / "shards"
+    )
     # search --copy-to fetches a hit out of its shard.
     assert hspnet("index", "build", str(tmp_path / "pq"), "--out", str(tmp_path / "s.faiss")).returncode == 0
-    found = hspnet("search", str(tmp_path / "s.faiss"), "--like", "000001.tar#" + files[8].name, "--k", "2",
-                   "--copy-to", str(tmp_path / "hits"))
+    found = hspnet(
+        "search",
+        str(tmp_path / "s.faiss"),
+        "--like",
+        "000001.tar#" + files[8].name,
+        "--k",
+        "2",
+        "--copy-to",
+        str(tmp_path / "hits"),
+    )
     assert found.returncode == 0, found.stderr
     copied = sorted((tmp_path / "hits").iterdir())
     assert len(copied) == 2 and copied[0].read_bytes() in {f.read_bytes() for f in files}

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_tag_decode import huge_png_header
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagging.decode import open_rgb
 from hspnet_cli.tagging.run import tag_images
 from hspnet_cli.tagsfile.writer import TagWriter
-from test_tag_decode import huge_png_header
 
 GOOD = 14
 
@@ -101,8 +101,9 @@ def test_workers_give_identical_files(scorer, folder: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_resume_after_crash_matches_uninterrupted_run(scorer, folder: Path, tmp_path: Path, monkeypatch,
-                                                      fmt: str) -> None:
+def test_resume_after_crash_matches_uninterrupted_run(
+    scorer, folder: Path, tmp_path: Path, monkeypatch, fmt: str
+) -> None:
     ext = "." + fmt
     ref = tmp_path / f"ref{ext}"
     tag_images(folder, ref, scorer, batch_size=3, fmt=fmt)
@@ -172,9 +173,21 @@ def test_thresholds_file_stored_thresholds_and_top_k(scorer, folder: Path, tmp_p
     with pytest.raises(UserError, match="not both"):
         tag_images(folder, tmp_path / "u.csv", scorer, thresholds=tfile, threshold=0.5)
 
-    exported = ExportedScorer(**{k: getattr(scorer, k) for k in ("image_encoder", "label_features", "logit_scale",
-                                                                 "taxonomy", "image_size", "transform", "description")},
-                              thresholds=torch.tensor([0.0 if i == 5 else 1.0 for i in range(len(names))]))
+    exported = ExportedScorer(
+        **{
+            k: getattr(scorer, k)
+            for k in (
+                "image_encoder",
+                "label_features",
+                "logit_scale",
+                "taxonomy",
+                "image_size",
+                "transform",
+                "description",
+            )
+        },
+        thresholds=torch.tensor([0.0 if i == 5 else 1.0 for i in range(len(names))]),
+    )
     tag_images(folder, tmp_path / "e.csv", exported)
     assert {r["tags"] for r in rows(tmp_path / "e.csv")} == {names[5]}
     manifest = json.loads((tmp_path / "e.manifest.json").read_text())
@@ -211,8 +224,23 @@ def test_cli_tag(scorer, demo_split, folder: Path, tmp_path: Path, monkeypatch) 
     app = typer.Typer()
     app.command()(tag)
     app.command("noop")(lambda: None)
-    args = ["tag", str(folder), "--out", str(tmp_path / "tags.csv"), "--zero-shot", "-t", str(demo_split["taxonomy"]),
-            "--clip-model", "hspnet-tiny", "--pretrained", "none", "--workers", "0", "--device", "cpu"]
+    args = [
+        "tag",
+        str(folder),
+        "--out",
+        str(tmp_path / "tags.csv"),
+        "--zero-shot",
+        "-t",
+        str(demo_split["taxonomy"]),
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 1, result.output  # some images failed
     summary = json.loads(result.stdout)
@@ -267,8 +295,12 @@ def test_resume_after_kill_9(demo_split, folder: Path, tmp_path: Path) -> None:
     script.write_text(KILL_SCRIPT)
 
     def run(out: str, mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(demo_split["taxonomy"]), str(folder),
-                               str(tmp_path / out), mode], capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, str(script), str(demo_split["taxonomy"]), str(folder), str(tmp_path / out), mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     killed = run("k.csv", "kill")
     assert killed.returncode == -9, killed.stderr
@@ -280,21 +312,22 @@ def test_resume_after_kill_9(demo_split, folder: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_an_image_that_hangs_is_skipped_after_the_decode_timeout(scorer, folder: Path, tmp_path: Path,
-                                                                  workers: int) -> None:
+def test_an_image_that_hangs_is_skipped_after_the_decode_timeout(
+    scorer, folder: Path, tmp_path: Path, workers: int
+) -> None:
     import dataclasses
     import time
 
     from PIL import Image
-
     from test_tag_decode import SlowOn17px
 
     Image.new("RGB", (17, 17), (10, 200, 10)).save(folder / "sub" / "slow.png")
     slow = dataclasses.replace(scorer, transform=SlowOn17px(scorer.transform))
     start = time.monotonic()
-    summary = tag_images(folder, tmp_path / "t.csv", slow, workers=workers, batch_size=4, decode_timeout=0.5,
-                         progress=False)
-    assert time.monotonic() - start < 20                                  # never waited the 30 s
+    summary = tag_images(
+        folder, tmp_path / "t.csv", slow, workers=workers, batch_size=4, decode_timeout=0.5, progress=False
+    )
+    assert time.monotonic() - start < 20  # never waited the 30 s
     assert summary.rows == GOOD and summary.failed == 5
     failed = {r["path"]: r["error"] for r in rows(tmp_path / "t.failed.csv")}
     assert failed["sub/slow.png"].startswith("decoding took longer than 0.5 s (--decode-timeout)")
@@ -305,16 +338,15 @@ def test_a_dead_worker_is_a_clear_error_and_the_rerun_continues(scorer, folder: 
     import dataclasses
 
     from PIL import Image
-
     from test_tag_decode import KillWorkerOn19px
 
-    Image.new("RGB", (19, 19), (200, 10, 10)).save(folder / "zz_crash.png")     # sorted last
+    Image.new("RGB", (19, 19), (200, 10, 10)).save(folder / "zz_crash.png")  # sorted last
     crashing = dataclasses.replace(scorer, transform=KillWorkerOn19px(scorer.transform))
     out = tmp_path / "t.csv"
     with pytest.raises(UserError, match=r"an image-decoding worker died .* rerun the same command to continue"):
         tag_images(folder, out, crashing, workers=1, batch_size=4, progress=False)
     written = len(rows(out))
-    assert written > 0                                                  # earlier batches were kept
+    assert written > 0  # earlier batches were kept
     summary = tag_images(folder, out, scorer, workers=1, batch_size=4, progress=False)
     assert summary.resumed_from > 0 and summary.rows == GOOD + 1
     paths = [r["path"] for r in rows(out)]

@@ -10,6 +10,7 @@ import pytest
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import Taxonomy, TaxonomyError, list_builtin, load_label_list, load_taxonomy
 
+
 def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -44,14 +45,18 @@ def test_good_file_loads_with_order_prompts_and_groups(tmp_path: Path) -> None:
         # a label in no group
         ("labels: [cat, dog]\ngroups:\n  a: [cat]\n", "label 'dog' is in no group"),
         # a label in two groups (with the line of the second listing)
-        ("labels: [cat, dog]\ngroups:\n  a: [cat, dog]\n  b: [dog]\n",
-         "t.yaml:4: label 'dog' is in group 'b' and already in group 'a'"),
+        (
+            "labels: [cat, dog]\ngroups:\n  a: [cat, dog]\n  b: [dog]\n",
+            "t.yaml:4: label 'dog' is in group 'b' and already in group 'a'",
+        ),
         # empty group
         ("labels: [cat]\ngroups:\n  a: [cat]\n  b: []\n", "t.yaml:4: group 'b' is empty"),
         ("labels: [cat]\ngroups:\n  a: [cat]\n  b:\n", "group 'b' is empty"),
         # duplicate label
-        ("labels:\n- cat\n- dog\n- cat\ngroups:\n  a: [cat, dog]\n",
-         "t.yaml:4: label 'cat' is listed twice (first at line 2)"),
+        (
+            "labels:\n- cat\n- dog\n- cat\ngroups:\n  a: [cat, dog]\n",
+            "t.yaml:4: label 'cat' is listed twice (first at line 2)",
+        ),
         # labels differing only in case
         ("labels: [Cat, cat]\ngroups:\n  a: [Cat, cat]\n", "differs from label 'Cat' only in case"),
         # duplicate group (YAML would silently keep the last one)
@@ -111,9 +116,27 @@ def test_builtins_load_with_exact_counts(name: str) -> None:
 def test_builtin_label_order_is_exact() -> None:
     voc = load_taxonomy("voc")
     assert voc.label_names == [
-        "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-        "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-        "tvmonitor"]
+        "aeroplane",
+        "bicycle",
+        "bird",
+        "boat",
+        "bottle",
+        "bus",
+        "car",
+        "cat",
+        "chair",
+        "cow",
+        "diningtable",
+        "dog",
+        "horse",
+        "motorbike",
+        "person",
+        "pottedplant",
+        "sheep",
+        "sofa",
+        "train",
+        "tvmonitor",
+    ]
     assert voc.group_names == ["vehicles", "household", "animals", "person"]
     coco = load_taxonomy("coco")
     assert coco.label_names[:5] == ["person", "bicycle", "car", "motorcycle", "airplane"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import invoke
+
 from hspnet_cli.config import apply_overrides, load_preset
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.model.checkpoint import checkpoint_taxonomy, load_checkpoint, model_from_checkpoint
@@ -18,15 +18,23 @@ from hspnet_cli.train.loop import train
 
 
 def tiny(**changes):
-    base = {"model.clip_model": "hspnet-tiny", "model.pretrained": "none", "train.epochs": 2,
-            "train.schedule_epochs": None, "train.batch_size": 16, "train.num_workers": 0,
-            "train.lr": 1e-3, "train.gcn_lr": 5e-3}
+    base = {
+        "model.clip_model": "hspnet-tiny",
+        "model.pretrained": "none",
+        "train.epochs": 2,
+        "train.schedule_epochs": None,
+        "train.batch_size": 16,
+        "train.num_workers": 0,
+        "train.lr": 1e-3,
+        "train.gcn_lr": 5e-3,
+    }
     return apply_overrides(load_preset("official"), {**base, **changes})
 
 
 def run(demo_split, out: Path, config, **kw):
-    return train(demo_split["split"], demo_split["images"], out, config, taxonomy=demo_split["taxonomy"],
-                 device="cpu", **kw)
+    return train(
+        demo_split["split"], demo_split["images"], out, config, taxonomy=demo_split["taxonomy"], device="cpu", **kw
+    )
 
 
 def test_run_folder_checkpoints_and_metrics(demo_split, tmp_path: Path) -> None:
@@ -71,8 +79,9 @@ def test_bf16_autocast_path_trains_like_full_precision(demo_split, tmp_path: Pat
 
     full = run(demo_split, tmp_path / "fp32", tiny(**{"train.amp": "off", "train.epochs": 1}))
     half = run(demo_split, tmp_path / "bf16", tiny(**{"train.amp": "bf16", "train.epochs": 1}))
-    loss32, loss16 = (json.loads((r.out_dir / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
-                      for r in (full, half))
+    loss32, loss16 = (
+        json.loads((r.out_dir / "metrics.jsonl").read_text().splitlines()[0])["train_loss"] for r in (full, half)
+    )
     assert loss16 == pytest.approx(loss32, rel=0.05)
     assert 0 < half.best_map <= 1 and abs(half.best_map - full.best_map) < 0.1
     saved = torch.load(tmp_path / "bf16" / "best.ckpt", weights_only=True)
@@ -130,10 +139,34 @@ def test_bad_and_missing_images_are_named(demo_split, tmp_path: Path) -> None:
 
 
 def test_cli_train_json_and_resume_rules(demo_split, runner, tmp_path: Path) -> None:
-    args = ["train", "--split", demo_split["split"], "--images", demo_split["images"], "-t", demo_split["taxonomy"],
-            "--out", tmp_path / "run", "--clip-model", "hspnet-tiny", "--pretrained", "none", "--epochs", "1",
-            "--batch-size", "16", "--workers", "0", "--device", "cpu", "--set", "train.schedule_epochs=null",
-            "--set", "model.n_ctx=2", "--json"]
+    args = [
+        "train",
+        "--split",
+        demo_split["split"],
+        "--images",
+        demo_split["images"],
+        "-t",
+        demo_split["taxonomy"],
+        "--out",
+        tmp_path / "run",
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--set",
+        "train.schedule_epochs=null",
+        "--set",
+        "model.n_ctx=2",
+        "--json",
+    ]
     result = invoke(runner, *args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -151,15 +184,46 @@ def test_ddp_on_two_cpu_processes(demo_split, tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
-           "-m", "hspnet_cli", "--quiet", "train", "--split", str(demo_split["split"]),
-           "--images", str(demo_split["images"]), "-t", str(demo_split["taxonomy"]), "--out", str(out),
-           "--clip-model", "hspnet-tiny", "--pretrained", "none", "--epochs", "2", "--batch-size", "8",
-           "--workers", "0", "--device", "cpu", "--set", "train.schedule_epochs=null", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29513",
+        "-m",
+        "hspnet_cli",
+        "--quiet",
+        "train",
+        "--split",
+        str(demo_split["split"]),
+        "--images",
+        str(demo_split["images"]),
+        "-t",
+        str(demo_split["taxonomy"]),
+        "--out",
+        str(out),
+        "--clip-model",
+        "hspnet-tiny",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--set",
+        "train.schedule_epochs=null",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])  # rank 0 alone prints
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])  # rank 0 alone prints
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
     assert 0 < summary["best_val_map"] <= 1
     lines = (out / "metrics.jsonl").read_text().splitlines()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import invoke
+
 from hspnet_cli.config import list_presets
 from hspnet_cli.data.split_io import labels_sha256
 from hspnet_cli.model.checkpoint import best_record, epochs_done, load_checkpoint
@@ -20,8 +20,20 @@ RANDOM = "randomly initialised"
 
 
 def _train_args(demo_split, out: Path, *extra: str) -> list:
-    return ["train", "--split", demo_split["split"], "--images", demo_split["images"], "-t", demo_split["taxonomy"],
-            "--out", out, "--device", "cpu", *extra]
+    return [
+        "train",
+        "--split",
+        demo_split["split"],
+        "--images",
+        demo_split["images"],
+        "-t",
+        demo_split["taxonomy"],
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +42,10 @@ def an_run(demo_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("console") / "run"
     from typer.testing import CliRunner
 
-    result = invoke(CliRunner(), *_train_args(demo_split, out, "--preset", "demo", "--epochs", "3",
-                                              "--batch-size", "16", "--workers", "0"))
+    result = invoke(
+        CliRunner(),
+        *_train_args(demo_split, out, "--preset", "demo", "--epochs", "3", "--batch-size", "16", "--workers", "0"),
+    )
     assert result.exit_code == 0, result.output
     return {"out": out, "result": result, **demo_split}
 
@@ -98,8 +112,12 @@ def test_config_yaml_records_the_taxonomy_and_is_a_valid_config(an_run, runner, 
 
     assert groups_sha256(Taxonomy(tax.name, tax.labels, moved)) != recorded["groups_sha256"]
     # The run's config.yaml can be given back as --config (the taxonomy section is a record).
-    again = invoke(runner, *_train_args(an_run, tmp_path / "again", "--config", an_run["out"] / "config.yaml",
-                                        "--set", "train.epochs=1", "--json"))
+    again = invoke(
+        runner,
+        *_train_args(
+            an_run, tmp_path / "again", "--config", an_run["out"] / "config.yaml", "--set", "train.epochs=1", "--json"
+        ),
+    )
     assert again.exit_code == 0, again.output
 
 
@@ -115,8 +133,17 @@ def test_no_random_init_warning_for_a_trained_checkpoint(an_run, runner, tmp_pat
     out, val = an_run["out"], an_run["split"] / "val.csv"
     steps = {
         "eval": ["eval", "--checkpoint", out, "--data", val, "--images", an_run["images"]],
-        "calibrate": ["calibrate", "--checkpoint", out, "--data", val, "--images", an_run["images"],
-                      "-o", tmp_path / "t.json"],
+        "calibrate": [
+            "calibrate",
+            "--checkpoint",
+            out,
+            "--data",
+            val,
+            "--images",
+            an_run["images"],
+            "-o",
+            tmp_path / "t.json",
+        ],
         "export": ["export", "--checkpoint", out, "-o", tmp_path / "m.pt"],
         "tag": ["tag", an_run["images"], "--out", tmp_path / "tags.csv", "--checkpoint", out, "--workers", "0"],
         "index": ["index", "build", tmp_path / "tags.csv", "--out", tmp_path / "i.faiss"],
@@ -127,50 +154,154 @@ def test_no_random_init_warning_for_a_trained_checkpoint(an_run, runner, tmp_pat
         assert result.exit_code == 0, (name, result.output)
         assert RANDOM not in result.output, name
     # An untrained random model still says so.
-    zero = invoke(runner, "eval", "--zero-shot", "-t", an_run["taxonomy"], "--clip-model", "hspnet-tiny-rn",
-                  "--pretrained", "none", "--data", val, "--images", an_run["images"])
+    zero = invoke(
+        runner,
+        "eval",
+        "--zero-shot",
+        "-t",
+        an_run["taxonomy"],
+        "--clip-model",
+        "hspnet-tiny-rn",
+        "--pretrained",
+        "none",
+        "--data",
+        val,
+        "--images",
+        an_run["images"],
+    )
     assert zero.exit_code == 0 and RANDOM in " ".join(zero.output.split())
 
 
 def test_eval_says_why_f1_is_zero_and_uses_calibrated_thresholds(an_run, runner, tmp_path: Path) -> None:
     out, val = an_run["out"], an_run["split"] / "val.csv"
     # By default eval cuts at the thresholds training fitted on the (fully labelled) validation split.
-    fitted = json.loads(invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--json", "-").stdout)
+    fitted = json.loads(
+        invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--json", "-").stdout
+    )
     assert fitted["threshold_source"].startswith("calibrated per label") and fitted["cf1"] > 0
-    plain = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--threshold", "0.5",
-                   "--json", "-")
+    plain = invoke(
+        runner,
+        "eval",
+        "--checkpoint",
+        out,
+        "--data",
+        val,
+        "--images",
+        an_run["images"],
+        "--threshold",
+        "0.5",
+        "--json",
+        "-",
+    )
     data = json.loads(plain.stdout)
     # The AN loss leaves every probability far below 0.5: F1 is 0 there, and the report says why.
     assert data["threshold"] == 0.5 and data["cf1"] == 0 and "hspnet calibrate" in data["threshold_note"]
-    shown = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--threshold", "0.5")
+    shown = invoke(
+        runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"], "--threshold", "0.5"
+    )
     assert "no probability reaches 0.5" in " ".join(shown.stdout.split())
-    assert invoke(runner, "calibrate", "--checkpoint", out, "--data", val, "--images", an_run["images"],
-                  "-o", tmp_path / "t.json").exit_code == 0
-    with_file = json.loads(invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"],
-                                  "--thresholds", tmp_path / "t.json", "--json", "-").stdout)
+    assert (
+        invoke(
+            runner,
+            "calibrate",
+            "--checkpoint",
+            out,
+            "--data",
+            val,
+            "--images",
+            an_run["images"],
+            "-o",
+            tmp_path / "t.json",
+        ).exit_code
+        == 0
+    )
+    with_file = json.loads(
+        invoke(
+            runner,
+            "eval",
+            "--checkpoint",
+            out,
+            "--data",
+            val,
+            "--images",
+            an_run["images"],
+            "--thresholds",
+            tmp_path / "t.json",
+            "--json",
+            "-",
+        ).stdout
+    )
     assert with_file["cf1"] > 0 and with_file["threshold"] is None and "threshold_note" not in with_file
     assert set(with_file["thresholds"]) == set(data["per_class"])
     # An export that carries the calibrated thresholds is evaluated at them without being told.
-    assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt", "--thresholds", tmp_path / "t.json").exit_code == 0
-    exported = json.loads(invoke(runner, "eval", "--checkpoint", tmp_path / "m.pt", "--data", val, "--images", an_run["images"],
-                                 "--json", "-").stdout)
+    assert (
+        invoke(
+            runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt", "--thresholds", tmp_path / "t.json"
+        ).exit_code
+        == 0
+    )
+    exported = json.loads(
+        invoke(
+            runner,
+            "eval",
+            "--checkpoint",
+            tmp_path / "m.pt",
+            "--data",
+            val,
+            "--images",
+            an_run["images"],
+            "--json",
+            "-",
+        ).stdout
+    )
     assert exported["threshold_source"] == f"per-label thresholds of {tmp_path / 't.json'}"
     assert exported["cf1"] == pytest.approx(with_file["cf1"], abs=1e-6)
-    both = invoke(runner, "eval", "--checkpoint", out, "--data", val, "--images", an_run["images"],
-                  "--threshold", "0.1", "--thresholds", tmp_path / "t.json")
+    both = invoke(
+        runner,
+        "eval",
+        "--checkpoint",
+        out,
+        "--data",
+        val,
+        "--images",
+        an_run["images"],
+        "--threshold",
+        "0.1",
+        "--thresholds",
+        tmp_path / "t.json",
+    )
     assert both.exit_code == 2 and "not both" in both.stderr
 
 
 def test_demo_preset_one_epoch_short_schedule(demo_split, runner, tmp_path: Path) -> None:
     """90 training images at 18 a step: a 5-step OneCycle, whose warm-up torch would end at step
     0 (ZeroDivisionError); the run trains and writes its folder."""
-    result = invoke(runner, *_train_args(demo_split, tmp_path / "run", "--preset", "demo", "--epochs", "1",
-                                         "--batch-size", "18", "--workers", "0", "--json"))
+    result = invoke(
+        runner,
+        *_train_args(
+            demo_split,
+            tmp_path / "run",
+            "--preset",
+            "demo",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "18",
+            "--workers",
+            "0",
+            "--json",
+        ),
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["best_epoch"] == 1 and 0 < summary["best_val_map"] <= 1
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.ckpt", "config.yaml", "last.ckpt",
-                                                                    "metrics.jsonl", "thresholds.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.ckpt",
+        "config.yaml",
+        "last.ckpt",
+        "metrics.jsonl",
+        "thresholds.json",
+    ]
     assert load_checkpoint(tmp_path / "run" / "last.ckpt")["step"] == 5
 
 
@@ -181,8 +312,9 @@ def test_warmup_fraction_avoids_zero_length_phase() -> None:
         for pct in (0.1, 0.2, 0.25, 0.3, 0.5):
             p = torch.nn.Parameter(torch.zeros(1))
             opt = torch.optim.SGD([p], lr=0.1)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
-                                                        pct_start=warmup_fraction(pct, total))
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=0.1, total_steps=total, pct_start=warmup_fraction(pct, total)
+            )
             for _ in range(total):
                 opt.step()
                 sched.step()
@@ -192,14 +324,40 @@ def test_warmup_fraction_avoids_zero_length_phase() -> None:
 @pytest.mark.parametrize("size", [96, 32])
 def test_image_size_on_the_resnet_trains_and_is_used_downstream(demo_split, runner, tmp_path: Path, size) -> None:
     out = tmp_path / "run"
-    result = invoke(runner, *_train_args(demo_split, out, "--preset", "demo", "--epochs", "1", "--batch-size", "32",
-                                         "--workers", "0", "--image-size", str(size), "--json"))
+    result = invoke(
+        runner,
+        *_train_args(
+            demo_split,
+            out,
+            "--preset",
+            "demo",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--workers",
+            "0",
+            "--image-size",
+            str(size),
+            "--json",
+        ),
+    )
     assert result.exit_code == 0, result.output
     saved = load_checkpoint(out / "best.ckpt")
     grid = size // 32
     assert saved["model"]["visual.attnpool.positional_embedding"].shape[0] == grid * grid + 1
-    ev = invoke(runner, "eval", "--checkpoint", out, "--data", demo_split["split"] / "val.csv",
-                "--images", demo_split["images"], "--json", "-")
+    ev = invoke(
+        runner,
+        "eval",
+        "--checkpoint",
+        out,
+        "--data",
+        demo_split["split"] / "val.csv",
+        "--images",
+        demo_split["images"],
+        "--json",
+        "-",
+    )
     assert ev.exit_code == 0 and json.loads(ev.stdout)["image_size"] == size
     assert invoke(runner, "export", "--checkpoint", out, "-o", tmp_path / "m.pt").exit_code == 0
     from hspnet_cli.scoring.scorer import load_scorer
@@ -210,8 +368,10 @@ def test_image_size_on_the_resnet_trains_and_is_used_downstream(demo_split, runn
 
 def test_image_size_that_cannot_work_is_refused_before_any_folder(demo_split, runner, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = invoke(runner, *_train_args(demo_split, out, "--preset", "demo", "--epochs", "1", "--workers", "0",
-                                         "--image-size", "80"))
+    result = invoke(
+        runner,
+        *_train_args(demo_split, out, "--preset", "demo", "--epochs", "1", "--workers", "0", "--image-size", "80"),
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "multiple of 32" in result.stderr and "64, 96" in result.stderr
     assert not out.exists()
@@ -247,11 +407,27 @@ def test_thread_rule_and_override(demo_split, runner, tmp_path: Path, monkeypatc
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     before = torch.get_num_threads()
-    result = invoke(runner, *_train_args(demo_split, tmp_path / "a", "--preset", "demo", "--epochs", "1",
-                                         "--workers", "1", "--json"))
+    result = invoke(
+        runner,
+        *_train_args(demo_split, tmp_path / "a", "--preset", "demo", "--epochs", "1", "--workers", "1", "--json"),
+    )
     assert result.exit_code == 0 and json.loads(result.stdout)["threads"] == 1  # 2 cores - 1 worker
-    result = invoke(runner, *_train_args(demo_split, tmp_path / "b", "--preset", "demo", "--epochs", "1",
-                                         "--workers", "0", "--threads", "1", "--json"))
+    result = invoke(
+        runner,
+        *_train_args(
+            demo_split,
+            tmp_path / "b",
+            "--preset",
+            "demo",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+        ),
+    )
     assert result.exit_code == 0 and json.loads(result.stdout)["threads"] == 1
     assert torch.get_num_threads() == before  # the caller's setting is restored
     bad = invoke(runner, *_train_args(demo_split, tmp_path / "c", "--threads", "0"))
@@ -262,8 +438,19 @@ def test_tag_prints_periodic_lines_off_a_terminal(an_run, runner, tmp_path: Path
     from hspnet_cli.core.progress import LineProgress
 
     monkeypatch.setattr(LineProgress, "interval", 0.0)
-    result = invoke(runner, "tag", an_run["images"], "--out", tmp_path / "tags.csv", "--checkpoint", an_run["out"],
-                    "--workers", "0", "--batch-size", "40")
+    result = invoke(
+        runner,
+        "tag",
+        an_run["images"],
+        "--out",
+        tmp_path / "tags.csv",
+        "--checkpoint",
+        an_run["out"],
+        "--workers",
+        "0",
+        "--batch-size",
+        "40",
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("tagging: ")]
     assert [line.split()[1] for line in lines] == ["40/120", "80/120", "120/120"]

@@ -13,8 +13,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.taxonomy import LabelSpec, load_label_list, load_taxonomy, taxonomy_from_dict
-from hspnet_cli.taxonomy import wordnet_data
+from hspnet_cli.taxonomy import LabelSpec, load_label_list, load_taxonomy, taxonomy_from_dict, wordnet_data
 from hspnet_cli.taxonomy.wordnet_build import UNKNOWN_GROUP, build_wordnet_taxonomy, common_hypernym_name
 from hspnet_cli.taxonomy.wordnet_data import DEBIAN_WORDNET_DIR, LEXNAMES_TEXT
 
@@ -54,14 +53,14 @@ def ari_against(reference: str, n_groups: int | None = None) -> float:
 
 # --- getting a reader ---------------------------------------------------------------------------
 
+
 def _no_nltk_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on a machine where NLTK's data path has no WordNet (and undo path registrations)."""
     monkeypatch.setattr(wordnet_data, "_nltk_corpus_root", lambda: None)
     monkeypatch.setattr(wordnet_data.nltk.data, "path", list(nltk.data.path))
 
 
-def test_missing_wordnet_error_names_both_ways_to_install(monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
+def test_missing_wordnet_error_names_both_ways_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _no_nltk_corpus(monkeypatch)
     monkeypatch.setenv("HSPNET_WORDNET_DIR", str(tmp_path / "no-such-folder"))
     monkeypatch.setenv("HSPNET_CACHE", str(tmp_path / "cache"))
@@ -121,10 +120,24 @@ def test_debian_folder_missing_files_is_a_user_error(monkeypatch: pytest.MonkeyP
 
 # --- resolving labels ---------------------------------------------------------------------------
 
+
 def test_multiword_plural_and_compound_labels_resolve(wordnet: object) -> None:
-    labels = [*specs("traffic light", "tennis racket", "hot dog", "fire hydrant", "birds", "boats",
-                     "whales", "swimmers", "sports ball", "wine glass"),
-              LabelSpec("diningtable"), LabelSpec("pottedplant")]
+    labels = [
+        *specs(
+            "traffic light",
+            "tennis racket",
+            "hot dog",
+            "fire hydrant",
+            "birds",
+            "boats",
+            "whales",
+            "swimmers",
+            "sports ball",
+            "wine glass",
+        ),
+        LabelSpec("diningtable"),
+        LabelSpec("pottedplant"),
+    ]
     _, report = build_wordnet_taxonomy(labels, n_groups=3)
     got = {r.label: (r.synset, r.method) for r in report.labels}
     assert got["traffic light"] == ("traffic_light.n.01", "exact")
@@ -150,8 +163,10 @@ def test_senses_follow_the_context(wordnet: object) -> None:
     assert coco["hot dog"] == "hotdog.n.02"  # the food, not the show-off
     assert coco["banana"] == "banana.n.02" and coco["cake"] == "cake.n.03"  # food, not plant or soap
     assert coco["horse"] == "horse.n.01" and coco["bird"] == "bird.n.01"
-    computing = {r.label: r.synset for r in build_wordnet_taxonomy(
-        specs("keyboard", "laptop", "mouse", "printer"), n_groups=2)[1].labels}
+    computing = {
+        r.label: r.synset
+        for r in build_wordnet_taxonomy(specs("keyboard", "laptop", "mouse", "printer"), n_groups=2)[1].labels
+    }
     assert computing["mouse"] == "mouse.n.04"
     _, report = build_wordnet_taxonomy(specs("dog", "cat", "mouse"), n_groups=2)
     animals = {r.label: r.synset for r in report.labels}
@@ -184,6 +199,7 @@ def test_unknown_labels_are_reported_and_grouped_visibly(wordnet: object) -> Non
 
 
 # --- the taxonomy -------------------------------------------------------------------------------
+
 
 def test_label_order_prompts_and_synsets_are_kept(wordnet: object) -> None:
     labels = load_label_list("voc")
@@ -243,9 +259,11 @@ def test_build_is_deterministic(wordnet: object) -> None:
 def test_build_is_the_same_in_another_process(wordnet: object) -> None:
     """No set or hash order leaks into the result (string hashing differs between processes)."""
     here, _ = build_wordnet_taxonomy(load_label_list("voc"), n_groups=4)
-    code = ("from hspnet_cli.taxonomy import load_label_list\n"
-            "from hspnet_cli.taxonomy.wordnet_build import build_wordnet_taxonomy\n"
-            "print(build_wordnet_taxonomy(load_label_list('voc'), n_groups=4)[0].to_yaml())")
+    code = (
+        "from hspnet_cli.taxonomy import load_label_list\n"
+        "from hspnet_cli.taxonomy.wordnet_build import build_wordnet_taxonomy\n"
+        "print(build_wordnet_taxonomy(load_label_list('voc'), n_groups=4)[0].to_yaml())"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == here.to_yaml().strip()
@@ -321,11 +339,12 @@ def test_low_confidence_choices_are_listed_by_name_and_can_be_pinned(everyday, w
 
 
 def test_cli_build_names_the_uncertain_labels(wordnet: object, tmp_path: Path) -> None:
+    from conftest import invoke
     from typer.testing import CliRunner
 
-    from conftest import invoke
-
-    result = invoke(CliRunner(), "taxonomy", "build", "--wordnet", EVERYDAY, "--groups", "8", "-o", tmp_path / "wn.yaml")
+    result = invoke(
+        CliRunner(), "taxonomy", "build", "--wordnet", EVERYDAY, "--groups", "8", "-o", tmp_path / "wn.yaml"
+    )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "chose their WordNet sense by a narrow margin" in text and "octopus = octopus.n.02" in text
@@ -351,14 +370,16 @@ def test_count_goes_to_splitting_the_largest_group_not_to_a_lone_label(wordnet: 
 
 def test_a_label_kin_to_nothing_keeps_its_own_group(wordnet: object) -> None:
     """A car among animals shares only "whole" with them: no group is its home, it stays alone."""
-    taxonomy, report = build_wordnet_taxonomy(specs(*"dog cat horse cow lion sheep eagle owl parrot duck pigeon car"
-                                                    .split()), n_groups=3)
+    taxonomy, report = build_wordnet_taxonomy(
+        specs(*"dog cat horse cow lion sheep eagle owl parrot duck pigeon car".split()), n_groups=3
+    )
     assert taxonomy.groups[taxonomy.group_of()["car"]] == ["car"] and "car" not in report.attached
 
 
 def test_octopus_is_the_animal_among_animals(wordnet: object) -> None:
     taxonomy, report = build_wordnet_taxonomy(
-        specs(*"dog cat horse eagle owl octopus crab lobster jellyfish pizza bread cheese".split()), n_groups=3)
+        specs(*"dog cat horse eagle owl octopus crab lobster jellyfish pizza bread cheese".split()), n_groups=3
+    )
     owner = taxonomy.group_of()
     got = {r.label: r for r in report.labels}
     assert got["octopus"].synset == "octopus.n.02" and owner["octopus"] == owner["crab"] != owner["pizza"]

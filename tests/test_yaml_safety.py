@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 from typer.testing import CliRunner
 
-from conftest import invoke
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy import list_builtin, load_label_list, load_taxonomy
 
@@ -33,18 +33,25 @@ READERS = {
     "label list": "from hspnet_cli.taxonomy import load_label_list as f; f(P)",
     "config": "from hspnet_cli.config import load_config as f; f(P)",
     "split.yaml": "from hspnet_cli.data import read_split_yaml as f; f(Path(P).parent)",
-    "--set": ("from hspnet_cli.commands.train_cmd import _parse_set as f;"
-              "f(['model.n_ctx=' + Path(P).read_text()])"),
+    "--set": ("from hspnet_cli.commands.train_cmd import _parse_set as f;f(['model.n_ctx=' + Path(P).read_text()])"),
 }
 
 
 def _run_bounded(code: str, path: Path, limit_s: float = 60.0) -> tuple[float, subprocess.CompletedProcess]:
-    program = ("import sys; from pathlib import Path; from hspnet_cli.core.errors import UserError\nP = sys.argv[1]\n"
-               f"try:\n    {code}\nexcept UserError as exc:\n    print(exc, file=sys.stderr); sys.exit(2)\n")
+    program = (
+        "import sys; from pathlib import Path; from hspnet_cli.core.errors import UserError\nP = sys.argv[1]\n"
+        f"try:\n    {code}\nexcept UserError as exc:\n    print(exc, file=sys.stderr); sys.exit(2)\n"
+    )
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True,
-                              timeout=limit_s, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        done = subprocess.run(
+            [sys.executable, "-c", program, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=limit_s,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"reading an alias bomb ran past {limit_s:.0f} s: it is expanded, not refused")
     return time.perf_counter() - start, done
@@ -70,9 +77,14 @@ def test_the_taxonomy_command_refuses_a_bomb_through_the_cli(tmp_path: Path) -> 
     path.write_text(billion_laughs(9))
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "hspnet_cli", "taxonomy", "validate", str(path)],
-                              capture_output=True, text=True, timeout=90, cwd=ROOT,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "300"})
+        done = subprocess.run(
+            [sys.executable, "-m", "hspnet_cli", "taxonomy", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "300"},
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("hspnet taxonomy validate on a 1 KB alias bomb ran past 90 s")
     assert time.perf_counter() - start < 45
@@ -87,11 +99,14 @@ def test_small_legitimate_aliases_still_load(tmp_path: Path) -> None:
     assert tax.label_names == ["cat", "dog", "bird"] and tax.groups == {"animals": ["cat", "dog", "bird"]}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("labels: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
-    ("labels: &a [cat, *a]\n", "refers to itself"),
-    ("labels: [cat]\ngroups: !!python/object/apply:os.system [echo hi]\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("labels: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+        ("labels: &a [cat, *a]\n", "refers to itself"),
+        ("labels: [cat]\ngroups: !!python/object/apply:os.system [echo hi]\n", "not valid YAML"),
+    ],
+)
 def test_deep_recursive_and_unsafe_yaml_are_one_line(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(text)
@@ -133,10 +148,15 @@ def test_errors_about_big_values_stay_short(runner: CliRunner, tmp_path: Path) -
 
 # --- JSON taxonomies (issue 10) -------------------------------------------------------------------
 
+
 def test_a_json_taxonomy_loads_with_line_numbers(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "t.json"
-    path.write_text(json.dumps({"name": "j", "labels": ["cat", {"name": "dog", "prompt": "a dog"}],
-                                "groups": {"animals": ["cat", "dog"]}}, indent=2))
+    path.write_text(
+        json.dumps(
+            {"name": "j", "labels": ["cat", {"name": "dog", "prompt": "a dog"}], "groups": {"animals": ["cat", "dog"]}},
+            indent=2,
+        )
+    )
     tax = load_taxonomy(path)
     assert tax.label_names == ["cat", "dog"] and tax.labels[1].prompt == "a dog"
     assert load_label_list(path)[0].name == "cat"
@@ -156,6 +176,7 @@ def test_a_json_taxonomy_loads_with_line_numbers(runner: CliRunner, tmp_path: Pa
 
 
 # --- label names that make ';' lists ambiguous ----------------------------------------------------
+
 
 @pytest.mark.parametrize("name, shown", [("rock;roll", "';'"), ("tab\\there", "tab"), ("new\\nline", "line break")])
 def test_label_names_with_the_tags_separator_are_refused_at_load(tmp_path: Path, name: str, shown: str) -> None:

@@ -35,9 +35,18 @@ import sys
 import time
 from pathlib import Path
 
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1440,900"]
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,900",
+]
 
 
 STAGE_SECONDS: dict[str, float] = {}
@@ -68,14 +77,29 @@ def browser(profile: Path):  # type: ignore[no-untyped-def]
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
-def annotate_round(out: Path, args: list[object], truth: dict[str, list[str]], rng: random.Random,
-                   screenshot: Path | None = None) -> dict:
+def annotate_round(
+    out: Path, args: list[object], truth: dict[str, list[str]], rng: random.Random, screenshot: Path | None = None
+) -> dict:
     """Serve ``hspnet annotate ARGS``, answer every image from the ground truth, stop the server."""
     from selenium.webdriver.common.by import By
 
     start = time.monotonic()
-    server = subprocess.Popen([sys.executable, "-m", "hspnet_cli", "annotate", *map(str, args), "--port", "0",
-                               "--json", "--annotator", "scripted"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hspnet_cli",
+            "annotate",
+            *map(str, args),
+            "--port",
+            "0",
+            "--json",
+            "--annotator",
+            "scripted",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     text = ""
     while not text.rstrip().endswith("}"):
         line = server.stdout.readline()
@@ -121,8 +145,11 @@ def annotate_round(out: Path, args: list[object], truth: dict[str, list[str]], r
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
     STAGE_SECONDS["annotate"] = round(STAGE_SECONDS.get("annotate", 0) + time.monotonic() - start, 1)
-    return {"answered": answered, "by_number_key": keyed,
-            "answer_to_next_image_ms_median": round(statistics.median(timings), 1) if timings else None}
+    return {
+        "answered": answered,
+        "by_number_key": keyed,
+        "answer_to_next_image_ms_median": round(statistics.median(timings), 1) if timings else None,
+    }
 
 
 def main() -> None:
@@ -144,7 +171,7 @@ def main() -> None:
         rows = list(csv.DictReader(fh))
     truth = {row["image"]: [n for n in row["labels"].split(";") if n] for row in rows}
     labelled = [img for img in sorted(truth) if truth[img]]
-    first, second = labelled[:opts.annotate], labelled[opts.annotate:opts.annotate + opts.round2]
+    first, second = labelled[: opts.annotate], labelled[opts.annotate : opts.annotate + opts.round2]
     held_out = [img for img in sorted(truth) if img not in set(first) | set(second)]
     (out / "first.txt").write_text("# round 1\n" + "\n".join(first) + "\n")
     (out / "second.txt").write_text("# round 2\n" + "\n".join(second) + "\n")
@@ -155,24 +182,85 @@ def main() -> None:
 
     taxonomy, images, log = world / "taxonomy.yaml", world / "images", out / "labels.jsonl"
     summary: dict = {"world_images": len(truth), "held_out_test_images": len(held_out)}
-    summary["round1"] = annotate_round(out, [images, "-t", taxonomy, "-o", log, "--order", out / "first.txt",
-                                             "--only-listed"], truth, rng)
-    hspnet("split", log, "-t", taxonomy, "-o", out / "split", "--val-fraction", "0.2", "--test", out / "test.csv",
-           "--overwrite")
-    trained = json.loads(hspnet("train", "--split", out / "split", "--images", images, "--out", out / "run",
-                                "--preset", "demo", "--epochs", opts.epochs, "--workers", "0", "--overwrite",
-                                "--json"))
-    test = json.loads(hspnet("eval", "--checkpoint", out / "run", "--data", out / "split" / "test.csv",
-                             "--images", images, "--json", "-"))
-    hspnet("tag", images, "--out", out / "tags" / "tags.csv", "--checkpoint", out / "run", "--workers", "0",
-           "--overwrite", "--top-k", "3")
-    summary["train"] = {"best_val_map": trained.get("best_val_map", trained.get("best", {})),
-                        "test_map": test.get("mAP", test.get("map"))}
+    summary["round1"] = annotate_round(
+        out, [images, "-t", taxonomy, "-o", log, "--order", out / "first.txt", "--only-listed"], truth, rng
+    )
+    hspnet(
+        "split",
+        log,
+        "-t",
+        taxonomy,
+        "-o",
+        out / "split",
+        "--val-fraction",
+        "0.2",
+        "--test",
+        out / "test.csv",
+        "--overwrite",
+    )
+    trained = json.loads(
+        hspnet(
+            "train",
+            "--split",
+            out / "split",
+            "--images",
+            images,
+            "--out",
+            out / "run",
+            "--preset",
+            "demo",
+            "--epochs",
+            opts.epochs,
+            "--workers",
+            "0",
+            "--overwrite",
+            "--json",
+        )
+    )
+    test = json.loads(
+        hspnet(
+            "eval", "--checkpoint", out / "run", "--data", out / "split" / "test.csv", "--images", images, "--json", "-"
+        )
+    )
+    hspnet(
+        "tag",
+        images,
+        "--out",
+        out / "tags" / "tags.csv",
+        "--checkpoint",
+        out / "run",
+        "--workers",
+        "0",
+        "--overwrite",
+        "--top-k",
+        "3",
+    )
+    summary["train"] = {
+        "best_val_map": trained.get("best_val_map", trained.get("best", {})),
+        "test_map": test.get("mAP", test.get("map")),
+    }
     summary["tagged_rows"] = sum(1 for _ in open(out / "tags" / "tags.csv")) - 1
     if second:
-        summary["round2"] = annotate_round(out, [images, "-t", taxonomy, "-o", log, "--order", out / "second.txt",
-                                                 "--only-listed", "--checkpoint", out / "run" / "best.ckpt",
-                                                 "--device", "cpu"], truth, rng, out / "annotate-page.png")
+        summary["round2"] = annotate_round(
+            out,
+            [
+                images,
+                "-t",
+                taxonomy,
+                "-o",
+                log,
+                "--order",
+                out / "second.txt",
+                "--only-listed",
+                "--checkpoint",
+                out / "run" / "best.ckpt",
+                "--device",
+                "cpu",
+            ],
+            truth,
+            rng,
+            out / "annotate-page.png",
+        )
         events = [json.loads(line) for line in log.read_text().splitlines()[1:]]
         ranked = [e for e in events if e.get("rank") is not None]
         ranks = [e["rank"] for e in ranked]

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.tagging.image_io import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
 from hspnet_cli.sources.discover import is_image_name
+from hspnet_cli.tagging.image_io import DEFAULT_MAX_PIXELS, DecodeError, open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,15 @@ class Preparer:
         max_pixels: Decompression-bomb guard, as in ``hspnet tag``.
     """
 
-    def __init__(self, images_dir: str | Path, scorer: Any = None, max_side: int = 1024, cache_items: int = 64,
-                 workers: int = 2, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        images_dir: str | Path,
+        scorer: Any = None,
+        max_side: int = 1024,
+        cache_items: int = 64,
+        workers: int = 2,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.root = os.path.realpath(images_dir)
         self.scorer = scorer
         self.max_side = max_side

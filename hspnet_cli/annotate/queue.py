@@ -18,9 +18,9 @@ import heapq
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.names import CONTROL_KEY, LeftOut
@@ -37,8 +37,13 @@ class Lease:
     expires: float
 
 
-def build_order(images_dir: str | Path, order_file: str | Path | None = None, only_listed: bool = False,
-                left_out: LeftOut | None = None, exclude: tuple[str | Path, ...] = ()) -> PathList:
+def build_order(
+    images_dir: str | Path,
+    order_file: str | Path | None = None,
+    only_listed: bool = False,
+    left_out: LeftOut | None = None,
+    exclude: tuple[str | Path, ...] = (),
+) -> PathList:
     """The queue order: the ``order_file`` paths (file order), then the folder's other images;
     images named by an ``exclude`` list (e.g. hspnet dedup's non-keepers) are left out of both.
 
@@ -87,17 +92,22 @@ class WorkQueue:
         clock: Monotonic time source (tests pass a fake one).
     """
 
-    def __init__(self, order: PathList, is_done: Callable[[str], bool], lease_seconds: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        order: PathList,
+        is_done: Callable[[str], bool],
+        lease_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.order = order
         self.is_done = is_done
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.lock = threading.RLock()
-        self._cursor = 0                       # every position before it is done, leased or in _returned
-        self._returned: list[int] = []         # positions whose lease expired or was released (a heap)
-        self._leases: dict[str, Lease] = {}    # image -> lease
-        self._position: dict[str, int] = {}    # image -> position, for images leased at least once
+        self._cursor = 0  # every position before it is done, leased or in _returned
+        self._returned: list[int] = []  # positions whose lease expired or was released (a heap)
+        self._leases: dict[str, Lease] = {}  # image -> lease
+        self._position: dict[str, int] = {}  # image -> position, for images leased at least once
         # Done before this run: one pass over the paths now, so counting later never walks them again.
         self._done_at_start = sum(1 for image in order if is_done(image))
 

@@ -8,9 +8,10 @@ import re
 import secrets
 import socket
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hspnet_cli.annotate.prepare import Preparer
 from hspnet_cli.annotate.queue import WorkQueue, build_order
@@ -78,8 +79,10 @@ def check_options(options: AnnotateOptions) -> str:
     if options.lease_seconds < 5:
         raise UserError(f"--lease-seconds {options.lease_seconds}: choose at least 5 seconds")
     if not is_loopback(options.host) and not options.allow_remote:
-        raise UserError(f"--host {options.host} would let other machines reach the images and the labels; "
-                        "add --allow-remote if you mean it (the token is then the only protection)")
+        raise UserError(
+            f"--host {options.host} would let other machines reach the images and the labels; "
+            "add --allow-remote if you mean it (the token is then the only protection)"
+        )
     return token
 
 
@@ -93,8 +96,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_session(images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, options: AnnotateOptions,
-                 token: str) -> AnnotateSession:
+def open_session(
+    images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, options: AnnotateOptions, token: str
+) -> AnnotateSession:
     """The log opened (or continued), the queue ordered and the preparer ready."""
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: images folder not found; pass the folder that holds the images")
@@ -103,15 +107,23 @@ def open_session(images_dir: Path, taxonomy: Taxonomy, out: Path, scorer: Any, o
         left_out = LeftOut(str(images_dir))
         order = build_order(images_dir, options.order, options.only_listed, left_out, options.exclude)
         queue = WorkQueue(order, store.is_done, lease_seconds=options.lease_seconds)
-        preparer = Preparer(images_dir, scorer, max_side=options.max_side,
-                            cache_items=max(32, 8 * (options.prefetch + 1)))
+        preparer = Preparer(
+            images_dir, scorer, max_side=options.max_side, cache_items=max(32, 8 * (options.prefetch + 1))
+        )
     except BaseException:
         store.close()
         raise
-    return AnnotateSession(store=store, queue=queue, preparer=preparer, token=token,
-                           annotator=options.annotator, top_k=options.top_k, prefetch=options.prefetch,
-                           suggester=None if scorer is None else scorer.description,
-                           left_out=dict(left_out.counts))
+    return AnnotateSession(
+        store=store,
+        queue=queue,
+        preparer=preparer,
+        token=token,
+        annotator=options.annotator,
+        top_k=options.top_k,
+        prefetch=options.prefetch,
+        suggester=None if scorer is None else scorer.description,
+        left_out=dict(left_out.counts),
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -127,15 +139,22 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
-                        "(0 picks a free one)") from None
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port (0 picks a free one)"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
 
 
-def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: Any = None,
-          options: AnnotateOptions | None = None, on_ready: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def serve(
+    images_dir: str | Path,
+    taxonomy: Taxonomy,
+    out: str | Path,
+    scorer: Any = None,
+    options: AnnotateOptions | None = None,
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run the annotation server until interrupted; return the final status.
 
     Args:
@@ -157,15 +176,27 @@ def serve(images_dir: str | Path, taxonomy: Taxonomy, out: str | Path, scorer: A
     url = f"http://{shown_host}:{port}/?token={token}"
     status = session.store.status(len(session.queue))
     if on_ready is not None:
-        on_ready({"url": url, "token": token, "host": options.host, "port": port, "labels_log": str(out),
-                  "total": status["total"], "labelled": status["labelled"], "skipped": status["skipped"],
-                  # not last: scripts read the printed JSON up to the first line ending in '}'
-                  "left_out": session.left_out,
-                  "suggester": session.suggester, "remote": not is_loopback(options.host)})
+        on_ready(
+            {
+                "url": url,
+                "token": token,
+                "host": options.host,
+                "port": port,
+                "labels_log": str(out),
+                "total": status["total"],
+                "labelled": status["labelled"],
+                "skipped": status["skipped"],
+                # not last: scripts read the printed JSON up to the first line ending in '}'
+                "left_out": session.left_out,
+                "suggester": session.suggester,
+                "remote": not is_loopback(options.host),
+            }
+        )
     if options.open_browser:
         webbrowser.open(url)
-    config = uvicorn.Config(build_app(session), log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        build_app(session), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3
+    )
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

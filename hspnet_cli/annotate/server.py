@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -94,8 +94,11 @@ class TokenGuard:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = query.get("token", [""])[0].encode("latin-1", "replace")
         if not hmac.compare_digest(given, self.token):
-            response = PlainTextResponse("403: this hspnet annotate session needs its token (open the URL the "
-                                         "server printed)", status_code=403, headers=SECURITY_HEADERS)
+            response = PlainTextResponse(
+                "403: this hspnet annotate session needs its token (open the URL the server printed)",
+                status_code=403,
+                headers=SECURITY_HEADERS,
+            )
             await response(scope, receive, send)
             return
 
@@ -103,15 +106,18 @@ class TokenGuard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-                            if k.lower().encode() not in present]
+                headers += [
+                    (k.lower().encode(), v.encode())
+                    for k, v in SECURITY_HEADERS.items()
+                    if k.lower().encode() not in present
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _static(name: str) -> str:
     return resources.files("hspnet_cli.annotate").joinpath("static", name).read_text(encoding="utf-8")
 
@@ -120,13 +126,24 @@ def _item(session: AnnotateSession, prepared: Prepared) -> dict[str, Any]:
     """One image as the page needs it: where to load it, its size and its suggestions."""
     tax = session.store.taxonomy
     group_of = session.group_of
-    out: dict[str, Any] = {"image": prepared.image, "src": "/img/" + quote(prepared.image), "error": prepared.error,
-                           "size": prepared.size, "suggestions": []}
+    out: dict[str, Any] = {
+        "image": prepared.image,
+        "src": "/img/" + quote(prepared.image),
+        "error": prepared.error,
+        "size": prepared.size,
+        "suggestions": [],
+    }
     if prepared.ranking is not None and prepared.scores is not None:
         names = tax.label_names
-        out["suggestions"] = [{"label": names[i], "group": group_of[names[i]], "rank": r + 1,
-                               "score": round(float(prepared.scores[i]), 4)}
-                              for r, i in enumerate(prepared.ranking[:session.top_k])]
+        out["suggestions"] = [
+            {
+                "label": names[i],
+                "group": group_of[names[i]],
+                "rank": r + 1,
+                "score": round(float(prepared.scores[i]), 4),
+            }
+            for r, i in enumerate(prepared.ranking[: session.top_k])
+        ]
     return out
 
 
@@ -171,11 +188,19 @@ def build_app(session: AnnotateSession) -> Any:
 
     async def config(request: Request) -> Response:
         tax = session.store.taxonomy
-        return JSONResponse({"taxonomy": tax.name, "labels": tax.label_names,
-                             "groups": [{"name": g, "labels": members} for g, members in tax.groups.items()],
-                             "suggester": session.suggester, "top_k": session.top_k, "prefetch": session.prefetch,
-                             "annotator": session.annotator, "total": len(session.queue),
-                             "left_out": session.left_out})
+        return JSONResponse(
+            {
+                "taxonomy": tax.name,
+                "labels": tax.label_names,
+                "groups": [{"name": g, "labels": members} for g, members in tax.groups.items()],
+                "suggester": session.suggester,
+                "top_k": session.top_k,
+                "prefetch": session.prefetch,
+                "annotator": session.annotator,
+                "total": len(session.queue),
+                "left_out": session.left_out,
+            }
+        )
 
     def next_items(request_data: dict[str, Any]) -> dict[str, Any]:
         client = req.client(request_data)
@@ -203,18 +228,27 @@ def build_app(session: AnnotateSession) -> Any:
         # another tab, or an image never handed out, is a conflict (two answers, last one wins).
         owner = session.queue.owner(image)
         if owner != client:
-            raise UserError(f"{image} is not leased to this tab" + (" (another tab has it)" if owner else
-                            " (its lease expired or it was answered); ask for the next images again"))
+            raise UserError(
+                f"{image} is not leased to this tab"
+                + (
+                    " (another tab has it)"
+                    if owner
+                    else " (its lease expired or it was answered); ask for the next images again"
+                )
+            )
         if kind != "skip":  # an image that cannot be shown (a link out of the folder, a dangling one) is skipped
             try:
                 safe_image_path(session.preparer.root, image)
             except (UnsafePath, FileNotFoundError):
-                raise UserError(f"{image}: cannot be shown (not a readable image inside the folder); skip it") \
-                    from None
-        rank = _rank_of(session, image, label) if kind == "answer" and label in session.store.taxonomy.label_names \
+                raise UserError(f"{image}: cannot be shown (not a readable image inside the folder); skip it") from None
+        rank = (
+            _rank_of(session, image, label)
+            if kind == "answer" and label in session.store.taxonomy.label_names
             else None
-        event = session.store.record(kind, image, label=label, rank=rank, seconds=seconds, annotator=annotator,
-                                     client=client)
+        )
+        event = session.store.record(
+            kind, image, label=label, rank=rank, seconds=seconds, annotator=annotator, client=client
+        )
         session.queue.finish(client, image)
         return {"seq": event["seq"], "event": event}
 
@@ -259,10 +293,17 @@ def build_app(session: AnnotateSession) -> Any:
     async def image(request: Request) -> Response:
         return await run_in_threadpool(image_bytes, request.path_params["path"])
 
-    routes = [Route("/", page), Route("/static/{name}", static), Route("/api/config", config),
-              Route("/api/next", api_next, methods=["POST"]), Route("/api/answer", api_answer, methods=["POST"]),
-              Route("/api/undo", api_undo, methods=["POST"]), Route("/api/release", api_release, methods=["POST"]),
-              Route("/api/status", api_status), Route("/img/{path:path}", image)]
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", static),
+        Route("/api/config", config),
+        Route("/api/next", api_next, methods=["POST"]),
+        Route("/api/answer", api_answer, methods=["POST"]),
+        Route("/api/undo", api_undo, methods=["POST"]),
+        Route("/api/release", api_release, methods=["POST"]),
+        Route("/api/status", api_status),
+        Route("/img/{path:path}", image),
+    ]
 
     async def user_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)

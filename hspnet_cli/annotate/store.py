@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from hspnet_cli import __version__
-from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, is_annotate_header, replay_log
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import atomic_write
+from hspnet_cli.data.readers.annotate_log import LOG_FORMAT, LOG_VERSION, LogState, is_annotate_header, replay_log
 from hspnet_cli.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,19 @@ class LabelStore:
             with open(self.path, "rb") as fh:
                 first = fh.readline(1 << 20).decode("utf-8", "replace")
             if not is_annotate_header(first):  # refuse before leaving a lock file beside the user's file
-                raise UserError(f"{self.path}:1: not an hspnet annotate labels log (no \"{LOG_FORMAT}\" header); "
-                                "choose another --out file")
+                raise UserError(
+                    f'{self.path}:1: not an hspnet annotate labels log (no "{LOG_FORMAT}" header); '
+                    "choose another --out file"
+                )
         self._lock_fh = open(self.path.with_name(self.path.name + ".lock"), "a")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock_fh.close()
-            raise UserError(f"{self.path}: another hspnet annotate is writing this labels file; stop it first, "
-                            "or open its URL (several annotators can share one server)") from None
+            raise UserError(
+                f"{self.path}: another hspnet annotate is writing this labels file; stop it first, "
+                "or open its URL (several annotators can share one server)"
+            ) from None
         try:
             self._open(images_dir)
         except BaseException:
@@ -79,8 +83,10 @@ class LabelStore:
         if self.path.exists() and self.path.stat().st_size > 0:
             self.state = replay_log(self.path)
             if self.state.header.get("labels_digest") != digest:
-                raise UserError(f"{self.path}: this labels log was written for other labels (taxonomy "
-                                f"'{self.state.header.get('taxonomy')}'); pass the same taxonomy or another --out")
+                raise UserError(
+                    f"{self.path}: this labels log was written for other labels (taxonomy "
+                    f"'{self.state.header.get('taxonomy')}'); pass the same taxonomy or another --out"
+                )
             if self.state.torn_tail is not None:
                 # Cut off mid-line by a kill: never acknowledged, so dropping it loses no answer.
                 log.warning("%s: dropping an incomplete last line (a write cut off by a kill)", self.path)
@@ -91,10 +97,16 @@ class LabelStore:
             self._end_last_line()
             self._fh = open(self.path, "ab", buffering=0)
         else:
-            header = {"format": LOG_FORMAT, "version": LOG_VERSION, "taxonomy": taxonomy.name,
-                      "labels_digest": digest, "labels": list(taxonomy.label_names),
-                      "images_dir": os.path.abspath(images_dir), "created": utc_now(),
-                      "hspnet_version": __version__}
+            header = {
+                "format": LOG_FORMAT,
+                "version": LOG_VERSION,
+                "taxonomy": taxonomy.name,
+                "labels_digest": digest,
+                "labels": list(taxonomy.label_names),
+                "images_dir": os.path.abspath(images_dir),
+                "created": utc_now(),
+                "hspnet_version": __version__,
+            }
             self.state = LogState(header=header)
             with atomic_write(self.path) as fh:  # a log either has its whole header or does not exist
                 fh.write(json.dumps(header, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -127,7 +139,7 @@ class LabelStore:
         try:
             view = memoryview(data)
             while view:  # unbuffered: a short write is continued, a failed one leaves no buffered rest
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError:
             try:
@@ -146,8 +158,17 @@ class LabelStore:
         """True when ``image`` has an effective answer, 'none' or skip."""
         return image in self.state.current
 
-    def record(self, kind: str, image: str, *, label: str | None = None, annotator: str = "",
-               seconds: float | None = None, rank: int | None = None, client: str = "") -> dict[str, Any]:
+    def record(
+        self,
+        kind: str,
+        image: str,
+        *,
+        label: str | None = None,
+        annotator: str = "",
+        seconds: float | None = None,
+        rank: int | None = None,
+        client: str = "",
+    ) -> dict[str, Any]:
         """Append an answer (``answer``), ``none`` or ``skip`` event and return it (as written).
 
         Raises:
@@ -161,9 +182,15 @@ class LabelStore:
             event: dict[str, Any] = {"seq": self.state.last_seq + 1, "event": kind, "image": image}
             if kind == "answer":
                 event["label"] = label
-            event.update({"rank": rank if kind == "answer" else None, "annotator": annotator,
-                          "seconds": None if seconds is None else round(float(seconds), 3),
-                          "client": client, "time": utc_now()})
+            event.update(
+                {
+                    "rank": rank if kind == "answer" else None,
+                    "annotator": annotator,
+                    "seconds": None if seconds is None else round(float(seconds), 3),
+                    "client": client,
+                    "time": utc_now(),
+                }
+            )
             self._append(event)
             written = dict(event)
             self.state.apply(event, f"{self.path}:seq {event['seq']}")
@@ -181,8 +208,14 @@ class LabelStore:
                 raise UserError(f"event {seq} is not an answer in {self.path}; nothing to undo")
             if self.state.current.get(target["image"]) is not target:
                 raise UserError(f"event {seq} was already undone or replaced by a later answer")
-            event = {"seq": self.state.last_seq + 1, "event": "undo", "undoes": seq, "annotator": annotator,
-                     "client": client, "time": utc_now()}
+            event = {
+                "seq": self.state.last_seq + 1,
+                "event": "undo",
+                "undoes": seq,
+                "annotator": annotator,
+                "client": client,
+                "time": utc_now(),
+            }
             self._append(event)
             self.state.apply(event, f"{self.path}:seq {event['seq']}")
             return target
@@ -196,14 +229,26 @@ class LabelStore:
             events = list(self.state.current.values())
         kinds = Counter(e["event"] for e in events)
         # finite only: a log written before seconds were checked may hold NaN, which no JSON answer can carry
-        seconds = [e["seconds"] for e in events if e["event"] != "skip" and isinstance(e.get("seconds"), (int, float))
-                   and not isinstance(e["seconds"], bool) and math.isfinite(e["seconds"])]
+        seconds = [
+            e["seconds"]
+            for e in events
+            if e["event"] != "skip"
+            and isinstance(e.get("seconds"), (int, float))
+            and not isinstance(e["seconds"], bool)
+            and math.isfinite(e["seconds"])
+        ]
         used = Counter(e["label"] for e in events if e["event"] == "answer")
         ranks = [e["rank"] for e in events if e["event"] == "answer" and isinstance(e.get("rank"), int)]
-        return {"total": total, "labelled": kinds["answer"] + kinds["none"], "answered": kinds["answer"],
-                "none_fits": kinds["none"], "skipped": kinds["skip"],
-                "median_seconds": round(statistics.median(seconds), 2) if seconds else None,
-                "suggestion_top1": round(sum(r == 1 for r in ranks) / len(ranks), 3) if ranks else None,
-                "labels_used": dict(used.most_common()),
-                "annotators": dict(Counter(e.get("annotator") or "?" for e in events if e["event"] != "skip")),
-                "log": str(self.path), "time": time.time()}
+        return {
+            "total": total,
+            "labelled": kinds["answer"] + kinds["none"],
+            "answered": kinds["answer"],
+            "none_fits": kinds["none"],
+            "skipped": kinds["skip"],
+            "median_seconds": round(statistics.median(seconds), 2) if seconds else None,
+            "suggestion_top1": round(sum(r == 1 for r in ranks) / len(ranks), 3) if ranks else None,
+            "labels_used": dict(used.most_common()),
+            "annotators": dict(Counter(e.get("annotator") or "?" for e in events if e["event"] != "skip")),
+            "log": str(self.path),
+            "time": time.time(),
+        }

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.keyset import member_mask, rebase
 from hspnet_cli.data.labelset import LabelSet
-from hspnet_cli.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ def training_record(checkpoint: str | Path) -> dict[str, Any] | None:
     return {**record, "hashes": np.asarray(hashes, dtype=np.int64)}
 
 
-def check_out_of_sample(checkpoint: str | Path, labels: LabelSet, images: str | Path,
-                        allow_unknown: bool = False) -> dict[str, Any]:
+def check_out_of_sample(
+    checkpoint: str | Path, labels: LabelSet, images: str | Path, allow_unknown: bool = False
+) -> dict[str, Any]:
     """Refuse when ``checkpoint`` trained on any image of ``labels`` (or cannot say).
 
     Returns:
@@ -58,10 +59,12 @@ def check_out_of_sample(checkpoint: str | Path, labels: LabelSet, images: str | 
     record = training_record(checkpoint)
     if record is None:
         if not allow_unknown:
-            raise UserError(f"{checkpoint}: records no training images (trained before hspnet recorded them, or an "
-                            "export), so its probabilities may be in-sample: pass --folds K to train out-of-fold "
-                            "models on LABELS, retrain, or --allow-unknown-training-set if you know it never saw "
-                            "these images (unsafe: a model hides the errors it trained on)")
+            raise UserError(
+                f"{checkpoint}: records no training images (trained before hspnet recorded them, or an "
+                "export), so its probabilities may be in-sample: pass --folds K to train out-of-fold "
+                "models on LABELS, retrain, or --allow-unknown-training-set if you know it never saw "
+                "these images (unsafe: a model hides the errors it trained on)"
+            )
         log.warning("%s records no training images; auditing anyway (--allow-unknown-training-set)", checkpoint)
         return {"record": False, "training_images": None, "overlap": None}
     # Keys as given and rebased onto the training folder: a folder that moved (another mount,
@@ -71,7 +74,9 @@ def check_out_of_sample(checkpoint: str | Path, labels: LabelSet, images: str | 
         inside |= member_mask(record["hashes"], rebase(labels.images, images, record["images"]))
     if inside.any():
         first = int(np.flatnonzero(inside)[0])
-        raise UserError(f"{labels.origins[first]}: {labels.images[first]} and {int(inside.sum()) - 1} more of the "
-                        f"{labels.n_images} images to audit trained {checkpoint}; its probabilities on them are "
-                        "in-sample and hide their errors: audit images it never trained on, or use --folds K")
+        raise UserError(
+            f"{labels.origins[first]}: {labels.images[first]} and {int(inside.sum()) - 1} more of the "
+            f"{labels.n_images} images to audit trained {checkpoint}; its probabilities on them are "
+            "in-sample and hide their errors: audit images it never trained on, or use --folds K"
+        )
     return {"record": True, "training_images": int(record.get("count", len(record["hashes"]))), "overlap": 0}

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, UNKNOWN, LabelSet
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, UNKNOWN, LabelSet
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,21 @@ def find_issues(labels: LabelSet, probs: np.ndarray, adjust: bool = False) -> Fi
     given_lists = [list(map(int, np.flatnonzero(row == POSITIVE))) for row in labels.matrix]
     probs = np.clip(probs, 1e-6, 1 - 1e-6)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")    # cleanlab warns per class with few examples; counted below
+        warnings.simplefilter("ignore")  # cleanlab warns per class with few examples; counted below
         try:
             flagged = np.asarray(ml_filter.find_multilabel_issues_per_class(given_lists, probs), dtype=bool)
-            quality = np.asarray(ml_rank.get_label_quality_scores_per_class(
-                given_lists, probs, method="self_confidence", adjust_pred_probs=adjust), dtype=np.float64)
-            image_quality = np.asarray(ml_rank.get_label_quality_scores(
-                given_lists, probs, method="self_confidence", adjust_pred_probs=adjust), dtype=np.float64)
+            quality = np.asarray(
+                ml_rank.get_label_quality_scores_per_class(
+                    given_lists, probs, method="self_confidence", adjust_pred_probs=adjust
+                ),
+                dtype=np.float64,
+            )
+            image_quality = np.asarray(
+                ml_rank.get_label_quality_scores(
+                    given_lists, probs, method="self_confidence", adjust_pred_probs=adjust
+                ),
+                dtype=np.float64,
+            )
         except ValueError as exc:
             raise UserError(f"cleanlab cannot audit these labels: {exc}") from None
     rare = int(((positives > 0) & (positives < 5)).sum())
@@ -114,5 +122,12 @@ def find_issues(labels: LabelSet, probs: np.ndarray, adjust: bool = False) -> Fi
     order = np.lexsort((cols, rows, q))
     rows, cols = rows[order], cols[order]
     given = labels.matrix[rows, cols]
-    return Findings(rows=rows, cols=cols, given=given, probability=probs[rows, cols].astype(np.float32),
-                    quality=quality[rows, cols], kinds=[KINDS[int(g)] for g in given], image_quality=image_quality)
+    return Findings(
+        rows=rows,
+        cols=cols,
+        given=given,
+        probability=probs[rows, cols].astype(np.float32),
+        quality=quality[rows, cols],
+        kinds=[KINDS[int(g)] for g in given],
+        image_quality=image_quality,
+    )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from hspnet_cli.audit.insample import check_out_of_sample
 from hspnet_cli.audit.issues import find_issues
 from hspnet_cli.audit.outputs import side_files, write_issues, write_report, write_tasks
 from hspnet_cli.audit.scores import checkpoint_probabilities
-from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, LabelSet
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, LabelSet
 from hspnet_cli.taxonomy import Taxonomy
 
 
@@ -70,8 +71,13 @@ def read_labels(path: str | Path, taxonomy: str | Path | Taxonomy, options: Audi
     return labels, tax
 
 
-def fold_probabilities(labels: LabelSet, folds: list[tuple[np.ndarray, Path]], images: str | Path,
-                       options: AuditOptions, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def fold_probabilities(
+    labels: LabelSet,
+    folds: list[tuple[np.ndarray, Path]],
+    images: str | Path,
+    options: AuditOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Out-of-fold probabilities: each fold's images scored by the model that left them out.
 
     ``folds`` holds (rows of ``labels`` held out, checkpoint trained without them); each
@@ -81,28 +87,56 @@ def fold_probabilities(labels: LabelSet, folds: list[tuple[np.ndarray, Path]], i
     for rows, ckpt in folds:
         part = labels.take(rows)
         check_out_of_sample(ckpt, part, images)
-        probs[rows], _ = checkpoint_probabilities(ckpt, part, images, device=options.device,
-                                                  batch_size=options.batch_size, workers=options.workers,
-                                                  progress=progress)
+        probs[rows], _ = checkpoint_probabilities(
+            ckpt,
+            part,
+            images,
+            device=options.device,
+            batch_size=options.batch_size,
+            workers=options.workers,
+            progress=progress,
+        )
     if np.isnan(probs).any():
         raise AssertionError("folds do not cover every image")
     return probs
 
 
-def audit_with_checkpoint(labels: LabelSet, checkpoint: str | Path, images: str | Path, tax: Taxonomy, out: str | Path,
-                          options: AuditOptions, source: str = "",
-                          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def audit_with_checkpoint(
+    labels: LabelSet,
+    checkpoint: str | Path,
+    images: str | Path,
+    tax: Taxonomy,
+    out: str | Path,
+    options: AuditOptions,
+    source: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Audit ``labels`` with a checkpoint that never trained on them (checked first)."""
     options.check(Path(out))
     checked = check_out_of_sample(checkpoint, labels, images, options.allow_unknown_training_set)
-    probs, scorer = checkpoint_probabilities(checkpoint, labels, images, device=options.device,
-                                             batch_size=options.batch_size, workers=options.workers, progress=progress)
+    probs, scorer = checkpoint_probabilities(
+        checkpoint,
+        labels,
+        images,
+        device=options.device,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        progress=progress,
+    )
     origin = {"kind": "checkpoint", "checkpoint": str(checkpoint), "model": scorer.description, **checked}
     return audit_labels(labels, probs, images, tax, out, options, origin, source)
 
 
-def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: Taxonomy, out: str | Path,
-                 options: AuditOptions, origin: dict[str, Any], source: str = "") -> dict[str, Any]:
+def audit_labels(
+    labels: LabelSet,
+    probs: np.ndarray,
+    images: str | Path,
+    tax: Taxonomy,
+    out: str | Path,
+    options: AuditOptions,
+    origin: dict[str, Any],
+    source: str = "",
+) -> dict[str, Any]:
     """Find issues in ``labels`` from out-of-sample ``probs`` and write ``out`` and its side files.
 
     Returns:
@@ -118,21 +152,40 @@ def audit_labels(labels: LabelSet, probs: np.ndarray, images: str | Path, tax: T
     if options.to is not None:
         from hspnet_cli.labeltools.rows import ImageRefs
 
-        refs = ImageRefs.choose(Path(images), "local-files", options.url_prefix, options.absolute,
-                                options.local_files_root)
-        written.update(write_tasks(files, labels, probs, found, refs, tax.groups, "hspnet audit",
-                                   claims_only=not options.suggestions_in_tasks))
+        refs = ImageRefs.choose(
+            Path(images), "local-files", options.url_prefix, options.absolute, options.local_files_root
+        )
+        written.update(
+            write_tasks(
+                files,
+                labels,
+                probs,
+                found,
+                refs,
+                tax.groups,
+                "hspnet audit",
+                claims_only=not options.suggestions_in_tasks,
+            )
+        )
     kinds = Counter(found.kinds)
     facts: dict[str, Any] = {
-        "labels": source, "images": labels.n_images, "label_count": labels.n_labels,
-        "given": {"positive": int((labels.matrix == POSITIVE).sum()),
-                  "negative": int((labels.matrix == NEGATIVE).sum()), "unknown": int((labels.matrix == 0).sum())},
-        "probabilities": origin, "issues": len(found.kinds), "by_kind": dict(sorted(kinds.items())),
+        "labels": source,
+        "images": labels.n_images,
+        "label_count": labels.n_labels,
+        "given": {
+            "positive": int((labels.matrix == POSITIVE).sum()),
+            "negative": int((labels.matrix == NEGATIVE).sum()),
+            "unknown": int((labels.matrix == 0).sum()),
+        },
+        "probabilities": origin,
+        "issues": len(found.kinds),
+        "by_kind": dict(sorted(kinds.items())),
         "flagged_images": int(len(found.flagged_images(claims_only=True))),
         "images_with_suggestions": int(len(np.unique(found.rows[~found.claims]))),
         "method": "cleanlab multilabel find_multilabel_issues_per_class + get_label_quality_scores_per_class "
-                  + ("(self_confidence, adjust_pred_probs)" if options.adjust else "(self_confidence)"),
-        "seconds": round(time.perf_counter() - started, 3), "files": written,
+        + ("(self_confidence, adjust_pred_probs)" if options.adjust else "(self_confidence)"),
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": written,
     }
     write_report(files["report"], facts)
     return facts

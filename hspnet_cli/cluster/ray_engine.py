@@ -66,14 +66,22 @@ class ReadDecode:
         opened = self.run.source.open_keys(keys) if keys else self.run.source.open_block(block)
         n = len(opened.keys)
         blank = np.zeros((3, self.size, self.size), np.float32)
-        if n == 0:   # an empty block still has to reach the writer
+        if n == 0:  # an empty block still has to reach the writer
             return [{"block": block.index, "pos": -1, "n": 0, "key": "", "error": "", "image": blank}]
         out = []
         for i, key in enumerate(opened.keys):
             data, err = read_one(opened, i)
             tensor, err = decode_bytes(data, err, self.transform, self.run.max_pixels, self.run.decode_timeout)
-            out.append({"block": block.index, "pos": i, "n": n, "key": key, "error": err,
-                        "image": blank if tensor is None else tensor.numpy().astype(np.float32, copy=False)})
+            out.append(
+                {
+                    "block": block.index,
+                    "pos": i,
+                    "n": n,
+                    "key": key,
+                    "error": err,
+                    "image": blank if tensor is None else tensor.numpy().astype(np.float32, copy=False),
+                }
+            )
         return out
 
 
@@ -104,19 +112,32 @@ class ScoreActor:
         if ok.any():
             p, e = score_tensors(self.scorer, torch.from_numpy(np.ascontiguousarray(batch["image"][ok])))
             probs[ok], emb[ok] = p, e
-        return {"block": batch["block"], "pos": batch["pos"], "n": batch["n"], "key": batch["key"],
-                "error": batch["error"], "probs": probs, "emb": emb}
+        return {
+            "block": batch["block"],
+            "pos": batch["pos"],
+            "n": batch["n"],
+            "key": batch["key"],
+            "error": batch["error"],
+            "probs": probs,
+            "emb": emb,
+        }
 
 
 def _connect(ray: Any, address: str | None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
-                 include_dashboard=False if address is None else None)
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            include_dashboard=False if address is None else None,
+        )
     except ConnectionError as exc:
-        raise UserError(f"--ray-address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]}); start it "
-                        "with 'ray start --head' or give its address") from None
+        raise UserError(
+            f"--ray-address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]}); start it "
+            "with 'ray start --head' or give its address"
+        ) from None
 
 
 def run_ray(*args: Any, **kwargs: Any) -> int:
@@ -141,9 +162,16 @@ def run_ray(*args: Any, **kwargs: Any) -> int:
             os.close(saved)
 
 
-def _run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: str | None = None,
-            batch_size: int = 64, actors: int | None = None, progress: bool = True,
-            actor_cpus: float | None = None) -> int:
+def _run_ray(
+    run: BlockRun,
+    scorer: Any,
+    scorer_args: dict[str, Any],
+    address: str | None = None,
+    batch_size: int = 64,
+    actors: int | None = None,
+    progress: bool = True,
+    actor_cpus: float | None = None,
+) -> int:
     """Tag ``run.todo`` on a Ray cluster and write their parts; returns images processed.
 
     Args:
@@ -154,9 +182,9 @@ def _run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: s
         actors: Model actors (default: the cluster's GPU count, else 1).
         actor_cpus: CPUs each actor reserves (default 1; ``HSPNET_RAY_ACTOR_CPUS`` overrides).
     """
-    from hspnet_cli.core.progress import NoBar, epoch_progress
-
     import time
+
+    from hspnet_cli.core.progress import NoBar, epoch_progress
 
     t0 = time.perf_counter()
     ray = import_ray()
@@ -176,19 +204,27 @@ def _run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: s
     # Listed sources (folders, URL prefixes) ship each block's keys with its row, so no worker
     # lists the source again; a tar shard's block is its shard, listed by the task that reads it.
     items = run.source.items()
-    rows = [{"block": b.index, "keys": [items[p] for p in range(b.start, b.stop)] if items is not None else []}
-            for b in run.todo]
+    rows = [
+        {"block": b.index, "keys": [items[p] for p in range(b.start, b.stop)] if items is not None else []}
+        for b in run.todo
+    ]
     ds = ray.data.from_items(rows, override_num_blocks=len(run.todo))
     del rows
     ds = ds.flat_map(ReadDecode(run, scorer.transform, int(scorer.image_size)), num_cpus=task_cpus)
-    ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"scorer_args": scorer_args, "use_gpu": use_gpu},
-                        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=n_actors),
-                        num_gpus=1 if use_gpu else 0, num_cpus=cpus)
+    ds = ds.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={"scorer_args": scorer_args, "use_gpu": use_gpu},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=cpus,
+    )
     pending: dict[int, dict[int, tuple]] = {}
     sizes: dict[int, int] = {}
     written = 0
     total = sum(b.stop - b.start for b in run.todo) if run.source.kind != "tar" else 0
-    with (epoch_progress("tagging (ray)", total) if progress and total else NoBar()) as bar:
+    with epoch_progress("tagging (ray)", total) if progress and total else NoBar() as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             LAST_TIMINGS.setdefault("first_rows_s", round(time.perf_counter() - t0, 3))
             for j in range(len(batch["block"])):
@@ -199,21 +235,27 @@ def _run_ray(run: BlockRun, scorer: Any, scorer_args: dict[str, Any], address: s
                     slot[pos] = (str(batch["key"][j]), str(batch["error"][j]), batch["probs"][j], batch["emb"][j])
                     bar.advance(1)
                 if len(slot) == sizes[block]:
-                    _write_block(run, block, pending.pop(block), sizes[block], batch["probs"].shape[1],
-                                 batch["emb"].shape[1])
+                    _write_block(
+                        run, block, pending.pop(block), sizes[block], batch["probs"].shape[1], batch["emb"].shape[1]
+                    )
                     written += sizes[block]
     LAST_TIMINGS["total_s"] = round(time.perf_counter() - t0, 3)
     LAST_TIMINGS["actors"], LAST_TIMINGS["gpus"] = n_actors, gpus
     if pending:
-        raise UserError(f"the Ray pipeline ended with {len(pending)} block(s) incomplete; rerun the same command to "
-                        "redo them")
+        raise UserError(
+            f"the Ray pipeline ended with {len(pending)} block(s) incomplete; rerun the same command to redo them"
+        )
     return written
 
 
 def _write_block(run: BlockRun, block: int, rows: dict[int, tuple], n: int, labels: int, dim: int) -> None:
     order = [rows[p] for p in range(n)]
     good = [r for r in order if not r[1]]
-    run.write(block, [r[0] for r in good],
-              np.stack([r[2] for r in good]) if good else np.zeros((0, labels), np.float32),
-              np.stack([r[3] for r in good]) if good else np.zeros((0, dim), np.float32),
-              [(r[0], r[1]) for r in order if r[1]], n)
+    run.write(
+        block,
+        [r[0] for r in good],
+        np.stack([r[2] for r in good]) if good else np.zeros((0, labels), np.float32),
+        np.stack([r[3] for r in good]) if good else np.zeros((0, dim), np.float32),
+        [(r[0], r[1]) for r in order if r[1]],
+        n,
+    )

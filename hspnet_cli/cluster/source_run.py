@@ -32,14 +32,31 @@ class BlockTagSummary(TagSummary):
     engine_timings: dict[str, Any] = field(default_factory=dict)
 
 
-def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str = "local",
-               ray_address: str | None = None, list_file: str | Path | None = None,
-               storage_options: dict[str, Any] | None = None, threshold: float | None = None,
-               thresholds: Any = None, top_k: int = 0, batch_size: int = 64, workers: int = 0,
-               block_size: int = 1024, shard: Any = None, overwrite: bool = False, dtype: str = "float32",
-               max_pixels: int = 178_956_970, decode_timeout: float = 60.0, progress: bool = True,
-               ray_actors: int | None = None, scorer_args: dict[str, Any] | None = None,
-               threads: int | None = None) -> BlockTagSummary:
+def tag_source(
+    source: str | Path,
+    out: str | Path,
+    scorer: Any,
+    *,
+    engine: str = "local",
+    ray_address: str | None = None,
+    list_file: str | Path | None = None,
+    storage_options: dict[str, Any] | None = None,
+    threshold: float | None = None,
+    thresholds: Any = None,
+    top_k: int = 0,
+    batch_size: int = 64,
+    workers: int = 0,
+    block_size: int = 1024,
+    shard: Any = None,
+    overwrite: bool = False,
+    dtype: str = "float32",
+    max_pixels: int = 178_956_970,
+    decode_timeout: float = 60.0,
+    progress: bool = True,
+    ray_actors: int | None = None,
+    scorer_args: dict[str, Any] | None = None,
+    threads: int | None = None,
+) -> BlockTagSummary:
     """Tag SOURCE into the Parquet folder ``out``; resumable, exactly once per image.
 
     Args:
@@ -60,9 +77,21 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
     if batch_size < 1 or workers < 0:
         raise UserError("--batch-size must be >= 1 and --workers >= 0")
     src = open_source(source, list_file, storage_options)
-    run = plan_run(src, out, scorer, threshold=threshold, thresholds=thresholds, top_k=top_k, block_size=block_size,
-                   shard=shard, overwrite=overwrite, dtype=dtype, max_pixels=max_pixels,
-                   decode_timeout=decode_timeout, engine=engine)
+    run = plan_run(
+        src,
+        out,
+        scorer,
+        threshold=threshold,
+        thresholds=thresholds,
+        top_k=top_k,
+        block_size=block_size,
+        shard=shard,
+        overwrite=overwrite,
+        dtype=dtype,
+        max_pixels=max_pixels,
+        decode_timeout=decode_timeout,
+        engine=engine,
+    )
     mine = sum(1 for b in run.blocks if b.index % parse_shard(shard)[1] == parse_shard(shard)[0])
     already = mine - len(run.todo)
     start = time.perf_counter()
@@ -71,11 +100,19 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
         if engine == "ray":
             from hspnet_cli.cluster import run_ray
 
-            processed = run_ray(run, scorer, scorer_args or {}, address=ray_address, batch_size=batch_size,
-                                actors=ray_actors, progress=progress)
+            processed = run_ray(
+                run,
+                scorer,
+                scorer_args or {},
+                address=ray_address,
+                batch_size=batch_size,
+                actors=ray_actors,
+                progress=progress,
+            )
         else:
-            processed = run_local(run, scorer, batch_size=batch_size, workers=workers, progress=progress,
-                                  threads=threads)
+            processed = run_local(
+                run, scorer, batch_size=batch_size, workers=workers, progress=progress, threads=threads
+            )
     seconds = time.perf_counter() - start
     timings: dict[str, Any] = {}
     if engine == "ray" and run.todo:
@@ -84,14 +121,27 @@ def tag_source(source: str | Path, out: str | Path, scorer: Any, *, engine: str 
         timings = dict(LAST_TIMINGS)
     counts = finish_run(run)
     out_dir = Path(out)
-    blocks = {"total": len(run.blocks), "done_before": already, "done_now": len(run.todo),
-              "missing": counts["missing_blocks"]}
+    blocks = {
+        "total": len(run.blocks),
+        "done_before": already,
+        "done_now": len(run.todo),
+        "missing": counts["missing_blocks"],
+    }
     summary = BlockTagSummary(
-        items=counts["items"], rows=counts["rows"], failed=counts["failed"],
-        resumed_from=counts["items"] - processed if already else 0, processed=processed, seconds=seconds,
+        items=counts["items"],
+        rows=counts["rows"],
+        failed=counts["failed"],
+        resumed_from=counts["items"] - processed if already else 0,
+        processed=processed,
+        seconds=seconds,
         images_per_second=processed / seconds if seconds > 0 and processed else 0.0,
         outputs={"tags": out_dir, "manifest": out_dir / MANIFEST_NAME, "failed": out_dir / FAILED_DIR},
-        failures=read_failed(out_dir), already_complete=not run.todo, shard=parse_shard(shard),
-        skipped=dict(getattr(src, "skipped", {}) or {}), failures_by_reason=counts["failures_by_reason"],
-        blocks=blocks, engine_timings=timings)
+        failures=read_failed(out_dir),
+        already_complete=not run.todo,
+        shard=parse_shard(shard),
+        skipped=dict(getattr(src, "skipped", {}) or {}),
+        failures_by_reason=counts["failures_by_reason"],
+        blocks=blocks,
+        engine_timings=timings,
+    )
     return summary

@@ -12,8 +12,9 @@ from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 from hspnet_cli.core.io_utils import write_text_atomic
 
-app = opt.App(help="The built-in demo world: generated multi-label images with a known hierarchy.",
-              no_args_is_help=True)
+app = opt.App(
+    help="The built-in demo world: generated multi-label images with a known hierarchy.", no_args_is_help=True
+)
 
 
 @app.command("data")
@@ -32,8 +33,9 @@ def data_cmd(
     if as_json:
         print_json(summary.to_dict())
         return
-    say(f"[green]wrote[/] {summary.n_images} images to {out_dir} "
-        f"({summary.mean_labels_per_image:.2f} labels per image)")
+    say(
+        f"[green]wrote[/] {summary.n_images} images to {out_dir} ({summary.mean_labels_per_image:.2f} labels per image)"
+    )
 
 
 @app.command("run")
@@ -49,12 +51,18 @@ def run_cmd(
     import json
 
     from hspnet_cli.core.console import is_quiet
-    from hspnet_cli.demo.pipeline import run_demo
     from hspnet_cli.core.progress import epoch_progress
+    from hspnet_cli.demo.pipeline import run_demo
 
-    summary = run_demo(out_dir, n_images=images, seed=seed, overwrite=overwrite, epochs=epochs,
-                       on_stage=lambda s: say(f"[green]done[/] {s.name} ({s.seconds:.1f}s)"),
-                       progress=None if is_quiet() else epoch_progress)
+    summary = run_demo(
+        out_dir,
+        n_images=images,
+        seed=seed,
+        overwrite=overwrite,
+        epochs=epochs,
+        on_stage=lambda s: say(f"[green]done[/] {s.name} ({s.seconds:.1f}s)"),
+        progress=None if is_quiet() else epoch_progress,
+    )
     table = Table(title=f"hspnet demo: {out_dir}")
     table.add_column("stage")
     table.add_column("result")

@@ -14,13 +14,16 @@ from hspnet_cli.core.errors import UserError
 
 def export(
     old_checkpoint: Optional[Path] = opt.old_checkpoint_argument(),
-    checkpoint: Optional[Path] = opt.checkpoint("best.ckpt / last.ckpt of hspnet train, or its run folder "
-                                                "(required)."),
+    checkpoint: Optional[Path] = opt.checkpoint("best.ckpt / last.ckpt of hspnet train, or its run folder (required)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (torchscript/onnx also write OUT.json)."),
     fmt: str = typer.Option("ckpt", "--format", "-f", help="ckpt (torch file, weights_only), torchscript or onnx."),
-    thresholds: Optional[Path] = typer.Option(None, "--thresholds", help='Per-label thresholds JSON: '
-                                              '{"labels": [...], "thresholds": {label: value}} (default: the '
-                                              "checkpoint's own, fitted in training on a labelled validation split)."),
+    thresholds: Optional[Path] = typer.Option(
+        None,
+        "--thresholds",
+        help="Per-label thresholds JSON: "
+        '{"labels": [...], "thresholds": {label: value}} (default: the '
+        "checkpoint's own, fitted in training on a labelled validation split).",
+    ),
     device: str = opt.device("cpu", "Where the source model is rebuilt (cpu or cuda[:N])."),
     as_json: bool = opt.as_json("Print what was written as JSON."),
 ) -> None:
@@ -35,8 +38,12 @@ def export(
     facts: dict = {}
     path = export_model(checkpoint, out, fmt=fmt, thresholds=thresholds, device=device, report=facts)
     files = [path] + ([sidecar_path(path)] if sidecar_path(path).is_file() and fmt != "ckpt" else [])
-    summary = {"format": fmt, "source": str(checkpoint), "files": {str(p): p.stat().st_size for p in files},
-               "thresholds": facts.get("thresholds_source")}
+    summary = {
+        "format": fmt,
+        "source": str(checkpoint),
+        "files": {str(p): p.stat().st_size for p in files},
+        "thresholds": facts.get("thresholds_source"),
+    }
     if as_json:
         print_json(summary)
     else:

@@ -53,8 +53,10 @@ def zero_shot(help: str = "Plain CLIP prompts instead of a trained model (needs 
     return typer.Option(False, "--zero-shot", help=help)
 
 
-def taxonomy(help: str = "Labels for --zero-shot; with --checkpoint: the model's labels, whose groups are used.",
-             required: bool = False) -> Any:
+def taxonomy(
+    help: str = "Labels for --zero-shot; with --checkpoint: the model's labels, whose groups are used.",
+    required: bool = False,
+) -> Any:
     """``--taxonomy / -t NAME|FILE``: a built-in taxonomy name or a taxonomy YAML."""
     return typer.Option(... if required else None, "--taxonomy", "-t", help=help)
 
@@ -76,6 +78,7 @@ def overwrite(help: str = "Replace earlier outputs.") -> Any:
 
 # Deprecated spellings: hidden from --help, still parsed (one release).
 
+
 def old_option(flag: str, default: Any = None) -> Any:
     """A deprecated option spelling, hidden from ``--help`` (fold it in with :func:`deprecated`)."""
     return typer.Option(default, flag, hidden=True)
@@ -92,8 +95,9 @@ def warn_deprecated(old: str, new: str) -> None:
     err_console.print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False, soft_wrap=True)
 
 
-def deprecated(new_value: Optional[T], old_value: Optional[T], *, old: str, new: str,
-               new_default: Optional[T] = None) -> Optional[T]:
+def deprecated(
+    new_value: Optional[T], old_value: Optional[T], *, old: str, new: str, new_default: Optional[T] = None
+) -> Optional[T]:
     """The value of option ``new`` once its deprecated spelling ``old`` is folded in.
 
     Args:
@@ -115,6 +119,7 @@ def deprecated(new_value: Optional[T], old_value: Optional[T], *, old: str, new:
 
 
 # Help output: no type shown for flags, no hidden positional in the usage line.
+
 
 def _help_params(params: list[Any]) -> list[Any]:
     for param in params:

@@ -13,8 +13,7 @@ from hspnet_cli.commands import options as opt
 from hspnet_cli.core.console import print_json, say
 from hspnet_cli.core.errors import UserError
 
-app = opt.App(help="Label -> group hierarchies: built-ins, WordNet and k-means builders, checks.",
-              no_args_is_help=True)
+app = opt.App(help="Label -> group hierarchies: built-ins, WordNet and k-means builders, checks.", no_args_is_help=True)
 
 
 def taxonomy_tree(tax, max_labels: int = 0) -> Tree:  # type: ignore[no-untyped-def]
@@ -70,8 +69,11 @@ def show_cmd(
 @app.command("validate")
 def validate_cmd(
     path: str = typer.Argument(..., help="Taxonomy YAML (or built-in name) to check."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="A dataset's label list (text, one a "
-                                          "line, or YAML 'labels:'); the taxonomy must cover it."),
+    labels: Optional[Path] = typer.Option(
+        None,
+        "--labels",
+        help="A dataset's label list (text, one a line, or YAML 'labels:'); the taxonomy must cover it.",
+    ),
 ) -> None:
     """Check a taxonomy file; with --labels also that it covers a dataset's label set."""
     from hspnet_cli.taxonomy import load_label_list, load_taxonomy
@@ -82,8 +84,10 @@ def validate_cmd(
         missing = [name for name in wanted if name not in set(tax.label_names)]
         unused = [name for name in tax.label_names if name not in set(wanted)]
         if missing:
-            raise UserError(f"{path}: does not cover {len(missing)} label(s) of {labels}: "
-                            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}; add them to a group")
+            raise UserError(
+                f"{path}: does not cover {len(missing)} label(s) of {labels}: "
+                f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}; add them to a group"
+            )
         if unused:
             say(f"[yellow]note:[/] {len(unused)} taxonomy label(s) not in {labels}: {', '.join(unused[:20])}")
     say(f"[green]ok[/] {path}: {tax.num_labels} labels in {tax.num_groups} groups")
@@ -106,8 +110,9 @@ def compare_cmd(
     table = Table(title=f"{a} vs {b}")
     for column in ("common labels", "groups A", "groups B", "ARI", "NMI"):
         table.add_column(column, justify="right")
-    table.add_row(str(result.common), str(result.groups_a), str(result.groups_b),
-                  f"{result.ari:.3f}", f"{result.nmi:.3f}")
+    table.add_row(
+        str(result.common), str(result.groups_a), str(result.groups_b), f"{result.ari:.3f}", f"{result.nmi:.3f}"
+    )
     say(table)
     for side, names in (("A", result.only_a), ("B", result.only_b)):
         if names:
@@ -116,23 +121,31 @@ def compare_cmd(
 
 @app.command("build")
 def build_cmd(
-    labels: str = typer.Argument(..., help="Labels: text file (one a line, 'label = synset.n.01' pins a "
-                                 "WordNet sense), labels YAML, taxonomy YAML or built-in name."),
+    labels: str = typer.Argument(
+        ...,
+        help="Labels: text file (one a line, 'label = synset.n.01' pins a "
+        "WordNet sense), labels YAML, taxonomy YAML or built-in name.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Taxonomy YAML to write."),
     wordnet: bool = typer.Option(False, "--wordnet", help="Group by WordNet hypernyms."),
     kmeans: bool = typer.Option(False, "--kmeans", help="Group by k-means over CLIP text features."),
     groups: Optional[int] = typer.Option(None, "--groups", help="WordNet: about this many groups."),
     depth: Optional[int] = typer.Option(None, "--depth", help="WordNet: cut the hypernym tree at this depth."),
     k: Optional[int] = typer.Option(None, "-k", help="k-means: number of groups (default about sqrt(labels))."),
-    features: Optional[Path] = typer.Option(None, "--features", help="k-means: precomputed label features "
-                                            "(.npy, one row per label in label order) instead of a model."),
+    features: Optional[Path] = typer.Option(
+        None,
+        "--features",
+        help="k-means: precomputed label features (.npy, one row per label in label order) instead of a model.",
+    ),
     clip_model: str = opt.clip_model(help="k-means: open_clip model name."),
-    pretrained: str = opt.pretrained(help="k-means: pretrained tag, checkpoint file, or 'none' (random weights: "
-                                     "tests only)."),
+    pretrained: str = opt.pretrained(
+        help="k-means: pretrained tag, checkpoint file, or 'none' (random weights: tests only)."
+    ),
     template: str = typer.Option("a photo of a {}.", "--template", help="k-means: prompt template."),
     seed: int = typer.Option(0, "--seed", help="k-means: random seed."),
-    center: bool = typer.Option(True, "--center/--no-center", help="k-means: subtract the mean label "
-                                "feature before clustering."),
+    center: bool = typer.Option(
+        True, "--center/--no-center", help="k-means: subtract the mean label feature before clustering."
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="Taxonomy name (default: output file stem)."),
     reference: Optional[str] = typer.Option(None, "--compare", help="Also report ARI/NMI against this taxonomy."),
     overwrite: bool = opt.overwrite("Replace OUT if it exists."),
@@ -147,9 +160,20 @@ def build_cmd(
     if wordnet == kmeans:
         raise UserError("choose exactly one of --wordnet or --kmeans")
     result = build_taxonomy(
-        labels, out, method="wordnet" if wordnet else "kmeans", n_groups=groups, depth=depth, k=k,
-        features=features, encoder=label_encoder(clip_model, pretrained, template, seed=seed) if kmeans else None,
-        seed=seed, center=center, name=name, reference=reference, overwrite=overwrite)
+        labels,
+        out,
+        method="wordnet" if wordnet else "kmeans",
+        n_groups=groups,
+        depth=depth,
+        k=k,
+        features=features,
+        encoder=label_encoder(clip_model, pretrained, template, seed=seed) if kmeans else None,
+        seed=seed,
+        center=center,
+        name=name,
+        reference=reference,
+        overwrite=overwrite,
+    )
     if as_json:
         print_json(result.summary())
         return
@@ -157,6 +181,8 @@ def build_cmd(
     for line in result.notes:
         say(f"[yellow]note:[/] {line}")
     if result.comparison is not None:
-        say(f"agreement with {reference}: ARI {result.comparison.ari:.3f}, NMI {result.comparison.nmi:.3f} "
-            f"over {result.comparison.common} labels")
+        say(
+            f"agreement with {reference}: ARI {result.comparison.ari:.3f}, NMI {result.comparison.nmi:.3f} "
+            f"over {result.comparison.common} labels"
+        )
     say(f"[green]wrote[/] {out}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -89,5 +89,3 @@ def intra_op_threads_set(workers: int, requested: int | None = None) -> Iterator
         yield threads
     finally:
         torch.set_num_threads(before)
-
-

@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from hspnet_cli.core.errors import UserError
 
@@ -62,8 +63,9 @@ def output_error(exc: OSError, path: str | os.PathLike, what: str = "output", th
     return OutputError(f"{path}: cannot write the {what}: {reason}; {fix}, {then}", Path(path), exc.errno or 0, what)
 
 
-def output_error_in_message(exc: BaseException, path: str | os.PathLike, what: str = "output",
-                            then: str = "") -> OutputError | None:
+def output_error_in_message(
+    exc: BaseException, path: str | os.PathLike, what: str = "output", then: str = ""
+) -> OutputError | None:
     """:func:`output_error` for libraries that report a failed write as text only (faiss:
     "... write error in F: 4051 != 256000 (No space left on device)"): the errno is recognised
     by its ``strerror`` in the message."""
@@ -185,7 +187,7 @@ def staging_dir(out_dir: str | os.PathLike) -> Path:
     host = _host_tag()
     prefix = f".{out_dir.name}.partial-{host}-"
     for stale in out_dir.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = stale.name[len(prefix):].split("-", 1)[0]
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
         if stale.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out_dir.parent))
@@ -202,7 +204,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:          # someone else's live process
+    except PermissionError:  # someone else's live process
         return True
     return True
 

@@ -28,8 +28,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from hspnet_cli.core.errors import UserError
 
@@ -64,9 +64,14 @@ if hasattr(os, "register_at_fork"):
 def _holder_text() -> bytes:
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
     program = "hspnet" if program in ("__main__.py", "hspnet_cli") else program  # python -m hspnet_cli
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                       "command": " ".join([program, *sys.argv[1:]])[:300]}).encode()
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "command": " ".join([program, *sys.argv[1:]])[:300],
+        }
+    ).encode()
 
 
 def read_holder(path: str | os.PathLike) -> dict:
@@ -117,8 +122,10 @@ def _acquire(lock: Path, target: Path, what: str) -> int:
                 if time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-            raise UserError(f"{target}: this {what} is being written by {_describe(holder)}; wait for it to "
-                            f"finish or write somewhere else (lock: {lock})") from None
+            raise UserError(
+                f"{target}: this {what} is being written by {_describe(holder)}; wait for it to "
+                f"finish or write somewhere else (lock: {lock})"
+            ) from None
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

@@ -82,8 +82,12 @@ class LeftOut:
         if problem is None:
             return True
         if not self.counts[problem]:
-            log.warning("%s: leaving out %r and any other %s; rename such files to include them",
-                        self.where, name, problem.strip("()"))
+            log.warning(
+                "%s: leaving out %r and any other %s; rename such files to include them",
+                self.where,
+                name,
+                problem.strip("()"),
+            )
         self.counts[problem] += 1
         return False
 
@@ -93,8 +97,9 @@ class LeftOut:
 
     def describe(self) -> str:
         """``2 name(s) with a line break...`` for summaries ('' when nothing was left out)."""
-        return "; ".join(f"{n} {key.strip('()').replace('name ', 'name(s) ', 1)} left out"
-                         for key, n in sorted(self.counts.items()))
+        return "; ".join(
+            f"{n} {key.strip('()').replace('name ', 'name(s) ', 1)} left out" for key, n in sorted(self.counts.items())
+        )
 
 
 def contained_path(path: str) -> str | None:

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import time
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from hspnet_cli.core.console import err_console
@@ -28,12 +36,20 @@ class ItemProgress:
     """A one-task progress bar on stderr: ``with ItemProgress(desc, total) as bar: bar.advance(n)``."""
 
     def __init__(self, description: str, total: int, unit: str = "img/s") -> None:
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 RateColumn(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=err_console, transient=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(unit),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
         self.task = self.progress.add_task(description, total=total)
 
-    def __enter__(self) -> "ItemProgress":
+    def __enter__(self) -> ItemProgress:
         self.progress.start()
         return self
 
@@ -47,7 +63,7 @@ class ItemProgress:
 class NoBar:
     """Stands in for a bar where none is wanted (``--quiet``, other ranks)."""
 
-    def __enter__(self) -> "NoBar":
+    def __enter__(self) -> NoBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,7 +84,7 @@ class LineProgress:
         self.done = 0
         self.start = self.last = 0.0
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         self.start = self.last = time.monotonic()
         return self
 
@@ -88,9 +104,12 @@ class LineProgress:
         rate = self.done / elapsed
         left = (self.total - self.done) / rate if rate > 0 and self.total > self.done else 0.0
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        err_console.print(f"{self.description}: {self.done:,}/{self.total:,} ({pct:.0f}%) {rate:,.1f} "
-                          f"{self.unit}, {_clock(elapsed)} elapsed, ETA {_clock(left)}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"{self.description}: {self.done:,}/{self.total:,} ({pct:.0f}%) {rate:,.1f} "
+            f"{self.unit}, {_clock(elapsed)} elapsed, ETA {_clock(left)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _clock(seconds: float) -> str:

@@ -52,12 +52,16 @@ class BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
             if size is None:  # its anchor is still being composed: the value would contain itself
-                raise self._refuse(mark, "an alias (*name) refers to itself from inside its anchor; "
-                                         "write the values out")
+                raise self._refuse(
+                    mark, "an alias (*name) refers to itself from inside its anchor; write the values out"
+                )
             self._alias_values += size
             if self._alias_values > MAX_ALIAS_VALUES:
-                raise self._refuse(mark, f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values "
-                                         "(an alias bomb?); write the values out instead of aliasing them")
+                raise self._refuse(
+                    mark,
+                    f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values "
+                    "(an alias bomb?); write the values out instead of aliasing them",
+                )
             return node
         self._depth += 1
         if self._depth > MAX_DEPTH:
@@ -95,12 +99,13 @@ def read_yaml_text(path: str | Path, what: str = "YAML file") -> str:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
-        raise UserError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; a {what} is never that big "
-                        "(is it the right file?)")
+        raise UserError(
+            f"{path}: larger than {MAX_BYTES // 2**20} MiB; a {what} is never that big (is it the right file?)"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
 
 
@@ -123,9 +128,10 @@ def load_yaml(text: str, source: str, loader_class: type[BoundedLoader] = Bounde
         loader.source = source
         return loader.get_single_data()
     except yaml.reader.ReaderError as exc:
-        line = text[:exc.position].count("\n") + 1
-        raise UserError(f"{source}:{line}: not valid YAML ({exc.reason} character {exc.character!r}); "
-                        "remove it") from None
+        line = text[: exc.position].count("\n") + 1
+        raise UserError(
+            f"{source}:{line}: not valid YAML ({exc.reason} character {exc.character!r}); remove it"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source

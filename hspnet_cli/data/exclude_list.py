@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.labelset import LabelSet
 
 
 def listed_keys(files: list[Path] | tuple[Path, ...], root: Path | None) -> set[str]:
@@ -26,8 +26,9 @@ def listed_keys(files: list[Path] | tuple[Path, ...], root: Path | None) -> set[
     keys: set[str] = set()
     for file in map(Path, files):
         if not file.is_file():
-            raise UserError(f"{file}: --exclude list not found (one image path a line, e.g. hspnet dedup's "
-                            "STEM.exclude.txt)")
+            raise UserError(
+                f"{file}: --exclude list not found (one image path a line, e.g. hspnet dedup's STEM.exclude.txt)"
+            )
         keys.update(listed_paths(file, root or Path("."), "--exclude", "the images folder"))
     return keys
 

@@ -68,5 +68,7 @@ def check_images(entries: list[tuple[str, str]], root: Path, deep: bool = False)
     if bad:
         shown = "; ".join(f"{image} ({why}, {origin})" for image, origin, why in bad[:_SHOWN])
         more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-        raise UserError(f"{len(bad)} of {len(entries)} image(s) under {root} are missing or broken: "
-                        f"{shown}{more}; fix the annotation paths or pass the right images folder")
+        raise UserError(
+            f"{len(bad)} of {len(entries)} image(s) under {root} are missing or broken: "
+            f"{shown}{more}; fix the annotation paths or pass the right images folder"
+        )

@@ -8,16 +8,17 @@ the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.labelset import LabelSet
+
 
 class SplitImages(Dataset):
     """Images of a label set under an images root, with their target rows.
@@ -52,20 +53,25 @@ class SplitImages(Dataset):
 def check_images_exist(labels: LabelSet, root: Path, what: str) -> None:
     """Fail before training starts if images are missing (a cheap stat per image)."""
     if not root.is_dir():
-        raise UserError(f"{root}: images folder not found; pass --images with the folder the split's paths "
-                        "are relative to")
+        raise UserError(
+            f"{root}: images folder not found; pass --images with the folder the split's paths are relative to"
+        )
     missing = [img for img in labels.images if not (root / img).is_file()]
     if missing:
-        raise UserError(f"{len(missing)} {what} image(s) not found under {root}, e.g. {missing[0]} "
-                        f"({labels.origins[labels.images.index(missing[0])]}); check --images")
+        raise UserError(
+            f"{len(missing)} {what} image(s) not found under {root}, e.g. {missing[0]} "
+            f"({labels.origins[labels.images.index(missing[0])]}); check --images"
+        )
 
 
 def raise_on_bad_images(batch_errors: list[str], indices: torch.Tensor, labels: LabelSet, root: Path) -> None:
     """Turn the first error of a batch into a user error naming the image and its split line."""
     for err, idx in zip(batch_errors, indices.tolist()):
         if err:
-            raise UserError(f"{root / labels.images[idx]}: cannot read image ({err}); fix or remove it "
-                            f"({labels.origins[idx]}). 'hspnet split --check-images-deep' lists every bad image")
+            raise UserError(
+                f"{root / labels.images[idx]}: cannot read image ({err}); fix or remove it "
+                f"({labels.origins[idx]}). 'hspnet split --check-images-deep' lists every bad image"
+            )
 
 
 class EpochSampler(Sampler[int]):
@@ -87,8 +93,16 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int,
-                distributed: bool = False, drop_last: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    distributed: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
     """A DataLoader whose order and worker seeds depend only on (seed, epoch).
 
     Call ``loader.sampler.set_epoch(epoch)`` and ``loader.generator.manual_seed(...)`` through
@@ -102,9 +116,16 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
         # Workers exchange tensors through shared memory; the default file-descriptor strategy
         # fails (EBADF, then a hang) on some containers and machines with a small /dev/shm.
         torch.multiprocessing.set_sharing_strategy("file_system")
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available(), drop_last=drop_last,
-                      persistent_workers=False, generator=torch.Generator())
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=False,
+        generator=torch.Generator(),
+    )
 
 
 def start_epoch(loader: DataLoader, seed: int, epoch: int) -> None:

@@ -47,8 +47,10 @@ class LabelSet:
         self.matrix = np.asarray(self.matrix, dtype=np.int8)
         expected = (len(self.images), len(self.label_names))
         if self.matrix.shape != expected or len(self.origins) != len(self.images):
-            raise ValueError(f"LabelSet: matrix {self.matrix.shape} and {len(self.origins)} origins "
-                             f"do not fit {expected[0]} images x {expected[1]} labels")
+            raise ValueError(
+                f"LabelSet: matrix {self.matrix.shape} and {len(self.origins)} origins "
+                f"do not fit {expected[0]} images x {expected[1]} labels"
+            )
         if self.matrix.size and not np.isin(self.matrix, (NEGATIVE, UNKNOWN, POSITIVE)).all():
             raise ValueError("LabelSet: matrix values must be -1, 0 or 1")
 
@@ -60,13 +62,17 @@ class LabelSet:
     def n_labels(self) -> int:
         return len(self.label_names)
 
-    def take(self, rows: np.ndarray | list[int]) -> "LabelSet":
+    def take(self, rows: np.ndarray | list[int]) -> LabelSet:
         """The rows ``rows`` (in the order given) as a new LabelSet."""
         rows = np.asarray(rows, dtype=np.int64)
-        return LabelSet(list(self.label_names), [self.images[i] for i in rows], self.matrix[rows].copy(),
-                        [self.origins[i] for i in rows])
+        return LabelSet(
+            list(self.label_names),
+            [self.images[i] for i in rows],
+            self.matrix[rows].copy(),
+            [self.origins[i] for i in rows],
+        )
 
-    def with_matrix(self, matrix: np.ndarray) -> "LabelSet":
+    def with_matrix(self, matrix: np.ndarray) -> LabelSet:
         """The same images with another label matrix (e.g. a weakened copy)."""
         return LabelSet(list(self.label_names), list(self.images), matrix, list(self.origins))
 
@@ -115,26 +121,39 @@ class ReadReport:
         """Human-readable warnings, one per line, without markup."""
         out: list[str] = []
         if self.unknown_labels:
-            shown = ", ".join(f"'{n}' in {c} image(s) (first at {self.unknown_first[n]})"
-                              for n, c in list(self.unknown_labels.items())[:_SHOWN])
+            shown = ", ".join(
+                f"'{n}' in {c} image(s) (first at {self.unknown_first[n]})"
+                for n, c in list(self.unknown_labels.items())[:_SHOWN]
+            )
             more = len(self.unknown_labels) - _SHOWN
-            out.append(f"{self.source}: dropped {len(self.unknown_labels)} label(s) not in the taxonomy: "
-                       f"{shown}{f' and {more} more' if more > 0 else ''}")
+            out.append(
+                f"{self.source}: dropped {len(self.unknown_labels)} label(s) not in the taxonomy: "
+                f"{shown}{f' and {more} more' if more > 0 else ''}"
+            )
         if self.missing_labels:
-            out.append(f"{self.source}: {len(self.missing_labels)} taxonomy label(s) not in the data: "
-                       f"{_names(self.missing_labels)}")
+            out.append(
+                f"{self.source}: {len(self.missing_labels)} taxonomy label(s) not in the data: "
+                f"{_names(self.missing_labels)}"
+            )
         if self.duplicates_merged:
-            out.append(f"{self.source}: merged {self.duplicates_merged} identical duplicate image entr"
-                       f"{'y' if self.duplicates_merged == 1 else 'ies'}")
+            out.append(
+                f"{self.source}: merged {self.duplicates_merged} identical duplicate image entr"
+                f"{'y' if self.duplicates_merged == 1 else 'ies'}"
+            )
         out.extend(f"{self.source}: {note}" for note in self.notes)
         return out
 
     def to_dict(self) -> dict:
         """A plain mapping for split.yaml and ``--json``."""
-        return {"source": self.source, "format": self.format,
-                "unknown_labels": dict(self.unknown_labels), "missing_labels": list(self.missing_labels),
-                "duplicates_merged": self.duplicates_merged,
-                "images_without_positives": self.images_without_positives, "notes": list(self.notes)}
+        return {
+            "source": self.source,
+            "format": self.format,
+            "unknown_labels": dict(self.unknown_labels),
+            "missing_labels": list(self.missing_labels),
+            "duplicates_merged": self.duplicates_merged,
+            "images_without_positives": self.images_without_positives,
+            "notes": list(self.notes),
+        }
 
 
 def _names(names: list[str]) -> str:
@@ -182,11 +201,15 @@ def clean_image_path(raw: str, keep_backslash: bool = False) -> str:
     if not text.strip():
         raise ValueError("empty image path; give each image's path relative to the images folder")
     if _CONTROL.search(text):
-        raise ValueError(f"image path {_short(repr(raw))} holds a control character (line break, tab "
-                         "or NUL); rename the file or fix the entry")
+        raise ValueError(
+            f"image path {_short(repr(raw))} holds a control character (line break, tab "
+            "or NUL); rename the file or fix the entry"
+        )
     if _NOT_UTF8.search(text):  # a surrogateescape'd name (from a tag output): split files are UTF-8 text
-        raise ValueError(f"image path {_short(ascii(raw))} is not valid UTF-8; split files are UTF-8 text: "
-                         "rename the file (then tag or label it again)")
+        raise ValueError(
+            f"image path {_short(ascii(raw))} is not valid UTF-8; split files are UTF-8 text: "
+            "rename the file (then tag or label it again)"
+        )
     if keep_backslash:
         # A backslash is a character of the name here, but a file that reads it as a separator
         # (Windows) must still not climb out or name a share: '..\\x' and '\\\\server' are refused.
@@ -194,17 +217,23 @@ def clean_image_path(raw: str, keep_backslash: bool = False) -> str:
         if both.startswith("//"):
             raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder")
         if ".." in both.split("/"):
-            raise ValueError(f"image path '{_short(raw)}' points outside the images folder; write paths "
-                             "relative to the images folder, without '..' climbing above it")
+            raise ValueError(
+                f"image path '{_short(raw)}' points outside the images folder; write paths "
+                "relative to the images folder, without '..' climbing above it"
+            )
     if text.startswith("/") or _DRIVE.match(text):
-        raise ValueError(f"image path '{_short(raw)}' is absolute; write it relative to the images folder "
-                         "(the folder you pass to --check-images)")
+        raise ValueError(
+            f"image path '{_short(raw)}' is absolute; write it relative to the images folder "
+            "(the folder you pass to --check-images)"
+        )
     # normpath only where it can change something: this runs once per image of COCO
     if "//" in text or "/." in "/" + text or text.endswith("/"):
         normal = contained_path(text)
         if normal is None:
-            raise ValueError(f"image path '{_short(raw)}' points outside the images folder; write paths "
-                             "relative to the images folder, without '..' climbing above it")
+            raise ValueError(
+                f"image path '{_short(raw)}' points outside the images folder; write paths "
+                "relative to the images folder, without '..' climbing above it"
+            )
         return normal
     return text
 
@@ -213,8 +242,14 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def build_labelset(records: list[Record], label_names: list[str], taxonomy_name: str, report: ReadReport,
-                   declared: list[str] | None = None, strict: bool = False) -> LabelSet:
+def build_labelset(
+    records: list[Record],
+    label_names: list[str],
+    taxonomy_name: str,
+    report: ReadReport,
+    declared: list[str] | None = None,
+    strict: bool = False,
+) -> LabelSet:
     """Map reader records onto a taxonomy's label order.
 
     Args:
@@ -236,8 +271,10 @@ def build_labelset(records: list[Record], label_names: list[str], taxonomy_name:
             with different labels.
     """
     if not records:
-        raise UserError(f"{report.source}: no images found; the file holds no annotation entries "
-                        "(check that it is the right file and format, or pass --format)")
+        raise UserError(
+            f"{report.source}: no images found; the file holds no annotation entries "
+            "(check that it is the right file and format, or pass --format)"
+        )
     column = {name: i for i, name in enumerate(label_names)}
     seen_labels: set[str] = set(declared) if declared is not None else set()
     for record in records:
@@ -245,24 +282,30 @@ def build_labelset(records: list[Record], label_names: list[str], taxonomy_name:
             seen_labels.add(name)
             if name not in column:
                 if strict:
-                    raise UserError(f"{record.origin}: label '{name}' is not in taxonomy '{taxonomy_name}'; "
-                                    "fix the spelling or add it to the taxonomy (without --strict, unknown "
-                                    "labels are dropped with a warning)")
+                    raise UserError(
+                        f"{record.origin}: label '{name}' is not in taxonomy '{taxonomy_name}'; "
+                        "fix the spelling or add it to the taxonomy (without --strict, unknown "
+                        "labels are dropped with a warning)"
+                    )
                 report.unknown_labels[name] = report.unknown_labels.get(name, 0) + 1
                 report.unknown_first.setdefault(name, record.origin)
     if declared is not None:
         for name in declared:
             if name not in column and name not in report.unknown_labels:
                 if strict:
-                    raise UserError(f"{report.source}: label '{name}' is not in taxonomy '{taxonomy_name}'; "
-                                    "use a taxonomy that covers the data or leave out --strict")
+                    raise UserError(
+                        f"{report.source}: label '{name}' is not in taxonomy '{taxonomy_name}'; "
+                        "use a taxonomy that covers the data or leave out --strict"
+                    )
                 report.unknown_labels[name] = 0
                 report.unknown_first[name] = report.source
     if seen_labels and not seen_labels & column.keys():
         # Not a few strays but a mismatch: nothing useful could be written.
-        raise UserError(f"{report.source}: none of the data's {len(seen_labels)} label(s) is in taxonomy "
-                        f"'{taxonomy_name}' (the data has: {_names(sorted(seen_labels))}); "
-                        "pass the taxonomy the data was annotated with")
+        raise UserError(
+            f"{report.source}: none of the data's {len(seen_labels)} label(s) is in taxonomy "
+            f"'{taxonomy_name}' (the data has: {_names(sorted(seen_labels))}); "
+            "pass the taxonomy the data was annotated with"
+        )
     report.missing_labels = [name for name in label_names if name not in seen_labels]
     unannotated = np.zeros(len(label_names), dtype=bool)
     if declared is not None:
@@ -281,8 +324,10 @@ def build_labelset(records: list[Record], label_names: list[str], taxonomy_name:
         first = rows.get(record.image)
         if first is not None:
             if not np.array_equal(matrix[first], row):
-                raise UserError(f"{record.origin}: image '{record.image}' is listed again with different labels "
-                                f"(first at {origins[first]}); merge the two entries into one")
+                raise UserError(
+                    f"{record.origin}: image '{record.image}' is listed again with different labels "
+                    f"(first at {origins[first]}); merge the two entries into one"
+                )
             report.duplicates_merged += 1
             continue
         rows[record.image] = len(images)
@@ -291,9 +336,11 @@ def build_labelset(records: list[Record], label_names: list[str], taxonomy_name:
         origins.append(record.origin)
     # Checked after every line-level problem, which is what the user has to fix first.
     if report.missing_labels and strict:
-        raise UserError(f"{report.source}: {len(report.missing_labels)} label(s) of taxonomy '{taxonomy_name}' "
-                        f"are not in the data: {_names(report.missing_labels)}; use a taxonomy that matches "
-                        "the data or leave out --strict")
-    labels = LabelSet(list(label_names), images, matrix[:len(images)], origins)
+        raise UserError(
+            f"{report.source}: {len(report.missing_labels)} label(s) of taxonomy '{taxonomy_name}' "
+            f"are not in the data: {_names(report.missing_labels)}; use a taxonomy that matches "
+            "the data or leave out --strict"
+        )
+    labels = LabelSet(list(label_names), images, matrix[: len(images)], origins)
     report.images_without_positives = int((labels.positives_per_image() == 0).sum())
     return labels

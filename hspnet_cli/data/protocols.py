@@ -68,7 +68,7 @@ def subset_rows(rows: np.ndarray, n_total: int, fraction: float, seed: int) -> n
         The kept rows, sorted ascending.
     """
     keys = stream(seed, "subset").random(n_total)[rows]
-    keep = np.argsort(keys, kind="stable")[:subset_size(len(rows), fraction)]
+    keep = np.argsort(keys, kind="stable")[: subset_size(len(rows), fraction)]
     return np.sort(rows[keep])
 
 

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hspnet_cli.data.labelset import LabelSet, clean_image_path
-from hspnet_cli.data.readers.common import read_text
-from hspnet_cli.data.readers.tabular import csv_rows
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.core.safe_yaml import load_yaml_file
+from hspnet_cli.data.labelset import LabelSet, clean_image_path
+from hspnet_cli.data.readers.common import read_text
+from hspnet_cli.data.readers.tabular import csv_rows
 from hspnet_cli.taxonomy.core import Taxonomy
 
 SPLIT_MAGIC = "# hspnet-split"
@@ -75,10 +75,12 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
     first = first.rstrip("\r")
     if not first.startswith(SPLIT_MAGIC):
         raise UserError(f"{path}:1: not an hspnet split CSV (the first line must be '{SPLIT_HEADER}')")
-    version = first[len(SPLIT_MAGIC):].split()[0:1]
+    version = first[len(SPLIT_MAGIC) :].split()[0:1]
     if version != [f"v{SPLIT_VERSION}"]:
-        raise UserError(f"{path}:1: split format '{' '.join(version)}' is not v{SPLIT_VERSION}; "
-                        "it was written by another hspnet version (upgrade hspnet or remake the split)")
+        raise UserError(
+            f"{path}:1: split format '{' '.join(version)}' is not v{SPLIT_VERSION}; "
+            "it was written by another hspnet version (upgrade hspnet or remake the split)"
+        )
     rows = csv_rows(path, "\n" + rest)  # the leading newline keeps csv line numbers equal to file lines
     header = next(rows, None)
     names = list(taxonomy.label_names)
@@ -88,8 +90,10 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
         diff = next((i for i, (a, b) in enumerate(zip(found, names)) if a != b), min(len(found), len(names)))
         got = f"'{found[diff]}'" if diff < len(found) else "nothing"
         want = f"'{names[diff]}'" if diff < len(names) else "nothing"
-        raise UserError(f"{where}: columns do not match taxonomy '{taxonomy.name}': label column {diff + 1} is "
-                        f"{got}, the taxonomy has {want}; use the taxonomy the split was made with (see split.yaml)")
+        raise UserError(
+            f"{where}: columns do not match taxonomy '{taxonomy.name}': label column {diff + 1} is "
+            f"{got}, the taxonomy has {want}; use the taxonomy the split was made with (see split.yaml)"
+        )
     images: list[str] = []
     origins: list[str] = []
     values: list[list[int]] = []
@@ -102,8 +106,10 @@ def read_split_csv(path: str | Path, taxonomy: Taxonomy) -> LabelSet:
             values.append([_CELL[c] for c in cells[1:]])
         except KeyError:
             bad = next(i for i, c in enumerate(cells[1:]) if c not in _CELL)
-            raise UserError(f"{where}: column '{names[bad]}' holds '{cells[bad + 1]}'; split CSV cells are "
-                            "1 (positive), 0 (unknown) or -1 (negative)") from None
+            raise UserError(
+                f"{where}: column '{names[bad]}' holds '{cells[bad + 1]}'; split CSV cells are "
+                "1 (positive), 0 (unknown) or -1 (negative)"
+            ) from None
         try:  # training opens these under its images folder: a path climbing out of it is refused here
             clean_image_path(cells[0], keep_backslash=True)  # checked only: the spelling is kept byte for byte
         except ValueError as exc:
@@ -142,8 +148,9 @@ def labels_sha256(label_names: list[str]) -> str:
 
 def format_split_yaml(meta: dict[str, Any]) -> str:
     """``split.yaml`` text: a comment line, then ``meta`` in the given key order."""
-    return ("# written by hspnet split; the split files' encoding: 1=positive 0=unknown -1=negative\n"
-            + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False))
+    return "# written by hspnet split; the split files' encoding: 1=positive 0=unknown -1=negative\n" + yaml.safe_dump(
+        meta, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False
+    )
 
 
 def read_split_yaml(folder: str | Path) -> dict[str, Any]:

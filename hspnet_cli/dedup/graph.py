@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from hspnet_cli.dedup.vectors import CHUNK_ROWS, DedupInput
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.dedup.vectors import CHUNK_ROWS, DedupInput
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def _ivf(index: Any) -> Any:
         return None
 
 
-def search_index(data: DedupInput, nprobe: int | None = None, seed: int = 0,
-                 progress: Callable[[str, int], Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def search_index(
+    data: DedupInput, nprobe: int | None = None, seed: int = 0, progress: Callable[[str, int], Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """The index to search and its facts (``factory``, ``nprobe``, ``built``).
 
     Raises:
@@ -73,11 +75,17 @@ def search_index(data: DedupInput, nprobe: int | None = None, seed: int = 0,
         ivf = _ivf(index)
         if ivf is not None and nprobe is not None:
             ivf.nprobe = int(nprobe)
-        return index, {"factory": type(index).__name__, "built": False,
-                       "nprobe": int(ivf.nprobe) if ivf is not None else None}
+        return index, {
+            "factory": type(index).__name__,
+            "built": False,
+            "nprobe": int(ivf.nprobe) if ivf is not None else None,
+        }
     factory = choose_factory(data.n)
-    index = (faiss.IndexFlatIP(data.dim) if factory == "Flat"
-             else faiss.index_factory(data.dim, factory, faiss.METRIC_INNER_PRODUCT))
+    index = (
+        faiss.IndexFlatIP(data.dim)
+        if factory == "Flat"
+        else faiss.index_factory(data.dim, factory, faiss.METRIC_INNER_PRODUCT)
+    )
     ivf = _ivf(index)
     if ivf is not None:
         size = min(data.n, TRAIN_PER_LIST * int(ivf.nlist))
@@ -94,7 +102,7 @@ def search_index(data: DedupInput, nprobe: int | None = None, seed: int = 0,
 
 
 class _NoBar:
-    def __enter__(self) -> "_NoBar":
+    def __enter__(self) -> _NoBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,14 +112,15 @@ class _NoBar:
         return None
 
 
-def find_edges(data: DedupInput, index: Any, threshold: float, neighbors: int,
-               progress: Callable[[str, int], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def find_edges(
+    data: DedupInput, index: Any, threshold: float, neighbors: int, progress: Callable[[str, int], Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (a, b), a < b, of rows at or above ``threshold`` among each row's ``neighbors`` nearest.
 
     Returns:
         Two int64 arrays of equal length (each pair once).
     """
-    k = min(data.n, neighbors + 1)           # +1: a row finds itself first
+    k = min(data.n, neighbors + 1)  # +1: a row finds itself first
     a_parts: list[np.ndarray] = []
     b_parts: list[np.ndarray] = []
     bar = progress("dedup: searching", data.n) if progress else None
@@ -131,7 +140,7 @@ def find_edges(data: DedupInput, index: Any, threshold: float, neighbors: int,
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a, b_ = np.concatenate(a_parts), np.concatenate(b_parts)
     if a.size:
-        pairs = np.unique(a * np.int64(data.n) + b_)   # each pair once (found from both ends)
+        pairs = np.unique(a * np.int64(data.n) + b_)  # each pair once (found from both ends)
         a, b_ = pairs // data.n, pairs % data.n
     return a, b_
 

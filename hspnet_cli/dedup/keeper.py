@@ -36,8 +36,10 @@ def pixel_count(path: Path) -> int:
 def keeper_rule(images_dir: Path, rule: str) -> str:
     """The rule actually applied: ``pixels`` needs the images folder, else ``path`` (fallback)."""
     if rule == "pixels" and not images_dir.is_dir():
-        log.warning("%s: images folder not found; keepers are the earliest path in each group (pixel counts "
-                    "need the images)", images_dir)
+        log.warning(
+            "%s: images folder not found; keepers are the earliest path in each group (pixel counts need the images)",
+            images_dir,
+        )
         return "path"
     return rule
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hspnet_cli.core.io_utils import atomic_write, write_text_atomic
 from hspnet_cli.tagsfile.listfile import format_line
@@ -41,9 +42,13 @@ class Member:
 def side_files(out: Path) -> dict[str, Path]:
     """The files written beside ``out``, by role."""
     stem = out.stem
-    return {"dups": out, "exclude": out.with_name(f"{stem}.exclude.txt"),
-            "report": out.with_name(f"{stem}.dedup.json"), "tasks": out.with_name(f"{stem}.tasks.json"),
-            "config": out.with_name(f"{stem}.tasks.labeling-config.xml")}
+    return {
+        "dups": out,
+        "exclude": out.with_name(f"{stem}.exclude.txt"),
+        "report": out.with_name(f"{stem}.dedup.json"),
+        "tasks": out.with_name(f"{stem}.tasks.json"),
+        "config": out.with_name(f"{stem}.tasks.labeling-config.xml"),
+    }
 
 
 def write_dups(out: Path, members: Iterable[Member]) -> list[Member]:
@@ -63,8 +68,10 @@ def write_exclude_list(path: Path, dropped: list[Member], source: str) -> int:
     """The non-keepers' keys, one a line; keys with a line break cannot be listed (returned count)."""
     unlisted = 0
     with atomic_write(path, encoding="utf-8") as fh:
-        fh.write(f"# hspnet dedup of {source}: near-duplicates that are not their group's keeper "
-                 "(pass to select/split/annotate --exclude)\n")
+        fh.write(
+            f"# hspnet dedup of {source}: near-duplicates that are not their group's keeper "
+            "(pass to select/split/annotate --exclude)\n"
+        )
         for m in dropped:
             if "\n" in m.key or "\r" in m.key:
                 unlisted += 1
@@ -87,18 +94,38 @@ _CONFIG = """<View>
 """
 
 
-def write_review_tasks(files: dict[str, Path], dropped: list[Member], keepers: dict[int, str], refs: Any,
-                       model_version: str) -> dict[str, str]:
+def write_review_tasks(
+    files: dict[str, Path], dropped: list[Member], keepers: dict[int, str], refs: Any, model_version: str
+) -> dict[str, str]:
     """Label Studio tasks: each non-keeper beside its keeper, "duplicate" pre-ticked (score = similarity)."""
     with atomic_write(files["tasks"], encoding="utf-8") as fh:
         fh.write("[")
         for i, m in enumerate(dropped):
             keeper = keepers[m.group]
-            task = {"data": {"image": refs(m.key), "keeper": refs(keeper), "hspnet_path": m.key,
-                             "hspnet_keeper": keeper, "group": m.group, "similarity": round(m.similarity, 4)},
-                    "predictions": [{"model_version": model_version, "score": round(m.similarity, 4),
-                                     "result": [{"from_name": "duplicate", "to_name": "image", "type": "choices",
-                                                 "value": {"choices": ["duplicate"]}}]}]}
+            task = {
+                "data": {
+                    "image": refs(m.key),
+                    "keeper": refs(keeper),
+                    "hspnet_path": m.key,
+                    "hspnet_keeper": keeper,
+                    "group": m.group,
+                    "similarity": round(m.similarity, 4),
+                },
+                "predictions": [
+                    {
+                        "model_version": model_version,
+                        "score": round(m.similarity, 4),
+                        "result": [
+                            {
+                                "from_name": "duplicate",
+                                "to_name": "image",
+                                "type": "choices",
+                                "value": {"choices": ["duplicate"]},
+                            }
+                        ],
+                    }
+                ],
+            }
             fh.write(("\n" if i == 0 else ",\n") + json.dumps(task, ensure_ascii=False))
         fh.write("\n]\n")
     write_text_atomic(files["config"], _CONFIG)

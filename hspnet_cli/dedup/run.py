@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
+from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.dedup import graph, keeper
 from hspnet_cli.dedup.outputs import Member, side_files, write_dups, write_exclude_list, write_review_tasks
 from hspnet_cli.dedup.vectors import DedupInput, open_input
 from hspnet_cli.dedup.whiten import MIN_EFFECTIVE_DIMENSIONS
-from hspnet_cli.core.errors import UserError
-from hspnet_cli.core.io_utils import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ class DedupOptions:
     def check(self) -> None:
         """Raises UserError on an option out of range."""
         if not -1.0 <= self.threshold <= 1.0:
-            raise UserError(f"--threshold {self.threshold}: a cosine similarity, between -1 and 1 (default "
-                            f"{DEFAULT_THRESHOLD})")
+            raise UserError(
+                f"--threshold {self.threshold}: a cosine similarity, between -1 and 1 (default {DEFAULT_THRESHOLD})"
+            )
         if self.neighbors < 1:
             raise UserError(f"--neighbors {self.neighbors}: at least 1")
         if self.nprobe is not None and self.nprobe < 1:
@@ -106,18 +108,36 @@ def _members(data: DedupInput, rows: np.ndarray, comp: np.ndarray, rule: str) ->
         for s, e in zip(starts[g:h], ends[g:h]):
             ids = rows[s:e]
             keys = [data.paths[int(i)] for i in ids]
-            pixels = (np.array([keeper.pixel_count(data.images_dir / k) for k in keys], dtype=np.int64)
-                      if rule == "pixels" else None)
+            pixels = (
+                np.array([keeper.pixel_count(data.images_dir / k) for k in keys], dtype=np.int64)
+                if rule == "pixels"
+                else None
+            )
             best = keeper.choose_keeper(keys, pixels)
-            sims = vecs[s - lo:e - lo] @ vecs[s - lo + best]
+            sims = vecs[s - lo : e - lo] @ vecs[s - lo + best]
             order = sorted(range(len(ids)), key=lambda i: (i != best, -float(sims[i]), keys[i]))
-            yield keys[best], [Member(0, keys[i], i == best, 1.0 if i == best else float(min(1.0, sims[i])),
-                                      int(pixels[i]) if pixels is not None else 0) for i in order]
+            yield (
+                keys[best],
+                [
+                    Member(
+                        0,
+                        keys[i],
+                        i == best,
+                        1.0 if i == best else float(min(1.0, sims[i])),
+                        int(pixels[i]) if pixels is not None else 0,
+                    )
+                    for i in order
+                ],
+            )
         g = h
 
 
-def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None = None,
-              progress: Callable[[str, int], Any] | None = None) -> DedupResult:
+def run_dedup(
+    source: str | Path,
+    out: str | Path,
+    options: DedupOptions | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+) -> DedupResult:
     """Find near-duplicate groups in ``source`` and write ``out`` and its side files.
 
     Args:
@@ -143,14 +163,17 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
     if options.to is not None:
         from hspnet_cli.labeltools.rows import ImageRefs
 
-        refs = ImageRefs.choose(data.images_dir, "local-files", options.url_prefix, options.absolute,
-                                options.local_files_root)
+        refs = ImageRefs.choose(
+            data.images_dir, "local-files", options.url_prefix, options.absolute, options.local_files_root
+        )
     whitened = options.whiten and data.whiten()
     warning = None
     if data.effective_dimensions is not None and data.effective_dimensions < MIN_EFFECTIVE_DIMENSIONS:
-        warning = (f"the embeddings vary along about {data.effective_dimensions:.1f} directions only: this model "
-                   "hardly tells images apart (undertrained or random weights?), so the groups are unreliable; "
-                   "review them (--to label-studio) before excluding anything")
+        warning = (
+            f"the embeddings vary along about {data.effective_dimensions:.1f} directions only: this model "
+            "hardly tells images apart (undertrained or random weights?), so the groups are unreliable; "
+            "review them (--to label-studio) before excluding anything"
+        )
         log.warning("%s: %s", source, warning)
     index, index_facts = graph.search_index(data, options.nprobe, options.seed, progress)
     a, b = graph.find_edges(data, index, options.threshold, options.neighbors, progress)
@@ -158,7 +181,7 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
     rows, comp = _groups(labels)
     rule = keeper.keeper_rule(data.images_dir, options.keeper)
     groups = list(_members(data, rows, comp, rule))
-    groups.sort(key=lambda item: item[0])          # numbered by keeper path: stable across runs
+    groups.sort(key=lambda item: item[0])  # numbered by keeper path: stable across runs
     files = side_files(out)
     keepers: dict[int, str] = {}
 
@@ -177,17 +200,31 @@ def run_dedup(source: str | Path, out: str | Path, options: DedupOptions | None 
     sizes = np.bincount(comp) if len(comp) else np.zeros(0, np.int64)
     sizes = sizes[sizes > 0]
     facts: dict[str, Any] = {
-        "source": str(source), "input": data.kind, "images": data.n, "images_dir": str(data.images_dir),
-        "model": data.model, "threshold": options.threshold, "neighbors": options.neighbors, "index": index_facts,
+        "source": str(source),
+        "input": data.kind,
+        "images": data.n,
+        "images_dir": str(data.images_dir),
+        "model": data.model,
+        "threshold": options.threshold,
+        "neighbors": options.neighbors,
+        "index": index_facts,
         "similarity": "cosine of PCA-whitened embeddings" if whitened else "cosine of the embeddings",
-        "effective_dimensions": (None if data.effective_dimensions is None
-                                 else round(data.effective_dimensions, 2)), "warning": warning,
-        "keeper_rule": ("most pixels (image header), then earliest path" if rule == "pixels"
-                        else "earliest path" + ("" if options.keeper == "path" else
-                                                " (images folder not found: pixel counts unknown)")),
-        "groups": len(groups), "in_groups": int(len(rows)), "non_keepers": len(dropped),
-        "largest_group": int(sizes.max()) if sizes.size else 0, "edges": int(len(a)),
-        "unlisted_line_breaks": unlisted, "seconds": round(time.perf_counter() - started, 3), "files": written,
+        "effective_dimensions": (None if data.effective_dimensions is None else round(data.effective_dimensions, 2)),
+        "warning": warning,
+        "keeper_rule": (
+            "most pixels (image header), then earliest path"
+            if rule == "pixels"
+            else "earliest path"
+            + ("" if options.keeper == "path" else " (images folder not found: pixel counts unknown)")
+        ),
+        "groups": len(groups),
+        "in_groups": int(len(rows)),
+        "non_keepers": len(dropped),
+        "largest_group": int(sizes.max()) if sizes.size else 0,
+        "edges": int(len(a)),
+        "unlisted_line_breaks": unlisted,
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": written,
     }
     write_text_atomic(files["report"], json.dumps(facts, indent=2) + "\n")
     return DedupResult(facts)

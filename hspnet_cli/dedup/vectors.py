@@ -16,9 +16,10 @@ Either way rows are L2-normalised, so an inner product is the cosine similarity;
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -87,8 +88,11 @@ class DedupInput:
             out = np.empty((len(ids), self.dim), dtype=np.float32)
             out[order] = self.emb[ids[order]]
         else:
-            out = np.vstack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else \
-                np.zeros((0, self.dim), dtype=np.float32)
+            out = (
+                np.vstack([self.index.reconstruct(int(i)) for i in ids])
+                if len(ids)
+                else np.zeros((0, self.dim), dtype=np.float32)
+            )
         return self._out(_unit(out, self.source))
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
@@ -98,8 +102,9 @@ class DedupInput:
             if self.emb_file is not None:
                 # A plain read, not the memmap: pages of a memmap stay resident (and count in the
                 # process's memory) until the kernel needs them, 20 GB for 10M x 512.
-                block = np.fromfile(self.emb_file, dtype="<f4", count=(stop - start) * self.dim,
-                                    offset=start * self.dim * 4).reshape(stop - start, self.dim)
+                block = np.fromfile(
+                    self.emb_file, dtype="<f4", count=(stop - start) * self.dim, offset=start * self.dim * 4
+                ).reshape(stop - start, self.dim)
             elif self.emb is not None:
                 block = np.array(self.emb[start:stop], dtype=np.float32, order="C")
             else:
@@ -112,8 +117,9 @@ def _unit(block: np.ndarray, source: Path, start: int = 0) -> np.ndarray:
     norms = np.linalg.norm(block, axis=1) if block.size else np.zeros(0, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
     if bad.size:
-        raise UserError(f"{source}: embedding row {start + int(bad[0])} is not finite or is all zeros; "
-                        "tag the images again")
+        raise UserError(
+            f"{source}: embedding row {start + int(bad[0])} is not finite or is all zeros; tag the images again"
+        )
     block /= norms[:, None]
     return block
 
@@ -130,18 +136,30 @@ def open_input(path: str | Path) -> DedupInput:
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: not found; pass the tags.csv/tags.jsonl of hspnet tag (with its embeddings) "
-                        "or an index of hspnet index build")
+        raise UserError(
+            f"{path}: not found; pass the tags.csv/tags.jsonl of hspnet tag (with its embeddings) "
+            "or an index of hspnet index build"
+        )
     if _is_index(path):
         return _open_index(path)
     if path.suffix.lower() not in (".csv", ".jsonl"):
-        raise UserError(f"{path}: neither a tags.csv/tags.jsonl of hspnet tag nor an hspnet index (its "
-                        f"{path.name}.json and {path.name}.paths.txt sidecars are missing)")
+        raise UserError(
+            f"{path}: neither a tags.csv/tags.jsonl of hspnet tag nor an hspnet index (its "
+            f"{path.name}.json and {path.name}.paths.txt sidecars are missing)"
+        )
     from hspnet_cli.tagsfile.reader import read_tags_output
 
     tags = read_tags_output(path)
-    return DedupInput(source=path, kind="tags", paths=tags.paths, images_dir=tags.images_dir, dim=tags.dim,
-                      model=tags.model, emb=tags.embeddings(), emb_file=tags.emb if tags.n else None)
+    return DedupInput(
+        source=path,
+        kind="tags",
+        paths=tags.paths,
+        images_dir=tags.images_dir,
+        dim=tags.dim,
+        model=tags.model,
+        emb=tags.embeddings(),
+        emb_file=tags.emb if tags.n else None,
+    )
 
 
 def _open_index(path: Path) -> DedupInput:
@@ -155,7 +173,14 @@ def _open_index(path: Path) -> DedupInput:
     except (RuntimeError, AttributeError):
         ivf = None
     if ivf is not None:
-        ivf.make_direct_map()   # IVF lists are keyed by list, not id: reconstruct() needs the id map
-    return DedupInput(source=path, kind="index", paths=loaded.paths, images_dir=loaded.images_dir, dim=loaded.dim,
-                      model=str(loaded.meta.get("model", "")), index=loaded.index,
-                      search_params=str(loaded.meta.get("search_params", "") or ""))
+        ivf.make_direct_map()  # IVF lists are keyed by list, not id: reconstruct() needs the id map
+    return DedupInput(
+        source=path,
+        kind="index",
+        paths=loaded.paths,
+        images_dir=loaded.images_dir,
+        dim=loaded.dim,
+        model=str(loaded.meta.get("model", "")),
+        index=loaded.index,
+        search_params=str(loaded.meta.get("search_params", "") or ""),
+    )

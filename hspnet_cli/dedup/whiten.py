@@ -22,7 +22,7 @@ below :data:`MIN_EFFECTIVE_DIMENSIONS`.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def effective_dimensions(eigenvalues: np.ndarray) -> float:
     """Participation ratio (sum l)^2 / sum l^2 of a covariance's eigenvalues: about how many
     directions the embeddings really vary along (1: all on a line; D: spread evenly)."""
     vals = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
-    return float(vals.sum() ** 2 / max(float((vals ** 2).sum()), 1e-300))
+    return float(vals.sum() ** 2 / max(float((vals**2).sum()), 1e-300))
 
 
 def fit_whitening(chunks: Iterable[tuple[int, np.ndarray]], dim: int) -> tuple[np.ndarray, np.ndarray, float] | None:

@@ -14,8 +14,8 @@ pixels depend only on that generator's seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -142,7 +142,7 @@ def paint(canvas: np.ndarray, mask: Mask | None, colour: np.ndarray, alpha: floa
     if mask is None:
         return
     m, x0, y0 = mask
-    region = canvas[:, y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
+    region = canvas[:, y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
     a = m * np.float32(alpha)
     region *= np.float32(1.0) - a
     region += a * np.asarray(colour, dtype=np.float32)[:, None, None]

@@ -7,11 +7,24 @@ taking all randomness from the generator it is handed, in a fixed order.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-from hspnet_cli.demo.canvas import (Drawer, Placement, contrasting_colour, crop_mask, luminance, new_mask, paint,
-                                    place_points, polygon_mask, polyline_mask, region_luminance, rotated_coords)
+
+from hspnet_cli.demo.canvas import (
+    Drawer,
+    Placement,
+    contrasting_colour,
+    crop_mask,
+    luminance,
+    new_mask,
+    paint,
+    place_points,
+    polygon_mask,
+    polyline_mask,
+    region_luminance,
+    rotated_coords,
+)
 
 # Each drawer paints one instance of its label at a placement. Shapes fill most of the
 # placement circle; all colours contrast with the local background so every annotated object
@@ -75,8 +88,9 @@ def draw_heart(canvas: np.ndarray, p: Placement, rng: np.random.Generator) -> No
 def draw_cross(canvas: np.ndarray, p: Placement, rng: np.random.Generator) -> None:
     """A filled plus-shaped cross."""
     a, b = rng.uniform(0.2, 0.3), 0.9
-    pts = np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a),
-                    (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)])
+    pts = np.array(
+        [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
+    )
     _solid(canvas, p, rng, pts)
 
 
@@ -132,13 +146,18 @@ def draw_ring(canvas: np.ndarray, p: Placement, rng: np.random.Generator) -> Non
     _stroke(canvas, p, rng, rad * np.stack([np.cos(a), rng.uniform(0.88, 1.0) * np.sin(a)], axis=1))
 
 
-def _patterned(canvas: np.ndarray, p: Placement, rng: np.random.Generator,
-               texture: Callable[[np.ndarray, np.ndarray, float], np.ndarray]) -> None:
+def _patterned(
+    canvas: np.ndarray,
+    p: Placement,
+    rng: np.random.Generator,
+    texture: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+) -> None:
     """A rectangular patch in one colour with a two-colour texture inside it."""
     size = canvas.shape[1]
     half_w, half_h = 0.72, 0.72 * rng.uniform(0.75, 1.0)  # corners stay inside the placement circle
-    patch = polygon_mask(size, place_points(np.array([(-half_w, -half_h), (half_w, -half_h),
-                                                (half_w, half_h), (-half_w, half_h)]), p))
+    patch = polygon_mask(
+        size, place_points(np.array([(-half_w, -half_h), (half_w, -half_h), (half_w, half_h), (-half_w, half_h)]), p)
+    )
     base = contrasting_colour(rng, region_luminance(canvas, p), 0.12)
     ink = contrasting_colour(rng, luminance(base), 0.35)
     if patch is None:

@@ -12,9 +12,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_text_atomic
@@ -43,8 +44,9 @@ class DemoSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "out_dir": str(self.out_dir),
-            "stages": [{"name": s.name, "result": s.result, "seconds": round(s.seconds, 3), **s.figures}
-                       for s in self.stages],
+            "stages": [
+                {"name": s.name, "result": s.result, "seconds": round(s.seconds, 3), **s.figures} for s in self.stages
+            ],
         }
 
 
@@ -53,15 +55,23 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise UserError(f"{out_dir}: is not empty; pass --overwrite to replace an earlier demo run there")
         if not (out_dir / DEMO_MARKER).exists():
-            raise UserError(f"{out_dir}: is not empty and holds no earlier demo run ({DEMO_MARKER} missing); "
-                            "choose an empty or new folder")
+            raise UserError(
+                f"{out_dir}: is not empty and holds no earlier demo run ({DEMO_MARKER} missing); "
+                "choose an empty or new folder"
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def run_demo(out_dir: str | Path, n_images: int = 2000, seed: int = 0, overwrite: bool = False,
-             epochs: int | None = None, on_stage: Callable[[StageResult], None] | None = None,
-             progress: Callable[[str, int], Any] | None = None) -> DemoSummary:
+def run_demo(
+    out_dir: str | Path,
+    n_images: int = 2000,
+    seed: int = 0,
+    overwrite: bool = False,
+    epochs: int | None = None,
+    on_stage: Callable[[StageResult], None] | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+) -> DemoSummary:
     """Run every available stage on a freshly generated demo world.
 
     Args:
@@ -83,12 +93,18 @@ def run_demo(out_dir: str | Path, n_images: int = 2000, seed: int = 0, overwrite
         return _run_demo(out_dir, n_images, seed, overwrite, epochs, on_stage, progress)
 
 
-def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: int | None,
-              on_stage: Callable[[StageResult], None] | None,
-              progress: Callable[[str, int], Any] | None) -> DemoSummary:
+def _run_demo(
+    out_dir: Path,
+    n_images: int,
+    seed: int,
+    overwrite: bool,
+    epochs: int | None,
+    on_stage: Callable[[StageResult], None] | None,
+    progress: Callable[[str, int], Any] | None,
+) -> DemoSummary:
     from hspnet_cli.demo.world import generate_demo_world
-    from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.model.clip_models import label_encoder
+    from hspnet_cli.taxonomy import load_taxonomy
     from hspnet_cli.taxonomy.build import build_taxonomy
 
     _prepare_out_dir(out_dir, overwrite)
@@ -102,33 +118,66 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
     start = time.perf_counter()
     world_dir = out_dir / "world"
     world = generate_demo_world(world_dir, n_images=n_images, seed=seed, workers=min(2, os.cpu_count() or 1))
-    record(StageResult("demo data", f"{world.n_images} images, {world_dir}", time.perf_counter() - start,
-                       {"images": world.n_images, "mean_labels_per_image": round(world.mean_labels_per_image, 3)}))
+    record(
+        StageResult(
+            "demo data",
+            f"{world.n_images} images, {world_dir}",
+            time.perf_counter() - start,
+            {"images": world.n_images, "mean_labels_per_image": round(world.mean_labels_per_image, 3)},
+        )
+    )
 
     start = time.perf_counter()
     truth = load_taxonomy(world_dir / "taxonomy.yaml")
-    record(StageResult("taxonomy show", f"{truth.num_labels} labels in {truth.num_groups} groups",
-                       time.perf_counter() - start, {"labels": truth.num_labels, "groups": truth.num_groups}))
+    record(
+        StageResult(
+            "taxonomy show",
+            f"{truth.num_labels} labels in {truth.num_groups} groups",
+            time.perf_counter() - start,
+            {"labels": truth.num_labels, "groups": truth.num_groups},
+        )
+    )
 
     start = time.perf_counter()
-    built = build_taxonomy(world_dir / "taxonomy.yaml", out_dir / "taxonomy.wordnet.yaml", "wordnet",
-                           n_groups=truth.num_groups, reference=world_dir / "taxonomy.yaml")
+    built = build_taxonomy(
+        world_dir / "taxonomy.yaml",
+        out_dir / "taxonomy.wordnet.yaml",
+        "wordnet",
+        n_groups=truth.num_groups,
+        reference=world_dir / "taxonomy.yaml",
+    )
     cmp = built.comparison
     assert cmp is not None
-    record(StageResult("taxonomy build --wordnet", f"{built.taxonomy.num_groups} groups; vs truth ARI "
-                       f"{cmp.ari:.3f} NMI {cmp.nmi:.3f}", time.perf_counter() - start,
-                       {"ari": round(cmp.ari, 4), "nmi": round(cmp.nmi, 4)}))
+    record(
+        StageResult(
+            "taxonomy build --wordnet",
+            f"{built.taxonomy.num_groups} groups; vs truth ARI {cmp.ari:.3f} NMI {cmp.nmi:.3f}",
+            time.perf_counter() - start,
+            {"ari": round(cmp.ari, 4), "nmi": round(cmp.nmi, 4)},
+        )
+    )
 
     start = time.perf_counter()
-    built = build_taxonomy(world_dir / "taxonomy.yaml", out_dir / "taxonomy.kmeans.yaml", "kmeans",
-                           k=truth.num_groups, encoder=label_encoder(TINY_MODEL, "none", seed=seed), seed=seed,
-                           reference=world_dir / "taxonomy.yaml")
+    built = build_taxonomy(
+        world_dir / "taxonomy.yaml",
+        out_dir / "taxonomy.kmeans.yaml",
+        "kmeans",
+        k=truth.num_groups,
+        encoder=label_encoder(TINY_MODEL, "none", seed=seed),
+        seed=seed,
+        reference=world_dir / "taxonomy.yaml",
+    )
     cmp = built.comparison
     assert cmp is not None
-    record(StageResult("taxonomy build --kmeans", f"{built.taxonomy.num_groups} groups; vs truth ARI "
-                       f"{cmp.ari:.3f} (random text encoder: no semantic signal expected)",
-                       time.perf_counter() - start, {"ari": round(cmp.ari, 4), "nmi": round(cmp.nmi, 4),
-                                                     "encoder": f"{TINY_MODEL}/random"}))
+    record(
+        StageResult(
+            "taxonomy build --kmeans",
+            f"{built.taxonomy.num_groups} groups; vs truth ARI "
+            f"{cmp.ari:.3f} (random text encoder: no semantic signal expected)",
+            time.perf_counter() - start,
+            {"ari": round(cmp.ari, 4), "nmi": round(cmp.nmi, 4), "encoder": f"{TINY_MODEL}/random"},
+        )
+    )
 
     _split_and_train(out_dir, world_dir, n_images, seed, epochs, record, progress)
     _label_studio_tasks(out_dir, record)
@@ -137,8 +186,15 @@ def _run_demo(out_dir: Path, n_images: int, seed: int, overwrite: bool, epochs: 
     return summary
 
 
-def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, epochs: int | None,
-                     record: Callable[[StageResult], None], progress: Callable[[str, int], Any] | None) -> None:
+def _split_and_train(
+    out_dir: Path,
+    world_dir: Path,
+    n_images: int,
+    seed: int,
+    epochs: int | None,
+    record: Callable[[StageResult], None],
+    progress: Callable[[str, int], Any] | None,
+) -> None:
     """Stages split (single-positive, 20% validation, a held-out test fifth) and train."""
     from hspnet_cli.config import apply_overrides, load_preset
     from hspnet_cli.data.split import SplitOptions, make_split
@@ -152,12 +208,22 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
     n_test = max(1, len(rows) // 5)
     write_text_atomic(out_dir / "trainval.csv", header + "".join(rows[:-n_test]))
     write_text_atomic(out_dir / "test.csv", header + "".join(rows[-n_test:]))
-    split = make_split(out_dir / "trainval.csv", world_dir / "taxonomy.yaml", out_dir / "split",
-                       test_path=out_dir / "test.csv",
-                       options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=seed))
+    split = make_split(
+        out_dir / "trainval.csv",
+        world_dir / "taxonomy.yaml",
+        out_dir / "split",
+        test_path=out_dir / "test.csv",
+        options=SplitOptions(mode="single-positive", val_fraction=0.2, seed=seed),
+    )
     counts = {name: part["images"] for name, part in split.summary["splits"][0]["counts"].items()}
-    record(StageResult("split --mode single-positive", ", ".join(f"{k} {v}" for k, v in counts.items() if v),
-                       time.perf_counter() - start, {"images": counts}))
+    record(
+        StageResult(
+            "split --mode single-positive",
+            ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+            time.perf_counter() - start,
+            {"images": counts},
+        )
+    )
 
     start = time.perf_counter()
     config = load_preset("demo")
@@ -172,15 +238,33 @@ def _split_and_train(out_dir: Path, world_dir: Path, n_images: int, seed: int, e
 
         if not console.is_terminal:
             on_epoch = lambda rec: say(epoch_line(rec, config.train.epochs), highlight=False, soft_wrap=True)  # noqa: E731
-    result = train(out_dir / "split", world_dir / "images", out_dir / "run", config,
-                   taxonomy=world_dir / "taxonomy.yaml", device="auto", progress=progress, on_epoch=on_epoch)
-    record(StageResult(
-        "train", f"{config.model.method} on {config.model.clip_model} (random init), {config.train.epochs} epochs: "
-        f"val mAP {result.best_map:.3f} vs label-frequency baseline {result.baseline_map:.3f}",
-        time.perf_counter() - start,
-        {"val_map": round(result.best_map, 4), "label_frequency_baseline_map": round(result.baseline_map, 4),
-         "best_epoch": result.best_epoch, "best_source": result.best_source, "epochs": config.train.epochs,
-         "model": f"{config.model.clip_model}/random", "run_dir": str(out_dir / "run")}))
+    result = train(
+        out_dir / "split",
+        world_dir / "images",
+        out_dir / "run",
+        config,
+        taxonomy=world_dir / "taxonomy.yaml",
+        device="auto",
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    record(
+        StageResult(
+            "train",
+            f"{config.model.method} on {config.model.clip_model} (random init), {config.train.epochs} epochs: "
+            f"val mAP {result.best_map:.3f} vs label-frequency baseline {result.baseline_map:.3f}",
+            time.perf_counter() - start,
+            {
+                "val_map": round(result.best_map, 4),
+                "label_frequency_baseline_map": round(result.baseline_map, 4),
+                "best_epoch": result.best_epoch,
+                "best_source": result.best_source,
+                "epochs": config.train.epochs,
+                "model": f"{config.model.clip_model}/random",
+                "run_dir": str(out_dir / "run"),
+            },
+        )
+    )
     _evaluate(out_dir, world_dir, record)
 
 
@@ -188,8 +272,8 @@ def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], No
     """Stage eval: the best checkpoint on the held-out test split, with its pictures."""
     from hspnet_cli.data.split_io import read_split_csv
     from hspnet_cli.evaluation.evaluate import evaluate_scores, score_split
-    from hspnet_cli.scoring.scorer import load_scorer
     from hspnet_cli.evaluation.plots import write_plots
+    from hspnet_cli.scoring.scorer import load_scorer
 
     start = time.perf_counter()
     scorer = load_scorer(out_dir / "run" / "best.ckpt")
@@ -197,19 +281,39 @@ def _evaluate(out_dir: Path, world_dir: Path, record: Callable[[StageResult], No
     logits, targets = score_split(scorer, labels, world_dir / "images")
     report = evaluate_scores(logits, targets, scorer.taxonomy)
     # F1 at 0.5 next to F1 at the thresholds training fitted on validation (what tag uses).
-    fitted = (evaluate_scores(logits, targets, scorer.taxonomy, threshold=scorer.thresholds.cpu().numpy())
-              if scorer.thresholds is not None else None)
-    cf1 = {"test_cf1_at_0.5": round(report.at_threshold.cf1, 4),
-           "test_cf1_fitted": round(fitted.at_threshold.cf1, 4) if fitted is not None else None}
+    fitted = (
+        evaluate_scores(logits, targets, scorer.taxonomy, threshold=scorer.thresholds.cpu().numpy())
+        if scorer.thresholds is not None
+        else None
+    )
+    cf1 = {
+        "test_cf1_at_0.5": round(report.at_threshold.cf1, 4),
+        "test_cf1_fitted": round(fitted.at_threshold.cf1, 4) if fitted is not None else None,
+    }
     write_text_atomic(out_dir / "eval" / "test-metrics.json", json.dumps(report.to_dict(), indent=2) + "\n")
-    plots = write_plots(out_dir / "eval" / "plots", report, logits, targets,
-                        scorer.label_features.cpu().numpy(), title="demo: best.ckpt on the held-out test split")
-    record(StageResult("eval (test split)", f"mAP {report.map:.3f}, group mAP {report.group_map:.3f}, "
-                       f"top-{report.top_k} precision {report.top_k_precision:.3f}; CF1 {cf1['test_cf1_fitted']} at the "
-                       f"fitted thresholds vs {cf1['test_cf1_at_0.5']} at 0.5; plots in {out_dir / 'eval' / 'plots'}",
-                       time.perf_counter() - start,
-                       {"test_map": round(report.map, 4), "test_group_map": round(report.group_map, 4), **cf1,
-                        "plots": [str(p) for p in plots]}))
+    plots = write_plots(
+        out_dir / "eval" / "plots",
+        report,
+        logits,
+        targets,
+        scorer.label_features.cpu().numpy(),
+        title="demo: best.ckpt on the held-out test split",
+    )
+    record(
+        StageResult(
+            "eval (test split)",
+            f"mAP {report.map:.3f}, group mAP {report.group_map:.3f}, "
+            f"top-{report.top_k} precision {report.top_k_precision:.3f}; CF1 {cf1['test_cf1_fitted']} at the "
+            f"fitted thresholds vs {cf1['test_cf1_at_0.5']} at 0.5; plots in {out_dir / 'eval' / 'plots'}",
+            time.perf_counter() - start,
+            {
+                "test_map": round(report.map, 4),
+                "test_group_map": round(report.group_map, 4),
+                **cf1,
+                "plots": [str(p) for p in plots],
+            },
+        )
+    )
     _audit(out_dir, world_dir, labels, logits, record)
     _tag_index_search(out_dir, world_dir, scorer, record)
 
@@ -231,13 +335,32 @@ def _audit(out_dir: Path, world_dir: Path, labels: Any, logits: Any, record: Cal
     options = AuditOptions(to="label-studio", local_files_root=str(out_dir))
     ckpt = out_dir / "run" / "best.ckpt"
     origin = {"kind": "checkpoint", "checkpoint": str(ckpt), **check_out_of_sample(ckpt, labels, world_dir / "images")}
-    facts = audit_labels(labels, sigmoid(logits), world_dir / "images", load_taxonomy(world_dir / "taxonomy.yaml"),
-                         out_dir / "audit" / "issues.csv", options, origin, source=str(out_dir / "split" / "test.csv"))
+    facts = audit_labels(
+        labels,
+        sigmoid(logits),
+        world_dir / "images",
+        load_taxonomy(world_dir / "taxonomy.yaml"),
+        out_dir / "audit" / "issues.csv",
+        options,
+        origin,
+        source=str(out_dir / "split" / "test.csv"),
+    )
     kinds = ", ".join(f"{k} {v}" for k, v in facts["by_kind"].items()) or "none"
-    record(StageResult("audit (test split)", f"{facts['flagged_images']} of {facts['images']} images flagged ({kinds}); "
-                       f"{out_dir / 'audit' / 'issues.csv'}", time.perf_counter() - start,
-                       {"images": facts["images"], "issues": facts["issues"], "by_kind": facts["by_kind"],
-                        "flagged_images": facts["flagged_images"], "files": facts["files"]}))
+    record(
+        StageResult(
+            "audit (test split)",
+            f"{facts['flagged_images']} of {facts['images']} images flagged ({kinds}); "
+            f"{out_dir / 'audit' / 'issues.csv'}",
+            time.perf_counter() - start,
+            {
+                "images": facts["images"],
+                "issues": facts["issues"],
+                "by_kind": facts["by_kind"],
+                "flagged_images": facts["flagged_images"],
+                "files": facts["files"],
+            },
+        )
+    )
 
 
 def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None]) -> None:
@@ -248,21 +371,41 @@ def _tag_index_search(out_dir: Path, world_dir: Path, scorer: Any, record: Calla
 
     start = time.perf_counter()
     tagged = tag_images(world_dir / "images", out_dir / "tags" / "tags.csv", scorer, progress=False)
-    record(StageResult("tag", f"{tagged.rows} images tagged, {tagged.failed} failed, "
-                       f"{tagged.images_per_second:.0f} images/s", time.perf_counter() - start,
-                       {"rows": tagged.rows, "failed": tagged.failed,
-                        "images_per_second": round(tagged.images_per_second, 1),
-                        "thresholds": tagged.threshold_source}))
+    record(
+        StageResult(
+            "tag",
+            f"{tagged.rows} images tagged, {tagged.failed} failed, {tagged.images_per_second:.0f} images/s",
+            time.perf_counter() - start,
+            {
+                "rows": tagged.rows,
+                "failed": tagged.failed,
+                "images_per_second": round(tagged.images_per_second, 1),
+                "thresholds": tagged.threshold_source,
+            },
+        )
+    )
     _dedup(out_dir, record)
     start = time.perf_counter()
     facts = build_index(out_dir / "tags" / "tags.csv", out_dir / "tags" / "tags.faiss")
-    record(StageResult("index build", f"{facts.get('count')} vectors, {facts.get('factory')}",
-                       time.perf_counter() - start, {"count": facts.get("count"), "factory": facts.get("factory")}))
+    record(
+        StageResult(
+            "index build",
+            f"{facts.get('count')} vectors, {facts.get('factory')}",
+            time.perf_counter() - start,
+            {"count": facts.get("count"), "factory": facts.get("factory")},
+        )
+    )
     start = time.perf_counter()
     first = next(iter((out_dir / "tags" / "tags.csv").read_text(encoding="utf-8").splitlines()[1:]), "").split(",")[0]
     _, hits, _ = run_search(out_dir / "tags" / "tags.faiss", like=first, k=5)
-    record(StageResult("search --like", f"5 nearest to {first}: " + ", ".join(h.path for h in hits),
-                       time.perf_counter() - start, {"query": first, "hits": [h.path for h in hits]}))
+    record(
+        StageResult(
+            "search --like",
+            f"5 nearest to {first}: " + ", ".join(h.path for h in hits),
+            time.perf_counter() - start,
+            {"query": first, "hits": [h.path for h in hits]},
+        )
+    )
     _text_search(out_dir, world_dir, scorer, record)
 
 
@@ -274,16 +417,27 @@ def _dedup(out_dir: Path, record: Callable[[StageResult], None]) -> None:
     start = time.perf_counter()
     facts = run_dedup(out_dir / "tags" / "tags.csv", out_dir / "dedup" / "dups.csv", DedupOptions()).facts
     caution = f"; caution: {facts['warning']}" if facts.get("warning") else ""
-    record(StageResult("dedup", f"{facts['groups']} near-duplicate groups at {facts['threshold']} "
-                       f"({facts['non_keepers']} images to leave out: {facts['files']['exclude']}){caution}",
-                       time.perf_counter() - start,
-                       {"groups": facts["groups"], "non_keepers": facts["non_keepers"],
-                        "threshold": facts["threshold"], "effective_dimensions": facts["effective_dimensions"],
-                        "warning": facts["warning"], "files": facts["files"]}))
+    record(
+        StageResult(
+            "dedup",
+            f"{facts['groups']} near-duplicate groups at {facts['threshold']} "
+            f"({facts['non_keepers']} images to leave out: {facts['files']['exclude']}){caution}",
+            time.perf_counter() - start,
+            {
+                "groups": facts["groups"],
+                "non_keepers": facts["non_keepers"],
+                "threshold": facts["threshold"],
+                "effective_dimensions": facts["effective_dimensions"],
+                "warning": facts["warning"],
+                "files": facts["files"],
+            },
+        )
+    )
 
 
-def _text_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None],
-                 k: int = 10) -> None:
+def _text_search(
+    out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[StageResult], None], k: int = 10
+) -> None:
     """Stage search --text: every label name as a query, precision@k against the true labels.
 
     A label name is answered with the trained model's label feature (the text tower of the
@@ -309,11 +463,22 @@ def _text_search(out_dir: Path, world_dir: Path, scorer: Any, record: Callable[[
             example = [h.path for h in hits[:3]]
     p_mean, b_mean = sum(precision) / len(precision), sum(base) / len(base)
     first = scorer.taxonomy.label_names[0]
-    record(StageResult("search --text", f"each of {len(precision)} label names: precision@{k} {p_mean:.2f} vs "
-                       f"{b_mean:.2f} by chance; '{first}' -> " + ", ".join(example), time.perf_counter() - start,
-                       {"k": k, "mean_precision_at_k": round(p_mean, 4), "mean_label_rate": round(b_mean, 4),
-                        "precision_at_k": {n: round(p, 4) for n, p in zip(scorer.taxonomy.label_names, precision)},
-                        "example_query": first, "example_hits": example}))
+    record(
+        StageResult(
+            "search --text",
+            f"each of {len(precision)} label names: precision@{k} {p_mean:.2f} vs "
+            f"{b_mean:.2f} by chance; '{first}' -> " + ", ".join(example),
+            time.perf_counter() - start,
+            {
+                "k": k,
+                "mean_precision_at_k": round(p_mean, 4),
+                "mean_label_rate": round(b_mean, 4),
+                "precision_at_k": {n: round(p, 4) for n, p in zip(scorer.taxonomy.label_names, precision)},
+                "example_query": first,
+                "example_hits": example,
+            },
+        )
+    )
 
 
 def _label_studio_tasks(out_dir: Path, record: Callable[[StageResult], None]) -> None:
@@ -327,16 +492,24 @@ def _label_studio_tasks(out_dir: Path, record: Callable[[StageResult], None]) ->
     start = time.perf_counter()
     out = out_dir / "labeling" / "tasks.json"
     facts = export_labels(out_dir / "tags" / "tags.csv", "label-studio", out, local_files_root=out_dir)
-    record(StageResult("export-labels --to label-studio",
-                       f"{facts['rows']} tasks, {facts['tags']} pre-ticked choices ({facts['untagged']} tasks with "
-                       f"none) -> {out} (+ labeling config); "
-                       f"serve with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
-                       f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={out_dir.absolute()}",
-                       time.perf_counter() - start,
-                       {"tasks": facts["rows"], "choices": facts["tags"], "untagged": facts["untagged"],
-                        "choices_per_task": round(facts["tags"] / max(facts["rows"], 1), 3),
-                        "thresholds": facts["thresholds"],
-                        "files": facts["files"]}))
+    record(
+        StageResult(
+            "export-labels --to label-studio",
+            f"{facts['rows']} tasks, {facts['tags']} pre-ticked choices ({facts['untagged']} tasks with "
+            f"none) -> {out} (+ labeling config); "
+            f"serve with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+            f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={out_dir.absolute()}",
+            time.perf_counter() - start,
+            {
+                "tasks": facts["rows"],
+                "choices": facts["tags"],
+                "untagged": facts["untagged"],
+                "choices_per_task": round(facts["tags"] / max(facts["rows"], 1), 3),
+                "thresholds": facts["thresholds"],
+                "files": facts["files"],
+            },
+        )
+    )
 
 
 def _select_next(out_dir: Path, seed: int, record: Callable[[StageResult], None], n: int = 100) -> None:
@@ -355,10 +528,21 @@ def _select_next(out_dir: Path, seed: int, record: Callable[[StageResult], None]
     facts = write_selection(sel, out_dir / "select" / "next.txt")
     counts, unc = facts["counts"], facts["uncertainty"] or {}
     reasons = ", ".join(f"{k} {v}" for k, v in counts["by_reason"].items())
-    record(StageResult("select", f"{counts['picked']} of {counts['eligible']} single-positive images to label fully "
-                       f"next ({reasons}); mean uncertainty {unc.get('picks_mean', float('nan')):.3f} vs "
-                       f"{unc.get('eligible_mean', float('nan')):.3f}; {facts['files']['list']}",
-                       time.perf_counter() - start,
-                       {"picked": counts["picked"], "eligible": counts["eligible"], "excluded": counts["excluded"],
-                        "by_reason": counts["by_reason"], "uncertainty": unc, "list": facts["files"]["list"],
-                        "probabilities": facts["probabilities"]["kind"]}))
+    record(
+        StageResult(
+            "select",
+            f"{counts['picked']} of {counts['eligible']} single-positive images to label fully "
+            f"next ({reasons}); mean uncertainty {unc.get('picks_mean', float('nan')):.3f} vs "
+            f"{unc.get('eligible_mean', float('nan')):.3f}; {facts['files']['list']}",
+            time.perf_counter() - start,
+            {
+                "picked": counts["picked"],
+                "eligible": counts["eligible"],
+                "excluded": counts["excluded"],
+                "by_reason": counts["by_reason"],
+                "uncertainty": unc,
+                "list": facts["files"]["list"],
+                "probabilities": facts["probabilities"]["kind"],
+            },
+        )
+    )

@@ -90,8 +90,9 @@ def cooccurrence_stats(label_sets: list[tuple[str, ...]], taxonomy: Taxonomy) ->
     return (float(within.mean()) if within.size else 0.0, float(across.mean()) if across.size else 0.0)
 
 
-def summarise(out_dir: Path, n_images: int, image_size: int, seed: int,
-              label_sets: list[tuple[str, ...]], taxonomy: Taxonomy) -> DemoWorldSummary:
+def summarise(
+    out_dir: Path, n_images: int, image_size: int, seed: int, label_sets: list[tuple[str, ...]], taxonomy: Taxonomy
+) -> DemoWorldSummary:
     """Counts and co-occurrence statistics of a generated world."""
     counts = {name: 0 for name in taxonomy.label_names}
     for labels in label_sets:
@@ -99,8 +100,13 @@ def summarise(out_dir: Path, n_images: int, image_size: int, seed: int,
             counts[name] += 1
     within, across = cooccurrence_stats(label_sets, taxonomy)
     return DemoWorldSummary(
-        out_dir=out_dir, n_images=n_images, image_size=image_size, seed=seed, label_counts=counts,
+        out_dir=out_dir,
+        n_images=n_images,
+        image_size=image_size,
+        seed=seed,
+        label_counts=counts,
         mean_labels_per_image=sum(len(s) for s in label_sets) / n_images,
-        within_group_cooccurrence=within, across_group_cooccurrence=across,
+        within_group_cooccurrence=within,
+        across_group_cooccurrence=across,
         cooccurrence_ratio=within / across if across else math.inf,
     )

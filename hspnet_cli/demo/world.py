@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hspnet_cli.demo.summary import DemoWorldSummary, summarise
-from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
-from hspnet_cli.demo.draw import DRAWERS
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import output_errors, replace_dir, staging_dir
 from hspnet_cli.core.locks import output_lock
+from hspnet_cli.demo.canvas import SUPERSAMPLE, Placement, background, clutter, finish
+from hspnet_cli.demo.draw import DRAWERS
+from hspnet_cli.demo.summary import DemoWorldSummary, summarise
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 
 GENERATOR_VERSION = 1
@@ -104,12 +104,11 @@ def demo_taxonomy() -> Taxonomy:
     Returns:
         A new :class:`Taxonomy` (callers may modify it freely).
     """
-    labels = [LabelSpec(name=label, prompt=_PROMPTS.get(label))
-              for members in _GROUPS.values() for label in members]
+    labels = [LabelSpec(name=label, prompt=_PROMPTS.get(label)) for members in _GROUPS.values() for label in members]
     return Taxonomy(
         name="demo",
         description=f"hspnet demo world (generator version {GENERATOR_VERSION}): generated "
-                    "images of shapes, patterns, symbols and lines",
+        "images of shapes, patterns, symbols and lines",
         labels=labels,
         groups={group: list(members) for group, members in _GROUPS.items()},
     )
@@ -235,8 +234,9 @@ def _image_name(index: int, n_images: int) -> str:
     return f"{index:0{max(6, len(str(n_images - 1)))}d}.png"
 
 
-def _write_images(images_dir: str, seed: int, image_size: int, n_images: int,
-                  start: int, stop: int) -> list[tuple[str, ...]]:
+def _write_images(
+    images_dir: str, seed: int, image_size: int, n_images: int, start: int, stop: int
+) -> list[tuple[str, ...]]:
     """Render and write images ``start..stop-1``; returns their labels (a worker's task)."""
     out: list[tuple[str, ...]] = []
     for index in range(start, stop):
@@ -264,11 +264,11 @@ def _check_target(out_dir: Path, overwrite: bool, shown: Path) -> None:
         return
     if not is_demo_world(out_dir):
         # Never delete what we did not write, overwrite or not.
-        raise UserError(f"{shown} already holds other files; "
-                        "choose a new or empty folder for the demo world")
+        raise UserError(f"{shown} already holds other files; choose a new or empty folder for the demo world")
     if not overwrite:
-        raise UserError(f"{shown} already holds a demo world; "
-                        "replace it with --overwrite (overwrite=True) or choose another folder")
+        raise UserError(
+            f"{shown} already holds a demo world; replace it with --overwrite (overwrite=True) or choose another folder"
+        )
 
 
 def _whole(name: str, value: object, lo: int, hi: int | None = None, unit: str = "") -> int:
@@ -280,8 +280,14 @@ def _whole(name: str, value: object, lo: int, hi: int | None = None, unit: str =
     raise UserError(f"{name} must be a whole number{unit} {wanted}, got {value!r}")
 
 
-def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0, image_size: int = 64,
-                        overwrite: bool = False, workers: int = 1) -> DemoWorldSummary:
+def generate_demo_world(
+    out_dir: str | Path,
+    n_images: int = 1000,
+    seed: int = 0,
+    image_size: int = 64,
+    overwrite: bool = False,
+    workers: int = 1,
+) -> DemoWorldSummary:
     """Generate the demo world into ``out_dir``.
 
     The world is written into a hidden temporary folder beside ``out_dir`` and renamed into
@@ -331,16 +337,14 @@ def generate_demo_world(out_dir: str | Path, n_images: int = 1000, seed: int = 0
     return summary
 
 
-def _render_all(images_dir: str, seed: int, image_size: int, n_images: int,
-                workers: int) -> list[tuple[str, ...]]:
+def _render_all(images_dir: str, seed: int, image_size: int, n_images: int, workers: int) -> list[tuple[str, ...]]:
     workers = min(workers, max(1, n_images // 200))  # a process start costs ~0.3 s: not for tiny worlds
     if workers == 1:
         return _write_images(images_dir, seed, image_size, n_images, 0, n_images)
     step = math.ceil(n_images / (workers * 4))
     bounds = [(s, min(s + step, n_images)) for s in range(0, n_images, step)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_write_images, images_dir, seed, image_size, n_images, a, b)
-                   for a, b in bounds]
+        futures = [pool.submit(_write_images, images_dir, seed, image_size, n_images, a, b) for a, b in bounds]
         return [labels for fut in futures for labels in fut.result()]
 
 

@@ -32,7 +32,6 @@ from hspnet_cli.evaluation.metrics import known_mask
 from hspnet_cli.scoring.thresholds import FORMAT, VERSION
 
 
-
 def best_f1_threshold(probs: np.ndarray, positives: np.ndarray) -> tuple[float, float]:
     """The threshold maximising F1 of ``probs >= t`` against ``positives``, and that F1.
 
@@ -57,8 +56,16 @@ def best_f1_threshold(probs: np.ndarray, positives: np.ndarray) -> tuple[float, 
     return threshold, float(f1[best])
 
 
-def calibrate(probs: np.ndarray, targets: np.ndarray, label_names: list[str], *, min_positives: int = 5,
-              default: float = 0.5, fallback: str = "global", source: dict[str, Any] | None = None) -> dict[str, Any]:
+def calibrate(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    label_names: list[str],
+    *,
+    min_positives: int = 5,
+    default: float = 0.5,
+    fallback: str = "global",
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Per-class F1-optimal thresholds, in the file format of the module docstring.
 
     Args:
@@ -76,8 +83,9 @@ def calibrate(probs: np.ndarray, targets: np.ndarray, label_names: list[str], *,
     targets = np.asarray(targets)
     known = known_mask(targets)
     positives = (targets == 1) & known
-    shared, shared_f1 = (best_f1_threshold(probs[known], positives[known]) if fallback == "global"
-                         else (float("nan"), float("nan")))
+    shared, shared_f1 = (
+        best_f1_threshold(probs[known], positives[known]) if fallback == "global" else (float("nan"), float("nan"))
+    )
     rule = fallback
     if math.isnan(shared):
         shared, rule = float(default), "default"
@@ -94,7 +102,18 @@ def calibrate(probs: np.ndarray, targets: np.ndarray, label_names: list[str], *,
             thresholds[name] = shared
             fell_back.append(name)
             per_class[name] = {"positives": n_pos, "f1": None, "rule": rule}
-    return {"format": FORMAT, "version": VERSION, "labels": list(label_names), "thresholds": thresholds,
-            "fallback": {"rule": rule, "threshold": shared, "micro_f1": None if math.isnan(shared_f1) else shared_f1,
-                         "min_positives": min_positives, "labels": fell_back},
-            "per_class": per_class, "source": dict(source or {})}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "labels": list(label_names),
+        "thresholds": thresholds,
+        "fallback": {
+            "rule": rule,
+            "threshold": shared,
+            "micro_f1": None if math.isnan(shared_f1) else shared_f1,
+            "min_positives": min_positives,
+            "labels": fell_back,
+        },
+        "per_class": per_class,
+        "source": dict(source or {}),
+    }

@@ -9,23 +9,37 @@ and calibrated on without touching images again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hspnet_cli.data.labelset import LabelSet
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.evaluation.metrics import (ThresholdMetrics, group_scores_and_targets, mean_average_precision, threshold_metrics, top_k_precision)
+from hspnet_cli.data.labelset import LabelSet
+from hspnet_cli.evaluation.metrics import (
+    ThresholdMetrics,
+    group_scores_and_targets,
+    mean_average_precision,
+    threshold_metrics,
+    top_k_precision,
+)
 from hspnet_cli.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
     from hspnet_cli.scoring.scorer import Scorer
 
 
-def score_split(scorer: "Scorer", labels: LabelSet, images: str | Path, *, batch_size: int = 64, workers: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def score_split(
+    scorer: Scorer,
+    labels: LabelSet,
+    images: str | Path,
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Score every image of ``labels``.
 
     Args:
@@ -106,23 +120,44 @@ class EvalReport:
         t = self.at_threshold
         return {
             **self.extra,
-            "images": self.n_images, "labels": len(self.label_names), "map_variant": self.variant,
-            "map": num(self.map), "group_map": num(self.group_map),
-            "cf1": num(t.cf1), "cp": num(t.cp), "cr": num(t.cr), "of1": num(t.of1), "op": num(t.op), "or": num(t.or_),
-            **self._threshold_dict(), f"top{self.top_k}_precision": num(self.top_k_precision),
+            "images": self.n_images,
+            "labels": len(self.label_names),
+            "map_variant": self.variant,
+            "map": num(self.map),
+            "group_map": num(self.group_map),
+            "cf1": num(t.cf1),
+            "cp": num(t.cp),
+            "cr": num(t.cr),
+            "of1": num(t.of1),
+            "op": num(t.op),
+            "or": num(t.or_),
+            **self._threshold_dict(),
+            f"top{self.top_k}_precision": num(self.top_k_precision),
             "no_positive": list(self.no_positive),
-            "per_class": {name: {"group": group, "ap": num(ap), "positives": int(n), "precision": num(p),
-                                 "recall": num(r)}
-                          for name, group, ap, n, p, r in zip(self.label_names, self.label_groups, self.per_class_ap,
-                                                              self.positives, t.per_class_precision,
-                                                              t.per_class_recall)},
+            "per_class": {
+                name: {"group": group, "ap": num(ap), "positives": int(n), "precision": num(p), "recall": num(r)}
+                for name, group, ap, n, p, r in zip(
+                    self.label_names,
+                    self.label_groups,
+                    self.per_class_ap,
+                    self.positives,
+                    t.per_class_precision,
+                    t.per_class_recall,
+                )
+            },
             "per_group_ap": {g: num(ap) for g, ap in zip(self.group_names, self.group_ap)},
         }
 
 
-def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy, *,
-                    threshold: float | np.ndarray = 0.5,
-                    top_k: int = 3, variant: str = "sklearn") -> EvalReport:
+def evaluate_scores(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    taxonomy: Taxonomy,
+    *,
+    threshold: float | np.ndarray = 0.5,
+    top_k: int = 3,
+    variant: str = "sklearn",
+) -> EvalReport:
     """All metrics of ``logits`` (n, C) against ``targets`` (n, C, 1/0/-1).
 
     mAP ranks the logits (positives = 1, everything else not positive); F1/precision/recall use
@@ -140,10 +175,19 @@ def evaluate_scores(logits: np.ndarray, targets: np.ndarray, taxonomy: Taxonomy,
     groups = mean_average_precision(g_scores, g_targets, variant)
     owner = taxonomy.group_of()
     return EvalReport(
-        label_names=list(taxonomy.label_names), label_groups=[owner[n] for n in taxonomy.label_names],
-        variant=variant, map=result.map, per_class_ap=result.per_class,
-        positives=(np.asarray(targets) == 1).sum(0), no_positive=[taxonomy.label_names[i] for i in result.no_positive],
-        threshold=threshold, at_threshold=thr,
-        top_k=top_k, top_k_precision=top_k_precision(logits, targets, top_k),
-        group_names=list(taxonomy.group_names), group_map=groups.map, group_ap=groups.per_class,
-        n_images=int(logits.shape[0]))
+        label_names=list(taxonomy.label_names),
+        label_groups=[owner[n] for n in taxonomy.label_names],
+        variant=variant,
+        map=result.map,
+        per_class_ap=result.per_class,
+        positives=(np.asarray(targets) == 1).sum(0),
+        no_positive=[taxonomy.label_names[i] for i in result.no_positive],
+        threshold=threshold,
+        at_threshold=thr,
+        top_k=top_k,
+        top_k_precision=top_k_precision(logits, targets, top_k),
+        group_names=list(taxonomy.group_names),
+        group_map=groups.map,
+        group_ap=groups.per_class,
+        n_images=int(logits.shape[0]),
+    )

@@ -172,8 +172,17 @@ def threshold_metrics(probs: np.ndarray, targets: np.ndarray, threshold: float |
     cr = float(np.mean(recall[has_pos])) if has_pos.any() else float("nan")
     op = float(tp.sum() / n_pred.sum()) if n_pred.sum() > 0 else 0.0
     or_ = float(tp.sum() / n_pos.sum()) if n_pos.sum() > 0 else float("nan")
-    return ThresholdMetrics(precision, recall, f1, cp, cr, _f1(cp, cr) if has_pos.any() else float("nan"),
-                            op, or_, _f1(op, or_) if n_pos.sum() > 0 else float("nan"))
+    return ThresholdMetrics(
+        precision,
+        recall,
+        f1,
+        cp,
+        cr,
+        _f1(cp, cr) if has_pos.any() else float("nan"),
+        op,
+        or_,
+        _f1(op, or_) if n_pos.sum() > 0 else float("nan"),
+    )
 
 
 def top_k_precision(scores: np.ndarray, targets: np.ndarray, k: int = 3) -> float:
@@ -193,8 +202,9 @@ def top_k_precision(scores: np.ndarray, targets: np.ndarray, k: int = 3) -> floa
     return float(np.mean(hits / k))
 
 
-def group_scores_and_targets(scores: np.ndarray, targets: np.ndarray,
-                             group_index: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def group_scores_and_targets(
+    scores: np.ndarray, targets: np.ndarray, group_index: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Label-level scores/targets -> group level: a group is present (1) when any member is
     positive, else -1; its score is the highest member score."""
     scores = np.asarray(scores, dtype=np.float32)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hspnet_cli.evaluation.evaluate import EvalReport
 from hspnet_cli.core.io_utils import write_bytes_atomic
+from hspnet_cli.evaluation.evaluate import EvalReport
 
 
 def pr_curve(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +63,9 @@ def _label_offsets(xy: np.ndarray) -> list[tuple[tuple[int, int], str]]:
             gap = min(near) if near else 1.0
             if gap > best_gap + 1e-9:
                 best, best_gap = (offset, align), gap
-        placed.append(p + np.array(best[0]) * step / np.array([4, 6])
-                      + np.array([0.04 if best[1] == "left" else -0.04, 0]))
+        placed.append(
+            p + np.array(best[0]) * step / np.array([4, 6]) + np.array([0.04 if best[1] == "left" else -0.04, 0])
+        )
         out.append(best)
     return out
 
@@ -84,16 +85,24 @@ def _save(fig: Any, path: Path) -> Path:
 def _ap_bars(plt: Any, report: EvalReport, colors: list[Any], title: str) -> Any:
     group_pos = {g: i for i, g in enumerate(report.group_names)}
     # Grouped, best first inside each group, so a weak group shows as a short block.
-    order = sorted(range(len(report.label_names)), key=lambda i: (
-        group_pos[report.label_groups[i]], -np.nan_to_num(report.per_class_ap[i], nan=-1.0)))
+    order = sorted(
+        range(len(report.label_names)),
+        key=lambda i: (group_pos[report.label_groups[i]], -np.nan_to_num(report.per_class_ap[i], nan=-1.0)),
+    )
     n = len(order)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.24 * n))
     ys = np.arange(n)
     aps = np.array([report.per_class_ap[i] for i in order])
     ax.barh(ys, np.nan_to_num(aps, nan=0.0), color=[colors[group_pos[report.label_groups[i]]] for i in order])
     for y, ap in zip(ys, aps):
-        ax.text(0.005 if np.isnan(ap) else ap + 0.01, y, "no positives" if np.isnan(ap) else f"{ap:.2f}",
-                va="center", fontsize=7, color="0.4" if np.isnan(ap) else "0.1")
+        ax.text(
+            0.005 if np.isnan(ap) else ap + 0.01,
+            y,
+            "no positives" if np.isnan(ap) else f"{ap:.2f}",
+            va="center",
+            fontsize=7,
+            color="0.4" if np.isnan(ap) else "0.1",
+        )
     ax.set_yticks(ys, [f"{report.label_names[i]} ({int(report.positives[i])})" for i in order], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
@@ -101,14 +110,22 @@ def _ap_bars(plt: Any, report: EvalReport, colors: list[Any], title: str) -> Any
     ax.set_title(title, fontsize=10)
     mean_line = ax.axvline(report.map, color="0.3", linestyle="--", linewidth=1)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i]) for i in range(len(report.group_names))]
-    ax.legend([*handles, mean_line], [*report.group_names, f"mAP {report.map:.3f}"], title="group",
-              fontsize=7, title_fontsize=8, loc="lower right", framealpha=0.9)
+    ax.legend(
+        [*handles, mean_line],
+        [*report.group_names, f"mAP {report.map:.3f}"],
+        title="group",
+        fontsize=7,
+        title_fontsize=8,
+        loc="lower right",
+        framealpha=0.9,
+    )
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
-def _pr_curves(plt: Any, report: EvalReport, logits: np.ndarray, targets: np.ndarray, colors: list[Any],
-               title: str) -> Any:
+def _pr_curves(
+    plt: Any, report: EvalReport, logits: np.ndarray, targets: np.ndarray, colors: list[Any], title: str
+) -> Any:
     ranked = report.worst_first()
     worst, best = ranked[:3], ranked[::-1][:3]
     group_pos = {g: i for i, g in enumerate(report.group_names)}
@@ -117,10 +134,16 @@ def _pr_curves(plt: Any, report: EvalReport, logits: np.ndarray, targets: np.nda
         styles = ["-", "--", ":"]
         for k, c in enumerate(picked):
             recall, precision = pr_curve(logits[:, c], np.asarray(targets)[:, c] == 1)
-            ax.step(recall, precision, where="pre", linestyle=styles[k], linewidth=2,
-                    color=colors[group_pos[report.label_groups[c]]],
-                    label=f"{report.label_names[c]} [{report.label_groups[c]}] AP {report.per_class_ap[c]:.2f} "
-                          f"({int(report.positives[c])} pos)")
+            ax.step(
+                recall,
+                precision,
+                where="pre",
+                linestyle=styles[k],
+                linewidth=2,
+                color=colors[group_pos[report.label_groups[c]]],
+                label=f"{report.label_names[c]} [{report.label_groups[c]}] AP {report.per_class_ap[c]:.2f} "
+                f"({int(report.positives[c])} pos)",
+            )
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("recall")
         ax.set_xlim(0, 1.02)
@@ -141,8 +164,15 @@ def _label_map(plt: Any, report: EvalReport, label_features: np.ndarray, colors:
         members = [i for i, lg in enumerate(report.label_groups) if lg == name]
         ax.scatter(xy[members, 0], xy[members, 1], s=50, color=colors[g], label=name, edgecolors="white", zorder=3)
     for i, (offset, align) in enumerate(_label_offsets(xy)):
-        ax.annotate(report.label_names[i], xy[i], xytext=offset, textcoords="offset points", fontsize=7,
-                    ha=align, color=colors[group_pos[report.label_groups[i]]])
+        ax.annotate(
+            report.label_names[i],
+            xy[i],
+            xytext=offset,
+            textcoords="offset points",
+            fontsize=7,
+            ha=align,
+            color=colors[group_pos[report.label_groups[i]]],
+        )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
@@ -152,8 +182,14 @@ def _label_map(plt: Any, report: EvalReport, label_features: np.ndarray, colors:
     return fig
 
 
-def write_plots(out_dir: str | Path, report: EvalReport, logits: np.ndarray, targets: np.ndarray,
-                label_features: np.ndarray | None = None, title: str = "") -> list[Path]:
+def write_plots(
+    out_dir: str | Path,
+    report: EvalReport,
+    logits: np.ndarray,
+    targets: np.ndarray,
+    label_features: np.ndarray | None = None,
+    title: str = "",
+) -> list[Path]:
     """Write ``class_ap.png``, ``pr_curves.png`` and (given features) ``label_map.png``.
 
     Args:
@@ -176,13 +212,20 @@ def write_plots(out_dir: str | Path, report: EvalReport, logits: np.ndarray, tar
     colors = _group_colors(plt, len(report.group_names))
     written: list[Path] = []
     head = f"{title}\n" if title else ""
-    figures = [("class_ap.png", lambda: _ap_bars(plt, report, colors, f"{head}per-class AP by group "
-                                                  f"(label (#positives))"))]
+    figures = [
+        ("class_ap.png", lambda: _ap_bars(plt, report, colors, f"{head}per-class AP by group (label (#positives))"))
+    ]
     if report.worst_first():
         figures.append(("pr_curves.png", lambda: _pr_curves(plt, report, logits, targets, colors, title)))
     if label_features is not None:
-        figures.append(("label_map.png", lambda: _label_map(
-            plt, report, label_features, colors, f"{head}label features, first two principal components")))
+        figures.append(
+            (
+                "label_map.png",
+                lambda: _label_map(
+                    plt, report, label_features, colors, f"{head}label features, first two principal components"
+                ),
+            )
+        )
     for name, make in figures:
         fig = make()
         try:

@@ -112,7 +112,7 @@ def _gather(emb: np.ndarray, rows: np.ndarray, source: Path) -> np.ndarray:
     """Normalised float32 copies of ``emb[rows]`` (rows sorted, read chunk by chunk)."""
     out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
     for start in range(0, len(rows), store.CHUNK_ROWS):
-        out[start:start + store.CHUNK_ROWS] = emb[rows[start:start + store.CHUNK_ROWS]]
+        out[start : start + store.CHUNK_ROWS] = emb[rows[start : start + store.CHUNK_ROWS]]
     return normalize_rows(out, source)
 
 
@@ -132,8 +132,15 @@ def exact_topk(queries: np.ndarray, emb: np.ndarray, source: Path, k: int) -> np
     return best_i
 
 
-def recall_at_k(index: Any, emb: np.ndarray, source: Path, k: int = RECALL_K, queries: int = 1000,
-                seed: int = 0, truth: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, int]:
+def recall_at_k(
+    index: Any,
+    emb: np.ndarray,
+    source: Path,
+    k: int = RECALL_K,
+    queries: int = 1000,
+    seed: int = 0,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, int]:
     """Recall@k of ``index`` against exact search, on a seeded sample of rows of ``emb``.
 
     Returns:
@@ -177,23 +184,27 @@ def _train_and_add(index: Any, data: TagsOutput, factory: str, seed: int) -> tup
         nlist = int(ivf.nlist) if ivf is not None else 1
         size = min(data.n, max(256 * nlist, 10_000), MAX_TRAIN)
         if ivf is not None and size < nlist:
-            raise UserError(f"--factory '{factory}' needs at least {nlist} vectors to train its {nlist} lists; "
-                            f"{data.file} has {data.n}: use fewer lists or the default (Flat below {FLAT_MAX:,})")
+            raise UserError(
+                f"--factory '{factory}' needs at least {nlist} vectors to train its {nlist} lists; "
+                f"{data.file} has {data.n}: use fewer lists or the default (Flat below {FLAT_MAX:,})"
+            )
         rows = np.sort(np.random.default_rng(seed).choice(data.n, size=size, replace=False))
         sample = _gather(emb, rows, data.emb)
         try:
             index.train(sample)
         except RuntimeError as exc:
-            raise UserError(f"training '{factory}' on {size} vectors of {data.file} failed: "
-                            f"{str(exc).strip().splitlines()[-1]}") from None
+            raise UserError(
+                f"training '{factory}' on {size} vectors of {data.file} failed: {str(exc).strip().splitlines()[-1]}"
+            ) from None
         del sample
     for _, block in iter_chunks(emb, data.emb):
         index.add(block)
     return _to_cpu(index, gpu), gpu
 
 
-def _tune(index: Any, emb: np.ndarray, source: Path, nprobe: int | None, seed: int,
-          queries: int) -> tuple[str, float, int]:
+def _tune(
+    index: Any, emb: np.ndarray, source: Path, nprobe: int | None, seed: int, queries: int
+) -> tuple[str, float, int]:
     """Pick search parameters and measure recall@10: (search_params, recall, queries used)."""
     import faiss
 
@@ -226,18 +237,30 @@ def _base_meta(data: TagsOutput, factory: str, index: Any) -> dict[str, Any]:
 
     model = data.manifest.get("model")
     fingerprint = model.get("fingerprint") if isinstance(model, dict) else None  # search compares by content
-    return {"images_dir": str(data.images_dir), "model": data.model, "model_fingerprint": fingerprint,
-            "embedding_dim": data.dim,
-            "factory": factory, "index_type": type(index).__name__, "metric": "inner_product",
-            "faiss_version": faiss.__version__}
+    return {
+        "images_dir": str(data.images_dir),
+        "model": data.model,
+        "model_fingerprint": fingerprint,
+        "embedding_dim": data.dim,
+        "factory": factory,
+        "index_type": type(index).__name__,
+        "metric": "inner_product",
+        "faiss_version": faiss.__version__,
+    }
 
 
 def default_index_path(tags_csv: Path) -> Path:
     return tags_csv.with_suffix(".faiss")
 
 
-def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = None, factory: str | None = None,
-                nprobe: int | None = None, seed: int = 0, recall_queries: int = 1000) -> dict[str, Any]:
+def build_index(
+    tags_csv: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    factory: str | None = None,
+    nprobe: int | None = None,
+    seed: int = 0,
+    recall_queries: int = 1000,
+) -> dict[str, Any]:
     """Build an index over one ``hspnet tag`` output; returns the sidecar facts written.
 
     Raises:
@@ -251,8 +274,9 @@ def build_index(tags_csv: str | os.PathLike, out: str | os.PathLike | None = Non
         return _build_index(tags_csv, out, factory, nprobe, seed, recall_queries)
 
 
-def _build_index(tags_csv: str | os.PathLike, out: Path, factory: str | None, nprobe: int | None, seed: int,
-                 recall_queries: int) -> dict[str, Any]:
+def _build_index(
+    tags_csv: str | os.PathLike, out: Path, factory: str | None, nprobe: int | None, seed: int, recall_queries: int
+) -> dict[str, Any]:
     data = read_tags_output(tags_csv)
     if data.n == 0:
         raise UserError(f"{data.file}: no rows to index")
@@ -263,18 +287,33 @@ def _build_index(tags_csv: str | os.PathLike, out: Path, factory: str | None, np
     index = _make_index(chosen, data.dim)
     index, gpu = _train_and_add(index, data, chosen, seed)
     params, recall, used = _tune(index, data.embeddings(), data.emb, nprobe, seed, recall_queries)
-    meta = {**_base_meta(data, chosen, index), "search_params": params,
-            "factory_rule": "--factory" if factory else "size rule", "built_on": "gpu" if gpu else "cpu",
-            "seed": seed, "recall_at_10": round(recall, 4), "recall_queries": used, "recall_measured_on": data.n,
-            "build_seconds": round(time.perf_counter() - t0, 3),
-            "sources": [{"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": 0,
-                         "rows": data.n, "skipped": 0}]}
+    meta = {
+        **_base_meta(data, chosen, index),
+        "search_params": params,
+        "factory_rule": "--factory" if factory else "size rule",
+        "built_on": "gpu" if gpu else "cpu",
+        "seed": seed,
+        "recall_at_10": round(recall, 4),
+        "recall_queries": used,
+        "recall_measured_on": data.n,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "sources": [
+            {
+                "csv": str(data.file.absolute()),
+                "images_dir": str(data.images_dir),
+                "first_id": 0,
+                "rows": data.n,
+                "skipped": 0,
+            }
+        ],
+    }
     save_index(out, index, meta, list(data.paths))
     return {**meta, "count": data.n, "index": str(out)}
 
 
-def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool = False,
-                 skip_existing: bool = False) -> dict[str, Any]:
+def add_to_index(
+    index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool = False, skip_existing: bool = False
+) -> dict[str, Any]:
     """Append a new ``hspnet tag`` output to an index; old ids and paths are unchanged.
 
     Paths are compared as files (images folder + path): a path already in the index is refused,
@@ -289,19 +328,26 @@ def add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, for
         return _add_to_index(index_path, tags_csv, force, skip_existing)
 
 
-def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool,
-                  skip_existing: bool) -> dict[str, Any]:
+def _add_to_index(
+    index_path: str | os.PathLike, tags_csv: str | os.PathLike, force: bool, skip_existing: bool
+) -> dict[str, Any]:
     idx = load_index(index_path)
     if idx.meta.get("keys_file"):
-        raise UserError(f"{idx.path}: built from a shard set (keys on disk); index add grows in-RAM indexes only: "
-                        "build again with the new shards among the sources")
+        raise UserError(
+            f"{idx.path}: built from a shard set (keys on disk); index add grows in-RAM indexes only: "
+            "build again with the new shards among the sources"
+        )
     data = read_tags_output(tags_csv)
     if data.dim != idx.dim:
-        raise UserError(f"{data.file}: embeddings have dim {data.dim} but index {idx.path} has dim {idx.dim}; "
-                        "they come from different models and cannot share an index")
+        raise UserError(
+            f"{data.file}: embeddings have dim {data.dim} but index {idx.path} has dim {idx.dim}; "
+            "they come from different models and cannot share an index"
+        )
     if data.model != idx.meta.get("model") and not force:
-        raise UserError(f"{data.file}: made by '{data.model}' but index {idx.path} by '{idx.meta.get('model')}'; "
-                        "their embeddings are not comparable (--force adds them anyway)")
+        raise UserError(
+            f"{data.file}: made by '{data.model}' but index {idx.path} by '{idx.meta.get('model')}'; "
+            "their embeddings are not comparable (--force adds them anyway)"
+        )
     root = common_root([idx.images_dir, data.images_dir])
     old = rebase_paths(idx.paths, idx.images_dir, root)
     new = rebase_paths(data.paths, data.images_dir, root)
@@ -315,22 +361,28 @@ def _add_to_index(index_path: str | os.PathLike, tags_csv: str | os.PathLike, fo
     skipped = int((~keep).sum())
     if skipped and not skip_existing:
         first = next(p for p, k in zip(new, keep) if not k)
-        raise UserError(f"{data.file}: {skipped} path(s) are in index {idx.path} already (first: {first}); "
-                        "--skip-existing leaves them out")
+        raise UserError(
+            f"{data.file}: {skipped} path(s) are in index {idx.path} already (first: {first}); "
+            "--skip-existing leaves them out"
+        )
     index = idx.index
     first_id = int(index.ntotal)
     emb = data.embeddings()
     for start, block in iter_chunks(emb, data.emb):
-        mask = keep[start:start + block.shape[0]]
+        mask = keep[start : start + block.shape[0]]
         if mask.any():
             index.add(np.ascontiguousarray(block[mask]))
-    source = {"csv": str(data.file.absolute()), "images_dir": str(data.images_dir), "first_id": first_id,
-              "rows": int(keep.sum()), "skipped": skipped}
+    source = {
+        "csv": str(data.file.absolute()),
+        "images_dir": str(data.images_dir),
+        "first_id": first_id,
+        "rows": int(keep.sum()),
+        "skipped": skipped,
+    }
     if data.model != idx.meta.get("model"):
-        source["model"] = data.model                               # added with --force
+        source["model"] = data.model  # added with --force
     meta = {**idx.meta, "images_dir": str(root), "sources": [*idx.meta.get("sources", []), source]}
     paths = old + [p for p, k in zip(new, keep) if k]
     save_index(idx.path, index, meta, paths)
     moved = {"root_moved_from": str(idx.images_dir)} if root != idx.images_dir else {}
-    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path),
-            **moved}
+    return {**meta, "count": len(paths), "added": int(keep.sum()), "skipped": skipped, "index": str(idx.path), **moved}

@@ -13,9 +13,9 @@ concatenated at the end (:func:`concat_keys`), streaming both.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, overload
+from typing import overload
 
 import numpy as np
 
@@ -62,14 +62,18 @@ def concat_keys(pieces: list[Path], n: int, keys_out: Path, offsets_out: Path) -
                         fh.write(chunk)
                         ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + pos + 1
                         if i + len(ends) > n:
-                            raise UserError(f"{piece}: more keys than the {n} vectors indexed; "
-                                            "remove the work folder and build again")
-                        offsets[i + 1:i + 1 + len(ends)] = ends
+                            raise UserError(
+                                f"{piece}: more keys than the {n} vectors indexed; "
+                                "remove the work folder and build again"
+                            )
+                        offsets[i + 1 : i + 1 + len(ends)] = ends
                         i += len(ends)
                         pos += len(chunk)
         if i != n:
-            raise UserError(f"{pieces[-1] if pieces else keys_out}: {i} keys for {n} vectors; "
-                            "remove the work folder and build again")
+            raise UserError(
+                f"{pieces[-1] if pieces else keys_out}: {i} keys for {n} vectors; "
+                "remove the work folder and build again"
+            )
         offsets.flush()
         del offsets
         os.replace(tmp, out)
@@ -84,8 +88,10 @@ class KeyStore(Sequence):
     def __init__(self, kf: Path, of: Path, index_name: str = "") -> None:
         for f in (kf, of):
             if not f.is_file():
-                raise UserError(f"{f}: key file of index {index_name} not found (it is written beside the "
-                                "index; was the index moved without it?)")
+                raise UserError(
+                    f"{f}: key file of index {index_name} not found (it is written beside the "
+                    "index; was the index moved without it?)"
+                )
         try:
             self.offsets = np.load(of, mmap_mode="r")
         except (ValueError, OSError) as exc:
@@ -94,8 +100,9 @@ class KeyStore(Sequence):
         self.path = kf
         self.blob = np.memmap(kf, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
         if self.offsets.ndim != 1 or len(self.offsets) < 1 or int(self.offsets[-1]) != size:
-            raise UserError(f"{of}: does not match {kf.name} ({size} bytes); an update was interrupted: "
-                            "rebuild the index")
+            raise UserError(
+                f"{of}: does not match {kf.name} ({size} bytes); an update was interrupted: rebuild the index"
+            )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -135,7 +142,7 @@ class KeyStore(Sequence):
         import mmap
 
         with open(self.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            if mm[:len(needle) - 1] == needle[1:]:
+            if mm[: len(needle) - 1] == needle[1:]:
                 found.append(0)
             at = mm.find(needle)
             while at >= 0:

@@ -24,13 +24,21 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import atomic_write
 from hspnet_cli.index import store
 from hspnet_cli.index.build import build_index, default_index_path
 from hspnet_cli.index.store import common_root, rebase_paths
-from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
-from hspnet_cli.core.io_utils import atomic_write
 from hspnet_cli.tagsfile.escape import escape, unescape
-from hspnet_cli.tagsfile.writer import (CSV_HEADER, ENCODING, FAILED_HEADER, OutputPaths, csv_line, read_failures, write_json)
+from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
+from hspnet_cli.tagsfile.writer import (
+    CSV_HEADER,
+    ENCODING,
+    FAILED_HEADER,
+    OutputPaths,
+    csv_line,
+    read_failures,
+    write_json,
+)
 
 # Fingerprint entries that decide what a row says; shards that differ in one cannot be joined.
 _MUST_AGREE = ("scorer", "labels", "thresholds", "top_k", "format", "text_escaping")
@@ -42,17 +50,22 @@ def _check_compatible(parts: list[TagsOutput], out: Path) -> None:
         if part.file.resolve() == out.resolve():
             raise UserError(f"{out}: the output is one of the shards; write the merge elsewhere")
         if part.model != first.model:
-            raise UserError(f"{part.file}: made by '{part.model}' but {first.file} by '{first.model}'; "
-                            "shards of different models cannot be merged")
+            raise UserError(
+                f"{part.file}: made by '{part.model}' but {first.file} by '{first.model}'; "
+                "shards of different models cannot be merged"
+            )
         if part.dim != first.dim:
             raise UserError(f"{part.file}: dim {part.dim} but {first.file} has dim {first.dim}")
         if part.fmt != first.fmt or part.header != first.header:
-            raise UserError(f"{part.file}: {part.fmt} columns {part.header} differ from {first.file}'s "
-                            f"{first.fmt} {first.header}")
+            raise UserError(
+                f"{part.file}: {part.fmt} columns {part.header} differ from {first.file}'s {first.fmt} {first.header}"
+            )
         for key in _MUST_AGREE:
             if part.fingerprint.get(key) != first.fingerprint.get(key):
-                raise UserError(f"{part.file}: its {key.replace('_', '-')} setting differs from {first.file}'s; shards "
-                                "must come from one hspnet tag command (same model, thresholds and options)")
+                raise UserError(
+                    f"{part.file}: its {key.replace('_', '-')} setting differs from {first.file}'s; shards "
+                    "must come from one hspnet tag command (same model, thresholds and options)"
+                )
 
 
 def _rewrite(line: bytes, new_path: str, old_path: str, fmt: str, escaped: bool) -> bytes:
@@ -70,9 +83,14 @@ def _rewrite(line: bytes, new_path: str, old_path: str, fmt: str, escaped: bool)
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode(*ENCODING)
 
 
-def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
-                 index_out: str | os.PathLike | None = None, factory: str | None = None,
-                 nprobe: int | None = None, seed: int = 0) -> dict[str, Any]:
+def merge_shards(
+    out: str | os.PathLike,
+    shards: list[str | os.PathLike],
+    index_out: str | os.PathLike | None = None,
+    factory: str | None = None,
+    nprobe: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Join shard outputs of ``hspnet tag`` into one output (see module docstring) and index it.
 
     Args:
@@ -92,9 +110,14 @@ def merge_shards(out: str | os.PathLike, shards: list[str | os.PathLike],
     out = Path(out)
     target = OutputPaths.for_out(out)
     with output_lock(out, "tags file"):
-        counts = _write_merged([read_tags_output(s) for s in shards], target)   # the shards' paths are freed here
-        summary = build_index(out, index_out if index_out is not None else default_index_path(out),
-                              factory=factory, nprobe=nprobe, seed=seed)
+        counts = _write_merged([read_tags_output(s) for s in shards], target)  # the shards' paths are freed here
+        summary = build_index(
+            out,
+            index_out if index_out is not None else default_index_path(out),
+            factory=factory,
+            nprobe=nprobe,
+            seed=seed,
+        )
     return {**summary, "merged": str(out), **counts}
 
 
@@ -109,8 +132,10 @@ def _merged_order(parts: list[TagsOutput], root: Path) -> tuple[list[str], np.nd
     order = np.argsort(np.array(paths, dtype=object), kind="stable")
     for a, b in zip(order[:-1], order[1:]):
         if paths[a] == paths[b]:
-            raise UserError(f"image '{paths[a]}' is in both {parts[shard_of[a]].file} and {parts[shard_of[b]].file}; "
-                            "shards must not overlap")
+            raise UserError(
+                f"image '{paths[a]}' is in both {parts[shard_of[a]].file} and {parts[shard_of[b]].file}; "
+                "shards must not overlap"
+            )
     return paths, order, shard_of[order], row_of[order]
 
 
@@ -161,20 +186,28 @@ def _write_embeddings(path: Path, parts: list[TagsOutput], shard_of: np.ndarray,
             fh.write(block.tobytes())
 
 
-def _merged_manifest(parts: list[TagsOutput], target: OutputPaths, root: Path, rows: int,
-                     failed: int) -> dict[str, Any]:
+def _merged_manifest(
+    parts: list[TagsOutput], target: OutputPaths, root: Path, rows: int, failed: int
+) -> dict[str, Any]:
     """The tagger's manifest layout for the merged files (first shard's facts, merged counts)."""
     first = parts[0].manifest
     items = sum(int((p.manifest.get("counts") or {}).get("items", p.n)) for p in parts)
     options = first.get("options") if isinstance(first.get("options"), dict) else {}
-    return {**first, "complete": True,
-            "options": {**options, "images_dir": str(root), "list": None, "shard": None},
-            "fingerprint": {**parts[0].fingerprint, "images_dir": str(root), "shard": None, "items": items,
-                            "items_digest": None},
-            "embedding": {**(first.get("embedding") or {}), "file": target.emb.name},
-            "files": {"tags": target.tags.name, "failed": target.failed.name, "embeddings": target.emb.name},
-            "counts": {"items": items, "rows": rows, "failed": failed},
-            "bytes": {key: p.stat().st_size for key, p in target.data_files().items()},
-            "order": "sorted by path",
-            "merged_from": [{"tags": str(p.file.absolute()), "rows": p.n, "images_dir": str(p.images_dir)}
-                            for p in parts]}
+    return {
+        **first,
+        "complete": True,
+        "options": {**options, "images_dir": str(root), "list": None, "shard": None},
+        "fingerprint": {
+            **parts[0].fingerprint,
+            "images_dir": str(root),
+            "shard": None,
+            "items": items,
+            "items_digest": None,
+        },
+        "embedding": {**(first.get("embedding") or {}), "file": target.emb.name},
+        "files": {"tags": target.tags.name, "failed": target.failed.name, "embeddings": target.emb.name},
+        "counts": {"items": items, "rows": rows, "failed": failed},
+        "bytes": {key: p.stat().st_size for key, p in target.data_files().items()},
+        "order": "sorted by path",
+        "merged_from": [{"tags": str(p.file.absolute()), "rows": p.n, "images_dir": str(p.images_dir)} for p in parts],
+    }

@@ -28,13 +28,14 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import write_text_atomic
 from hspnet_cli.index.keystore import KeyStore, concat_keys, keys_file, offsets_file
 from hspnet_cli.index.store import FORMAT, FORMAT_VERSION, IndexFiles, sidecar_json, write_faiss_atomic
-from hspnet_cli.core.io_utils import write_text_atomic
 
 RAM_SHARE = 0.25
 
@@ -74,8 +75,9 @@ def _ivf(index: Any) -> Any:
     return faiss.extract_index_ivf(index)
 
 
-def assemble(trained: Path, pieces: list[Path], key_pieces: list[Path], n: int, out: Path, build_id: str,
-             layout: str) -> Any:
+def assemble(
+    trained: Path, pieces: list[Path], key_pieces: list[Path], n: int, out: Path, build_id: str, layout: str
+) -> Any:
     """Merge piece indexes into the final index at ``out`` (+ its keys); returns the index object.
 
     Writes the ivfdata (on disk), keys and offsets, then the index, each atomically; the JSON is
@@ -98,7 +100,7 @@ def assemble(trained: Path, pieces: list[Path], key_pieces: list[Path], n: int, 
         with _stdout_to_stderr():
             total = ondisk.merge_from_multiple(lists.data(), lists.size(), False)
         del loaded, lists
-        ondisk.filename = data.name         # read back with IO_FLAG_ONDISK_SAME_DIR: beside the index
+        ondisk.filename = data.name  # read back with IO_FLAG_ONDISK_SAME_DIR: beside the index
         os.replace(tmp, data)
         index.ntotal = ivf.ntotal = total
         ivf.replace_invlists(ondisk, True)
@@ -110,8 +112,9 @@ def assemble(trained: Path, pieces: list[Path], key_pieces: list[Path], n: int, 
             del piece
         total = index.ntotal
     if int(total) != n:
-        raise UserError(f"{trained.parent}: the pieces hold {total} vectors, {n} expected; remove the work "
-                        "folder and build again")
+        raise UserError(
+            f"{trained.parent}: the pieces hold {total} vectors, {n} expected; remove the work folder and build again"
+        )
     concat_keys(key_pieces, n, keys_file(out, build_id), offsets_file(out, build_id))
     write_faiss_atomic(index, out)
     return index
@@ -119,11 +122,19 @@ def assemble(trained: Path, pieces: list[Path], key_pieces: list[Path], n: int, 
 
 def write_meta(out: Path, meta: dict[str, Any], build_id: str, layout: str, count: int) -> dict[str, Any]:
     """Write ``INDEX.json`` (the build's commit point), then remove older builds' files."""
-    meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION, "count": count, "layout": layout,
-            "build_id": build_id, "keys_file": keys_file(out, build_id).name,
-            "offsets_file": offsets_file(out, build_id).name,
-            "ivfdata_file": f"{out.name}.{build_id}.ivfdata" if layout == "ondisk" else None,
-            "index_bytes": out.stat().st_size, "paths_escaping": 1}
+    meta = {
+        **meta,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "count": count,
+        "layout": layout,
+        "build_id": build_id,
+        "keys_file": keys_file(out, build_id).name,
+        "offsets_file": offsets_file(out, build_id).name,
+        "ivfdata_file": f"{out.name}.{build_id}.ivfdata" if layout == "ondisk" else None,
+        "index_bytes": out.stat().st_size,
+        "paths_escaping": 1,
+    }
     write_text_atomic(sidecar_json(out), json.dumps(meta, indent=2) + "\n")
     keep = {out.name, sidecar_json(out).name, meta["keys_file"], meta["offsets_file"], meta["ivfdata_file"]}
     for old in out.parent.glob(f"{out.name}.b*"):
@@ -142,8 +153,10 @@ def load_scale_index(path: Path, meta: dict[str, Any]) -> IndexFiles:
     import faiss
 
     if int(meta.get("index_bytes", -1)) != path.stat().st_size:
-        raise UserError(f"{path}: the index file is not the one {sidecar_json(path).name} describes (a build was "
-                        "interrupted between its renames): rerun the same hspnet index build to finish it")
+        raise UserError(
+            f"{path}: the index file is not the one {sidecar_json(path).name} describes (a build was "
+            "interrupted between its renames): rerun the same hspnet index build to finish it"
+        )
     flags = 0
     if meta.get("layout") == "ondisk":
         data = path.parent / str(meta.get("ivfdata_file"))
@@ -151,14 +164,16 @@ def load_scale_index(path: Path, meta: dict[str, Any]) -> IndexFiles:
             raise UserError(f"{data}: the on-disk lists of index {path.name} are missing (moved without them?)")
         flags = faiss.IO_FLAG_ONDISK_SAME_DIR
     try:
-        with _stdout_to_stderr():                   # faiss prints where it found the ivfdata
+        with _stdout_to_stderr():  # faiss prints where it found the ivfdata
             index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise UserError(f"{path}: not a readable FAISS index ({str(exc).strip().splitlines()[-1]})") from None
     keys = KeyStore(path.parent / str(meta["keys_file"]), path.parent / str(meta["offsets_file"]), path.name)
     if not (index.ntotal == len(keys) == int(meta.get("count", -1))):
-        raise UserError(f"{path} ({index.ntotal} vectors), {keys.path.name} ({len(keys)} keys) and "
-                        f"{sidecar_json(path).name} (count {meta.get('count')}) disagree: rebuild with hspnet index build")
+        raise UserError(
+            f"{path} ({index.ntotal} vectors), {keys.path.name} ({len(keys)} keys) and "
+            f"{sidecar_json(path).name} (count {meta.get('count')}) disagree: rebuild with hspnet index build"
+        )
     if index.d != int(meta["embedding_dim"]):
         raise UserError(f"{path}: index dim {index.d} but its sidecar says {meta['embedding_dim']}")
     return IndexFiles(path=path, index=index, meta=meta, paths=keys)  # type: ignore[arg-type]

@@ -35,19 +35,29 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.index.build import (RECALL_K, RECALL_TARGET, _ivf, _make_index, _on_gpu, _to_cpu, choose_factory,
-                                    default_nprobe, set_search_params)
+from hspnet_cli.core.io_utils import read_json_object, write_text_atomic
+from hspnet_cli.index.build import (
+    RECALL_K,
+    RECALL_TARGET,
+    _ivf,
+    _make_index,
+    _on_gpu,
+    _to_cpu,
+    choose_factory,
+    default_nprobe,
+    set_search_params,
+)
 from hspnet_cli.index.keystore import write_piece_keys
 from hspnet_cli.index.ondisk import assemble, choose_layout, write_meta
 from hspnet_cli.index.shards import ShardSet, open_shard_set
 from hspnet_cli.index.store import write_faiss_atomic
-from hspnet_cli.core.io_utils import read_json_object, write_text_atomic
 
 PIECE_ROWS = 1_000_000
 MAX_TRAIN = 1_000_000
@@ -80,7 +90,7 @@ def exact_topk_blocks(queries: np.ndarray, blocks: Iterable[tuple[int, np.ndarra
     best_i = np.zeros((q, 0), dtype=np.int64)
     for start, block in blocks:
         for a in range(0, block.shape[0], 16384):
-            scores = queries @ block[a:a + 16384].T
+            scores = queries @ block[a : a + 16384].T
             kk = min(k, scores.shape[1])
             part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
             cand_s = np.concatenate([best_s, np.take_along_axis(scores, part, axis=1)], axis=1)
@@ -107,9 +117,17 @@ def _bar(desc: str, total: int) -> Any:
 
 def _plan(shards: ShardSet, factory: str, seed: int, piece_rows: int, train_size: int) -> dict[str, Any]:
     bounds = list(range(0, shards.n, piece_rows)) + [shards.n]
-    return {"shards": shards.describe(), "kind": shards.kind, "dim": shards.dim, "n": shards.n, "factory": factory,
-            "seed": seed, "piece_rows": piece_rows, "train_size": train_size,
-            "pieces": [[a, b] for a, b in zip(bounds[:-1], bounds[1:])]}
+    return {
+        "shards": shards.describe(),
+        "kind": shards.kind,
+        "dim": shards.dim,
+        "n": shards.n,
+        "factory": factory,
+        "seed": seed,
+        "piece_rows": piece_rows,
+        "train_size": train_size,
+        "pieces": [[a, b] for a, b in zip(bounds[:-1], bounds[1:])],
+    }
 
 
 def _open_work(work: Path, plan: dict[str, Any], restart: bool) -> str:
@@ -119,8 +137,10 @@ def _open_work(work: Path, plan: dict[str, Any], restart: bool) -> str:
         old = read_json_object(plan_file, "index build plan")
         if {k: v for k, v in old.items() if k != "build_id"} == plan:
             return str(old["build_id"])
-        raise UserError(f"{work}: an interrupted build of other shards or options is here; rerun it as it was, or "
-                        "add --restart to discard it")
+        raise UserError(
+            f"{work}: an interrupted build of other shards or options is here; rerun it as it was, or "
+            "add --restart to discard it"
+        )
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -139,13 +159,16 @@ def _train(shards: ShardSet, plan: dict[str, Any], work: Path) -> tuple[Path, bo
     factory = plan["factory"]
     index = _make_index(factory, shards.dim)
     if _ivf(index) is None:
-        raise UserError(f"--factory '{factory}' is not an IVF index; the sharded build needs inverted lists "
-                        "(e.g. IVF4096,PQ64x8)")
+        raise UserError(
+            f"--factory '{factory}' is not an IVF index; the sharded build needs inverted lists (e.g. IVF4096,PQ64x8)"
+        )
     nlist = int(_ivf(index).nlist)
     size = int(plan["train_size"])
     if size < nlist:
-        raise UserError(f"'{factory}' needs at least {nlist} vectors to train its {nlist} lists; "
-                        f"the shards hold {shards.n} (train size {size})")
+        raise UserError(
+            f"'{factory}' needs at least {nlist} vectors to train its {nlist} lists; "
+            f"the shards hold {shards.n} (train size {size})"
+        )
     sample = shards.gather(sample_rows(shards.n, size, plan["seed"]))
     pq = getattr(faiss.downcast_index(_ivf(index)), "pq", None)
     if pq is not None:
@@ -157,8 +180,9 @@ def _train(shards: ShardSet, plan: dict[str, Any], work: Path) -> tuple[Path, bo
     try:
         index.train(sample)
     except RuntimeError as exc:
-        raise UserError(f"training '{factory}' on {len(sample)} vectors failed: "
-                        f"{str(exc).strip().splitlines()[-1]}") from None
+        raise UserError(
+            f"training '{factory}' on {len(sample)} vectors failed: {str(exc).strip().splitlines()[-1]}"
+        ) from None
     write_faiss_atomic(_to_cpu(index, gpu), path)
     return path, gpu
 
@@ -167,8 +191,9 @@ def _piece_files(work: Path, i: int) -> tuple[Path, Path, Path]:
     return work / f"piece-{i:06d}.faiss", work / f"piece-{i:06d}.keys", work / f"piece-{i:06d}.done"
 
 
-def _add_pieces(shards: ShardSet, plan: dict[str, Any], work: Path, trained: Path,
-                worker: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+def _add_pieces(
+    shards: ShardSet, plan: dict[str, Any], work: Path, trained: Path, worker: tuple[int, int] = (0, 1)
+) -> tuple[int, int]:
     """Add every unfinished piece (of ``worker`` i of N: pieces p with p % N == i);
     (pieces done now, pieces found done)."""
     import faiss
@@ -201,8 +226,9 @@ def _tune(index: Any, shards: ShardSet, nprobe: int | None, seed: int, queries: 
     if queries <= 0:
         return f"nprobe={value}", float("nan"), 0, {}
     qv = shards.gather(sample_rows(shards.n, min(queries, shards.n), seed + 1, run=1))
-    truth = exact_topk_blocks(qv, ((first, block) for first, block, _ in shards.blocks(0, shards.n)),
-                              min(RECALL_K, shards.n))
+    truth = exact_topk_blocks(
+        qv, ((first, block) for first, block, _ in shards.blocks(0, shards.n)), min(RECALL_K, shards.n)
+    )
     cap, curve, last = max(value, nlist // 16), {}, -1.0
     while True:
         set_search_params(index, f"nprobe={value}")
@@ -255,11 +281,21 @@ def default_out(sources: list[Path]) -> Path:
     return first.parent / "index.faiss"
 
 
-def build_sharded(sources: list[str | os.PathLike], out: str | os.PathLike, factory: str | None = None,
-                  nprobe: int | None = None, seed: int = 0, recall_queries: int = 1000, layout: str = "auto",
-                  train_size: int | None = None, piece_rows: int = PIECE_ROWS, restart: bool = False,
-                  keep_work: bool = False, train_only: bool = False,
-                  pieces: str | None = None) -> dict[str, Any]:
+def build_sharded(
+    sources: list[str | os.PathLike],
+    out: str | os.PathLike,
+    factory: str | None = None,
+    nprobe: int | None = None,
+    seed: int = 0,
+    recall_queries: int = 1000,
+    layout: str = "auto",
+    train_size: int | None = None,
+    piece_rows: int = PIECE_ROWS,
+    restart: bool = False,
+    keep_work: bool = False,
+    train_only: bool = False,
+    pieces: str | None = None,
+) -> dict[str, Any]:
     """Build (or finish building) an index over a shard set; returns the facts written to ``OUT.json``.
 
     Several machines or GPUs share the add step through the work folder (on a shared file
@@ -285,12 +321,27 @@ def build_sharded(sources: list[str | os.PathLike], out: str | os.PathLike, fact
     if train_only and pieces:
         raise UserError("give --train-only or --pieces, not both")
     if stage == "pieces" and not (work_dir(out) / "trained.faiss").is_file():
-        raise UserError(f"{work_dir(out)}: no trained index to add pieces to; run the same command with "
-                        "--train-only first (once), then the --pieces workers")
+        raise UserError(
+            f"{work_dir(out)}: no trained index to add pieces to; run the same command with "
+            "--train-only first (once), then the --pieces workers"
+        )
     lock = out if stage != "pieces" else work_dir(out) / f"worker-{worker[0]}-of-{worker[1]}"
     with output_lock(lock, "index" if stage != "pieces" else "index piece worker"):
-        return _build(sources, out, factory, nprobe, seed, recall_queries, layout, train_size, piece_rows,
-                      restart, keep_work, stage, worker)
+        return _build(
+            sources,
+            out,
+            factory,
+            nprobe,
+            seed,
+            recall_queries,
+            layout,
+            train_size,
+            piece_rows,
+            restart,
+            keep_work,
+            stage,
+            worker,
+        )
 
 
 def parse_worker(pieces: str | None) -> tuple[int, int]:
@@ -306,9 +357,21 @@ def parse_worker(pieces: str | None) -> tuple[int, int]:
     return i, n
 
 
-def _build(sources: list[str | os.PathLike], out: Path, factory: str | None, nprobe: int | None, seed: int,
-           recall_queries: int, layout: str, train_size: int | None, piece_rows: int, restart: bool,
-           keep_work: bool, stage: str = "all", worker: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+def _build(
+    sources: list[str | os.PathLike],
+    out: Path,
+    factory: str | None,
+    nprobe: int | None,
+    seed: int,
+    recall_queries: int,
+    layout: str,
+    train_size: int | None,
+    piece_rows: int,
+    restart: bool,
+    keep_work: bool,
+    stage: str = "all",
+    worker: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     shards = open_shard_set(sources)
     if shards.n == 0:
@@ -323,35 +386,70 @@ def _build(sources: list[str | os.PathLike], out: Path, factory: str | None, npr
     trained, gpu = _train(shards, plan, work)
     t_train = time.perf_counter() - t0
     if stage == "train":
-        return {"stage": "train", "work": str(work), "factory": chosen, "train_size": size,
-                "pieces": len(plan["pieces"]), "seconds": {"train": round(t_train, 1)}}
+        return {
+            "stage": "train",
+            "work": str(work),
+            "factory": chosen,
+            "train_size": size,
+            "pieces": len(plan["pieces"]),
+            "seconds": {"train": round(t_train, 1)},
+        }
     added, resumed = _add_pieces(shards, plan, work, trained, worker)
     t_add = time.perf_counter() - t0 - t_train
     if stage == "pieces":
         left = sum(not _piece_files(work, i)[2].is_file() for i in range(len(plan["pieces"])))
-        return {"stage": "pieces", "worker": f"{worker[0]}/{worker[1]}", "pieces_added": added,
-                "pieces_resumed": resumed, "pieces_left": left, "seconds": {"add": round(t_add, 1)}}
+        return {
+            "stage": "pieces",
+            "worker": f"{worker[0]}/{worker[1]}",
+            "pieces_added": added,
+            "pieces_resumed": resumed,
+            "pieces_left": left,
+            "seconds": {"add": round(t_add, 1)},
+        }
     code_size = int(_ivf(probe).code_size) if _ivf(probe) is not None else shards.dim * 4
     chosen_layout = choose_layout(layout, shards.n, code_size)
     pieces = range(len(plan["pieces"]))
-    index = assemble(trained, [_piece_files(work, i)[0] for i in pieces], [_piece_files(work, i)[1] for i in pieces],
-                     shards.n, out, build_id, chosen_layout)
+    index = assemble(
+        trained,
+        [_piece_files(work, i)[0] for i in pieces],
+        [_piece_files(work, i)[1] for i in pieces],
+        shards.n,
+        out,
+        build_id,
+        chosen_layout,
+    )
     params, r, used, curve = _tune(index, shards, nprobe, seed, recall_queries)
     import faiss
 
-    meta = {"images_dir": str(shards.root), "model": shards.model or f"unknown ({shards.kind} shards)",
-            "model_fingerprint": None, "embedding_dim": shards.dim, "factory": chosen,
-            "index_type": type(index).__name__, "metric": "inner_product", "faiss_version": faiss.__version__,
-            "search_params": params, "factory_rule": "--factory" if factory else "size rule",
-            "built_on": "gpu" if gpu else "cpu", "seed": seed, "train_size": size,
-            "recall_at_10": None if used == 0 else round(r, 4), "recall_queries": used,
-            "recall_by_nprobe": {str(k): v for k, v in curve.items()}, "recall_measured_on": shards.n,
-            "pieces": len(plan["pieces"]), "pieces_resumed": resumed, "code_bytes": code_size,
-            "seconds": {"train": round(t_train, 1), "add": round(t_add, 1),
-                        "total": round(time.perf_counter() - t0, 1)},
-            "build_seconds": round(time.perf_counter() - t0, 3), "shard_kind": shards.kind,
-            "sources": [{"file": s["file"], "first_id": int(first), "rows": s["rows"]}
-                        for s, first in zip(plan["shards"], shards.starts[:-1])]}
+    meta = {
+        "images_dir": str(shards.root),
+        "model": shards.model or f"unknown ({shards.kind} shards)",
+        "model_fingerprint": None,
+        "embedding_dim": shards.dim,
+        "factory": chosen,
+        "index_type": type(index).__name__,
+        "metric": "inner_product",
+        "faiss_version": faiss.__version__,
+        "search_params": params,
+        "factory_rule": "--factory" if factory else "size rule",
+        "built_on": "gpu" if gpu else "cpu",
+        "seed": seed,
+        "train_size": size,
+        "recall_at_10": None if used == 0 else round(r, 4),
+        "recall_queries": used,
+        "recall_by_nprobe": {str(k): v for k, v in curve.items()},
+        "recall_measured_on": shards.n,
+        "pieces": len(plan["pieces"]),
+        "pieces_resumed": resumed,
+        "code_bytes": code_size,
+        "seconds": {"train": round(t_train, 1), "add": round(t_add, 1), "total": round(time.perf_counter() - t0, 1)},
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "shard_kind": shards.kind,
+        "sources": [
+            {"file": s["file"], "first_id": int(first), "rows": s["rows"]}
+            for s, first in zip(plan["shards"], shards.starts[:-1])
+        ],
+    }
     meta = write_meta(out, meta, build_id, chosen_layout, shards.n)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.core.io_utils import output_errors
 from hspnet_cli.index.build import set_search_params
 from hspnet_cli.index.store import IndexFiles, load_index, normalize_rows
-from hspnet_cli.core.io_utils import output_errors
 from hspnet_cli.tagsfile.escape import escape, unescape
 
 log = logging.getLogger(__name__)
@@ -61,19 +61,28 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         # Escaped as in tags.csv: valid text for any file name (tagging.text_escape).
-        return {"rank": self.rank, "id": self.id, "path": escape(self.path), "score": round(self.score, 6),
-                "file": escape(str(self.file))}
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "path": escape(self.path),
+            "score": round(self.score, 6),
+            "file": escape(str(self.file)),
+        }
 
 
 def _query_taxonomy() -> Any:
     from hspnet_cli.taxonomy import taxonomy_from_dict
 
-    return taxonomy_from_dict({"name": "query", "labels": ["query"], "groups": {"all": ["query"]}},
-                              source="<search>")
+    return taxonomy_from_dict({"name": "query", "labels": ["query"], "groups": {"all": ["query"]}}, source="<search>")
 
 
-def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: str | None = None,
-                 pretrained: str | None = None, device: str = "cpu") -> Any:
+def query_scorer(
+    idx: IndexFiles,
+    model: str | Path | None = None,
+    clip_model: str | None = None,
+    pretrained: str | None = None,
+    device: str = "cpu",
+) -> Any:
     """The scorer that encodes queries (see the module docstring for the choice); ``model`` is
     the command's ``--checkpoint``."""
     from hspnet_cli.scoring.scorer import choose_scorer
@@ -88,13 +97,21 @@ def query_scorer(idx: IndexFiles, model: str | Path | None = None, clip_model: s
         else:
             found = re.match(r"(?:checkpoint|export) (.+?) \(", described)
             if not found or not Path(found.group(1)).exists():
-                raise UserError(f"{idx.path}: made by '{described}', which hspnet cannot load by itself; give the "
-                                "model with --checkpoint FILE or --clip-model M --pretrained P")
+                raise UserError(
+                    f"{idx.path}: made by '{described}', which hspnet cannot load by itself; give the "
+                    "model with --checkpoint FILE or --clip-model M --pretrained P"
+                )
             model = found.group(1)
     tag = "none" if pretrained is None or str(pretrained).lower() in ("none", "random", "") else pretrained
     zero = model is None
-    return choose_scorer(model, zero_shot=zero, taxonomy=_query_taxonomy() if zero else None,
-                         clip_model=str(clip_model), pretrained=tag, device=device)
+    return choose_scorer(
+        model,
+        zero_shot=zero,
+        taxonomy=_query_taxonomy() if zero else None,
+        clip_model=str(clip_model),
+        pretrained=tag,
+        device=device,
+    )
 
 
 def same_model(scorer: Any, idx: IndexFiles) -> bool:
@@ -128,11 +145,16 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 def _check_dim(vec: np.ndarray, idx: IndexFiles, scorer: Any) -> None:
     if vec.shape[-1] != idx.dim:
-        raise UserError(f"the query model '{scorer.description}' makes {vec.shape[-1]}-dim embeddings but index "
-                        f"{idx.path} holds {idx.dim}-dim ones from '{idx.meta.get('model')}'; query with that model")
+        raise UserError(
+            f"the query model '{scorer.description}' makes {vec.shape[-1]}-dim embeddings but index "
+            f"{idx.path} holds {idx.dim}-dim ones from '{idx.meta.get('model')}'; query with that model"
+        )
     if not same_model(scorer, idx):
-        log.warning("query model '%s' is not the index's model '%s': scores compare different embeddings",
-                    scorer.description, idx.meta.get("model"))
+        log.warning(
+            "query model '%s' is not the index's model '%s': scores compare different embeddings",
+            scorer.description,
+            idx.meta.get("model"),
+        )
 
 
 def text_prompt(text: str) -> str:
@@ -148,12 +170,14 @@ def text_prompt(text: str) -> str:
 
 def matched_label(scorer: Any, text: str) -> int | None:
     """Index of the scorer's label that ``text`` names (its name or prompt text, any case), else None."""
+
     def norm(s: str) -> str:
         return " ".join(s.lower().replace("_", " ").split())
 
     wanted = norm(text)
-    return next((i for i, spec in enumerate(scorer.taxonomy.labels) if wanted in (norm(spec.name), norm(spec.text))),
-                None)
+    return next(
+        (i for i, spec in enumerate(scorer.taxonomy.labels) if wanted in (norm(spec.name), norm(spec.text))), None
+    )
 
 
 def text_query(idx: IndexFiles, scorer: Any, text: str, match_labels: bool = True) -> tuple[np.ndarray, str]:
@@ -169,10 +193,12 @@ def text_query(idx: IndexFiles, scorer: Any, text: str, match_labels: bool = Tru
         vec = scorer.label_features[label].detach().float().cpu().numpy().reshape(1, -1)
         how = f"the model's feature of label '{scorer.taxonomy.labels[label].name}'"
     elif scorer.text_encoder is None:
-        raise UserError(f"text search needs a model with its text tower, and '{scorer.description}' has none "
-                        "(exports drop it; only its label names can be searched); use the training checkpoint "
-                        f"(--checkpoint run/best.ckpt) or --clip-model/--pretrained of the model that made the index "
-                        f"('{idx.meta.get('model')}')")
+        raise UserError(
+            f"text search needs a model with its text tower, and '{scorer.description}' has none "
+            "(exports drop it; only its label names can be searched); use the training checkpoint "
+            f"(--checkpoint run/best.ckpt) or --clip-model/--pretrained of the model that made the index "
+            f"('{idx.meta.get('model')}')"
+        )
     else:
         prompt = text_prompt(text)
         vec = scorer.text_encoder([prompt]).detach().float().cpu().numpy().reshape(1, -1)
@@ -201,7 +227,7 @@ def like_id(idx: IndexFiles, path: str) -> int:
     """The id of an indexed image: ``path`` as listed in the index, as a file path, or relative to
     the images folder of one of the tags files added to the index (when exactly one matches)."""
     wanted = path.replace(os.sep, "/")
-    if hasattr(idx.paths, "find"):                  # a sharded build's on-disk keys: scanned, no dict
+    if hasattr(idx.paths, "find"):  # a sharded build's on-disk keys: scanned, no dict
         found_keys = sorted(set(idx.paths.find(wanted)) | set(idx.paths.find(unescape(wanted))))
         if len(found_keys) == 1:
             return found_keys[0]
@@ -209,7 +235,7 @@ def like_id(idx: IndexFiles, path: str) -> int:
             raise UserError(f"'{path}' is the key of {len(found_keys)} indexed vectors; --like needs a unique key")
         raise UserError(f"'{path}' is not a key of index {idx.path}")
     ids = {p: i for i, p in enumerate(idx.paths)}
-    for form in (wanted, unescape(wanted)):    # as typed, or copied from tags.csv / --json output
+    for form in (wanted, unescape(wanted)):  # as typed, or copied from tags.csv / --json output
         if form in ids:
             return ids[form]
     candidates = {Path(os.path.relpath(Path(path).absolute(), idx.images_dir)).as_posix()}
@@ -219,8 +245,10 @@ def like_id(idx: IndexFiles, path: str) -> int:
             candidates.add(Path(os.path.relpath(Path(root) / wanted, idx.images_dir)).as_posix())
     found = sorted({ids[c] for c in candidates if c in ids})
     if len(found) > 1:
-        raise UserError(f"'{path}' names {len(found)} indexed images ({', '.join(idx.paths[i] for i in found[:3])}); "
-                        f"give the path as listed in the index (relative to {idx.images_dir})")
+        raise UserError(
+            f"'{path}' names {len(found)} indexed images ({', '.join(idx.paths[i] for i in found[:3])}); "
+            f"give the path as listed in the index (relative to {idx.images_dir})"
+        )
     if not found:
         raise UserError(f"'{path}' is not in index {idx.path} (paths are relative to {idx.images_dir})")
     return found[0]
@@ -231,7 +259,7 @@ def like_query(idx: IndexFiles, path: str) -> np.ndarray:
     import faiss
 
     i = like_id(idx, path)
-    if idx.meta.get("keys_file"):                   # a sharded build: the original vector, from its shard
+    if idx.meta.get("keys_file"):  # a sharded build: the original vector, from its shard
         from hspnet_cli.index.ondisk import source_vector
 
         vec = source_vector(idx, i)
@@ -246,8 +274,10 @@ def like_query(idx: IndexFiles, path: str) -> np.ndarray:
     try:
         vec = idx.index.reconstruct(i).reshape(1, -1)
     except RuntimeError as exc:
-        raise UserError(f"{idx.path}: this index type cannot give back stored vectors "
-                        f"({str(exc).strip().splitlines()[-1]}); query with --image instead") from None
+        raise UserError(
+            f"{idx.path}: this index type cannot give back stored vectors "
+            f"({str(exc).strip().splitlines()[-1]}); query with --image instead"
+        ) from None
     return normalize_rows(np.ascontiguousarray(vec, dtype=np.float32), idx.path)
 
 
@@ -259,8 +289,10 @@ def search(idx: IndexFiles, query: np.ndarray, k: int = 10, exclude: int | None 
     extra = 1 if exclude is not None else 0
     scores, ids = idx.index.search(query, min(k + extra, idx.index.ntotal))
     kept = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude][:k]
-    return [Hit(rank=r + 1, id=i, path=idx.paths[i], score=s, file=idx.images_dir / idx.paths[i])
-            for r, (s, i) in enumerate(kept)]
+    return [
+        Hit(rank=r + 1, id=i, path=idx.paths[i], score=s, file=idx.images_dir / idx.paths[i])
+        for r, (s, i) in enumerate(kept)
+    ]
 
 
 def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[Path]:
@@ -282,18 +314,23 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
     # checked when it loads).
     outside = [h.path for h in hits if h.rank not in remote and (path_problem(h.path) is not None or "://" in h.path)]
     if outside:
-        raise UserError(f"hit '{outside[0]}' is not a file path inside the index's images folder; nothing "
-                        "copied (fetch such keys with your storage tool)")
+        raise UserError(
+            f"hit '{outside[0]}' is not a file path inside the index's images folder; nothing "
+            "copied (fetch such keys with your storage tool)"
+        )
     missing = [h.file for h in hits if h.rank not in remote and not h.file.is_file()]
     if missing:
-        raise UserError(f"{len(missing)} hit file(s) are missing, e.g. {missing[0]}; nothing copied "
-                        "(has the images folder moved?)")
+        raise UserError(
+            f"{len(missing)} hit file(s) are missing, e.g. {missing[0]}; nothing copied (has the images folder moved?)"
+        )
     width = max(2, len(str(len(hits))))
     targets = [out_dir / f"{h.rank:0{width}d}_{h.file.name.rsplit('#', 1)[-1]}" for h in hits]
     taken = [t for t in targets if os.path.lexists(t)]
     if taken and not overwrite:
-        raise UserError(f"{taken[0]}: exists already ({len(taken)} of the {len(targets)} copies would replace a "
-                        "file); nothing copied: use an empty --copy-to folder, or --overwrite to replace them")
+        raise UserError(
+            f"{taken[0]}: exists already ({len(taken)} of the {len(targets)} copies would replace a "
+            "file); nothing copied: use an empty --copy-to folder, or --overwrite to replace them"
+        )
     with output_errors(out_dir, "--copy-to folder"):
         out_dir.mkdir(parents=True, exist_ok=True)
     for h, target in zip(hits, targets):
@@ -309,7 +346,7 @@ def _fetch_one(hit: Hit, target: Path, overwrite: bool) -> None:
     """Write a hit held in object storage or a tar shard to ``target`` (atomic, as a copy)."""
     from hspnet_cli.sources.fetch import fetch_bytes
 
-    root = str(hit.file)[:len(str(hit.file)) - len(hit.path)].rstrip("/")
+    root = str(hit.file)[: len(str(hit.file)) - len(hit.path)].rstrip("/")
     data = fetch_bytes(root, hit.path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     with os.fdopen(fd, "wb") as fh:
@@ -334,16 +371,27 @@ def _copy_one(source: Path, target: Path, overwrite: bool) -> None:
             try:
                 os.link(tmp, target)
             except FileExistsError:
-                raise UserError(f"{target}: appeared while copying; nothing replaced "
-                                "(--overwrite replaces it)") from None
+                raise UserError(
+                    f"{target}: appeared while copying; nothing replaced (--overwrite replaces it)"
+                ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def run_search(index_path: str | os.PathLike, *, text: str | None = None, image: str | os.PathLike | None = None,
-               like: str | None = None, k: int = 10, model: str | Path | None = None, clip_model: str | None = None,
-               pretrained: str | None = None, device: str = "cpu",
-               match_labels: bool = True, include_self: bool = False) -> tuple[IndexFiles, list[Hit], str]:
+def run_search(
+    index_path: str | os.PathLike,
+    *,
+    text: str | None = None,
+    image: str | os.PathLike | None = None,
+    like: str | None = None,
+    k: int = 10,
+    model: str | Path | None = None,
+    clip_model: str | None = None,
+    pretrained: str | None = None,
+    device: str = "cpu",
+    match_labels: bool = True,
+    include_self: bool = False,
+) -> tuple[IndexFiles, list[Hit], str]:
     """Load an index, encode the one query given, search: (index, hits, query description).
 
     ``match_labels``: a ``text`` naming one of the model's labels uses that label's feature
@@ -357,8 +405,11 @@ def run_search(index_path: str | os.PathLike, *, text: str | None = None, image:
         raise UserError(f"--k must be at least 1; got {k}")
     idx = load_index(index_path)
     if like is not None:
-        return (idx, search(idx, like_query(idx, like), k, exclude=None if include_self else like_id(idx, like)),
-                f"like {like}")
+        return (
+            idx,
+            search(idx, like_query(idx, like), k, exclude=None if include_self else like_id(idx, like)),
+            f"like {like}",
+        )
     scorer = query_scorer(idx, model=model, clip_model=clip_model, pretrained=pretrained, device=device)
     if text is not None:
         vec, how = text_query(idx, scorer, text, match_labels)

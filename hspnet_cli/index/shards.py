@@ -23,9 +23,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,9 @@ class Shard:
     dim: int
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def blocks(self, start: int = 0, stop: int | None = None,
-               chunk: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray, list[str]]]:
+    def blocks(
+        self, start: int = 0, stop: int | None = None, chunk: int = BLOCK_ROWS
+    ) -> Iterator[tuple[int, np.ndarray, list[str]]]:
         """(first row, float32 unit vectors, keys) blocks of rows ``start:stop`` of this shard."""
         stop = self.rows if stop is None else stop
         if self.kind == "parquet":
@@ -140,8 +142,9 @@ class ShardSet:
         facts = []
         for s in self.shards:
             st = s.path.stat()
-            facts.append({"file": str(s.path.absolute()), "rows": s.rows, "bytes": st.st_size,
-                          "mtime_ns": st.st_mtime_ns})
+            facts.append(
+                {"file": str(s.path.absolute()), "rows": s.rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+            )
         return facts
 
 
@@ -194,8 +197,10 @@ def open_shard_set(sources: list[str | os.PathLike]) -> ShardSet:
     dim = shards[0].dim
     for s in shards[1:]:
         if s.dim != dim:
-            raise UserError(f"{s.path}: vectors have dim {s.dim} but {shards[0].path} has dim {dim}; "
-                            "one index holds one model's embeddings")
+            raise UserError(
+                f"{s.path}: vectors have dim {s.dim} but {shards[0].path} has dim {dim}; "
+                "one index holds one model's embeddings"
+            )
     root, model, manifest = Path(files[0].parent).absolute(), None, {}
     if kind == "tags":
         root = common_root([Path(s.extra["images_dir"]) for s in shards])
@@ -258,10 +263,12 @@ def _parquet_file(path: Path) -> Any:
 
     try:
         return pq.ParquetFile(path)
-    except Exception as exc:   # pyarrow raises ArrowInvalid / OSError for a torn or foreign file
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a torn or foreign file
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable Parquet file ({why}); truncated? rerun the tag command "
-                        "that wrote it (it redoes unfinished files)") from None
+        raise UserError(
+            f"{path}: not a readable Parquet file ({why}); truncated? rerun the tag command "
+            "that wrote it (it redoes unfinished files)"
+        ) from None
 
 
 def _open_parquet(path: Path) -> Shard:
@@ -271,14 +278,16 @@ def _open_parquet(path: Path) -> Shard:
     schema = pf.schema_arrow
     missing = [c for c in ("key", "embedding") if c not in schema.names]
     if missing:
-        raise UserError(f"{path}: no {' or '.join(repr(c) for c in missing)} column (columns: {', '.join(schema.names)})")
+        raise UserError(
+            f"{path}: no {' or '.join(repr(c) for c in missing)} column (columns: {', '.join(schema.names)})"
+        )
     typ = schema.field("embedding").type
-    if not pa.types.is_fixed_size_list(typ) or not (pa.types.is_float16(typ.value_type)
-                                                    or pa.types.is_float32(typ.value_type)):
+    if not pa.types.is_fixed_size_list(typ) or not (
+        pa.types.is_float16(typ.value_type) or pa.types.is_float32(typ.value_type)
+    ):
         raise UserError(f"{path}: column 'embedding' is {typ}; expected fixed_size_list<float16|float32>[D]")
     groups = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-    return Shard(path=path, kind="parquet", rows=int(sum(groups)), dim=int(typ.list_size),
-                 extra={"row_groups": groups})
+    return Shard(path=path, kind="parquet", rows=int(sum(groups)), dim=int(typ.list_size), extra={"row_groups": groups})
 
 
 def _embedding_array(shard: Shard, column: Any, first: int) -> np.ndarray:
@@ -304,12 +313,12 @@ def _parquet_blocks(shard: Shard, start: int, stop: int) -> Iterator[tuple[int, 
                 keys = pf.read_row_group(g, columns=["key"]).column(0).to_pylist()
             except UserError:
                 raise
-            except Exception as exc:   # a torn page inside a file whose footer reads
+            except Exception as exc:  # a torn page inside a file whose footer reads
                 raise UserError(f"{shard.path}: row group {g} cannot be read ({str(exc).strip()[:200]})") from None
-            if any(k is None for k in keys[a - first:b - first]):
+            if any(k is None for k in keys[a - first : b - first]):
                 raise UserError(f"{shard.path}: a null key in row group {g}")
-            block = normalize_rows(np.ascontiguousarray(emb[a - first:b - first]), shard.path, a)
-            yield a, block, keys[a - first:b - first]
+            block = normalize_rows(np.ascontiguousarray(emb[a - first : b - first]), shard.path, a)
+            yield a, block, keys[a - first : b - first]
         first += rows
 
 
@@ -340,6 +349,10 @@ def _open_tags(path: Path) -> Shard:
     from hspnet_cli.tagsfile.reader import read_tags_output
 
     data = read_tags_output(path)
-    return Shard(path=path, kind="tags", rows=data.n, dim=data.dim,
-                 extra={"emb": data.emb, "paths": data.paths, "images_dir": str(data.images_dir),
-                        "model": data.model})
+    return Shard(
+        path=path,
+        kind="tags",
+        rows=data.n,
+        dim=data.dim,
+        extra={"emb": data.emb, "paths": data.paths, "images_dir": str(data.images_dir), "model": data.model},
+    )

@@ -29,14 +29,22 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.core.io_utils import (atomic_write, output_error, output_error_in_message, output_errors, read_json_object, write_text_atomic)
+from hspnet_cli.core.io_utils import (
+    atomic_write,
+    output_error,
+    output_error_in_message,
+    output_errors,
+    read_json_object,
+    write_text_atomic,
+)
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING, escape, unescape
 
 FORMAT = "hspnet-index"
@@ -61,7 +69,7 @@ def iter_chunks(emb: np.ndarray, source: Path, chunk: int | None = None) -> Iter
     """
     chunk = chunk or CHUNK_ROWS
     for start in range(0, emb.shape[0], chunk):
-        block = np.array(emb[start:start + chunk], dtype=np.float32, order="C")
+        block = np.array(emb[start : start + chunk], dtype=np.float32, order="C")
         yield start, normalize_rows(block, source, start)
 
 
@@ -117,8 +125,10 @@ def _read_paths(plist: Path, escaped: bool) -> list[str]:
     for number, path in enumerate(paths, 1):
         problem = path_problem(path)
         if problem is not None:
-            raise UserError(f"{plist}:{number}: path {path[:200]!r} {problem}; index paths are relative to the "
-                            "images folder and stay inside it (was the file edited?): rebuild with hspnet index build")
+            raise UserError(
+                f"{plist}:{number}: path {path[:200]!r} {problem}; index paths are relative to the "
+                "images folder and stay inside it (was the file edited?): rebuild with hspnet index build"
+            )
     return paths
 
 
@@ -155,8 +165,13 @@ def write_faiss_atomic(index: Any, path: Path) -> None:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        err = (output_error(exc, path, "index") if isinstance(exc, OSError)
-               else output_error_in_message(exc, path, "index") if isinstance(exc, RuntimeError) else None)
+        err = (
+            output_error(exc, path, "index")
+            if isinstance(exc, OSError)
+            else output_error_in_message(exc, path, "index")
+            if isinstance(exc, RuntimeError)
+            else None
+        )
         if err is not None:
             raise err from None
         raise
@@ -166,8 +181,13 @@ def save_index(path: Path, index: Any, meta: dict[str, Any], paths: list[str]) -
     """Write the index, its paths file and its JSON (in that order, each atomically)."""
     if index.ntotal != len(paths):
         raise AssertionError(f"index holds {index.ntotal} vectors but {len(paths)} paths were given")
-    meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION, "count": int(index.ntotal),
-            "paths_file": sidecar_paths(path).name}
+    meta = {
+        **meta,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "count": int(index.ntotal),
+        "paths_file": sidecar_paths(path).name,
+    }
     write_faiss_atomic(index, path)
     meta["paths_escaping"] = TEXT_ESCAPING
     with atomic_write(sidecar_paths(path)) as fh:
@@ -190,7 +210,7 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     meta = read_json_object(sidecar_json(path), "index sidecar")
     if meta.get("format") != FORMAT:
         raise UserError(f"{sidecar_json(path)}: not an hspnet index sidecar (format {meta.get('format')!r})")
-    if meta.get("keys_file"):                       # a sharded build's index: keys stay on disk
+    if meta.get("keys_file"):  # a sharded build's index: keys stay on disk
         from hspnet_cli.index.ondisk import load_scale_index
 
         return load_scale_index(path, meta)
@@ -203,9 +223,11 @@ def load_index(path: str | os.PathLike) -> IndexFiles:
     except RuntimeError as exc:
         raise UserError(f"{path}: not a readable FAISS index ({str(exc).strip().splitlines()[-1]})") from None
     if not (index.ntotal == len(paths) == int(meta.get("count", -1))):
-        raise UserError(f"{path} ({index.ntotal} vectors), {plist.name} ({len(paths)} paths) and "
-                        f"{sidecar_json(path).name} (count {meta.get('count')}) disagree; an update was "
-                        "interrupted: rebuild with hspnet index build")
+        raise UserError(
+            f"{path} ({index.ntotal} vectors), {plist.name} ({len(paths)} paths) and "
+            f"{sidecar_json(path).name} (count {meta.get('count')}) disagree; an update was "
+            "interrupted: rebuild with hspnet index build"
+        )
     if index.d != int(meta["embedding_dim"]):
         raise UserError(f"{path}: index dim {index.d} but its sidecar says {meta['embedding_dim']}")
     return IndexFiles(path=path, index=index, meta=meta, paths=paths)

@@ -26,9 +26,10 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote, urlparse
 
 from hspnet_cli.core.errors import UserError
@@ -83,12 +84,16 @@ def iter_rows(out: TagsOutput, wanted: set[str] | None = None, tool: str | None 
             try:
                 out.paths[i].encode("utf-8")
             except UnicodeEncodeError:
-                raise UserError(f"{where}: the image name is not valid UTF-8; label tools need UTF-8 file names "
-                                "(rename the file and tag it again)") from None
+                raise UserError(
+                    f"{where}: the image name is not valid UTF-8; label tools need UTF-8 file names "
+                    "(rename the file and tag it again)"
+                ) from None
             if tool in BACKSLASH_SEPARATES and "\\" in out.paths[i]:
-                raise UserError(f"{where}: image '{out.paths[i]}' holds a backslash, which "
-                                f"{BACKSLASH_SEPARATES[tool]} reads as a folder separator (it would look for "
-                                "another file); rename it, leave it out with --only, or use --to label-studio")
+                raise UserError(
+                    f"{where}: image '{out.paths[i]}' holds a backslash, which "
+                    f"{BACKSLASH_SEPARATES[tool]} reads as a folder separator (it would look for "
+                    "another file); rename it, leave it out with --only, or use --to label-studio"
+                )
             if out.fmt == "csv":
                 cells = next(csv.reader([raw]), [])
                 if len(cells) < 3:
@@ -103,7 +108,7 @@ def iter_rows(out: TagsOutput, wanted: set[str] | None = None, tool: str | None 
                     raise UserError(f"{where}: not a JSON object; was the file edited?") from None
                 tags, scores_text, groups = obj.get("tags", []), obj.get("scores", []), obj.get("groups", [])
                 if not all(isinstance(x, list) and all(isinstance(t, str) for t in x) for x in (tags, groups)):
-                    raise UserError(f"{where}: \"tags\" and \"groups\" must be lists of names; was the file edited?")
+                    raise UserError(f'{where}: "tags" and "groups" must be lists of names; was the file edited?')
             scores = _scores(scores_text, where)
             if len(scores) != len(tags):
                 raise UserError(f"{where}: {len(tags)} tag(s) but {len(scores)} score(s); was the file edited?")
@@ -127,8 +132,10 @@ def _scores(values: Any, where: str) -> list[float]:
         except (TypeError, ValueError, OverflowError):
             raise UserError(f"{where}: score {str(value)[:40]!r} is not a number; was the file edited?") from None
         if not math.isfinite(score) or not 0.0 <= score <= 1.0:
-            raise UserError(f"{where}: score {str(value)[:40]} is not a probability (a finite number from 0 to 1); "
-                            "was the file edited? Tag the images again")
+            raise UserError(
+                f"{where}: score {str(value)[:40]} is not a probability (a finite number from 0 to 1); "
+                "was the file edited? Tag the images again"
+            )
         out.append(score)
     return out
 
@@ -146,15 +153,20 @@ def check_url_prefix(prefix: str) -> str:
     parsed = urlparse(prefix)
     scheme = parsed.scheme.lower()
     shown = prefix[:80]
-    if scheme not in URL_SCHEMES or not parsed.netloc or not prefix[len(scheme):].startswith("://"):
-        raise UserError(f"--url-prefix '{shown}': give an http(s)://, s3:// or gs:// URL with a host or bucket "
-                        "(e.g. https://cdn.example.com/photos/); other schemes and relative prefixes are refused")
+    if scheme not in URL_SCHEMES or not parsed.netloc or not prefix[len(scheme) :].startswith("://"):
+        raise UserError(
+            f"--url-prefix '{shown}': give an http(s)://, s3:// or gs:// URL with a host or bucket "
+            "(e.g. https://cdn.example.com/photos/); other schemes and relative prefixes are refused"
+        )
     if ".." in parsed.path.split("/") or any(ch in prefix for ch in "\\\x00\n\r\t"):
-        raise UserError(f"--url-prefix '{shown}': its path must not hold '..' segments, backslashes or "
-                        "control characters")
+        raise UserError(
+            f"--url-prefix '{shown}': its path must not hold '..' segments, backslashes or control characters"
+        )
     if parsed.query or parsed.fragment or prefix.endswith(("?", "#")):
-        raise UserError(f"--url-prefix '{shown}': a query or fragment would swallow the image paths; give a "
-                        "URL that ends with the folder (e.g. https://host/photos/)")
+        raise UserError(
+            f"--url-prefix '{shown}': a query or fragment would swallow the image paths; give a "
+            "URL that ends with the folder (e.g. https://host/photos/)"
+        )
     return prefix
 
 
@@ -167,15 +179,28 @@ class ImageRefs:
     prefix: str = ""
 
     @classmethod
-    def choose(cls, images_dir: Path, default: str, url_prefix: str | None = None, absolute: bool = False,
-               local_files_root: str | os.PathLike | None = None) -> "ImageRefs":
+    def choose(
+        cls,
+        images_dir: Path,
+        default: str,
+        url_prefix: str | None = None,
+        absolute: bool = False,
+        local_files_root: str | os.PathLike | None = None,
+    ) -> ImageRefs:
         """The reference style from the options (at most one), else the tool's ``default``.
 
         Raises:
             UserError: More than one style asked for, or a local-files root the images are not under.
         """
-        asked = [name for name, on in (("--url-prefix", url_prefix), ("--absolute", absolute),
-                                       ("--local-files-root", local_files_root)) if on]
+        asked = [
+            name
+            for name, on in (
+                ("--url-prefix", url_prefix),
+                ("--absolute", absolute),
+                ("--local-files-root", local_files_root),
+            )
+            if on
+        ]
         if len(asked) > 1:
             raise UserError(f"{' and '.join(asked)} choose different image references; give one")
         images_dir = Path(images_dir).expanduser().absolute()
@@ -186,8 +211,10 @@ class ImageRefs:
         if local_files_root is not None:
             root = Path(local_files_root).expanduser().absolute()
             if not images_dir.is_relative_to(root):
-                raise UserError(f"--local-files-root {root}: the images ({images_dir}) are not under it; pass the "
-                                "folder Label Studio serves (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+                raise UserError(
+                    f"--local-files-root {root}: the images ({images_dir}) are not under it; pass the "
+                    "folder Label Studio serves (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
+                )
             return cls("local-files", images_dir, root.as_posix())
         if default == "local-files":
             # The images folder's parent is the document root: the narrowest Label Studio takes, as

@@ -26,9 +26,7 @@ class SPMLLoss(nn.Module):
 
     name: str = ""
 
-    def forward(
-        self, logits: Tensor, targets: Tensor, *, epoch: int, index: Tensor | None = None
-    ) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, *, epoch: int, index: Tensor | None = None) -> Tensor:
         """Return the scalar loss of one batch.
 
         Args:
@@ -42,8 +40,9 @@ class SPMLLoss(nn.Module):
                 (bugs in the caller, not user mistakes).
         """
         if logits.dim() != 2 or logits.shape != targets.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and targets "
-                             f"{tuple(targets.shape)} must be the same (B, C) shape")
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must be the same (B, C) shape"
+            )
         if epoch < 0:
             raise ValueError(f"epoch is a 0-based index, got {epoch}")
         valid = ((targets == 1) | (targets == 0) | (targets == -1)).all()

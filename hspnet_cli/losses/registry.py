@@ -34,15 +34,24 @@ class _Opt:
 
 _MARGIN = _Opt(1.0, float, 0.0)
 _GAMMA = _Opt(2.0, float, 0.0)
-_DELTA = _Opt(0.002, float, 0.0, 1.0, high_open=True,
-              note="a fraction per epoch: 0.002 = 0.2 %; the published CLI takes percent")
-_EXPECTED = _Opt(None, float, 0.0, low_open=True,
-                 note="expected positives per image; published: VOC 1.5, COCO 2.9, NUS 1.9, "
-                      "CUB 31.4")
+_DELTA = _Opt(
+    0.002, float, 0.0, 1.0, high_open=True, note="a fraction per epoch: 0.002 = 0.2 %; the published CLI takes percent"
+)
+_EXPECTED = _Opt(
+    None,
+    float,
+    0.0,
+    low_open=True,
+    note="expected positives per image; published: VOC 1.5, COCO 2.9, NUS 1.9, CUB 31.4",
+)
 
 _OPTIONS: dict[str, dict[str, _Opt]] = {
-    "splc": {"margin": _MARGIN, "threshold": _Opt(0.6, float, 0.0, 1.0, True, True),
-             "start_epoch": _Opt(1, int, 0.0), "gamma": _GAMMA},
+    "splc": {
+        "margin": _MARGIN,
+        "threshold": _Opt(0.6, float, 0.0, 1.0, True, True),
+        "start_epoch": _Opt(1, int, 0.0),
+        "gamma": _GAMMA,
+    },
     "hill": {"margin": _MARGIN, "gamma": _GAMMA, "lamb": _Opt(1.5, float)},
     "an": {},
     "epr": {"expected_positives": _EXPECTED},
@@ -50,9 +59,12 @@ _OPTIONS: dict[str, dict[str, _Opt]] = {
     "ll-r": {"delta_rel": _DELTA},
     "ll-ct": {"delta_rel": _DELTA},
     "ll-cp": {"delta_rel": _DELTA},
-    "role": {"expected_positives": _EXPECTED,
-             "estimator_lr_mult": _Opt(10.0, float, 0.0, low_open=True,
-                                       note="learning-rate multiple of the label estimates (published 10)")},
+    "role": {
+        "expected_positives": _EXPECTED,
+        "estimator_lr_mult": _Opt(
+            10.0, float, 0.0, low_open=True, note="learning-rate multiple of the label estimates (published 10)"
+        ),
+    },
     "bce": {},
 }
 
@@ -97,8 +109,13 @@ def _coerce(loss: str, key: str, opt: _Opt, value: Any) -> float | int:
     return num
 
 
-def build_loss(name: str, num_samples: int | None = None, num_classes: int | None = None,
-               observed: Tensor | None = None, **options: Any) -> SPMLLoss:
+def build_loss(
+    name: str,
+    num_samples: int | None = None,
+    num_classes: int | None = None,
+    observed: Tensor | None = None,
+    **options: Any,
+) -> SPMLLoss:
     """Build the loss called ``name`` with ``options`` over its :func:`loss_defaults`.
 
     Args:
@@ -117,8 +134,7 @@ def build_loss(name: str, num_samples: int | None = None, num_classes: int | Non
     unknown = sorted(set(options) - set(spec))
     if unknown:
         allowed = ", ".join(spec) or "none"
-        raise UserError(f"loss {key!r} has no option {', '.join(map(repr, unknown))}; "
-                        f"allowed: {allowed}")
+        raise UserError(f"loss {key!r} has no option {', '.join(map(repr, unknown))}; allowed: {allowed}")
     vals: dict[str, Any] = {}
     for opt_name, opt in spec.items():
         if options.get(opt_name) is None:
@@ -136,8 +152,9 @@ def build_loss(name: str, num_samples: int | None = None, num_classes: int | Non
         loss = ANLoss()
     elif key in ("epr", "role"):
         if num_classes is not None and vals["expected_positives"] > num_classes:
-            raise UserError(f"expected_positives {vals['expected_positives']} exceeds the "
-                            f"number of classes ({num_classes})")
+            raise UserError(
+                f"expected_positives {vals['expected_positives']} exceeds the number of classes ({num_classes})"
+            )
         if key == "epr":
             loss = EPRLoss(**vals)
         else:

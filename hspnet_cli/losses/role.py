@@ -29,16 +29,23 @@ class ROLELoss(SPMLLoss):
     rate: see :meth:`param_groups`.
     """
 
-    def __init__(self, expected_positives: float, estimator_lr_mult: float, num_samples: int,
-                 num_classes: int, observed: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        expected_positives: float,
+        estimator_lr_mult: float,
+        num_samples: int,
+        num_classes: int,
+        observed: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.expected_positives, self.estimator_lr_mult = expected_positives, estimator_lr_mult
-        q = math.log(0.6 / 0.4)                                   # logit(0.5 + 0.1)
+        q = math.log(0.6 / 0.4)  # logit(0.5 + 0.1)
         theta = q * (2 * torch.rand(num_samples, num_classes) - 1)
         if observed is not None:
             if tuple(observed.shape) != (num_samples, num_classes):
-                raise ValueError(f"role: observed labels {tuple(observed.shape)} must be "
-                                 f"({num_samples}, {num_classes})")
+                raise ValueError(
+                    f"role: observed labels {tuple(observed.shape)} must be ({num_samples}, {num_classes})"
+                )
             theta[observed == 1] = math.log(0.995 / 0.005)
             theta[observed == -1] = math.log(0.005 / 0.995)
         self.estimates = nn.Parameter(theta)
@@ -46,8 +53,14 @@ class ROLELoss(SPMLLoss):
     def param_groups(self, lr: float) -> list[dict]:
         """Optimiser groups of the loss's own parameters: the estimates, undecayed, at
         ``estimator_lr_mult`` x ``lr``."""
-        return [{"params": [self.estimates], "lr": self.estimator_lr_mult * lr, "weight_decay": 0.0,
-                 "name": "role-estimates"}]
+        return [
+            {
+                "params": [self.estimates],
+                "lr": self.estimator_lr_mult * lr,
+                "weight_decay": 0.0,
+                "name": "role-estimates",
+            }
+        ]
 
     def _compute(self, x: Tensor, t: Tensor, epoch: int, index: Tensor | None) -> Tensor:
         b, c = x.shape
@@ -58,11 +71,8 @@ class ROLELoss(SPMLLoss):
             raise ValueError(f"role: {c} classes but estimates for {theta.shape[1]}")
         p_det, e_det = torch.sigmoid(x).detach(), torch.sigmoid(theta).detach()
         zero = torch.zeros_like(x)
-        own = (_by_target(t, -_log_p(x), zero, -_log_p(-x))
-               + _by_target(t, -_log_p(theta), zero, -_log_p(-theta)))
-        cross = (e_det * -_log_p(x) + (1 - e_det) * -_log_p(-x)
-                 + p_det * -_log_p(theta) + (1 - p_det) * -_log_p(-theta))
+        own = _by_target(t, -_log_p(x), zero, -_log_p(-x)) + _by_target(t, -_log_p(theta), zero, -_log_p(-theta))
+        cross = e_det * -_log_p(x) + (1 - e_det) * -_log_p(-x) + p_det * -_log_p(theta) + (1 - p_det) * -_log_p(-theta)
         k = self.expected_positives
-        reg = ((torch.sigmoid(x).sum(dim=1).mean() - k) ** 2
-               + (torch.sigmoid(theta).sum(dim=1).mean() - k) ** 2) / c**2
+        reg = ((torch.sigmoid(x).sum(dim=1).mean() - k) ** 2 + (torch.sigmoid(theta).sum(dim=1).mean() - k) ** 2) / c**2
         return (0.5 * own + 0.5 * cross).sum() / (b * c) + 0.5 * reg

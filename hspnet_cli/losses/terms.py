@@ -112,8 +112,9 @@ class LargeLoss(SPMLLoss):
 
     corrected: Tensor | None
 
-    def __init__(self, scheme: str, delta_rel: float, num_samples: int | None = None,
-                 num_classes: int | None = None) -> None:
+    def __init__(
+        self, scheme: str, delta_rel: float, num_samples: int | None = None, num_classes: int | None = None
+    ) -> None:
         super().__init__()
         self.scheme, self.delta_rel = scheme, delta_rel
         buf = None

@@ -49,7 +49,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            tmp.unlink()                  # never leave a half checkpoint taking the space
+            tmp.unlink()  # never leave a half checkpoint taking the space
         cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
         err = output_error(cause, path, "checkpoint") if isinstance(cause, OSError) else None
         if err is not None:
@@ -57,9 +57,17 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epoch: int, step: int,
-                       best: dict[str, Any], data: dict[str, Any],
-                       thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_payload(
+    model: Any,
+    config: RunConfig,
+    taxonomy: Taxonomy,
+    *,
+    epoch: int,
+    step: int,
+    best: dict[str, Any],
+    data: dict[str, Any],
+    thresholds: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything needed to use ``model`` as it is now, as plain containers and tensors.
 
     Args:
@@ -84,9 +92,17 @@ def checkpoint_payload(model: Any, config: RunConfig, taxonomy: Taxonomy, *, epo
     with torch.no_grad():
         label_feats = model.label_features().float().cpu()
     return {
-        "config": config.to_dict(), "taxonomy": taxonomy.to_dict(), "label_names": taxonomy.label_names,
-        "model": weights, "label_features": label_feats, "logit_scale": float(model.logit_scale.exp()),
-        "epoch": epoch, "epoch_numbering": EPOCHS_FROM_1, "step": step, "best": dict(best), "data": dict(data),
+        "config": config.to_dict(),
+        "taxonomy": taxonomy.to_dict(),
+        "label_names": taxonomy.label_names,
+        "model": weights,
+        "label_features": label_feats,
+        "logit_scale": float(model.logit_scale.exp()),
+        "epoch": epoch,
+        "epoch_numbering": EPOCHS_FROM_1,
+        "step": step,
+        "best": dict(best),
+        "data": dict(data),
         "thresholds": thresholds,
         **frozen_text_payload(model, config.model.pretrained),
     }
@@ -106,8 +122,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several unpickling error types
-        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise UserError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an hspnet checkpoint (made by another tool?)")
     if data.get("format_version", 0) > FORMAT_VERSION:
@@ -122,9 +140,11 @@ def frozen_text_payload(model: Any, pretrained: str | None) -> dict[str, Any]:
 
     tag = (pretrained or "").strip().lower()
     keep = tag in RANDOM_TAGS or Path(str(pretrained)).expanduser().exists()
-    return {"text_sha256": model.text_fingerprint(),
-            "frozen_text": {k: v.detach().cpu() for k, v in model.text.state_dict().items()} if keep else None,
-            "clip_build": {"quick_gelu": uses_quick_gelu(model)}}
+    return {
+        "text_sha256": model.text_fingerprint(),
+        "frozen_text": {k: v.detach().cpu() for k, v in model.text.state_dict().items()} if keep else None,
+        "clip_build": {"quick_gelu": uses_quick_gelu(model)},
+    }
 
 
 def built_quick_gelu(data: dict[str, Any]) -> bool:
@@ -151,16 +171,20 @@ def model_from_checkpoint(data: dict[str, Any], device: str = "cpu"):  # type: i
     Raises:
         UserError: The pretrained text tower fetched by name differs from the one trained with.
     """
-    from hspnet_cli.model.hspnet import HSPNet, ablate_taxonomy
     from hspnet_cli.model.clip_models import load_clip
-
+    from hspnet_cli.model.hspnet import HSPNet, ablate_taxonomy
     from hspnet_cli.model.image_size import fit_image_size
 
     config = checkpoint_config(data)
     tax = checkpoint_taxonomy(data)
     # The trained weights are loaded below: a random backbone here is not a random model.
-    clip = load_clip(config.model.clip_model, config.model.pretrained if data.get("frozen_text") is None else "none",
-                     device=device, weights_follow=True, quick_gelu=built_quick_gelu(data))
+    clip = load_clip(
+        config.model.clip_model,
+        config.model.pretrained if data.get("frozen_text") is None else "none",
+        device=device,
+        weights_follow=True,
+        quick_gelu=built_quick_gelu(data),
+    )
     if config.train.image_size:  # the positional embedding was resampled for this side in training
         fit_image_size(clip.model.visual, int(config.train.image_size), config.model.clip_model)
     tax = ablate_taxonomy(tax, config.model.taxonomy_ablation, config.train.seed)
@@ -189,14 +213,17 @@ def restore_text_tower(model: Any, data: dict[str, Any]) -> None:
         model.text.load_state_dict(stored)
     elif data.get("text_sha256") and model.text_fingerprint() != data["text_sha256"]:
         cfg = data["config"]["model"]
-        raise UserError(f"the text tower of {cfg['clip_model']}/{cfg['pretrained']} differs from the one this "
-                        "checkpoint was trained with; use the same pretrained weights")
+        raise UserError(
+            f"the text tower of {cfg['clip_model']}/{cfg['pretrained']} differs from the one this "
+            "checkpoint was trained with; use the same pretrained weights"
+        )
 
 
 def checkpoint_config(data: dict[str, Any]) -> RunConfig:
     """The resolved run config stored in a checkpoint."""
-    return config_from_dict({k: v for k, v in data["config"].items() if k in ("preset", "model", "train")},
-                            source="checkpoint")
+    return config_from_dict(
+        {k: v for k, v in data["config"].items() if k in ("preset", "model", "train")}, source="checkpoint"
+    )
 
 
 def checkpoint_taxonomy(data: dict[str, Any]) -> Taxonomy:

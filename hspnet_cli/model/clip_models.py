@@ -18,9 +18,10 @@ from __future__ import annotations
 import difflib
 import logging
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -119,8 +120,13 @@ def uses_quick_gelu(module: Any) -> bool:
     return any(isinstance(m, QuickGELU) for m in module.modules())
 
 
-def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
-              device: str = "cpu", weights_follow: bool = False, quick_gelu: bool | None = None) -> ClipModel:
+def load_clip(
+    model_name: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    device: str = "cpu",
+    weights_follow: bool = False,
+    quick_gelu: bool | None = None,
+) -> ClipModel:
     """Create an open_clip model with its transform and tokenizer.
 
     The activation follows the weights: a published tag gets the one its pretrained config names
@@ -153,12 +159,16 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
         logging.disable(logging.WARNING)  # open_clip's own "initialized randomly" line; ours follows
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=None, device=device, force_quick_gelu=force)
+                model_name, pretrained=None, device=device, force_quick_gelu=force
+            )
         finally:
             logging.disable(logging.NOTSET)
         if not weights_follow:
-            log.warning("model %s is randomly initialised (pretrained=none): its features are meaningless "
-                        "until trained; use it for tests and demos only", model_name)
+            log.warning(
+                "model %s is randomly initialised (pretrained=none): its features are meaningless "
+                "until trained; use it for tests and demos only",
+                model_name,
+            )
     elif Path(tag).expanduser().exists():
         model, preprocess = _load_local(open_clip, model_name, Path(tag).expanduser(), device, force)
     else:
@@ -166,12 +176,17 @@ def load_clip(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_
             force = bool(tag_quick_gelu(model_name, tag))
         model, preprocess = _load_tag(open_clip, model_name, tag, device, force)
     model.eval()
-    return ClipModel(model=model, preprocess=preprocess, tokenizer=tokenizer, model_name=model_name,
-                     pretrained=tag, quick_gelu=uses_quick_gelu(model))
+    return ClipModel(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        model_name=model_name,
+        pretrained=tag,
+        quick_gelu=uses_quick_gelu(model),
+    )
 
 
-def _load_local(open_clip: Any, model_name: str, path: Path, device: str,
-                quick_gelu: bool) -> tuple[Any, Callable]:
+def _load_local(open_clip: Any, model_name: str, path: Path, device: str, quick_gelu: bool) -> tuple[Any, Callable]:
     if not path.is_file():
         raise UserError(f"{path}: is not a file; --pretrained takes a checkpoint file or a tag like 'openai'")
     if _is_torchscript_archive(path):
@@ -179,8 +194,11 @@ def _load_local(open_clip: Any, model_name: str, path: Path, device: str,
         # model from the archive's state dict. Those models use QuickGELU: loading them into a
         # plain GELU config would silently change every activation.
         if not model_name.endswith("quickgelu"):
-            log.warning("%s is an OpenAI TorchScript archive: loading it with QuickGELU activations "
-                        "(as model %s-quickgelu)", path, model_name)
+            log.warning(
+                "%s is an OpenAI TorchScript archive: loading it with QuickGELU activations (as model %s-quickgelu)",
+                path,
+                model_name,
+            )
         try:
             # fp32 also on a GPU: open_clip's default there is pure fp16, which training cannot use.
             model = open_clip.load_openai_model(str(path), precision="fp32", device=device)
@@ -191,11 +209,13 @@ def _load_local(open_clip: Any, model_name: str, path: Path, device: str,
         return model, preprocess
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=str(path), device=device, weights_only=True, force_quick_gelu=quick_gelu)
+            model_name, pretrained=str(path), device=device, weights_only=True, force_quick_gelu=quick_gelu
+        )
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:300]
-        raise UserError(f"{path}: weights do not fit model {model_name} ({first}); "
-                        "check --clip-model matches the checkpoint") from None
+        raise UserError(
+            f"{path}: weights do not fit model {model_name} ({first}); check --clip-model matches the checkpoint"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many unpickling error types
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a readable CLIP checkpoint ({first})") from None
@@ -206,20 +226,24 @@ def _load_tag(open_clip: Any, model_name: str, tag: str, device: str, quick_gelu
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if tag not in tags:
         known = ", ".join(tags) if tags else "none published"
-        raise UserError(f"no pretrained weights '{tag}' for model {model_name} (known tags: {known}); "
-                        "or pass a local checkpoint file")
+        raise UserError(
+            f"no pretrained weights '{tag}' for model {model_name} (known tags: {known}); "
+            "or pass a local checkpoint file"
+        )
     try:
         # open_clip logs its own download failure at ERROR on the root logger; the UserError
         # below says the same with what to do, so that record is muted for this call.
         logging.disable(logging.ERROR)
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device,
-                                                                     force_quick_gelu=quick_gelu)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=tag, device=device, force_quick_gelu=quick_gelu
+        )
     except Exception as exc:  # noqa: BLE001 - network failures surface as many exception types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"could not fetch pretrained weights '{tag}' for {model_name} ({type(exc).__name__}: {first}). "
             "Without network access, download the checkpoint on another machine and pass its path "
-            "with --pretrained FILE (set HF_HUB_OFFLINE=1 to fail fast)") from None
+            "with --pretrained FILE (set HF_HUB_OFFLINE=1 to fail fast)"
+        ) from None
     finally:
         logging.disable(logging.NOTSET)
     return model, preprocess
@@ -248,15 +272,20 @@ def encode_texts(clip: ClipModel, texts: Sequence[str], batch_size: int = 256) -
     out: list[np.ndarray] = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            tokens = clip.tokenizer(list(texts[start:start + batch_size])).to(device)
+            tokens = clip.tokenizer(list(texts[start : start + batch_size])).to(device)
             feats = clip.model.encode_text(tokens).float()
             feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             out.append(feats.cpu().numpy())
     return np.concatenate(out, axis=0).astype(np.float32)
 
 
-def label_encoder(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
-                  template: str = "a photo of a {}.", device: str = "cpu", seed: int = 0):  # type: ignore[no-untyped-def]
+def label_encoder(
+    model_name: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    template: str = "a photo of a {}.",
+    device: str = "cpu",
+    seed: int = 0,
+):  # type: ignore[no-untyped-def]
     """A label encoder for ``taxonomy build --kmeans``: label specs -> (features, encoder description).
 
     Each label's prompt (``template`` with the label's text) goes through the CLIP text tower.
@@ -277,4 +306,3 @@ def label_encoder(model_name: str = DEFAULT_MODEL, pretrained: str | None = DEFA
         return encode_texts(clip, [template.format(spec.text) for spec in specs]), clip.description
 
     return encode
-

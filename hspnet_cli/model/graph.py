@@ -24,7 +24,7 @@ def build_graph(features: torch.Tensor, topk: float = 0.75, r: float = 0.2) -> t
         weight is a non-negative share of r (CLIP text similarities are positive anyway).
     """
     unit = F.normalize(features.float(), dim=-1)
-    return graph_from_similarity(unit @ unit.T, topk, r)              # (n, n) eq. 5
+    return graph_from_similarity(unit @ unit.T, topk, r)  # (n, n) eq. 5
 
 
 def graph_from_similarity(sim: torch.Tensor, topk: float = 0.75, r: float = 0.2) -> torch.Tensor:
@@ -34,14 +34,14 @@ def graph_from_similarity(sim: torch.Tensor, topk: float = 0.75, r: float = 0.2)
     n = sim.shape[0]
     k = max(1, int(topk * n))
     keep = torch.zeros_like(sim, dtype=torch.bool)
-    keep.scatter_(1, sim.topk(k, dim=1).indices, True)                # eq. 6
+    keep.scatter_(1, sim.topk(k, dim=1).indices, True)  # eq. 6
     sparse = torch.where(keep, sim.clamp_min(0.0), torch.zeros_like(sim))
     sparse.fill_diagonal_(0.0)
     row_sum = sparse.sum(dim=1, keepdim=True)
     has_neighbours = row_sum > 0
     graph = torch.where(has_neighbours, sparse * r / row_sum.clamp_min(1e-12), torch.zeros_like(sparse))
     diag = torch.where(has_neighbours.squeeze(1), torch.full((n,), 1.0 - r), torch.ones(n))
-    return graph + torch.diag(diag)                                   # eq. 7
+    return graph + torch.diag(diag)  # eq. 7
 
 
 class GCN(nn.Module):
@@ -55,8 +55,15 @@ class GCN(nn.Module):
     d -> 2d -> 2d -> d layout the first and last layers' bounds are swapped between the two).
     """
 
-    def __init__(self, dim: int, hidden: int, layers: int = 3, residual: str = "gamma",
-                 gamma_init: float = 0.9, init: str = "fan_out") -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        layers: int = 3,
+        residual: str = "gamma",
+        gamma_init: float = 0.9,
+        init: str = "fan_out",
+    ) -> None:
         super().__init__()
         widths = [dim] + [hidden] * (layers - 1) + [dim]
         self.weights = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:]))
@@ -82,7 +89,7 @@ class GCN(nn.Module):
         """
         h = x
         for i, layer in enumerate(self.weights):
-            h = graph.to(h.dtype) @ layer(h)                           # A H W
+            h = graph.to(h.dtype) @ layer(h)  # A H W
             if i < len(self.weights) - 1:
                 h = F.leaky_relu(h, 0.2)
         if self.gamma is not None:

@@ -15,7 +15,8 @@ Scores (eq. 10): logits = scale * cos(f, T*); probabilities sigmoid(logits).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,8 +37,14 @@ def group_texts(taxonomy: Taxonomy) -> list[str]:
 class HSPNet(nn.Module):
     """Multi-label scorer with hierarchical prompts. Build it with :func:`build_model`."""
 
-    def __init__(self, clip_model: Any, tokenizer: Callable, taxonomy: Taxonomy, config: ModelConfig,
-                 similarity: tuple[Any, Any] | None = None) -> None:
+    def __init__(
+        self,
+        clip_model: Any,
+        tokenizer: Callable,
+        taxonomy: Taxonomy,
+        config: ModelConfig,
+        similarity: tuple[Any, Any] | None = None,
+    ) -> None:
         """See :func:`build_model`; ``similarity`` is ``(label_sim, group_sim or None)`` from
         :func:`hspnet_cli.model.similarity.load_similarity`, else the graphs come from the
         backbone's own prompt features."""
@@ -47,10 +54,13 @@ class HSPNet(nn.Module):
         self.config = config
         self.visual = clip_model.visual
         self.text = FrozenTextEncoder(clip_model)
-        self.tokenizer = tokenizer           # for encode_texts (text search); not a module, not saved
+        self.tokenizer = tokenizer  # for encode_texts (text search); not a module, not saved
         width = self.text.width
-        dim = int(clip_model.text_projection.shape[-1] if not isinstance(clip_model.text_projection, nn.Linear)
-                  else clip_model.text_projection.out_features)
+        dim = int(
+            clip_model.text_projection.shape[-1]
+            if not isinstance(clip_model.text_projection, nn.Linear)
+            else clip_model.text_projection.out_features
+        )
         self.embed_dim = dim
         self.num_labels = taxonomy.num_labels
         self.num_groups = taxonomy.num_groups
@@ -70,35 +80,46 @@ class HSPNet(nn.Module):
             if taxonomy.group_features is not None:
                 group_feats = torch.as_tensor(taxonomy.group_features, dtype=torch.float32)
                 if group_feats.shape[1] != dim:
-                    raise UserError(f"taxonomy '{taxonomy.name}' stores {group_feats.shape[1]}-d group features "
-                                    f"but {config.clip_model} embeds in {dim}-d; rebuild it with this model")
+                    raise UserError(
+                        f"taxonomy '{taxonomy.name}' stores {group_feats.shape[1]}-d group features "
+                        f"but {config.clip_model} embeds in {dim}-d; rebuild it with this model"
+                    )
             else:
                 group_feats = encode_fixed_prompts(
-                    clip_model, tokenizer, [config.group_template.format(t) for t in group_texts(taxonomy)])
-            self.register_buffer("group_features", group_feats)                       # (m, D)
+                    clip_model, tokenizer, [config.group_template.format(t) for t in group_texts(taxonomy)]
+                )
+            self.register_buffer("group_features", group_feats)  # (m, D)
             hidden = int(config.meta_hidden_mult * dim)
-            self.meta = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True),
-                                      nn.Linear(hidden, config.n_ctx * width))          # eq. 3
+            self.meta = nn.Sequential(
+                nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, config.n_ctx * width)
+            )  # eq. 3
         else:
             self.register_buffer("group_features", torch.zeros(0, dim))
             self.meta = None
-        self.label_context = (nn.Parameter(torch.randn(self.num_labels, config.n_ctx, width) * 0.02)
-                              if uses_label_ctx else None)                              # CoOp init
+        self.label_context = (
+            nn.Parameter(torch.randn(self.num_labels, config.n_ctx, width) * 0.02) if uses_label_ctx else None
+        )  # CoOp init
 
         # Graphs from the initial (fixed-prompt) features.
         self.gcn_group = self.gcn_label = None
         gcn_hidden = int(config.gcn_hidden_mult * dim)
-        make_gcn = lambda: GCN(dim, gcn_hidden, config.gcn_layers, config.gcn_residual,  # noqa: E731
-                               config.gcn_gamma_init, config.gcn_init)
+
+        def make_gcn() -> GCN:
+            return GCN(dim, gcn_hidden, config.gcn_layers, config.gcn_residual, config.gcn_gamma_init, config.gcn_init)
+
         if use_group_graph:
-            self.register_buffer("group_graph", build_graph(self.group_features, config.graph_topk, config.graph_r)
-                                 if group_sim is None else
-                                 graph_from_similarity(group_sim, config.graph_topk, config.graph_r))
+            self.register_buffer(
+                "group_graph",
+                build_graph(self.group_features, config.graph_topk, config.graph_r)
+                if group_sim is None
+                else graph_from_similarity(group_sim, config.graph_topk, config.graph_r),
+            )
             self.gcn_group = make_gcn()
         if use_label_graph:
             if label_sim is None:
-                label_init = encode_fixed_prompts(clip_model, tokenizer,
-                                                  [config.label_template.format(t) for t in label_texts])
+                label_init = encode_fixed_prompts(
+                    clip_model, tokenizer, [config.label_template.format(t) for t in label_texts]
+                )
                 graph = build_graph(label_init, config.graph_topk, config.graph_r)
             else:
                 graph = graph_from_similarity(label_sim, config.graph_topk, config.graph_r)
@@ -117,24 +138,24 @@ class HSPNet(nn.Module):
         if self.meta is not None:
             groups = self.group_features
             if self.gcn_group is not None:
-                refined = self.gcn_group(self.group_graph, groups)                      # G* eq. 8
+                refined = self.gcn_group(self.group_graph, groups)  # G* eq. 8
                 if self.config.meta_input == "refined":
                     groups = refined
-            s = self.meta(groups).view(self.num_groups, self.config.n_ctx, -1)          # (m, N, W)
-            parts.append(s[self.group_index])                                           # (C, N, W)
+            s = self.meta(groups).view(self.num_groups, self.config.n_ctx, -1)  # (m, N, W)
+            parts.append(s[self.group_index])  # (C, N, W)
         if self.label_context is not None:
             if parts and self.config.context == "sum":
                 return parts[0] + self.label_context
             parts.append(self.label_context)
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)                 # concat
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # concat
 
     def label_features(self) -> torch.Tensor:
         """(C, D) refined label features T* (unnormalised)."""
         context = self._context()
-        prompts = self.prompts.assemble(context)                                        # (C, L, W)
-        feats = self.text(prompts, self.prompts.eos_index)                              # (C, D) eq. 4
+        prompts = self.prompts.assemble(context)  # (C, L, W)
+        feats = self.text(prompts, self.prompts.eos_index)  # (C, D) eq. 4
         if self.gcn_label is not None:
-            feats = self.gcn_label(self.label_graph.to(feats.dtype), feats)             # T* eq. 9
+            feats = self.gcn_label(self.label_graph.to(feats.dtype), feats)  # T* eq. 9
         return feats
 
     # -- scores --------------------------------------------------------------------------
@@ -142,8 +163,9 @@ class HSPNet(nn.Module):
         """(B, 3, H, W) -> (B, D) image features (unnormalised)."""
         return self.visual(images)
 
-    def scores_from_features(self, image_features: torch.Tensor,
-                             label_features: torch.Tensor | None = None) -> torch.Tensor:
+    def scores_from_features(
+        self, image_features: torch.Tensor, label_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, D) image features -> (B, C) logits = scale * cos (eq. 10).
 
         Normalisation and the product run in float32 outside autocast (see
@@ -185,8 +207,9 @@ class HSPNet(nn.Module):
         return h.hexdigest()
 
 
-def cosine_logits(image_features: torch.Tensor, label_features: torch.Tensor,
-                  scale: torch.Tensor | float) -> torch.Tensor:
+def cosine_logits(
+    image_features: torch.Tensor, label_features: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
     """(B, D) x (C, D) -> (B, C) ``scale * cos``, normalised and multiplied in float32.
 
     Autocast is switched off here: under it the product would run in bf16/fp16 even on float32
@@ -212,7 +235,11 @@ def _warn_if_order_differs(model: HSPNet, label_sim: Any, taxonomy: Taxonomy, co
     if agreement < 0.5:
         logging.getLogger(__name__).warning(
             "%s: its label similarities agree poorly with %s's own (correlation %.2f): are its rows in the "
-            "taxonomy's label order, then its group order?", config.graph_similarity, config.clip_model, agreement)
+            "taxonomy's label order, then its group order?",
+            config.graph_similarity,
+            config.clip_model,
+            agreement,
+        )
 
 
 def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonomy:
@@ -231,18 +258,23 @@ def ablate_taxonomy(taxonomy: Taxonomy, ablation: str, seed: int = 0) -> Taxonom
         shuffled = [taxonomy.label_names[i] for i in order]
         new, start = {}, 0
         for name, members in groups:
-            new[name] = shuffled[start:start + len(members)]
+            new[name] = shuffled[start : start + len(members)]
             start += len(members)
     elif ablation == "anonymous_groups":
         new = {f"group{i + 1}": members for i, (_, members) in enumerate(groups)}
     else:
         raise UserError(f"unknown taxonomy ablation '{ablation}'")
-    return Taxonomy(name=f"{taxonomy.name}-{ablation}", labels=list(taxonomy.labels), groups=new,
-                    description=f"{ablation} ablation of {taxonomy.name}")
+    return Taxonomy(
+        name=f"{taxonomy.name}-{ablation}",
+        labels=list(taxonomy.labels),
+        groups=new,
+        description=f"{ablation} ablation of {taxonomy.name}",
+    )
 
 
-def build_model(taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0,
-                quick_gelu: bool | None = None) -> HSPNet:
+def build_model(
+    taxonomy: Taxonomy, config: ModelConfig, device: str = "cpu", seed: int = 0, quick_gelu: bool | None = None
+) -> HSPNet:
     """Create the backbone named in ``config`` and wrap it as HSPNet for ``taxonomy``.
 
     The taxonomy ablation of ``config`` (if any) is applied here, seeded by ``seed``.

@@ -61,11 +61,14 @@ def check_image_size(visual: nn.Module, size: int, model_name: str) -> None:
         return
     works = ", ".join(str(s) for s in sizes_that_work(visual, size))
     if owner is None:
-        raise UserError(f"--image-size {size}: the image tower of {model_name} runs only at {own} px "
-                        "(it has no grid positional embedding hspnet can resample)")
+        raise UserError(
+            f"--image-size {size}: the image tower of {model_name} runs only at {own} px "
+            "(it has no grid positional embedding hspnet can resample)"
+        )
     if size < owner[1] or size % owner[1]:
-        raise UserError(f"--image-size {size}: {model_name} needs a multiple of {owner[1]} px "
-                        f"(e.g. {works}; its own side is {own})")
+        raise UserError(
+            f"--image-size {size}: {model_name} needs a multiple of {owner[1]} px (e.g. {works}; its own side is {own})"
+        )
 
 
 def fit_image_size(visual: nn.Module, size: int, model_name: str = "the model") -> None:
@@ -106,7 +109,7 @@ def resample_positions(pos: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([first, cells], dim=0)
 
 
-def model_image_size(model: "HSPNet", config: "RunConfig") -> int:
+def model_image_size(model: HSPNet, config: RunConfig) -> int:
     """The configured input side, or the image tower's own."""
     if config.train.image_size:
         return int(config.train.image_size)

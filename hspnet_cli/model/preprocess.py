@@ -13,8 +13,9 @@ CLIP normalisation. Training may add the paper's random resized crop + horizonta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # OpenAI CLIP's normalisation, open_clip's default for every config that does not name its own.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -40,7 +41,7 @@ class Preprocessing:
     interpolation: str = "bicubic"
 
     @classmethod
-    def for_model(cls, visual: Any, size: int) -> "Preprocessing":
+    def for_model(cls, visual: Any, size: int) -> Preprocessing:
         """The preprocessing of an open_clip image tower at input side ``size``.
 
         Reads the tower's ``preprocess_cfg`` (mean, std, interpolation) when open_clip set one;
@@ -56,16 +57,26 @@ class Preprocessing:
         return cls(int(size), mean, std, interpolation)  # type: ignore[arg-type]
 
     @classmethod
-    def from_dict(cls, facts: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, facts: dict[str, Any]) -> Preprocessing:
         """Read :meth:`to_dict`'s form (as stored in an export's metadata)."""
-        return cls(int(facts["center_crop"]), tuple(facts["mean"]), tuple(facts["std"]),  # type: ignore[arg-type]
-                   str(facts.get("interpolation", "bicubic")))
+        return cls(
+            int(facts["center_crop"]),
+            tuple(facts["mean"]),
+            tuple(facts["std"]),  # type: ignore[arg-type]
+            str(facts.get("interpolation", "bicubic")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The preprocessing as plain data, for export metadata and sidecars."""
-        return {"resize": self.size, "resize_side": "shorter", "interpolation": self.interpolation,
-                "center_crop": self.size, "mean": list(self.mean), "std": list(self.std),
-                "input": "RGB, scaled to [0, 1], then (x - mean) / std, channels first"}
+        return {
+            "resize": self.size,
+            "resize_side": "shorter",
+            "interpolation": self.interpolation,
+            "center_crop": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input": "RGB, scaled to [0, 1], then (x - mean) / std, channels first",
+        }
 
     def transform(self, augment: str = "none") -> Callable:
         """The torchvision transform: evaluation (``none``: resize + centre crop, as published) or
@@ -73,12 +84,14 @@ class Preprocessing:
         says), then normalisation."""
         from torchvision import transforms as T
 
-        mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
-                "nearest": T.InterpolationMode.NEAREST}[self.interpolation]
+        mode = {
+            "bicubic": T.InterpolationMode.BICUBIC,
+            "bilinear": T.InterpolationMode.BILINEAR,
+            "nearest": T.InterpolationMode.NEAREST,
+        }[self.interpolation]
         normalize = [T.ToTensor(), T.Normalize(self.mean, self.std)]
         if augment == "flip_crop":
-            return T.Compose([T.RandomResizedCrop(self.size, interpolation=mode), T.RandomHorizontalFlip(),
-                              *normalize])
+            return T.Compose([T.RandomResizedCrop(self.size, interpolation=mode), T.RandomHorizontalFlip(), *normalize])
         return T.Compose([T.Resize(self.size, interpolation=mode), T.CenterCrop(self.size), *normalize])
 
 

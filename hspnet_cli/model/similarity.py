@@ -41,8 +41,10 @@ def _read(path: Path) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if "similarity" not in data.files:
-                raise UserError(f"{path}: an .npz similarity file needs an array 'similarity' "
-                                f"(found: {', '.join(data.files) or 'nothing'})")
+                raise UserError(
+                    f"{path}: an .npz similarity file needs an array 'similarity' "
+                    f"(found: {', '.join(data.files) or 'nothing'})"
+                )
             names = [str(n) for n in data["names"].tolist()] if "names" in data.files else None
             return np.asarray(data["similarity"]), names
     return np.asarray(data), None
@@ -70,8 +72,10 @@ def load_similarity(path: str | Path, taxonomy: Taxonomy) -> tuple[np.ndarray, n
         raise UserError(f"{path}: expected a square matrix, got shape {tuple(sim.shape)}")
     n = sim.shape[0]
     if n not in (c + m, c):
-        raise UserError(f"{path}: is {n} x {n}, but taxonomy '{taxonomy.name}' has {c} labels and {m} groups: "
-                        f"expected {c + m} x {c + m} (labels, then groups) or {c} x {c} (labels only)")
+        raise UserError(
+            f"{path}: is {n} x {n}, but taxonomy '{taxonomy.name}' has {c} labels and {m} groups: "
+            f"expected {c + m} x {c + m} (labels, then groups) or {c} x {c} (labels only)"
+        )
     if not np.issubdtype(sim.dtype, np.floating) and not np.issubdtype(sim.dtype, np.integer):
         raise UserError(f"{path}: holds {sim.dtype} values, not numbers")
     sim = sim.astype(np.float32)
@@ -83,20 +87,26 @@ def load_similarity(path: str | Path, taxonomy: Taxonomy) -> tuple[np.ndarray, n
             if got != want:
                 kind = "label" if i < c else "group"
                 pos = i if i < c else i - c
-                raise UserError(f"{path}: row {i} is '{got}' but the taxonomy's {kind} {pos} is '{want}'; "
-                                "rows must follow the taxonomy's label order, then its group order")
+                raise UserError(
+                    f"{path}: row {i} is '{got}' but the taxonomy's {kind} {pos} is '{want}'; "
+                    "rows must follow the taxonomy's label order, then its group order"
+                )
     if not np.isfinite(sim).all():
         bad = np.argwhere(~np.isfinite(sim))[0]
         raise UserError(f"{path}: entry ({bad[0]}, {bad[1]}) is not a finite number")
     if np.abs(sim - sim.T).max() > _TOL:
         i, j = np.unravel_index(np.abs(sim - sim.T).argmax(), sim.shape)
-        raise UserError(f"{path}: not symmetric (entry ({i}, {j}) = {sim[i, j]:.4f}, ({j}, {i}) = {sim[j, i]:.4f}); "
-                        "expected cosine similarities of text features")
+        raise UserError(
+            f"{path}: not symmetric (entry ({i}, {j}) = {sim[i, j]:.4f}, ({j}, {i}) = {sim[j, i]:.4f}); "
+            "expected cosine similarities of text features"
+        )
     diag = np.diag(sim)
     if np.abs(diag - 1).max() > _TOL or np.abs(sim).max() > 1 + _TOL:
         i = int(np.abs(diag - 1).argmax())
-        raise UserError(f"{path}: not a cosine-similarity matrix (diagonal entry {i} is {diag[i]:.4f}, largest "
-                        f"|entry| {np.abs(sim).max():.4f}; expected a unit diagonal and entries in [-1, 1])")
+        raise UserError(
+            f"{path}: not a cosine-similarity matrix (diagonal entry {i} is {diag[i]:.4f}, largest "
+            f"|entry| {np.abs(sim).max():.4f}; expected a unit diagonal and entries in [-1, 1])"
+        )
     return sim[:c, :c].copy(), (sim[c:, c:].copy() if n == c + m else None)
 
 

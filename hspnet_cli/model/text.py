@@ -14,7 +14,8 @@ proves the result equals the full-length computation.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,8 +30,10 @@ class FrozenTextEncoder(nn.Module):
         super().__init__()
         for name in ("transformer", "positional_embedding", "ln_final", "text_projection", "token_embedding"):
             if not hasattr(clip_model, name):
-                raise UserError(f"model {type(clip_model).__name__} has no plain CLIP text tower "
-                                f"('{name}' missing); prompt learning needs an OpenAI-style text transformer")
+                raise UserError(
+                    f"model {type(clip_model).__name__} has no plain CLIP text tower "
+                    f"('{name}' missing); prompt learning needs an OpenAI-style text transformer"
+                )
         self.transformer = clip_model.transformer
         # Kept (shared, frozen) so the tower can encode any text, not only the learned prompts:
         # text search over a trained model needs it, and a checkpoint of a random or local
@@ -64,10 +67,10 @@ class FrozenTextEncoder(nn.Module):
         x = self.transformer(x, attn_mask=mask)
         if not self.batch_first:
             x = x.permute(1, 0, 2)
-        x = self.ln_final(x)                                           # (n, L, width)
-        x = x[torch.arange(x.shape[0], device=x.device), eos_index]   # (n, width)
+        x = self.ln_final(x)  # (n, L, width)
+        x = x[torch.arange(x.shape[0], device=x.device), eos_index]  # (n, width)
         proj = self.text_projection
-        return proj(x) if isinstance(proj, nn.Linear) else x @ proj   # (n, embed_dim)
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (n, embed_dim)
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -80,7 +83,7 @@ class FrozenTextEncoder(nn.Module):
             (n, embed_dim) text features (not normalised), as ``clip.encode_text`` gives.
         """
         device = self.positional_embedding.device
-        eos = tokens.argmax(dim=-1).to(device)                         # (n,)
+        eos = tokens.argmax(dim=-1).to(device)  # (n,)
         length = int(eos.max()) + 1
         embedded = self.token_embedding(tokens[:, :length].to(device))  # (n, L, width)
         return self.forward(embedded, eos)
@@ -98,15 +101,15 @@ class PromptTokens(nn.Module):
     def __init__(self, clip_model: Any, tokenizer: Callable, names: Sequence[str], n_ctx: int) -> None:
         super().__init__()
         placeholder = " ".join(["X"] * n_ctx)
-        tokens = tokenizer([f"{placeholder} {name}." for name in names])   # (n, 77)
-        eos = tokens.argmax(dim=-1)            # EOT has the highest id in CLIP's vocabulary
+        tokens = tokenizer([f"{placeholder} {name}." for name in names])  # (n, 77)
+        eos = tokens.argmax(dim=-1)  # EOT has the highest id in CLIP's vocabulary
         length = int(eos.max()) + 1
         with torch.no_grad():
             embedded = clip_model.token_embedding(tokens[:, :length].to(clip_model.token_embedding.weight.device))
         self.n_ctx = n_ctx
         self.length = length
         self.register_buffer("prefix", embedded[:, :1].detach().clone())
-        self.register_buffer("suffix", embedded[:, 1 + n_ctx:].detach().clone())
+        self.register_buffer("suffix", embedded[:, 1 + n_ctx :].detach().clone())
         self.register_buffer("eos_index", eos.clone())
 
     def assemble(self, context: torch.Tensor) -> torch.Tensor:

@@ -66,13 +66,16 @@ class LogitsHead(nn.Module):
 
 def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
     """What rebuilds ``visual`` without the rest of CLIP: its open_clip vision config."""
-    from hspnet_cli.model.clip_models import open_clip_module, visual_image_size
     from open_clip.transformer import QuickGELU
+
+    from hspnet_cli.model.clip_models import open_clip_module, visual_image_size
 
     cfg = open_clip_module().get_model_config(model_name)
     if not cfg or "vision_cfg" not in cfg or "embed_dim" not in cfg:
-        raise UserError(f"model {model_name}: open_clip has no plain vision config for it, so it cannot be "
-                        "exported; use the training checkpoint directly")
+        raise UserError(
+            f"model {model_name}: open_clip has no plain vision config for it, so it cannot be "
+            "exported; use the training checkpoint directly"
+        )
     vision_cfg = dict(cfg["vision_cfg"])
     # A tower trained at another --image-size has its positional embedding resampled: build for that side.
     vision_cfg["image_size"] = visual_image_size(visual)
@@ -80,8 +83,7 @@ def vision_spec(model_name: str, visual: nn.Module) -> dict[str, Any]:
         vision_cfg["timm_model_pretrained"] = False  # weights come from the export, never a download
     # OpenAI archives are loaded with QuickGELU whatever the config says: read it off the module.
     quick = bool(cfg.get("quick_gelu", False)) or any(isinstance(m, QuickGELU) for m in visual.modules())
-    return {"model_name": model_name, "embed_dim": int(cfg["embed_dim"]), "vision_cfg": vision_cfg,
-            "quick_gelu": quick}
+    return {"model_name": model_name, "embed_dim": int(cfg["embed_dim"]), "vision_cfg": vision_cfg, "quick_gelu": quick}
 
 
 def _source(checkpoint: str | Path) -> dict[str, Any]:
@@ -93,13 +95,21 @@ def _source(checkpoint: str | Path) -> dict[str, Any]:
     except UserError:
         kind = file_kind(checkpoint) if Path(checkpoint).is_file() else "unknown"
         if kind in ("export", "torchscript", "onnx"):
-            raise UserError(f"{checkpoint}: is an exported model already; export takes a training checkpoint "
-                            "(best.ckpt of hspnet train)") from None
+            raise UserError(
+                f"{checkpoint}: is an exported model already; export takes a training checkpoint "
+                "(best.ckpt of hspnet train)"
+            ) from None
         raise
 
 
-def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
-                 device: str = "cpu", report: dict[str, Any] | None = None) -> Path:
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    fmt: str = "ckpt",
+    thresholds: str | Path | None = None,
+    device: str = "cpu",
+    report: dict[str, Any] | None = None,
+) -> Path:
     """Export a training checkpoint holding the output's lock (:mod:`hspnet_cli.core.locks`); arguments:
     see :func:`_export_model`."""
     from hspnet_cli.core.locks import output_lock
@@ -108,8 +118,14 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thr
         return _export_model(checkpoint, out, fmt, thresholds, device, report)
 
 
-def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", thresholds: str | Path | None = None,
-                  device: str = "cpu", report: dict[str, Any] | None = None) -> Path:
+def _export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    fmt: str = "ckpt",
+    thresholds: str | Path | None = None,
+    device: str = "cpu",
+    report: dict[str, Any] | None = None,
+) -> Path:
     """Export a training checkpoint as a small inference model (see module docstring).
 
     Args:
@@ -128,8 +144,8 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
         UserError: Unknown format, unreadable checkpoint, bad thresholds, output over the input,
             or a missing optional dependency (onnx).
     """
-    from hspnet_cli.model.image_size import model_image_size
     from hspnet_cli.model.checkpoint import checkpoint_config, checkpoint_taxonomy, model_from_checkpoint
+    from hspnet_cli.model.image_size import model_image_size
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
@@ -159,11 +175,22 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
     size = model_image_size(model, config)
     visual = model.visual.float().cpu().eval()
     head = LogitsHead(visual, data["label_features"].detach().cpu(), float(data["logit_scale"])).eval()
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
-            "source": str(checkpoint), "model_name": config.model.clip_model, "labels": taxonomy.label_names,
-            "groups": {g: list(m) for g, m in taxonomy.groups.items()}, "taxonomy": taxonomy.to_dict(),
-            "thresholds": table, "thresholds_source": source if table else None, "image_size": size, "preprocessing": Preprocessing.for_model(visual, size).to_dict(),
-            "logit_scale": head.logit_scale, "embed_dim": int(head.label_features.shape[1])}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "source": str(checkpoint),
+        "model_name": config.model.clip_model,
+        "labels": taxonomy.label_names,
+        "groups": {g: list(m) for g, m in taxonomy.groups.items()},
+        "taxonomy": taxonomy.to_dict(),
+        "thresholds": table,
+        "thresholds_source": source if table else None,
+        "image_size": size,
+        "preprocessing": Preprocessing.for_model(visual, size).to_dict(),
+        "logit_scale": head.logit_scale,
+        "embed_dim": int(head.label_features.shape[1]),
+    }
     probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = head(probe)
@@ -173,8 +200,14 @@ def _export_model(checkpoint: str | Path, out: str | Path, fmt: str = "ckpt", th
         with torch.no_grad():
             rebuilt = LogitsHead(build_visual(spec, state), head.label_features, head.logit_scale)(probe)
         _check(rebuilt, expected, "the rebuilt image tower")
-        payload = {**meta, "kind": "ckpt", "vision": spec, "visual": state,
-                   "label_features": head.label_features.clone(), "config": data["config"]}
+        payload = {
+            **meta,
+            "kind": "ckpt",
+            "vision": spec,
+            "visual": state,
+            "label_features": head.label_features.clone(),
+            "config": data["config"],
+        }
         with atomic_write(out, "wb") as fh:
             torch.save(payload, fh)
         return out
@@ -212,8 +245,10 @@ def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise UserError("--format onnx needs the onnx package: pip install onnx (and onnxruntime to run it); "
-                        "or use --format torchscript") from None
+        raise UserError(
+            "--format onnx needs the onnx package: pip install onnx (and onnxruntime to run it); "
+            "or use --format torchscript"
+        ) from None
 
 
 def _write_onnx(head: LogitsHead, probe: torch.Tensor, expected: torch.Tensor, out: Path) -> str | None:
@@ -226,9 +261,16 @@ def _write_onnx(head: LogitsHead, probe: torch.Tensor, expected: torch.Tensor, o
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(head, (probe,), str(tmp), dynamo=False, input_names=["images"],
-                              output_names=["logits"], opset_version=17,
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                head,
+                (probe,),
+                str(tmp),
+                dynamo=False,
+                input_names=["images"],
+                output_names=["logits"],
+                opset_version=17,
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            )
         onnx.checker.check_model(str(tmp))
         checked = None
         try:
@@ -245,9 +287,8 @@ def _write_onnx(head: LogitsHead, probe: torch.Tensor, expected: torch.Tensor, o
         if "nothing was written" in str(exc):
             raise
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{out}: this model's image tower cannot be exported to ONNX ({first}); "
-                        "use --format torchscript or ckpt") from None
+        raise UserError(
+            f"{out}: this model's image tower cannot be exported to ONNX ({first}); use --format torchscript or ckpt"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
-
-

@@ -43,8 +43,9 @@ def build_visual(spec: dict[str, Any], state: dict[str, torch.Tensor], device: s
         # open_clip's helper is private and may go; its public CLIP class builds the same tower,
         # here beside a one-layer, two-token text tower that costs nothing.
         text_cfg = {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}
-        visual = oc_model.CLIP(spec["embed_dim"], dict(spec["vision_cfg"]), text_cfg,
-                               quick_gelu=bool(spec["quick_gelu"])).visual
+        visual = oc_model.CLIP(
+            spec["embed_dim"], dict(spec["vision_cfg"]), text_cfg, quick_gelu=bool(spec["quick_gelu"])
+        ).visual
     visual.load_state_dict(state)
     return visual.to(device).eval()
 

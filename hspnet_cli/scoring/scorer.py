@@ -13,9 +13,10 @@ where the model came from:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -80,10 +81,14 @@ class Scorer:
 
 def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     """A scorer from a training checkpoint: its image tower and stored label features T*."""
+    from hspnet_cli.model.checkpoint import (
+        checkpoint_config,
+        checkpoint_taxonomy,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
     from hspnet_cli.model.image_size import model_image_size
-    from hspnet_cli.model.checkpoint import (checkpoint_config, checkpoint_taxonomy, load_checkpoint, model_from_checkpoint)
     from hspnet_cli.model.preprocess import Preprocessing
-
     from hspnet_cli.scoring.thresholds import stored_thresholds
 
     data = load_checkpoint(path)
@@ -93,17 +98,27 @@ def from_checkpoint(path: str | Path, device: str = "cpu") -> Scorer:
     feats = F.normalize(data["label_features"].float(), dim=-1).to(device)
     taxonomy = checkpoint_taxonomy(data)
     stored = stored_thresholds(data.get("thresholds"), taxonomy)  # fitted by hspnet train, when it could
-    return Scorer(image_encoder=model.visual.eval(), label_features=feats, logit_scale=float(data["logit_scale"]),
-                  taxonomy=taxonomy, image_size=size,
-                  thresholds=torch.from_numpy(stored[0]).to(device) if stored else None,
-                  thresholds_source=stored[1] if stored else "",
-                  transform=Preprocessing.for_model(model.visual, size).transform(),
-                  description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})",
-                  text_encoder=model.encode_texts if model.text.token_embedding is not None else None)
+    return Scorer(
+        image_encoder=model.visual.eval(),
+        label_features=feats,
+        logit_scale=float(data["logit_scale"]),
+        taxonomy=taxonomy,
+        image_size=size,
+        thresholds=torch.from_numpy(stored[0]).to(device) if stored else None,
+        thresholds_source=stored[1] if stored else "",
+        transform=Preprocessing.for_model(model.visual, size).transform(),
+        description=f"checkpoint {path} ({config.model.method} on {config.model.clip_model})",
+        text_encoder=model.encode_texts if model.text.token_embedding is not None else None,
+    )
 
 
-def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | None = "openai",
-              device: str = "cpu", template: str = "a photo of a {}.") -> Scorer:
+def zero_shot(
+    taxonomy: Taxonomy,
+    model_name: str = "RN50",
+    pretrained: str | None = "openai",
+    device: str = "cpu",
+    template: str = "a photo of a {}.",
+) -> Scorer:
     """Plain CLIP: label features from ``template`` prompts, CLIP's own temperature, no training."""
     from hspnet_cli.model.clip_models import encode_texts, load_clip, visual_image_size
     from hspnet_cli.model.preprocess import Preprocessing
@@ -115,18 +130,27 @@ def zero_shot(taxonomy: Taxonomy, model_name: str = "RN50", pretrained: str | No
 
     feats = text_encoder([template.format(spec.text) for spec in taxonomy.labels])
     size = visual_image_size(clip.model.visual)
-    return Scorer(image_encoder=clip.model.visual.eval(), label_features=feats,
-                  logit_scale=float(clip.model.logit_scale.detach().exp()), taxonomy=taxonomy, image_size=size,
-                  transform=Preprocessing.for_model(clip.model.visual, size).transform(),
-                  description=f"zero-shot {clip.description}",
-                  text_encoder=text_encoder)
+    return Scorer(
+        image_encoder=clip.model.visual.eval(),
+        label_features=feats,
+        logit_scale=float(clip.model.logit_scale.detach().exp()),
+        taxonomy=taxonomy,
+        image_size=size,
+        transform=Preprocessing.for_model(clip.model.visual, size).transform(),
+        description=f"zero-shot {clip.description}",
+        text_encoder=text_encoder,
+    )
 
 
 def describe(scorer: Scorer) -> dict[str, Any]:
     """Facts about a scorer for reports and manifests."""
-    return {"scorer": scorer.description, "labels": scorer.taxonomy.num_labels,
-            "embed_dim": int(scorer.label_features.shape[1]), "image_size": scorer.image_size,
-            "logit_scale": scorer.logit_scale}
+    return {
+        "scorer": scorer.description,
+        "labels": scorer.taxonomy.num_labels,
+        "embed_dim": int(scorer.label_features.shape[1]),
+        "image_size": scorer.image_size,
+        "logit_scale": scorer.logit_scale,
+    }
 
 
 @dataclass
@@ -146,8 +170,8 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
     Its logits equal those of :func:`from_checkpoint` on the source checkpoint; the text tower is
     neither stored nor built, so ``text_encoder`` is None.
     """
-    from hspnet_cli.scoring.model_file import read_export
     from hspnet_cli.model.preprocess import Preprocessing
+    from hspnet_cli.scoring.model_file import read_export
     from hspnet_cli.taxonomy import taxonomy_from_dict
 
     encoder, facts, feats = read_export(path, device=device)
@@ -157,12 +181,18 @@ def from_exported(path: str | Path, device: str = "cpu") -> ExportedScorer:
     stored = stored_thresholds(facts.get("thresholds"), taxonomy)
     thresholds = torch.from_numpy(stored[0]).to(device) if stored else None
     kind = facts.get("kind", "ckpt")
-    return ExportedScorer(image_encoder=encoder.eval(), label_features=feats, logit_scale=float(facts["logit_scale"]),
-                          taxonomy=taxonomy, image_size=int(facts["image_size"]),
-                          transform=Preprocessing.from_dict(facts["preprocessing"]).transform(),
-                          description=f"export {path} ({kind} of {facts.get('model_name')})",
-                          thresholds=thresholds, thresholds_source=_export_thresholds_source(facts, stored),
-                          facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")})
+    return ExportedScorer(
+        image_encoder=encoder.eval(),
+        label_features=feats,
+        logit_scale=float(facts["logit_scale"]),
+        taxonomy=taxonomy,
+        image_size=int(facts["image_size"]),
+        transform=Preprocessing.from_dict(facts["preprocessing"]).transform(),
+        description=f"export {path} ({kind} of {facts.get('model_name')})",
+        thresholds=thresholds,
+        thresholds_source=_export_thresholds_source(facts, stored),
+        facts={k: v for k, v in facts.items() if k not in ("visual", "label_features")},
+    )
 
 
 def _export_thresholds_source(facts: dict[str, Any], stored: Any) -> str:
@@ -172,9 +202,16 @@ def _export_thresholds_source(facts: dict[str, Any], stored: Any) -> str:
     return str(facts.get("thresholds_source") or "per-label thresholds stored in the exported model")
 
 
-def choose_scorer(checkpoint: str | Path | None = None, *, zero_shot: bool = False,
-                  taxonomy: str | Path | Taxonomy | None = None, clip_model: str = "RN50",
-                  pretrained: str | None = "openai", device: str = "auto", required: bool = True) -> Scorer | None:
+def choose_scorer(
+    checkpoint: str | Path | None = None,
+    *,
+    zero_shot: bool = False,
+    taxonomy: str | Path | Taxonomy | None = None,
+    clip_model: str = "RN50",
+    pretrained: str | None = "openai",
+    device: str = "auto",
+    required: bool = True,
+) -> Scorer | None:
     """The scorer a command's ``--checkpoint`` / ``--zero-shot`` options ask for: every command
     that scores images chooses it here, so the rules and their messages are the same everywhere.
 
@@ -200,18 +237,30 @@ def choose_scorer(checkpoint: str | Path | None = None, *, zero_shot: bool = Fal
     if checkpoint is None and not zero_shot:
         if not required:
             return None
-        raise UserError("give --checkpoint (a run folder, training checkpoint or hspnet export) or "
-                        "--zero-shot --taxonomy T")
+        raise UserError(
+            "give --checkpoint (a run folder, training checkpoint or hspnet export) or --zero-shot --taxonomy T"
+        )
     if zero_shot and taxonomy is None:
         raise UserError("--zero-shot needs --taxonomy (the labels to score)")
-    return open_scorer(checkpoint, zero_shot_taxonomy=taxonomy if zero_shot else None,
-                       taxonomy=None if zero_shot else taxonomy, clip_model=clip_model, pretrained=pretrained,
-                       device=device)
+    return open_scorer(
+        checkpoint,
+        zero_shot_taxonomy=taxonomy if zero_shot else None,
+        taxonomy=None if zero_shot else taxonomy,
+        clip_model=clip_model,
+        pretrained=pretrained,
+        device=device,
+    )
 
 
-def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Path | Taxonomy | None = None,
-                taxonomy: str | Path | None = None, clip_model: str = "RN50", pretrained: str | None = "openai",
-                device: str = "auto") -> Scorer:
+def open_scorer(
+    path: str | Path | None = None,
+    *,
+    zero_shot_taxonomy: str | Path | Taxonomy | None = None,
+    taxonomy: str | Path | None = None,
+    clip_model: str = "RN50",
+    pretrained: str | None = "openai",
+    device: str = "auto",
+) -> Scorer:
     """The scorer a command asked for: a model file (checkpoint, run folder or export) or, with
     ``zero_shot_taxonomy``, plain CLIP prompts for that taxonomy's labels.
 
@@ -222,9 +271,9 @@ def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Pat
     Raises:
         UserError: A missing model file, or a taxonomy with other labels than the model's.
     """
+    from hspnet_cli.core.device import resolve_device
     from hspnet_cli.core.errors import UserError
     from hspnet_cli.taxonomy import load_taxonomy
-    from hspnet_cli.core.device import resolve_device
 
     dev = str(resolve_device(device))
     if zero_shot_taxonomy is not None:
@@ -238,9 +287,11 @@ def open_scorer(path: str | Path | None = None, *, zero_shot_taxonomy: str | Pat
     if taxonomy is not None:
         tax = load_taxonomy(taxonomy)
         if tax.label_names != scorer.taxonomy.label_names:
-            raise UserError(f"--taxonomy '{tax.name}' has other labels than {path} ({tax.num_labels} vs "
-                            f"{scorer.taxonomy.num_labels}, or another order); leave out --taxonomy to use the "
-                            "model's own labels and groups")
+            raise UserError(
+                f"--taxonomy '{tax.name}' has other labels than {path} ({tax.num_labels} vs "
+                f"{scorer.taxonomy.num_labels}, or another order); leave out --taxonomy to use the "
+                "model's own labels and groups"
+            )
         scorer.taxonomy = tax
     return scorer
 
@@ -261,6 +312,8 @@ def load_scorer(path: str | Path, device: str = "cpu") -> Scorer:
     if kind in ("export", "torchscript"):
         return from_exported(path, device=device)
     if kind == "onnx":
-        raise UserError(f"{path}: ONNX exports run in onnxruntime (their .json sidecar has the labels); "
-                        "give hspnet a checkpoint or a ckpt / TorchScript export")
+        raise UserError(
+            f"{path}: ONNX exports run in onnxruntime (their .json sidecar has the labels); "
+            "give hspnet a checkpoint or a ckpt / TorchScript export"
+        )
     raise UserError(f"{path}: not a model hspnet made (expected a training checkpoint or an hspnet export)")

@@ -42,8 +42,9 @@ def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # also bad UTF-8, too-deep nesting, 5000-digit numbers
-        raise UserError(f"{path}: not valid JSON ({str(exc)[:120] or 'nested too deeply'}); "
-                        "remake it with 'hspnet calibrate'") from None
+        raise UserError(
+            f"{path}: not valid JSON ({str(exc)[:120] or 'nested too deeply'}); remake it with 'hspnet calibrate'"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("thresholds"), dict):
         raise UserError(f"{path}: not an hspnet thresholds file; make one with 'hspnet calibrate'")
     table = data["thresholds"]
@@ -51,16 +52,22 @@ def load_thresholds(path: str | Path, taxonomy: Taxonomy) -> np.ndarray:
     missing = [n for n in names if n not in table]
     extra = [n for n in table if n not in set(names)]
     if missing or extra:
-        what = "; ".join(part for part in (
-            f"no threshold for {len(missing)} label(s), e.g. '{missing[0]}'" if missing else "",
-            f"{len(extra)} label(s) not in taxonomy '{taxonomy.name}', e.g. '{extra[0]}'" if extra else "") if part)
+        what = "; ".join(
+            part
+            for part in (
+                f"no threshold for {len(missing)} label(s), e.g. '{missing[0]}'" if missing else "",
+                f"{len(extra)} label(s) not in taxonomy '{taxonomy.name}', e.g. '{extra[0]}'" if extra else "",
+            )
+            if part
+        )
         raise UserError(f"{path}: made for other labels ({what}); calibrate again with this model's taxonomy")
     out = np.empty(len(names), dtype=np.float32)
     for i, name in enumerate(names):
         value = table[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise UserError(f"{path}: threshold of '{name}' is {repr(value)[:40]}; thresholds are probabilities "
-                            "in [0, 1]")
+            raise UserError(
+                f"{path}: threshold of '{name}' is {repr(value)[:40]}; thresholds are probabilities in [0, 1]"
+            )
         out[i] = value
     return out
 
@@ -72,9 +79,11 @@ def uncalibrated_note(model: str | Path | None = None) -> str:
     most images get no tag at 0.5), so the user must hear it and how to fix it.
     """
     where = str(model) if model else "MODEL"
-    return ("uncalibrated: 0.5 for every label (the model stores no thresholds; training fits them only when "
-            "the split's validation set is fully labelled). Fit them on a labelled split: hspnet calibrate --checkpoint "
-            f"{where} --data val.csv --images DIR -o thresholds.json, then pass --thresholds thresholds.json")
+    return (
+        "uncalibrated: 0.5 for every label (the model stores no thresholds; training fits them only when "
+        "the split's validation set is fully labelled). Fit them on a labelled split: hspnet calibrate --checkpoint "
+        f"{where} --data val.csv --images DIR -o thresholds.json, then pass --thresholds thresholds.json"
+    )
 
 
 def stored_thresholds(table: dict[str, Any] | None, taxonomy: Taxonomy) -> tuple[np.ndarray, str] | None:
@@ -96,8 +105,12 @@ def stored_thresholds(table: dict[str, Any] | None, taxonomy: Taxonomy) -> tuple
     out = np.asarray([float(values[name]) for name in taxonomy.label_names], dtype=np.float32)
     source = table.get("source") if isinstance(table.get("source"), dict) else {}
     if source.get("fitted_by") == "hspnet train":
-        what = (f"calibrated per label on the validation split ({source.get('images')} images, "
-                f"{source.get('data')}) when training kept this model")
+        what = (
+            f"calibrated per label on the validation split ({source.get('images')} images, "
+            f"{source.get('data')}) when training kept this model"
+        )
     else:
-        what = "per-label thresholds stored in the model" + (f" (fitted on {source['data']})" if source.get("data") else "")
+        what = "per-label thresholds stored in the model" + (
+            f" (fitted on {source['data']})" if source.get("data") else ""
+        )
     return out, what

@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.tagsfile.listfile import listed_paths, parse_line
 from hspnet_cli.tagsfile.reader import TagsOutput
-from hspnet_cli.tagsfile.listfile import listed_paths
-from hspnet_cli.tagsfile.listfile import parse_line
 from hspnet_cli.taxonomy.core import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -118,6 +117,11 @@ def read_exclusions(files: list[str | Path], tags: TagsOutput, taxonomy: Taxonom
                 source["matched"] += path in names
     for source in sources:
         if source["images"] and not source["matched"]:
-            log.warning("%s: none of its %d image(s) is in %s; are its paths relative to %s?", source["file"],
-                        source["images"], tags.file, tags.images_dir)
+            log.warning(
+                "%s: none of its %d image(s) is in %s; are its paths relative to %s?",
+                source["file"],
+                source["images"],
+                tags.file,
+                tags.images_dir,
+            )
     return Exclusions(mask=mask, labelled_positives=labelled, sources=sources)

@@ -40,8 +40,8 @@ def _gather(emb: np.ndarray, rows: np.ndarray, pca: object | None) -> np.ndarray
     width = pca.d_out if pca is not None else emb.shape[1]  # type: ignore[attr-defined]
     out = np.empty((len(rows), width), np.float32)
     for s in range(0, len(rows), GATHER):
-        part = np.ascontiguousarray(emb[rows[s:s + GATHER]], dtype=np.float32)
-        out[s:s + GATHER] = pca.apply_py(part) if pca is not None else part  # type: ignore[attr-defined]
+        part = np.ascontiguousarray(emb[rows[s : s + GATHER]], dtype=np.float32)
+        out[s : s + GATHER] = pca.apply_py(part) if pca is not None else part  # type: ignore[attr-defined]
     return out
 
 
@@ -65,13 +65,14 @@ def min_sq_distances(points: np.ndarray, centres: np.ndarray, chunk: int = 65536
     index = faiss.IndexFlatL2(centres.shape[1])
     index.add(np.ascontiguousarray(centres, dtype=np.float32))
     for s in range(0, len(points), chunk):
-        d, _ = index.search(np.ascontiguousarray(points[s:s + chunk], dtype=np.float32), 1)
-        out[s:s + chunk] = np.maximum(d[:, 0], 0.0)
+        d, _ = index.search(np.ascontiguousarray(points[s : s + chunk], dtype=np.float32), 1)
+        out[s : s + chunk] = np.maximum(d[:, 0], 0.0)
     return out
 
 
-def farthest_first(emb: np.ndarray, pool: np.ndarray, k: int, centres: np.ndarray, dims: int = 0,
-                   seed: int = 0) -> KCenterResult:
+def farthest_first(
+    emb: np.ndarray, pool: np.ndarray, k: int, centres: np.ndarray, dims: int = 0, seed: int = 0
+) -> KCenterResult:
     """Choose ``k`` rows of ``pool`` by greedy farthest-point traversal.
 
     Args:

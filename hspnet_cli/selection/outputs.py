@@ -38,21 +38,39 @@ import numpy as np
 from hspnet_cli import __version__
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_bytes_atomic, write_text_atomic
+from hspnet_cli.selection.select import Selection
 from hspnet_cli.tagsfile.listfile import format_list
 from hspnet_cli.tagsfile.writer import ENCODING
-from hspnet_cli.selection.select import Selection
 
 FORMAT = "hspnet-select"
-PICK_COLUMNS = ("rank", "path", "reason", "why", "uncertainty", "label", "prob", "threshold", "group_doubt",
-                "group", "rivals", "target", "distance", "predicted")
+PICK_COLUMNS = (
+    "rank",
+    "path",
+    "reason",
+    "why",
+    "uncertainty",
+    "label",
+    "prob",
+    "threshold",
+    "group_doubt",
+    "group",
+    "rivals",
+    "target",
+    "distance",
+    "predicted",
+)
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
     """``list``, ``picks`` and ``report`` paths for ``-o OUT``."""
     out = Path(out)
     stem = out.with_suffix("") if out.suffix else out
-    return {"list": out, "picks": Path(f"{stem}.picks.csv"), "report": Path(f"{stem}.select.json"),
-            "timings": Path(f"{stem}.timings.json")}
+    return {
+        "list": out,
+        "picks": Path(f"{stem}.picks.csv"),
+        "report": Path(f"{stem}.select.json"),
+        "timings": Path(f"{stem}.timings.json"),
+    }
 
 
 def check_out(out: str | Path, overwrite: bool) -> dict[str, Path]:
@@ -65,8 +83,10 @@ def check_out(out: str | Path, overwrite: bool) -> dict[str, Path]:
     if paths["list"].is_dir():
         raise UserError(f"{paths['list']}: is a folder; -o is the list file to write (e.g. next.txt)")
     if paths["list"].exists() and not paths["report"].exists() and not overwrite:
-        raise UserError(f"{paths['list']}: exists and is not an hspnet select output ({paths['report'].name} "
-                        "missing); choose another -o or pass --overwrite")
+        raise UserError(
+            f"{paths['list']}: exists and is not an hspnet select output ({paths['report'].name} "
+            "missing); choose another -o or pass --overwrite"
+        )
     return paths
 
 
@@ -81,8 +101,9 @@ def pick_rows(sel: Selection, probs: np.ndarray) -> list[dict[str, Any]]:
     st = sel.stats
     uncertainty = st.uncertainty
     out = []
-    for rank, (row, reason, dist, target, p) in enumerate(zip(sel.rows, sel.reasons, sel.distances, sel.targets,
-                                                                probs), start=1):
+    for rank, (row, reason, dist, target, p) in enumerate(
+        zip(sel.rows, sel.reasons, sel.distances, sel.targets, probs), start=1
+    ):
         lab = int(st.margin_label[row])
         g = int(st.doubt_group[row])
         rivals = [names[j] for j in st.doubt_pair[row] if j >= 0] if g >= 0 else []
@@ -100,15 +121,24 @@ def pick_rows(sel: Selection, probs: np.ndarray) -> list[dict[str, Any]]:
             why = "uniform random sample"
         if reason == "uncertainty" and not math.isnan(float(dist)):
             why += f"; distance {dist:.3f} to the nearest labelled or picked"
-        out.append({
-            "rank": rank, "path": sel.tags.paths[row], "reason": reason, "why": why,
-            "uncertainty": _fmt(float(uncertainty[row])) if complete else "",
-            "label": names[lab] if complete else "", "prob": _fmt(float(p[lab])) if complete else "",
-            "threshold": _fmt(float(sel.thresholds[lab])) if complete else "",
-            "group_doubt": _fmt(float(st.group_doubt[row])) if complete and g >= 0 else "",
-            "group": groups[g] if complete and g >= 0 else "", "rivals": ";".join(rivals) if complete else "",
-            "target": names[target] if target >= 0 else "", "distance": _fmt(float(dist)),
-            "predicted": ";".join(predicted)})
+        out.append(
+            {
+                "rank": rank,
+                "path": sel.tags.paths[row],
+                "reason": reason,
+                "why": why,
+                "uncertainty": _fmt(float(uncertainty[row])) if complete else "",
+                "label": names[lab] if complete else "",
+                "prob": _fmt(float(p[lab])) if complete else "",
+                "threshold": _fmt(float(sel.thresholds[lab])) if complete else "",
+                "group_doubt": _fmt(float(st.group_doubt[row])) if complete and g >= 0 else "",
+                "group": groups[g] if complete and g >= 0 else "",
+                "rivals": ";".join(rivals) if complete else "",
+                "target": names[target] if target >= 0 else "",
+                "distance": _fmt(float(dist)),
+                "predicted": ";".join(predicted),
+            }
+        )
     return out
 
 
@@ -118,19 +148,31 @@ def _coverage_table(sel: Selection, probs: np.ndarray) -> dict[str, Any]:
     above = probs >= sel.thresholds
     picks = above.sum(axis=0)
     n_pool = max(sel.tags.n, 1)
-    labels = {name: {"picks": int(picks[j]), "pool_rate": round(float(sel.stats.label_positives[j]) / n_pool, 6),
-                     **({"labelled": int(sel.exclusions.labelled_positives[j])}
-                        if sel.exclusions.labelled_positives is not None else {})}
-              for j, name in enumerate(names)}
+    labels = {
+        name: {
+            "picks": int(picks[j]),
+            "pool_rate": round(float(sel.stats.label_positives[j]) / n_pool, 6),
+            **(
+                {"labelled": int(sel.exclusions.labelled_positives[j])}
+                if sel.exclusions.labelled_positives is not None
+                else {}
+            ),
+        }
+        for j, name in enumerate(names)
+    }
     groups = {}
     for g, members in sel.taxonomy.groups.items():
         idx = [sel.taxonomy.label_index(m) for m in members]
         groups[g] = int(above[:, idx].any(axis=1).sum()) if len(above) else 0
-    return {"labels": labels, "groups_picked": groups,
-            "labels_without_picks": [name for j, name in enumerate(names) if picks[j] == 0],
-            # what the pool shows but no pick does: worth a look at the thresholds or a coverage share
-            "pool_labels_without_picks": [name for j, name in enumerate(names)
-                                          if picks[j] == 0 and sel.stats.label_positives[j] > 0]}
+    return {
+        "labels": labels,
+        "groups_picked": groups,
+        "labels_without_picks": [name for j, name in enumerate(names) if picks[j] == 0],
+        # what the pool shows but no pick does: worth a look at the thresholds or a coverage share
+        "pool_labels_without_picks": [
+            name for j, name in enumerate(names) if picks[j] == 0 and sel.stats.label_positives[j] > 0
+        ],
+    }
 
 
 def report(sel: Selection, paths: dict[str, Path], probs: np.ndarray) -> dict[str, Any]:
@@ -140,20 +182,42 @@ def report(sel: Selection, paths: dict[str, Path], probs: np.ndarray) -> dict[st
     unc = sel.stats.uncertainty
     complete = sel.source.complete
     return {
-        "format": FORMAT, "version": 1, "package_version": __version__,
-        "tags": str(sel.tags.file), "images_dir": str(sel.tags.images_dir), "model": sel.tags.model,
+        "format": FORMAT,
+        "version": 1,
+        "package_version": __version__,
+        "tags": str(sel.tags.file),
+        "images_dir": str(sel.tags.images_dir),
+        "model": sel.tags.model,
         "probabilities": {"kind": sel.source.kind, "detail": sel.source.detail},
-        "options": {"n": sel.options.n, "strategy": sel.options.strategy, "mix": sel.options.mix,
-                    "seed": sel.options.seed, "exclude": list(map(str, sel.options.exclude)),
-                    "model": sel.options.model, "pool": sel.options.pool, "pool_factor": sel.options.pool_factor,
-                    "dims": sel.options.dims},
-        "counts": {"rows": sel.tags.n, "excluded": sel.exclusions.count, "eligible": int(eligible.sum()),
-                   "picked": len(sel.rows), "by_reason": reasons},
+        "options": {
+            "n": sel.options.n,
+            "strategy": sel.options.strategy,
+            "mix": sel.options.mix,
+            "seed": sel.options.seed,
+            "exclude": list(map(str, sel.options.exclude)),
+            "model": sel.options.model,
+            "pool": sel.options.pool,
+            "pool_factor": sel.options.pool_factor,
+            "dims": sel.options.dims,
+        },
+        "counts": {
+            "rows": sel.tags.n,
+            "excluded": sel.exclusions.count,
+            "eligible": int(eligible.sum()),
+            "picked": len(sel.rows),
+            "by_reason": reasons,
+        },
         "exclusions": sel.exclusions.sources,
-        "uncertainty": ({"picks_mean": round(float(unc[sel.rows].mean()), 6) if len(sel.rows) else None,
-                         "eligible_mean": round(float(unc[eligible].mean()), 6) if eligible.any() else None}
-                        if complete else None),
-        "coverage": _coverage_table(sel, probs), **sel.facts,
+        "uncertainty": (
+            {
+                "picks_mean": round(float(unc[sel.rows].mean()), 6) if len(sel.rows) else None,
+                "eligible_mean": round(float(unc[eligible].mean()), 6) if eligible.any() else None,
+            }
+            if complete
+            else None
+        ),
+        "coverage": _coverage_table(sel, probs),
+        **sel.facts,
         "files": {k: str(v) for k, v in paths.items()},
     }
 

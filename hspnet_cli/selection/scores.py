@@ -20,9 +20,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class ProbSource:
         if self.kind == "model":
             emb = self.tags.embeddings()
             for start in range(0, self.tags.n, size):
-                yield start, self._from_embeddings(np.asarray(emb[start:start + size]))
+                yield start, self._from_embeddings(np.asarray(emb[start : start + size]))
             return
         rows: list[np.ndarray] = []
         start = 0
@@ -119,8 +120,9 @@ class ProbSource:
             except (json.JSONDecodeError, AttributeError):
                 raise UserError(f"{where}: not a JSON object; was the file edited?") from None
             if not isinstance(probs, list) or len(probs) != n:
-                raise UserError(f"{where}: 'probs' must list {n} probabilities (one per manifest label); "
-                                "was the file edited?")
+                raise UserError(
+                    f"{where}: 'probs' must list {n} probabilities (one per manifest label); was the file edited?"
+                )
             return np.asarray(probs, dtype=np.float32)
         cells = next(csv.reader([text]), [])
         out = np.zeros(n, np.float32)
@@ -169,8 +171,12 @@ def open_probabilities(tags: TagsOutput, model: str | Path | None = None) -> Pro
     if model is None:
         found = _DESCRIBED.match(str(tags.model))
         if not found or not Path(found.group(1)).exists():
-            return ProbSource(tags, "tags", f"{tags.file.name}: chosen labels only (the tagging model "
-                              f"'{tags.model}' was not found; pass --checkpoint)")
+            return ProbSource(
+                tags,
+                "tags",
+                f"{tags.file.name}: chosen labels only (the tagging model "
+                f"'{tags.model}' was not found; pass --checkpoint)",
+            )
         model, named = found.group(1), True
     if not Path(model).exists():
         raise UserError(f"{model}: model not found (give the checkpoint, run folder or export that tagged {tags.file})")
@@ -183,13 +189,23 @@ def open_probabilities(tags: TagsOutput, model: str | Path | None = None) -> Pro
     expected = _manifest_fingerprint(tags)
     if expected is not None and scorer_fingerprint(scorer) != expected:
         if named:
-            return ProbSource(tags, "tags", f"{tags.file.name}: chosen labels only ({model} changed since it "
-                              "tagged; pass --checkpoint)")
-        raise UserError(f"{model}: is not the model that tagged {tags.file} (its label features differ from the "
-                        "manifest's fingerprint); pass the model given to hspnet tag, or tag again")
+            return ProbSource(
+                tags,
+                "tags",
+                f"{tags.file.name}: chosen labels only ({model} changed since it tagged; pass --checkpoint)",
+            )
+        raise UserError(
+            f"{model}: is not the model that tagged {tags.file} (its label features differ from the "
+            "manifest's fingerprint); pass the model given to hspnet tag, or tag again"
+        )
     feats = scorer.label_features.detach().float().cpu().numpy()
-    return ProbSource(tags, "model", f"recomputed from {tags.emb.name} with {model}", features=feats,
-                      logit_scale=float(scorer.logit_scale))
+    return ProbSource(
+        tags,
+        "model",
+        f"recomputed from {tags.emb.name} with {model}",
+        features=feats,
+        logit_scale=float(scorer.logit_scale),
+    )
 
 
 @dataclass
@@ -224,8 +240,14 @@ class ImageStats:
         return (0.5 * (np.exp(-self.margin) + self.group_doubt)).astype(np.float32)
 
 
-def image_stats(source: ProbSource, thresholds: np.ndarray, group_members: list[np.ndarray],
-                eligible: np.ndarray, keep_per_label: int, progress: Any = None) -> ImageStats:
+def image_stats(
+    source: ProbSource,
+    thresholds: np.ndarray,
+    group_members: list[np.ndarray],
+    eligible: np.ndarray,
+    keep_per_label: int,
+    progress: Any = None,
+) -> ImageStats:
     """One streaming pass over the probabilities (see :class:`ImageStats`).
 
     Args:
@@ -276,9 +298,16 @@ def image_stats(source: ProbSource, thresholds: np.ndarray, group_members: list[
                 best[j] = (vals[keep], ids[keep])
         if progress is not None:
             progress(stop - start)
-    return ImageStats(margin=margin, margin_label=margin_label, group_doubt=doubt, doubt_group=doubt_group,
-                      doubt_pair=pair, positives=positives, label_positives=label_pos,
-                      candidates=[ids for _, ids in best])
+    return ImageStats(
+        margin=margin,
+        margin_label=margin_label,
+        group_doubt=doubt,
+        doubt_group=doubt_group,
+        doubt_pair=pair,
+        positives=positives,
+        label_positives=label_pos,
+        candidates=[ids for _, ids in best],
+    )
 
 
 def _top(values: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:

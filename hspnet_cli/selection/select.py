@@ -25,17 +25,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 from hspnet_cli.selection.exclude import Exclusions, read_exclusions
 from hspnet_cli.selection.kcenter import farthest_first
 from hspnet_cli.selection.scores import ImageStats, ProbSource, image_stats, open_probabilities
+from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 from hspnet_cli.taxonomy.core import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ def parse_mix(text: str | None) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         if name.strip() not in shares:
-            raise UserError(f"--mix: unknown part '{name.strip()}' (use {', '.join(DEFAULT_MIX)}, e.g. "
-                            "coverage=0.2,uncertainty=0.6,diversity=0.2)")
+            raise UserError(
+                f"--mix: unknown part '{name.strip()}' (use {', '.join(DEFAULT_MIX)}, e.g. "
+                "coverage=0.2,uncertainty=0.6,diversity=0.2)"
+            )
         try:
             shares[name.strip()] = float(value)
         except ValueError:
@@ -112,10 +115,10 @@ class Selection:
     stats: ImageStats
     exclusions: Exclusions
     options: SelectOptions
-    rows: np.ndarray                   # picked row ids, in pick order
+    rows: np.ndarray  # picked row ids, in pick order
     reasons: list[str]
-    distances: np.ndarray              # k-center distance at pick time (nan: not a k-center pick)
-    targets: np.ndarray                # coverage: the label aimed at (-1 otherwise)
+    distances: np.ndarray  # k-center distance at pick time (nan: not a k-center pick)
+    targets: np.ndarray  # coverage: the label aimed at (-1 otherwise)
     thresholds: np.ndarray
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -128,8 +131,10 @@ def manifest_taxonomy(tags: TagsOutput) -> Taxonomy:
     groups = tags.manifest.get("groups") or {}
     if not groups:
         groups = {name: [name] for name in labels}  # no hierarchy recorded: one group per label
-    return taxonomy_from_dict({"name": str(tags.manifest.get("taxonomy") or "tags"), "labels": labels,
-                               "groups": groups}, source=str(tags.file))
+    return taxonomy_from_dict(
+        {"name": str(tags.manifest.get("taxonomy") or "tags"), "labels": labels, "groups": groups},
+        source=str(tags.file),
+    )
 
 
 def _thresholds(tags: TagsOutput, n_labels: int) -> np.ndarray:
@@ -148,23 +153,24 @@ class _Inputs:
     taxonomy: Taxonomy
     thresholds: np.ndarray
     exclusions: Exclusions
-    eligible: np.ndarray               # (N,) bool: not labelled yet
+    eligible: np.ndarray  # (N,) bool: not labelled yet
     source: ProbSource
-    members: list[np.ndarray]          # label ids of each group, in group order
+    members: list[np.ndarray]  # label ids of each group, in group order
 
 
 @dataclass
 class _Picks:
     """The picks so far, in pick order, with why each was taken."""
 
-    picked: np.ndarray                 # (N,) bool
+    picked: np.ndarray  # (N,) bool
     rows: list[int] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     distances: list[float] = field(default_factory=list)
     targets: list[int] = field(default_factory=list)
 
-    def take(self, new: list[int], reason: str, distances: list[float] | None = None,
-             targets: list[int] | None = None) -> None:
+    def take(
+        self, new: list[int], reason: str, distances: list[float] | None = None, targets: list[int] | None = None
+    ) -> None:
         self.rows.extend(new)
         self.reasons.extend([reason] * len(new))
         self.distances.extend(distances if distances is not None else [float("nan")] * len(new))
@@ -172,8 +178,12 @@ class _Picks:
         self.picked[new] = True
 
 
-def select_images(tags_file: str | Path, options: SelectOptions,
-                  progress: Callable[[str, int], Any] | None = None, source: ProbSource | None = None) -> Selection:
+def select_images(
+    tags_file: str | Path,
+    options: SelectOptions,
+    progress: Callable[[str, int], Any] | None = None,
+    source: ProbSource | None = None,
+) -> Selection:
     """Choose ``options.n`` images of a tag output to label next (see the module docstring).
 
     Args:
@@ -195,8 +205,11 @@ def select_images(tags_file: str | Path, options: SelectOptions,
     stats, tagged_rate = _score(inputs, quotas, progress)
     clock["score"] = time.perf_counter()
     picks = _Picks(np.zeros(inputs.tags.n, dtype=bool))
-    facts: dict[str, Any] = {"tagged_rate": round(tagged_rate, 6), "kcenter": {},
-                             "thresholds": inputs.tags.threshold_source}
+    facts: dict[str, Any] = {
+        "tagged_rate": round(tagged_rate, 6),
+        "kcenter": {},
+        "thresholds": inputs.tags.threshold_source,
+    }
     for stage, quota in quotas.items():
         quota = min(quota, int((inputs.eligible & ~picks.picked).sum()))
         if quota <= 0:
@@ -211,16 +224,30 @@ def select_images(tags_file: str | Path, options: SelectOptions,
         else:  # the mix's uncertainty and diversity stages: k-center over a pool
             facts["kcenter"][stage] = _pick_kcenter(stage, inputs, stats, picks, quota, options, rng)
     clock["select"] = time.perf_counter()
-    facts["seconds"] = {"read": clock["read"] - clock["start"], "score": clock["score"] - clock["read"],
-                        "select": clock["select"] - clock["score"]}
-    return Selection(tags=inputs.tags, taxonomy=inputs.taxonomy, source=inputs.source, stats=stats,
-                     exclusions=inputs.exclusions, options=options, rows=np.asarray(picks.rows, np.int64),
-                     reasons=picks.reasons, distances=np.asarray(picks.distances, np.float32),
-                     targets=np.asarray(picks.targets, np.int64), thresholds=inputs.thresholds, facts=facts)
+    facts["seconds"] = {
+        "read": clock["read"] - clock["start"],
+        "score": clock["score"] - clock["read"],
+        "select": clock["select"] - clock["score"],
+    }
+    return Selection(
+        tags=inputs.tags,
+        taxonomy=inputs.taxonomy,
+        source=inputs.source,
+        stats=stats,
+        exclusions=inputs.exclusions,
+        options=options,
+        rows=np.asarray(picks.rows, np.int64),
+        reasons=picks.reasons,
+        distances=np.asarray(picks.distances, np.float32),
+        targets=np.asarray(picks.targets, np.int64),
+        thresholds=inputs.thresholds,
+        facts=facts,
+    )
 
 
-def _open_inputs(tags_file: str | Path, options: SelectOptions, quotas: dict[str, int],
-                 source: ProbSource | None) -> _Inputs:
+def _open_inputs(
+    tags_file: str | Path, options: SelectOptions, quotas: dict[str, int], source: ProbSource | None
+) -> _Inputs:
     """Stage 1: the tag output, its taxonomy and thresholds, what is labelled already, and the
     probabilities (refused when a strategy needs every label's and only the tags' are known)."""
     tags = source.tags if source is not None else read_tags_output(tags_file)
@@ -230,23 +257,28 @@ def _open_inputs(tags_file: str | Path, options: SelectOptions, quotas: dict[str
     eligible = ~excl.mask
     n_eligible = int(eligible.sum())
     if tags.n == 0:
-        raise UserError(f"{tags.file}: no tagged images (the tags file has no rows); tag a folder with images "
-                        "first (hspnet tag IMAGES -o tags.csv)")
+        raise UserError(
+            f"{tags.file}: no tagged images (the tags file has no rows); tag a folder with images "
+            "first (hspnet tag IMAGES -o tags.csv)"
+        )
     if n_eligible == 0:
         raise UserError(f"{tags.file}: all {tags.n} tagged images are labelled already (--exclude); nothing to select")
     if n_eligible < options.n:
         log.warning("only %d image(s) are not labelled yet; selecting all of them", n_eligible)
     source = source if source is not None else open_probabilities(tags, options.model)
     if not source.complete and "uncertainty" in quotas:
-        raise UserError(f"{tags.file}: uncertainty needs every label's probability, and {source.detail}; "
-                        "pass --checkpoint (the model that tagged), tag with --format jsonl, or use --strategy "
-                        "diversity, coverage or random")
+        raise UserError(
+            f"{tags.file}: uncertainty needs every label's probability, and {source.detail}; "
+            "pass --checkpoint (the model that tagged), tag with --format jsonl, or use --strategy "
+            "diversity, coverage or random"
+        )
     members = [np.asarray([tax.label_index(m) for m in ms], np.int64) for ms in tax.groups.values()]
     return _Inputs(tags, tax, thresholds, excl, eligible, source, members)
 
 
-def _score(inputs: _Inputs, quotas: dict[str, int],
-           progress: Callable[[str, int], Any] | None) -> tuple[ImageStats, float]:
+def _score(
+    inputs: _Inputs, quotas: dict[str, int], progress: Callable[[str, int], Any] | None
+) -> tuple[ImageStats, float]:
     """Stage 2: one pass over the probabilities (uncertainty, group doubt, coverage candidates).
 
     Returns:
@@ -255,15 +287,25 @@ def _score(inputs: _Inputs, quotas: dict[str, int],
     tags = inputs.tags
     bar = progress("scoring", tags.n) if progress is not None else contextlib.nullcontext()
     with bar:
-        stats = image_stats(inputs.source, inputs.thresholds, inputs.members, inputs.eligible,
-                            quotas.get("coverage", 0), getattr(bar, "advance", None))
+        stats = image_stats(
+            inputs.source,
+            inputs.thresholds,
+            inputs.members,
+            inputs.eligible,
+            quotas.get("coverage", 0),
+            getattr(bar, "advance", None),
+        )
     tagged_rate = float((stats.positives > 0).mean()) if tags.n else 0.0
     if inputs.source.complete and tagged_rate < 0.05:
         # a model trained on single positives rarely reaches 0.5: distances to an unreached threshold
         # rank images by their best score, not by doubt
-        log.warning("%s: only %.1f%% of the images have a label at or above its threshold; the thresholds are "
-                    "probably not calibrated (hspnet calibrate, then hspnet tag --thresholds), and uncertainty "
-                    "around them means little", tags.file, 100 * tagged_rate)
+        log.warning(
+            "%s: only %.1f%% of the images have a label at or above its threshold; the thresholds are "
+            "probably not calibrated (hspnet calibrate, then hspnet tag --thresholds), and uncertainty "
+            "around them means little",
+            tags.file,
+            100 * tagged_rate,
+        )
     return stats, tagged_rate
 
 
@@ -275,8 +317,9 @@ def _pick_random(inputs: _Inputs, picks: _Picks, quota: int, rng: np.random.Gene
 
 def _pick_coverage(inputs: _Inputs, stats: ImageStats, picks: _Picks, quota: int) -> None:
     """``coverage``: round robin over the rarest labels."""
-    chosen, aimed = _coverage(stats, inputs.source, inputs.thresholds, inputs.members, inputs.exclusions,
-                              picks.picked, quota)
+    chosen, aimed = _coverage(
+        stats, inputs.source, inputs.thresholds, inputs.members, inputs.exclusions, picks.picked, quota
+    )
     picks.take(chosen, "coverage", targets=aimed)
 
 
@@ -286,8 +329,15 @@ def _pick_most_uncertain(inputs: _Inputs, stats: ImageStats, picks: _Picks, quot
     picks.take(free[_best(stats.uncertainty[free], free, quota)].tolist(), "uncertainty")
 
 
-def _pick_kcenter(stage: str, inputs: _Inputs, stats: ImageStats, picks: _Picks, quota: int,
-                  options: SelectOptions, rng: np.random.Generator) -> dict[str, Any]:
+def _pick_kcenter(
+    stage: str,
+    inputs: _Inputs,
+    stats: ImageStats,
+    picks: _Picks,
+    quota: int,
+    options: SelectOptions,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     """``diversity`` and the mix's ``uncertainty``: greedy k-center from what is labelled or picked,
     over a pool (the most uncertain images, or a seeded sample of what is left).
 
@@ -304,8 +354,12 @@ def _pick_kcenter(stage: str, inputs: _Inputs, stats: ImageStats, picks: _Picks,
     centres = np.concatenate([np.flatnonzero(inputs.exclusions.mask), np.asarray(picks.rows, np.int64)])
     res = farthest_first(inputs.tags.embeddings(), pool, quota, centres, dims=options.dims, seed=options.seed)
     picks.take(res.picks.tolist(), stage, distances=res.distances.tolist())
-    return {"pool": int(len(pool)), "centres": int(len(centres)), "dims": res.dims,
-            "radius_after": round(res.radius, 6)}
+    return {
+        "pool": int(len(pool)),
+        "centres": int(len(centres)),
+        "dims": res.dims,
+        "radius_after": round(res.radius, 6),
+    }
 
 
 def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
@@ -318,8 +372,15 @@ def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((ids[part], -scores[part]))][:k]
 
 
-def _coverage(stats: ImageStats, source: ProbSource, thresholds: np.ndarray, members: list[np.ndarray],
-              excl: Exclusions, picked: np.ndarray, quota: int) -> tuple[list[int], list[int]]:
+def _coverage(
+    stats: ImageStats,
+    source: ProbSource,
+    thresholds: np.ndarray,
+    members: list[np.ndarray],
+    excl: Exclusions,
+    picked: np.ndarray,
+    quota: int,
+) -> tuple[list[int], list[int]]:
     """Round robin over the rarest labels (see the module docstring): (rows, label aimed at)."""
     n_labels = len(thresholds)
     known = excl.labelled_positives is not None

@@ -18,9 +18,9 @@ Sources are pickled to Ray workers: they hold only their spec and open file syst
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from hspnet_cli.sources.discover import PathList, discover_images, read_path_list
 
@@ -101,7 +101,7 @@ class ListedSource(Source):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.pop("_items", None)   # workers get block keys, not the listing
+        state.pop("_items", None)  # workers get block keys, not the listing
         state.pop("_fs", None)
         return state
 

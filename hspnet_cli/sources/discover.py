@@ -43,8 +43,8 @@ import os
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.names import CONTROL_KEY, LeftOut, has_control
@@ -70,8 +70,9 @@ def image_extensions() -> frozenset[str]:
         skip.discard("EPS")
     if sys.platform == "win32":
         skip.discard("WMF")
-    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
-                     if fmt in openable and fmt not in skip)
+    return frozenset(
+        ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in openable and fmt not in skip
+    )
 
 
 def __getattr__(name: str) -> frozenset[str]:
@@ -106,7 +107,7 @@ class PathList:
         if not 0 <= index < len(self):
             raise IndexError(index)
         start = self._ends[index - 1] if index else 0
-        return bytes(self._blob[start:self._ends[index]]).decode("utf-8", "surrogateescape")
+        return bytes(self._blob[start : self._ends[index]]).decode("utf-8", "surrogateescape")
 
     def __iter__(self) -> Iterator[str]:
         for i in range(len(self)):
@@ -119,10 +120,10 @@ class PathList:
         for i in range(len(self)):
             start = self._ends[i - 1] if i else 0
             h.update(b"\0")
-            h.update(self._blob[start:self._ends[i]])
+            h.update(self._blob[start : self._ends[i]])
         return h.hexdigest()
 
-    def select(self, indices: Iterable[int]) -> "PathList":
+    def select(self, indices: Iterable[int]) -> PathList:
         """A new list with the items at ``indices``, in that order."""
         return PathList(self[i] for i in indices)
 
@@ -169,8 +170,11 @@ def _walk(folder: str, prefix: str, seen: set[tuple[int, int]], skipped: Counter
                     # The one rule for names (core.names): a line break cannot travel through our
                     # formats (a folder so named is left out whole, counted once).
                     if not skipped[CONTROL_KEY]:
-                        log.warning("leaving out %r and any other name with a line break, tab or control "
-                                    "character; rename such files to include them", prefix + entry.name)
+                        log.warning(
+                            "leaving out %r and any other name with a line break, tab or control "
+                            "character; rename such files to include them",
+                            prefix + entry.name,
+                        )
                     skipped[CONTROL_KEY] += 1
                     continue
                 try:

@@ -12,13 +12,14 @@ file system's library looks (for S3: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_K
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.sources.base import ListedSource
+from hspnet_cli.sources.discover import PathList, is_image_name
 from hspnet_cli.sources.secrets import storage_error
 from hspnet_cli.sources.spec import safe_url
-from hspnet_cli.sources.discover import PathList, is_image_name
 
 
 def open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
@@ -33,8 +34,10 @@ def open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]
     try:
         return url_to_fs(url, **options)
     except ImportError as exc:
-        raise UserError(f"{safe_url(url)}: this protocol needs a package fsspec could not import ({exc.name or exc}); "
-                        "for s3:// install s3fs, for gs:// gcsfs (pip install 'hspnet-cli[storage]')") from None
+        raise UserError(
+            f"{safe_url(url)}: this protocol needs a package fsspec could not import ({exc.name or exc}); "
+            "for s3:// install s3fs, for gs:// gcsfs (pip install 'hspnet-cli[storage]')"
+        ) from None
     except ValueError as exc:
         del fsspec
         raise storage_error(url, exc, storage_options, "open") from None
@@ -61,7 +64,7 @@ class UrlSource(ListedSource):
         return self._fs
 
     def _protocol_prefix(self) -> str:
-        return self.root[:self.root.index("://") + 3]
+        return self.root[: self.root.index("://") + 3]
 
     def _list(self) -> PathList:
         fs = self.fs
@@ -77,8 +80,10 @@ class UrlSource(ListedSource):
         except Exception as exc:  # noqa: BLE001 - any storage library error becomes one line naming the URL
             raise storage_error(self.root, exc, self.storage_options, "list") from None
         if not len(items):
-            raise UserError(f"{safe_url(self.root)}: no images under this prefix (nothing with an image extension"
-                            + (f"; skipped {sum(self.skipped.values())} other object(s))" if self.skipped else ")"))
+            raise UserError(
+                f"{safe_url(self.root)}: no images under this prefix (nothing with an image extension"
+                + (f"; skipped {sum(self.skipped.values())} other object(s))" if self.skipped else ")")
+            )
         return items
 
     def _walk(self, fs: Any, folder: str, prefix: str) -> Iterator[str]:
@@ -103,7 +108,7 @@ class UrlSource(ListedSource):
 
     def read_key(self, key: str) -> bytes:
         fs = self.fs
-        path = self._path.rstrip("/") + key[len(self.root):]
+        path = self._path.rstrip("/") + key[len(self.root) :]
         try:
             return fs.cat_file(path)
         except FileNotFoundError:

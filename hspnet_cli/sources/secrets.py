@@ -14,8 +14,14 @@ from typing import Any
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.sources.spec import safe_url
 
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS",
-               "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING")
+_SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+)
 
 
 def secret_values(storage_options: dict[str, Any] | None) -> list[str]:
@@ -47,10 +53,13 @@ def scrub(text: str, storage_options: dict[str, Any] | None = None) -> str:
 def _reason(exc: BaseException) -> str:
     name = type(exc).__name__
     text = str(exc)
-    if isinstance(exc, PermissionError) or any(s in text for s in ("SignatureDoesNotMatch", "AccessDenied",
-                                                                    "InvalidAccessKeyId", "Forbidden", "403")):
-        return ("access denied: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
-                "~/.aws/credentials, GOOGLE_APPLICATION_CREDENTIALS or --storage-options)")
+    if isinstance(exc, PermissionError) or any(
+        s in text for s in ("SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId", "Forbidden", "403")
+    ):
+        return (
+            "access denied: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+            "~/.aws/credentials, GOOGLE_APPLICATION_CREDENTIALS or --storage-options)"
+        )
     if isinstance(exc, FileNotFoundError) or "NoSuchBucket" in text or "NoSuchKey" in text:
         return "not found (no such bucket, prefix or object)"
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)) and "connect" in text.lower():
@@ -58,8 +67,9 @@ def _reason(exc: BaseException) -> str:
     return name
 
 
-def storage_error(url: str, exc: BaseException, storage_options: dict[str, Any] | None = None,
-                  doing: str = "read") -> UserError:
+def storage_error(
+    url: str, exc: BaseException, storage_options: dict[str, Any] | None = None, doing: str = "read"
+) -> UserError:
     """A one-line :class:`UserError` naming ``url`` for a storage failure, secrets scrubbed."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     detail = scrub(first, storage_options)[:200]

@@ -14,7 +14,7 @@ lists alternatives; several braces multiply (left to right).
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from hspnet_cli.core.errors import UserError
 
@@ -46,7 +46,7 @@ def expand_braces(pattern: str) -> Iterator[str]:
     end = pattern.find("}", start)
     if end < 0:
         raise UserError(f"{pattern}: '{{' without '}}' in the shard pattern")
-    head, body, tail = pattern[:start], pattern[start + 1:end], pattern[end + 1:]
+    head, body, tail = pattern[:start], pattern[start + 1 : end], pattern[end + 1 :]
     m = _RANGE.match(body)
     if m:
         lo, hi = int(m.group(1)), int(m.group(2))

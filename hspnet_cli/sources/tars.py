@@ -18,10 +18,10 @@ from typing import Any
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.sources.base import Block, OpenBlock, Source
+from hspnet_cli.sources.discover import is_image_name
 from hspnet_cli.sources.remote import open_fs
 from hspnet_cli.sources.secrets import storage_error
 from hspnet_cli.sources.spec import expand_braces, is_url, pattern_root, safe_url
-from hspnet_cli.sources.discover import is_image_name
 
 
 class TarSource(Source):
@@ -39,8 +39,10 @@ class TarSource(Source):
         if not self.remote:
             missing = [s for s in self.shards if not os.path.isfile(s)]
             if missing:
-                raise UserError(f"{missing[0]}: shard not found ({len(missing)} of {len(self.shards)} shards of "
-                                f"{pattern} are missing)")
+                raise UserError(
+                    f"{missing[0]}: shard not found ({len(missing)} of {len(self.shards)} shards of "
+                    f"{pattern} are missing)"
+                )
 
     def describe(self) -> str:
         return safe_url(self.pattern)
@@ -51,7 +53,7 @@ class TarSource(Source):
     def shard_name(self, shard: str) -> str:
         """SHARD of the keys: the shard relative to the pattern's folder."""
         root = pattern_root(self.pattern)
-        return shard[len(root) + 1:] if root != "." and shard.startswith(root + "/") else shard
+        return shard[len(root) + 1 :] if root != "." and shard.startswith(root + "/") else shard
 
     def open_block(self, block: Block) -> OpenBlock:
         shard = block.shard
@@ -78,7 +80,7 @@ class TarSource(Source):
         def read(i: int) -> bytes:
             _, offset, size = members[i]
             if self.remote:
-                return data[offset:offset + size]
+                return data[offset : offset + size]
             with open(shard, "rb") as fh:
                 fh.seek(offset)
                 return fh.read(size)

@@ -18,18 +18,18 @@ import io
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from hspnet_cli import __version__
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.sources import Block, Source
+from hspnet_cli.tagsfile.parquet import EMBEDDING_DTYPES, MANIFEST_NAME, part_name, part_status, read_failed, write_part
 from hspnet_cli.tagsfile.writer import MANIFEST_FORMAT, VERSION, TagSelector, read_json, write_json
-from hspnet_cli.tagsfile.parquet import (EMBEDDING_DTYPES, MANIFEST_NAME, part_name, part_status, read_failed,
-                                         write_part)
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,33 @@ class BlockRun:
     def selector(self) -> TagSelector:
         return TagSelector(self.label_names, self.groups, self.thresholds, self.top_k)
 
-    def write(self, block: int, keys: list[str], probs: np.ndarray, emb: np.ndarray,
-              failures: list[tuple[str, str]], items: int) -> None:
+    def write(
+        self,
+        block: int,
+        keys: list[str],
+        probs: np.ndarray,
+        emb: np.ndarray,
+        failures: list[tuple[str, str]],
+        items: int,
+    ) -> None:
         sel = self.selector()
-        write_part(self.out_dir, block, keys, probs, emb, [sel.select(p) for p in probs], self.label_names,
-                   failures, items, self.dtype)
+        write_part(
+            self.out_dir,
+            block,
+            keys,
+            probs,
+            emb,
+            [sel.select(p) for p in probs],
+            self.label_names,
+            failures,
+            items,
+            self.dtype,
+        )
 
 
-def decode_bytes(data: bytes | None, error: str, transform: Callable, max_pixels: int,
-                 timeout: float) -> tuple[Any, str]:
+def decode_bytes(
+    data: bytes | None, error: str, transform: Callable, max_pixels: int, timeout: float
+) -> tuple[Any, str]:
     """(preprocessed tensor or None, failure reason) for one image's bytes (same rules as the
     local folder path: :func:`hspnet_cli.tagging.image_io.open_rgb`)."""
     from hspnet_cli.tagging.image_io import DecodeError, decode_deadline, describe_error, open_rgb
@@ -94,10 +112,22 @@ def score_tensors(scorer: Any, images: Any) -> tuple[np.ndarray, np.ndarray]:
     return probs, emb.float().cpu().numpy()
 
 
-def plan_run(source: Source, out: str | Path, scorer: Any, *, threshold: float | None = None,
-             thresholds: Any = None, top_k: int = 0, block_size: int = 1024, shard: Any = None,
-             overwrite: bool = False, dtype: str = "float32", max_pixels: int = 178_956_970,
-             decode_timeout: float = 60.0, engine: str = "local") -> BlockRun:
+def plan_run(
+    source: Source,
+    out: str | Path,
+    scorer: Any,
+    *,
+    threshold: float | None = None,
+    thresholds: Any = None,
+    top_k: int = 0,
+    block_size: int = 1024,
+    shard: Any = None,
+    overwrite: bool = False,
+    dtype: str = "float32",
+    max_pixels: int = 178_956_970,
+    decode_timeout: float = 60.0,
+    engine: str = "local",
+) -> BlockRun:
     """List the source, write or check the manifest, and find the blocks still to do.
 
     Raises:
@@ -120,11 +150,21 @@ def plan_run(source: Source, out: str | Path, scorer: Any, *, threshold: float |
     if not blocks:
         raise UserError(f"{source.describe()}: no images to tag")
     items = source.items()
-    fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
-                   "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": "parquet",
-                   "max_pixels": max_pixels, "images_dir": source.root, "source": source.describe(),
-                   "source_kind": source.kind, "blocks": len(blocks), "block_size": block_size,
-                   "items_digest": items.digest() if items is not None else None, "embedding_dtype": dtype}
+    fingerprint = {
+        "scorer": scorer_fingerprint(scorer),
+        "labels": tax.label_names,
+        "thresholds": [round(float(t), 6) for t in thr],
+        "top_k": top_k,
+        "format": "parquet",
+        "max_pixels": max_pixels,
+        "images_dir": source.root,
+        "source": source.describe(),
+        "source_kind": source.kind,
+        "blocks": len(blocks),
+        "block_size": block_size,
+        "items_digest": items.digest() if items is not None else None,
+        "embedding_dtype": dtype,
+    }
     mpath = out_dir / MANIFEST_NAME
     if overwrite and out_dir.is_dir():
         import shutil
@@ -135,35 +175,66 @@ def plan_run(source: Source, out: str | Path, scorer: Any, *, threshold: float |
         old = manifest.get("fingerprint", {})
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
         if changed:
-            raise UserError(f"{out_dir}: made by a run with other settings ({', '.join(changed)} changed); rerun with "
-                            "the same model and options to continue it, or add --overwrite to start over")
+            raise UserError(
+                f"{out_dir}: made by a run with other settings ({', '.join(changed)} changed); rerun with "
+                "the same model and options to continue it, or add --overwrite to start over"
+            )
     else:
         # Hidden names are other shards' temporary files (a Slurm array starting together).
         if out_dir.is_dir() and any(not p.name.startswith(".") for p in out_dir.iterdir()):
-            raise UserError(f"{out_dir}: exists, is not empty and has no {MANIFEST_NAME}; use another --out or "
-                            "--overwrite")
+            raise UserError(
+                f"{out_dir}: exists, is not empty and has no {MANIFEST_NAME}; use another --out or --overwrite"
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         dim = int(scorer.label_features.shape[1])
         manifest = {
-            "format": MANIFEST_FORMAT, "version": VERSION, "package_version": __version__, "complete": False,
-            "model": {**describe(scorer), "fingerprint": fingerprint["scorer"]}, "taxonomy": tax.name,
-            "labels": tax.label_names, "groups": {g: list(m) for g, m in tax.groups.items()},
-            "thresholds": [float(t) for t in thr], "threshold_source": thr_source,
-            "options": {"source": source.describe(), "format": "parquet", "top_k": top_k, "block_size": block_size,
-                        "max_pixels": max_pixels, "engine": engine, "device": str(scorer.device)},
+            "format": MANIFEST_FORMAT,
+            "version": VERSION,
+            "package_version": __version__,
+            "complete": False,
+            "model": {**describe(scorer), "fingerprint": fingerprint["scorer"]},
+            "taxonomy": tax.name,
+            "labels": tax.label_names,
+            "groups": {g: list(m) for g, m in tax.groups.items()},
+            "thresholds": [float(t) for t in thr],
+            "threshold_source": thr_source,
+            "options": {
+                "source": source.describe(),
+                "format": "parquet",
+                "top_k": top_k,
+                "block_size": block_size,
+                "max_pixels": max_pixels,
+                "engine": engine,
+                "device": str(scorer.device),
+            },
             "fingerprint": fingerprint,
             "embedding": {"column": "embedding", "dim": dim, "dtype": dtype},
             "files": {"parts": "part-*.parquet", "failed": "_failed/part-*.csv"},
             "counts": {"items": len(items) if items is not None else None, "rows": 0, "failed": 0},
-            "key_scheme": {"folder": "path relative to the folder", "url": "full object URL",
-                           "tar": "SHARD#MEMBER"}[source.kind] if source.kind in ("folder", "url", "tar") else "",
-            "text_escaping": 0}
+            "key_scheme": {"folder": "path relative to the folder", "url": "full object URL", "tar": "SHARD#MEMBER"}[
+                source.kind
+            ]
+            if source.kind in ("folder", "url", "tar")
+            else "",
+            "text_escaping": 0,
+        }
         write_json(mpath, manifest)
     mine = [b for b in blocks if b.index % count == index]
     todo = [b for b in mine if part_status(out_dir / part_name(b.index)) is None]
-    run = BlockRun(source=source, out_dir=out_dir, label_names=list(tax.label_names), thresholds=thr,
-                   groups={g: list(m) for g, m in tax.groups.items()}, top_k=top_k, max_pixels=max_pixels,
-                   decode_timeout=decode_timeout, dtype=dtype, blocks=blocks, todo=todo, manifest=manifest)
+    run = BlockRun(
+        source=source,
+        out_dir=out_dir,
+        label_names=list(tax.label_names),
+        thresholds=thr,
+        groups={g: list(m) for g, m in tax.groups.items()},
+        top_k=top_k,
+        max_pixels=max_pixels,
+        decode_timeout=decode_timeout,
+        dtype=dtype,
+        blocks=blocks,
+        todo=todo,
+        manifest=manifest,
+    )
     return run
 
 
@@ -183,8 +254,14 @@ def finish_run(run: BlockRun) -> dict[str, Any]:
     if not missing:
         manifest.update(complete=True, counts={"items": items, "rows": rows, "failed": failed})
         write_json(run.out_dir / MANIFEST_NAME, manifest)
-    return {"items": items, "rows": rows, "failed": failed, "missing_blocks": missing, "complete": not missing,
-            "failures_by_reason": dict(reasons)}
+    return {
+        "items": items,
+        "rows": rows,
+        "failed": failed,
+        "missing_blocks": missing,
+        "complete": not missing,
+        "failures_by_reason": dict(reasons),
+    }
 
 
 def reason_of(error: str) -> str:
@@ -192,16 +269,22 @@ def reason_of(error: str) -> str:
     return error.split(":")[0].split("(")[0].strip() or "unknown"
 
 
-def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0, progress: bool = True,
-              threads: int | None = None) -> int:
+def run_local(
+    run: BlockRun,
+    scorer: Any,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+    threads: int | None = None,
+) -> int:
     """Tag ``run.todo`` block by block in this process (DataLoader workers decode). Returns the
     number of input images processed."""
     import torch
     from torch.utils.data import DataLoader, Dataset
 
+    from hspnet_cli.core.progress import NoBar, epoch_progress
     from hspnet_cli.sources import read_one
     from hspnet_cli.tagging.scoring import prepare_for_device
-    from hspnet_cli.core.progress import NoBar, epoch_progress
 
     class _BlockImages(Dataset):
         def __init__(self, opened: Any) -> None:
@@ -217,23 +300,27 @@ def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0
 
     def collate(batch: list) -> tuple[Any, list[int], list[tuple[int, str]]]:
         good = [(t, i) for t, i, e in batch if not e]
-        return (torch.stack([t for t, _ in good]) if good else None, [i for _, i in good],
-                [(i, e) for _, i, e in batch if e])
+        return (
+            torch.stack([t for t, _ in good]) if good else None,
+            [i for _, i in good],
+            [(i, e) for _, i, e in batch if e],
+        )
 
     from hspnet_cli.core.device import intra_op_threads_set
 
     prepare_for_device(scorer)
     done = 0
     total = sum(b.stop - b.start for b in run.todo) if run.source.kind != "tar" else len(run.todo)
-    with (epoch_progress("tagging", total) if progress else NoBar()) as bar, intra_op_threads_set(workers, threads):
+    with epoch_progress("tagging", total) if progress else NoBar() as bar, intra_op_threads_set(workers, threads):
         for block in run.todo:
             opened = run.source.open_block(block)
             keys: list[str] = []
             probs: list[np.ndarray] = []
             embs: list[np.ndarray] = []
             failures: list[tuple[str, str]] = []
-            loader = DataLoader(_BlockImages(opened), batch_size=batch_size, shuffle=False, num_workers=workers,
-                                collate_fn=collate)
+            loader = DataLoader(
+                _BlockImages(opened), batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
+            )
             for images, positions, failed in loader:
                 if positions:
                     p, e = score_tensors(scorer, images)
@@ -244,8 +331,14 @@ def run_local(run: BlockRun, scorer: Any, batch_size: int = 64, workers: int = 0
                 if run.source.kind != "tar":
                     bar.advance(len(positions) + len(failed))
             n_labels, dim = len(run.label_names), int(scorer.label_features.shape[1])
-            run.write(block.index, keys, np.concatenate(probs) if probs else np.zeros((0, n_labels), np.float32),
-                      np.concatenate(embs) if embs else np.zeros((0, dim), np.float32), failures, len(opened.keys))
+            run.write(
+                block.index,
+                keys,
+                np.concatenate(probs) if probs else np.zeros((0, n_labels), np.float32),
+                np.concatenate(embs) if embs else np.zeros((0, dim), np.float32),
+                failures,
+                len(opened.keys),
+            )
             done += len(opened.keys)
             if run.source.kind == "tar":
                 bar.advance(1)

@@ -28,8 +28,9 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from hspnet_cli.tagsfile.escape import escape
 

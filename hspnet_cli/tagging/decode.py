@@ -7,21 +7,42 @@ live in :mod:`hspnet_cli.tagging.image_io`, which needs no torch; they are re-ex
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hspnet_cli.tagging.chatter import ChatterLog
 from hspnet_cli.sources.discover import PathList
-from hspnet_cli.tagging.image_io import (DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, DecodeError, DecodeTimeout,
-                                         check_header_size, decode_deadline, describe_error, first_line, open_rgb,
-                                         to_rgb)
+from hspnet_cli.tagging.chatter import ChatterLog
+from hspnet_cli.tagging.image_io import (
+    DEFAULT_DECODE_TIMEOUT,
+    DEFAULT_MAX_PIXELS,
+    DecodeError,
+    DecodeTimeout,
+    check_header_size,
+    decode_deadline,
+    describe_error,
+    first_line,
+    open_rgb,
+    to_rgb,
+)
 
-__all__ = ["DEFAULT_DECODE_TIMEOUT", "DEFAULT_MAX_PIXELS", "DecodeError", "DecodeTimeout", "TagImages",
-           "check_header_size", "collate_tagged", "decode_deadline", "describe_error", "first_line",
-           "make_tag_loader", "open_rgb", "to_rgb"]
+__all__ = [
+    "DEFAULT_DECODE_TIMEOUT",
+    "DEFAULT_MAX_PIXELS",
+    "DecodeError",
+    "DecodeTimeout",
+    "TagImages",
+    "check_header_size",
+    "collate_tagged",
+    "decode_deadline",
+    "describe_error",
+    "first_line",
+    "make_tag_loader",
+    "open_rgb",
+    "to_rgb",
+]
 
 
 class TagImages(Dataset):
@@ -31,8 +52,16 @@ class TagImages(Dataset):
     (then the tensor is None and the image is written to ``tags.failed.csv``, never scored).
     """
 
-    def __init__(self, root: str | Path, items: PathList, transform: Callable, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 start: int = 0, timeout: float = DEFAULT_DECODE_TIMEOUT, chatter: ChatterLog | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        items: PathList,
+        transform: Callable,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        start: int = 0,
+        timeout: float = DEFAULT_DECODE_TIMEOUT,
+        chatter: ChatterLog | None = None,
+    ) -> None:
         self.root = os.fspath(root)
         self.items = items
         self.transform = transform
@@ -81,12 +110,20 @@ def collate_tagged(batch: list[tuple[torch.Tensor | None, int, str]]):  # type: 
     return images, positions, failed
 
 
-def make_tag_loader(dataset: TagImages, batch_size: int, workers: int, pin_memory: bool = False,
-                    collate_fn: Callable | None = None) -> DataLoader:
+def make_tag_loader(
+    dataset: TagImages, batch_size: int, workers: int, pin_memory: bool = False, collate_fn: Callable | None = None
+) -> DataLoader:
     """A sequential DataLoader (order = item order, which resume relies on); ``collate_fn``
     defaults to :func:`collate_tagged`."""
     if workers > 0:
         # As in training: the default file-descriptor strategy fails on small /dev/shm.
         torch.multiprocessing.set_sharing_strategy("file_system")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate_fn or collate_tagged, pin_memory=pin_memory, persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_fn or collate_tagged,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

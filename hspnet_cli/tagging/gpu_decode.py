@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PIL import Image
@@ -70,7 +71,7 @@ class TensorPreprocess:
     interpolation: str = "bicubic"
 
     @classmethod
-    def from_transform(cls, transform: Callable) -> "TensorPreprocess | None":
+    def from_transform(cls, transform: Callable) -> TensorPreprocess | None:
         """Read the parameters off a torchvision ``Compose`` of Resize, CenterCrop, ToTensor,
         Normalize (what ``build_transform`` and exports make); None for any other transform, since
         guessing would silently tag with other preprocessing than the model's."""
@@ -91,8 +92,13 @@ class TensorPreprocess:
         crop_size = list(crop.size) if not isinstance(crop.size, int) else [crop.size, crop.size]
         if crop_size[0] != crop_size[-1] or len(norm.mean) != 3 or len(norm.std) != 3:
             return None
-        return cls(resize=int(size), crop=int(crop_size[0]), mean=tuple(float(m) for m in norm.mean),  # type: ignore[arg-type]
-                   std=tuple(float(s) for s in norm.std), interpolation=resize.interpolation.value)  # type: ignore[arg-type]
+        return cls(
+            resize=int(size),
+            crop=int(crop_size[0]),
+            mean=tuple(float(m) for m in norm.mean),  # type: ignore[arg-type]
+            std=tuple(float(s) for s in norm.std),
+            interpolation=resize.interpolation.value,
+        )  # type: ignore[arg-type]
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (3, H, W) -> float32 (3, crop, crop), normalised, on ``image``'s device."""
@@ -116,7 +122,7 @@ class TensorPreprocess:
         for i, image in enumerate(images):
             groups.setdefault(tuple(image.shape), []).append(i)
         for members in groups.values():
-            done = self._finish(torch.stack([images[i] for i in members]))     # (n, 3, crop, crop)
+            done = self._finish(torch.stack([images[i] for i in members]))  # (n, 3, crop, crop)
             for row, i in enumerate(members):
                 out[i] = done[row]
         return out
@@ -231,9 +237,14 @@ def collate_jpeg(batch: list[JpegItem]) -> tuple[Any, ...]:
     failed = [(p, err) for _, p, err, _ in batch if err]
     jpegs = [(jpeg, p) for _, p, err, jpeg in batch if jpeg is not None]
     images = torch.stack([t for t, _ in good]) if good else torch.empty(0)
-    return (images, torch.tensor([p for _, p in good], dtype=torch.long), failed,
-            [j[0] for j, _ in jpegs], torch.tensor([p for _, p in jpegs], dtype=torch.long),
-            torch.tensor([j[1] for j, _ in jpegs], dtype=torch.long))
+    return (
+        images,
+        torch.tensor([p for _, p in good], dtype=torch.long),
+        failed,
+        [j[0] for j, _ in jpegs],
+        torch.tensor([p for _, p in jpegs], dtype=torch.long),
+        torch.tensor([j[1] for j, _ in jpegs], dtype=torch.long),
+    )
 
 
 def _decode_all(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
@@ -256,8 +267,9 @@ def _decode_all(datas: list[torch.Tensor], device: torch.device) -> list[torch.T
     return out
 
 
-def finish_batch(batch: tuple[Any, ...], dataset: TagImages, preprocess: TensorPreprocess,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
+def finish_batch(
+    batch: tuple[Any, ...], dataset: TagImages, preprocess: TensorPreprocess, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
     """A collated ``--decode gpu`` batch -> (images on ``device``, positions, [(position, error)]),
     rows in item order, like a ``--decode cpu`` batch (the writer's row order relies on it)."""
     images, positions, failed, datas, jpeg_positions, orientations = batch

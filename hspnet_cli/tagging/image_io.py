@@ -38,8 +38,8 @@ import struct
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -78,8 +78,9 @@ def decode_deadline(seconds: float) -> Iterator[None]:
         return
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise DecodeTimeout(f"decoding took longer than {seconds:g} s (--decode-timeout); a pathological file "
-                            "or a stalled disk")
+        raise DecodeTimeout(
+            f"decoding took longer than {seconds:g} s (--decode-timeout); a pathological file or a stalled disk"
+        )
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     start = time.monotonic()
@@ -137,8 +138,10 @@ def check_header_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise DecodeError(f"image header says {width} x {height} pixels")
     if width * height > max_pixels:
-        raise DecodeError(f"too many pixels: {width} x {height} = {width * height:,} > --max-pixels "
-                          f"{max_pixels:,} (decompression-bomb guard)")
+        raise DecodeError(
+            f"too many pixels: {width} x {height} = {width * height:,} > --max-pixels "
+            f"{max_pixels:,} (decompression-bomb guard)"
+        )
 
 
 def open_rgb(path: str | Path | io.BytesIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -26,15 +26,24 @@ import numpy as np
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.locks import output_lock
-from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
-from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
-from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
 from hspnet_cli.core.names import LeftOut
 from hspnet_cli.sources.discover import PathList, discover_images, image_extensions, read_path_list, shard_items
+from hspnet_cli.tagging.chatter import ChatterLog, count_since, log_size
+from hspnet_cli.tagging.decode import DEFAULT_DECODE_TIMEOUT, DEFAULT_MAX_PIXELS, TagImages
+from hspnet_cli.tagging.gpu_decode import JpegBytesImages, TensorPreprocess, resolve_decode_mode
 from hspnet_cli.tagging.scoring import prepare_for_device, tag_batches
 from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
-from hspnet_cli.tagsfile.writer import (MANIFEST_FORMAT, OutputPaths, TagSelector, TagWriter, new_manifest,
-                                        read_failures, read_json, shard_out, write_json)
+from hspnet_cli.tagsfile.writer import (
+    MANIFEST_FORMAT,
+    OutputPaths,
+    TagSelector,
+    TagWriter,
+    new_manifest,
+    read_failures,
+    read_json,
+    shard_out,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +93,24 @@ class TagSummary:
         return 1 if self.failed else 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "rows": self.rows, "failed": self.failed, "resumed_from": self.resumed_from,
-                "processed": self.processed, "seconds": round(self.seconds, 3),
-                "images_per_second": round(self.images_per_second, 2),
-                "outputs": {k: str(v) for k, v in self.outputs.items()},
-                "failures": [{"path": p, "error": e} for p, e in self.failures],
-                "already_complete": self.already_complete, "shard": f"{self.shard[0]}/{self.shard[1]}",
-                "skipped": dict(self.skipped), "decoder_messages": self.decoder_messages,
-                "decoder_images": self.decoder_images, "threshold_source": self.threshold_source,
-                "exit_code": self.exit_code}
+        return {
+            "items": self.items,
+            "rows": self.rows,
+            "failed": self.failed,
+            "resumed_from": self.resumed_from,
+            "processed": self.processed,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "outputs": {k: str(v) for k, v in self.outputs.items()},
+            "failures": [{"path": p, "error": e} for p, e in self.failures],
+            "already_complete": self.already_complete,
+            "shard": f"{self.shard[0]}/{self.shard[1]}",
+            "skipped": dict(self.skipped),
+            "decoder_messages": self.decoder_messages,
+            "decoder_images": self.decoder_images,
+            "threshold_source": self.threshold_source,
+            "exit_code": self.exit_code,
+        }
 
 
 def parse_shard(shard: str | tuple[int, int] | None, env: dict[str, str] | None = None) -> tuple[int, int]:
@@ -121,8 +139,9 @@ def parse_shard(shard: str | tuple[int, int] | None, env: dict[str, str] | None 
     return index, count
 
 
-def resolve_thresholds(scorer: Any, threshold: float | None = None,
-                       thresholds: str | Path | np.ndarray | None = None) -> tuple[np.ndarray, str]:
+def resolve_thresholds(
+    scorer: Any, threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
     """Per-label thresholds and where they came from.
 
     Precedence: ``thresholds`` (a calibrate file or an array) > an explicit ``threshold`` >
@@ -147,8 +166,10 @@ def resolve_thresholds(scorer: Any, threshold: float | None = None,
         return np.full(n, float(threshold), dtype=np.float32), f"--threshold {threshold}"
     stored = getattr(scorer, "thresholds", None)
     if stored is not None:
-        return (stored.detach().float().cpu().numpy().reshape(n),
-                getattr(scorer, "thresholds_source", "") or "stored in the model")
+        return (
+            stored.detach().float().cpu().numpy().reshape(n),
+            getattr(scorer, "thresholds_source", "") or "stored in the model",
+        )
     from hspnet_cli.scoring.thresholds import uncalibrated_note
 
     return np.full(n, 0.5, dtype=np.float32), uncalibrated_note(_model_path(scorer))
@@ -170,15 +191,19 @@ def scorer_fingerprint(scorer: Any) -> str:
 
 def _items(images_dir: Path, list_file: str | Path | None, skipped: Counter) -> PathList:
     if list_file is not None:
-        left_out = LeftOut(f"--list {list_file}")   # the one rule for names (core.names), counted as skipped
+        left_out = LeftOut(f"--list {list_file}")  # the one rule for names (core.names), counted as skipped
         items = read_path_list(list_file, images_dir, left_out)
         skipped.update(left_out.counts)
     else:
         items = discover_images(images_dir, skipped)
     if len(items) == 0:
-        where = (f"--list {list_file}" if list_file is not None else
-                 f"{images_dir} (no file with one of the {len(image_extensions())} extensions Pillow opens"
-                 + (f"; skipped {sum(skipped.values())} other file(s)" if skipped else "") + ")")
+        where = (
+            f"--list {list_file}"
+            if list_file is not None
+            else f"{images_dir} (no file with one of the {len(image_extensions())} extensions Pillow opens"
+            + (f"; skipped {sum(skipped.values())} other file(s)" if skipped else "")
+            + ")"
+        )
         raise UserError(f"no images to tag in {where}")
     return items
 
@@ -198,13 +223,17 @@ def _check_existing(paths: OutputPaths, fingerprint: dict[str, Any], overwrite: 
         old = {"decode": "cpu", **manifest.get("fingerprint", {})}
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
         if changed:
-            raise UserError(f"{paths.tags}: made by a run with other settings ({', '.join(changed)} changed); rerun "
-                            "with the same model and options to continue it, or add --overwrite to start over")
+            raise UserError(
+                f"{paths.tags}: made by a run with other settings ({', '.join(changed)} changed); rerun "
+                "with the same model and options to continue it, or add --overwrite to start over"
+            )
         return manifest
     existing = [p for p in paths.data_files().values() if p.exists()]
     if existing:
-        raise UserError(f"{existing[0]}: exists and has no tag manifest ({paths.manifest.name}); use another --out "
-                        "or --overwrite to replace it")
+        raise UserError(
+            f"{existing[0]}: exists and has no tag manifest ({paths.manifest.name}); use another --out "
+            "or --overwrite to replace it"
+        )
     return None
 
 
@@ -213,12 +242,26 @@ def tags_out_path(out: str | Path, shard: str | tuple[int, int] | None = None) -
     return shard_out(out, *parse_shard(shard))
 
 
-def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
-               threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
-               fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-               shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-               progress: bool = True, decode: str = "auto",
-               decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
+def tag_images(
+    images_dir: str | Path,
+    out: str | Path,
+    scorer: Any,
+    *,
+    list_file: str | Path | None = None,
+    threshold: float | None = None,
+    thresholds: str | Path | np.ndarray | None = None,
+    top_k: int = 0,
+    fmt: str = "csv",
+    batch_size: int = 64,
+    workers: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    shard: str | tuple[int, int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    decode: str = "auto",
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
+    threads: int | None = None,
+) -> TagSummary:
     """Tag the images under ``images_dir`` with ``scorer``, writing the files of
     :mod:`hspnet_cli.tagsfile.writer` for ``out`` (resuming an interrupted run with the same settings).
 
@@ -251,21 +294,50 @@ def tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fil
             :mod:`hspnet_cli.core.locks`).
     """
     with output_lock(tags_out_path(out, shard), "tags file"):
-        return _tag_images(images_dir, out, scorer, list_file=list_file, threshold=threshold, thresholds=thresholds,
-                           top_k=top_k, fmt=fmt, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
-                           shard=shard, overwrite=overwrite, progress=progress, decode=decode,
-                           decode_timeout=decode_timeout, threads=threads)
+        return _tag_images(
+            images_dir,
+            out,
+            scorer,
+            list_file=list_file,
+            threshold=threshold,
+            thresholds=thresholds,
+            top_k=top_k,
+            fmt=fmt,
+            batch_size=batch_size,
+            workers=workers,
+            max_pixels=max_pixels,
+            shard=shard,
+            overwrite=overwrite,
+            progress=progress,
+            decode=decode,
+            decode_timeout=decode_timeout,
+            threads=threads,
+        )
 
 
-def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_file: str | Path | None = None,
-                threshold: float | None = None, thresholds: str | Path | np.ndarray | None = None, top_k: int = 0,
-                fmt: str = "csv", batch_size: int = 64, workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-                shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-                progress: bool = True, decode: str = "auto",
-                decode_timeout: float = DEFAULT_DECODE_TIMEOUT, threads: int | None = None) -> TagSummary:
+def _tag_images(
+    images_dir: str | Path,
+    out: str | Path,
+    scorer: Any,
+    *,
+    list_file: str | Path | None = None,
+    threshold: float | None = None,
+    thresholds: str | Path | np.ndarray | None = None,
+    top_k: int = 0,
+    fmt: str = "csv",
+    batch_size: int = 64,
+    workers: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    shard: str | tuple[int, int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    decode: str = "auto",
+    decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
+    threads: int | None = None,
+) -> TagSummary:
     """The run itself, without the lock; arguments: see :func:`tag_images`."""
-    from hspnet_cli.scoring.scorer import describe
     from hspnet_cli.core.device import intra_op_threads_set
+    from hspnet_cli.scoring.scorer import describe
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
@@ -277,8 +349,10 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
     preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
     if decode_mode == "gpu" and preprocess is None:
         if str(decode).strip().lower() == "gpu":
-            raise UserError("--decode gpu: this model's preprocessing is not resize / centre crop / normalise, "
-                            "which is all the tensor path does; use --decode cpu")
+            raise UserError(
+                "--decode gpu: this model's preprocessing is not resize / centre crop / normalise, "
+                "which is all the tensor path does; use --decode cpu"
+            )
         decode_mode = "cpu"  # auto: fall back quietly to the path that runs any transform
     images_dir = Path(images_dir)
     index, count = parse_shard(shard)
@@ -292,11 +366,20 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
     items = shard_items(all_items, index, count)
     tax = scorer.taxonomy
     embed_dim = int(scorer.label_features.shape[1])
-    fingerprint = {"scorer": scorer_fingerprint(scorer), "labels": tax.label_names,
-                   "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k, "format": fmt,
-                   "max_pixels": max_pixels, "shard": [index, count], "images_dir": os.path.abspath(images_dir),
-                   "items": len(items), "items_digest": all_items.digest(), "decode": decode_mode,
-                   "text_escaping": TEXT_ESCAPING}
+    fingerprint = {
+        "scorer": scorer_fingerprint(scorer),
+        "labels": tax.label_names,
+        "thresholds": [round(float(t), 6) for t in thr],
+        "top_k": top_k,
+        "format": fmt,
+        "max_pixels": max_pixels,
+        "shard": [index, count],
+        "images_dir": os.path.abspath(images_dir),
+        "items": len(items),
+        "items_digest": all_items.digest(),
+        "decode": decode_mode,
+        "text_escaping": TEXT_ESCAPING,
+    }
     manifest = _check_existing(paths, fingerprint, overwrite)
     selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
     outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
@@ -305,10 +388,21 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
         sizes = manifest.get("bytes", {})
         if all(p.is_file() and p.stat().st_size == sizes.get(k) for k, p in paths.data_files().items()):
             counts = manifest["counts"]
-            return TagSummary(items=len(items), rows=counts["rows"], failed=counts["failed"],
-                              resumed_from=len(items), processed=0, seconds=0.0, images_per_second=0.0,
-                              outputs=outputs, failures=read_failures(paths.failed), already_complete=True,
-                              shard=(index, count), skipped=dict(skipped), threshold_source=thr_source)
+            return TagSummary(
+                items=len(items),
+                rows=counts["rows"],
+                failed=counts["failed"],
+                resumed_from=len(items),
+                processed=0,
+                seconds=0.0,
+                images_per_second=0.0,
+                outputs=outputs,
+                failures=read_failures(paths.failed),
+                already_complete=True,
+                shard=(index, count),
+                skipped=dict(skipped),
+                threshold_source=thr_source,
+            )
         raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
 
     writer = TagWriter(paths, selector, fmt, embed_dim)
@@ -317,21 +411,45 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
         log.info("resuming %s after %d of %d items", paths.tags, writer.items_done, len(items))
     else:
         manifest = new_manifest(
-            paths, model={**describe(scorer), "fingerprint": fingerprint["scorer"]}, taxonomy=tax.name,
-            labels=tax.label_names, groups=tax.groups, thresholds=thr, threshold_source=thr_source,
-            options={"images_dir": str(images_dir), "list": None if list_file is None else str(list_file),
-                     "format": fmt, "top_k": top_k, "max_pixels": max_pixels, "shard": f"{index}/{count}",
-                     "batch_size": batch_size, "workers": workers, "device": str(scorer.device),
-                     "decode": decode_mode, "decode_timeout": decode_timeout},
-            fingerprint=fingerprint, embed_dim=embed_dim, items=len(items))
+            paths,
+            model={**describe(scorer), "fingerprint": fingerprint["scorer"]},
+            taxonomy=tax.name,
+            labels=tax.label_names,
+            groups=tax.groups,
+            thresholds=thr,
+            threshold_source=thr_source,
+            options={
+                "images_dir": str(images_dir),
+                "list": None if list_file is None else str(list_file),
+                "format": fmt,
+                "top_k": top_k,
+                "max_pixels": max_pixels,
+                "shard": f"{index}/{count}",
+                "batch_size": batch_size,
+                "workers": workers,
+                "device": str(scorer.device),
+                "decode": decode_mode,
+                "decode_timeout": decode_timeout,
+            },
+            fingerprint=fingerprint,
+            embed_dim=embed_dim,
+            items=len(items),
+        )
         write_json(paths.manifest, manifest)
         writer.start_fresh()
 
     resumed_from = writer.items_done
     dataset_type = JpegBytesImages if preprocess is not None else TagImages
     log_start = log_size(paths.decode_log)
-    dataset = dataset_type(images_dir, items, scorer.transform, max_pixels, start=resumed_from,
-                           timeout=decode_timeout, chatter=ChatterLog(paths.decode_log))
+    dataset = dataset_type(
+        images_dir,
+        items,
+        scorer.transform,
+        max_pixels,
+        start=resumed_from,
+        timeout=decode_timeout,
+        chatter=ChatterLog(paths.decode_log),
+    )
     prepare_for_device(scorer)
     start = time.perf_counter()
     try:
@@ -339,17 +457,30 @@ def _tag_images(images_dir: str | Path, out: str | Path, scorer: Any, *, list_fi
             with intra_op_threads_set(workers, threads):
                 tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
         seconds = time.perf_counter() - start
-        manifest.update(complete=True, counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
-                        bytes=writer.sizes())
+        manifest.update(
+            complete=True,
+            counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
+            bytes=writer.sizes(),
+        )
     finally:
         writer.close()
     write_json(paths.manifest, manifest)
     paths.progress.unlink(missing_ok=True)
     processed = writer.items_done - resumed_from
     messages, chatty = count_since(paths.decode_log, log_start)
-    return TagSummary(items=len(items), rows=writer.rows, failed=writer.failed, resumed_from=resumed_from,
-                      processed=processed, seconds=seconds,
-                      images_per_second=processed / seconds if seconds > 0 else 0.0,
-                      outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
-                      failures=read_failures(paths.failed), shard=(index, count), skipped=dict(skipped),
-                      decoder_messages=messages, decoder_images=chatty, threshold_source=thr_source)
+    return TagSummary(
+        items=len(items),
+        rows=writer.rows,
+        failed=writer.failed,
+        resumed_from=resumed_from,
+        processed=processed,
+        seconds=seconds,
+        images_per_second=processed / seconds if seconds > 0 else 0.0,
+        outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
+        failures=read_failures(paths.failed),
+        shard=(index, count),
+        skipped=dict(skipped),
+        decoder_messages=messages,
+        decoder_images=chatty,
+        threshold_source=thr_source,
+    )

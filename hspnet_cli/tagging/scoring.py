@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.tagging.decode import TagImages, make_tag_loader
 from hspnet_cli.sources.discover import PathList
+from hspnet_cli.tagging.decode import TagImages, make_tag_loader
 from hspnet_cli.tagging.gpu_decode import TensorPreprocess, collate_jpeg, finish_batch
 from hspnet_cli.tagsfile.writer import TagWriter
 
@@ -42,8 +42,16 @@ def embed(scorer: Any, images: torch.Tensor) -> torch.Tensor:
     return scorer.embed(images)
 
 
-def tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWriter,
-                 preprocess: TensorPreprocess | None, batch_size: int, workers: int, progress: bool) -> None:
+def tag_batches(
+    dataset: TagImages,
+    items: PathList,
+    scorer: Any,
+    writer: TagWriter,
+    preprocess: TensorPreprocess | None,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+) -> None:
     """Score every batch of ``dataset`` and append it through ``writer``.
 
     Raises:
@@ -54,8 +62,9 @@ def tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWri
 
     num_labels, embed_dim = scorer.taxonomy.num_labels, writer.embed_dim
     on_cuda = scorer.device.type == "cuda"
-    loader = make_tag_loader(dataset, batch_size, workers, pin_memory=on_cuda,
-                             collate_fn=collate_jpeg if preprocess is not None else None)
+    loader = make_tag_loader(
+        dataset, batch_size, workers, pin_memory=on_cuda, collate_fn=collate_jpeg if preprocess is not None else None
+    )
     with epoch_progress("tagging", len(dataset)) if progress else NoBar() as bar, torch.no_grad():
         try:
             for batch in loader:
@@ -71,8 +80,7 @@ def tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWri
                 else:
                     probs = np.zeros((0, num_labels), np.float32)
                     emb_np = np.zeros((0, embed_dim), np.float32)
-                writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed],
-                                   len(keys) + len(failed))
+                writer.write_batch(keys, probs, emb_np, [(items[p], err) for p, err in failed], len(keys) + len(failed))
                 bar.advance(len(keys) + len(failed))
         except RuntimeError as exc:
             # torch reports a dead worker from its SIGCHLD handler, so the error can surface anywhere
@@ -84,4 +92,5 @@ def tag_batches(dataset: TagImages, items: PathList, scorer: Any, writer: TagWri
                 f"an image-decoding worker died ({str(exc).strip().splitlines()[0]}) while reading the images "
                 f"from #{first + 1} of {len(items)} ('{items[min(first, len(items) - 1)]}') on; the {writer.rows} "
                 "rows written are kept: rerun the same command to continue, and if it dies again there, tag with "
-                "--workers 0 to find the file, or leave it out with --list") from None
+                "--workers 0 to find the file, or leave it out with --list"
+            ) from None

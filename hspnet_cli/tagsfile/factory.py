@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,25 @@ from hspnet_cli.tagsfile.escape import TEXT_ESCAPING
 from hspnet_cli.tagsfile.writer import OutputPaths, TagSelector, TagWriter, new_manifest, write_json
 
 
-def write_tag_output(out: str | Path, keys: Sequence[str], probs: np.ndarray | Iterable[np.ndarray],
-                     embeddings: np.ndarray | Iterable[np.ndarray], *, labels: Sequence[str],
-                     groups: dict[str, list[str]] | None = None, thresholds: float | Sequence[float] = 0.5,
-                     fmt: str = "csv", images_dir: str | Path | None = None, scorer: str = "test scorer",
-                     model_fingerprint: str | None = None, taxonomy: str = "tags",
-                     failures: Sequence[tuple[str, str]] = (), top_k: int = 0, batch_rows: int = 65536,
-                     fingerprint: dict[str, Any] | None = None) -> OutputPaths:
+def write_tag_output(
+    out: str | Path,
+    keys: Sequence[str],
+    probs: np.ndarray | Iterable[np.ndarray],
+    embeddings: np.ndarray | Iterable[np.ndarray],
+    *,
+    labels: Sequence[str],
+    groups: dict[str, list[str]] | None = None,
+    thresholds: float | Sequence[float] = 0.5,
+    fmt: str = "csv",
+    images_dir: str | Path | None = None,
+    scorer: str = "test scorer",
+    model_fingerprint: str | None = None,
+    taxonomy: str = "tags",
+    failures: Sequence[tuple[str, str]] = (),
+    top_k: int = 0,
+    batch_rows: int = 65536,
+    fingerprint: dict[str, Any] | None = None,
+) -> OutputPaths:
     """Write a finished tag output (tags, embeddings, failures, manifest) for given scores.
 
     Args:
@@ -62,13 +75,30 @@ def write_tag_output(out: str | Path, keys: Sequence[str], probs: np.ndarray | I
     emb_blocks = _blocks(embeddings, batch_rows)
     first_emb = next(emb_blocks, None)
     dim = int(first_emb.shape[1]) if first_emb is not None else 0
-    fingerprint_ = {"scorer": scorer, "labels": labels, "thresholds": [round(float(t), 6) for t in thr], "top_k": top_k,
-              "format": fmt, "images_dir": images, "items": len(keys) + len(failures), "text_escaping": TEXT_ESCAPING,
-              **(fingerprint or {})}
-    manifest = new_manifest(paths, model={"scorer": scorer, "fingerprint": model_fingerprint}, taxonomy=taxonomy, labels=labels,
-                            groups=groups, thresholds=thr, threshold_source="given", fingerprint=fingerprint_,
-                            options={"images_dir": images, "format": fmt, "top_k": top_k}, embed_dim=dim,
-                            items=len(keys) + len(failures))
+    fingerprint_ = {
+        "scorer": scorer,
+        "labels": labels,
+        "thresholds": [round(float(t), 6) for t in thr],
+        "top_k": top_k,
+        "format": fmt,
+        "images_dir": images,
+        "items": len(keys) + len(failures),
+        "text_escaping": TEXT_ESCAPING,
+        **(fingerprint or {}),
+    }
+    manifest = new_manifest(
+        paths,
+        model={"scorer": scorer, "fingerprint": model_fingerprint},
+        taxonomy=taxonomy,
+        labels=labels,
+        groups=groups,
+        thresholds=thr,
+        threshold_source="given",
+        fingerprint=fingerprint_,
+        options={"images_dir": images, "format": fmt, "top_k": top_k},
+        embed_dim=dim,
+        items=len(keys) + len(failures),
+    )
     paths.tags.parent.mkdir(parents=True, exist_ok=True)
     with TagWriter(paths, TagSelector(labels, groups, thr, top_k), fmt, dim) as writer:
         writer.start_fresh()
@@ -78,16 +108,24 @@ def write_tag_output(out: str | Path, keys: Sequence[str], probs: np.ndarray | I
             block = np.asarray(block, dtype=np.float32)
             if emb is None or len(emb) != len(block):
                 raise ValueError("probability and embedding blocks must have the same numbers of rows")
-            writer.write_batch(list(keys[done:done + len(block)]), block, emb, [], len(block))
+            writer.write_batch(list(keys[done : done + len(block)]), block, emb, [], len(block))
             done += len(block)
             emb = next(emb_blocks, None)
         if done != len(keys):
             raise ValueError(f"{len(keys)} keys but {done} rows of probabilities")
         if failures:
-            writer.write_batch([], np.zeros((0, len(labels)), np.float32), np.zeros((0, dim), np.float32),
-                               list(failures), len(failures))
-        manifest.update(complete=True, counts={"items": len(keys) + len(failures), "rows": writer.rows,
-                                               "failed": writer.failed}, bytes=writer.sizes())
+            writer.write_batch(
+                [],
+                np.zeros((0, len(labels)), np.float32),
+                np.zeros((0, dim), np.float32),
+                list(failures),
+                len(failures),
+            )
+        manifest.update(
+            complete=True,
+            counts={"items": len(keys) + len(failures), "rows": writer.rows, "failed": writer.failed},
+            bytes=writer.sizes(),
+        )
     write_json(paths.manifest, manifest)
     paths.progress.unlink(missing_ok=True)
     return paths
@@ -95,5 +133,5 @@ def write_tag_output(out: str | Path, keys: Sequence[str], probs: np.ndarray | I
 
 def _blocks(data: np.ndarray | Iterable[np.ndarray], rows: int) -> Iterable[np.ndarray]:
     if isinstance(data, np.ndarray):
-        return iter([data[i:i + rows] for i in range(0, max(len(data), 1), rows)] if len(data) else [])
+        return iter([data[i : i + rows] for i in range(0, max(len(data), 1), rows)] if len(data) else [])
     return iter(data)

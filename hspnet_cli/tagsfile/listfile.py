@@ -85,8 +85,10 @@ def listed_paths(list_file: str | Path, root: str | Path, what: str, root_name: 
                 continue
             rel = normalise_listed(text, root_abs)
             if rel is None:
-                raise UserError(f"{list_file}:{lineno}: '{text}' is not inside {root}; list paths relative to "
-                                f"{root_name} or absolute paths inside it")
+                raise UserError(
+                    f"{list_file}:{lineno}: '{text}' is not inside {root}; list paths relative to "
+                    f"{root_name} or absolute paths inside it"
+                )
             yield rel
 
 

@@ -60,8 +60,15 @@ def schema(dim: int, dtype: str = "float32") -> Any:
     """The Arrow schema of a part (see module doc)."""
     pa, _ = pyarrow_modules()
     value = pa.float16() if dtype == "float16" else pa.float32()
-    return pa.schema([("key", pa.string()), ("tags", pa.list_(pa.string())), ("scores", pa.list_(pa.float32())),
-                      ("probs", pa.list_(pa.float32())), ("embedding", pa.list_(value, dim))])
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float32())),
+            ("probs", pa.list_(pa.float32())),
+            ("embedding", pa.list_(value, dim)),
+        ]
+    )
 
 
 def failures_csv(failures: list[tuple[str, str]]) -> str:
@@ -73,9 +80,18 @@ def failures_csv(failures: list[tuple[str, str]]) -> str:
     return buf.getvalue()
 
 
-def write_part(out_dir: str | Path, block: int, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
-               selected: list[list[int]], label_names: list[str], failures: list[tuple[str, str]], items: int,
-               dtype: str = "float32") -> Path:
+def write_part(
+    out_dir: str | Path,
+    block: int,
+    keys: list[str],
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    selected: list[list[int]],
+    label_names: list[str],
+    failures: list[tuple[str, str]],
+    items: int,
+    dtype: str = "float32",
+) -> Path:
     """Write block ``block``'s failures file, then its part file (temp name + rename).
 
     Args:
@@ -90,17 +106,21 @@ def write_part(out_dir: str | Path, block: int, keys: list[str], probs: np.ndarr
     probs = np.asarray(probs, dtype=np.float32).reshape(n, len(label_names))
     emb = np.asarray(embeddings, dtype=np.float16 if dtype == "float16" else np.float32)
     dim = emb.shape[1] if emb.ndim == 2 else 0
-    sch = schema(dim, dtype).with_metadata({"hspnet.block": str(block), "hspnet.items": str(items),
-                                            "hspnet.failed": str(len(failures))})
+    sch = schema(dim, dtype).with_metadata(
+        {"hspnet.block": str(block), "hspnet.items": str(items), "hspnet.failed": str(len(failures))}
+    )
     flat_probs = pa.array(probs.reshape(-1), pa.float32())
     offsets = pa.array(np.arange(0, (n + 1) * probs.shape[1], probs.shape[1], dtype=np.int32))
-    table = pa.Table.from_arrays([
-        pa.array(keys, pa.string()),
-        pa.array([[label_names[j] for j in sel] for sel in selected], pa.list_(pa.string())),
-        pa.array([[float(probs[i, j]) for j in sel] for i, sel in enumerate(selected)], pa.list_(pa.float32())),
-        pa.ListArray.from_arrays(offsets, flat_probs),
-        pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
-    ], schema=sch)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(keys, pa.string()),
+            pa.array([[label_names[j] for j in sel] for sel in selected], pa.list_(pa.string())),
+            pa.array([[float(probs[i, j]) for j in sel] for i, sel in enumerate(selected)], pa.list_(pa.float32())),
+            pa.ListArray.from_arrays(offsets, flat_probs),
+            pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
+        ],
+        schema=sch,
+    )
     final = out_dir / part_name(block)
     tmp = out_dir / f".{final.name}.tmp-{os.getpid()}"
     pq.write_table(table, tmp, compression="zstd")

@@ -40,7 +40,7 @@ def view_path(key: str, manifest: dict[str, Any]) -> str:
     fp = manifest.get("fingerprint", {})
     root = str(fp.get("images_dir", ""))
     if fp.get("source_kind") == "url" and key.startswith(root + "/"):
-        return key[len(root) + 1:]
+        return key[len(root) + 1 :]
     return key
 
 
@@ -60,15 +60,23 @@ def parquet_tags_output(folder: str | os.PathLike) -> Any:
         raise UserError(f"{mpath}: the tagging run is unfinished; rerun the same hspnet tag command to complete it")
     parts = _parts(folder)
     view = folder / VIEW_DIR
-    tags, emb, vman, stamp_file = view / "tags.jsonl", view / "tags.emb.f32", view / "tags.manifest.json", \
-        view / "stamp.json"
+    tags, emb, vman, stamp_file = (
+        view / "tags.jsonl",
+        view / "tags.emb.f32",
+        view / "tags.manifest.json",
+        view / "stamp.json",
+    )
     stamp = _stamp(parts)
     if not (stamp_file.is_file() and stamp_file.read_text() == stamp and tags.is_file() and emb.is_file()):
         _, pq = pyarrow_modules()
         dim = int(manifest["embedding"]["dim"])
         groups = manifest.get("groups") or {}
-        selector = TagSelector(manifest["labels"], groups, np.asarray(manifest["thresholds"], np.float32),
-                               int(manifest.get("fingerprint", {}).get("top_k", 0)))
+        selector = TagSelector(
+            manifest["labels"],
+            groups,
+            np.asarray(manifest["thresholds"], np.float32),
+            int(manifest.get("fingerprint", {}).get("top_k", 0)),
+        )
         view.mkdir(exist_ok=True)
         stamp_file.unlink(missing_ok=True)
         tmp_tags, tmp_emb = view / ".tags.jsonl.tmp", view / ".tags.emb.f32.tmp"
@@ -76,8 +84,9 @@ def parquet_tags_output(folder: str | os.PathLike) -> Any:
         with open(tmp_tags, "wb") as ft, open(tmp_emb, "wb") as fe:
             for part in parts:
                 if part_status(part) is None:
-                    raise UserError(f"{part}: unreadable part file (truncated?); rerun the hspnet tag command to "
-                                    "redo it")
+                    raise UserError(
+                        f"{part}: unreadable part file (truncated?); rerun the hspnet tag command to redo it"
+                    )
                 table = pq.read_table(part)
                 keys = table.column("key").to_pylist()
                 probs = np.asarray(table.column("probs").combine_chunks().flatten(), np.float32).reshape(len(keys), -1)
@@ -86,17 +95,32 @@ def parquet_tags_output(folder: str | os.PathLike) -> Any:
                 fe.write(np.asarray(vectors, "<f4").reshape(len(keys), dim).tobytes())
                 rows += len(keys)
         from hspnet_cli.tagsfile.escape import escape
-        from hspnet_cli.tagsfile.writer import csv_line
         from hspnet_cli.tagsfile.parquet import read_failed
+        from hspnet_cli.tagsfile.writer import csv_line
 
-        write_text_atomic(view / "tags.failed.csv", "path,error\n" + "".join(
-            csv_line([escape(view_path(k, manifest)), escape(e)]) for k, e in read_failed(folder, limit=None)))
+        write_text_atomic(
+            view / "tags.failed.csv",
+            "path,error\n"
+            + "".join(
+                csv_line([escape(view_path(k, manifest)), escape(e)]) for k, e in read_failed(folder, limit=None)
+            ),
+        )
         os.replace(tmp_tags, tags)
         os.replace(tmp_emb, emb)
         fp = {**manifest.get("fingerprint", {}), "format": "jsonl"}
-        write_text_atomic(vman, json.dumps({**manifest, "fingerprint": fp, "text_escaping": 1, "parquet": str(folder),
-                                            "embedding": {"file": emb.name, "dim": dim, "dtype": "float32"},
-                                            "files": {"tags": tags.name, "embeddings": emb.name,
-                                                      "failed": "tags.failed.csv"}}, indent=2))
+        write_text_atomic(
+            vman,
+            json.dumps(
+                {
+                    **manifest,
+                    "fingerprint": fp,
+                    "text_escaping": 1,
+                    "parquet": str(folder),
+                    "embedding": {"file": emb.name, "dim": dim, "dtype": "float32"},
+                    "files": {"tags": tags.name, "embeddings": emb.name, "failed": "tags.failed.csv"},
+                },
+                indent=2,
+            ),
+        )
         write_text_atomic(stamp_file, stamp)
     return read_tags_output(tags)

@@ -92,8 +92,10 @@ class TagsOutput:
 def _facts(mpath: Path, manifest: dict[str, Any]) -> tuple[int, str, str, str]:
     """(embedding dim, model description, images folder, format) of a tagger manifest."""
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{mpath}: not an hspnet tag manifest (format {manifest.get('format')!r}); "
-                        "index files written by hspnet tag or hspnet index merge")
+        raise UserError(
+            f"{mpath}: not an hspnet tag manifest (format {manifest.get('format')!r}); "
+            "index files written by hspnet tag or hspnet index merge"
+        )
     if manifest.get("complete") is not True:
         raise UserError(f"{mpath}: the tagging run is unfinished; rerun the same hspnet tag command to complete it")
 
@@ -105,8 +107,11 @@ def _facts(mpath: Path, manifest: dict[str, Any]) -> tuple[int, str, str, str]:
     model = section("model").get("scorer")
     images = section("fingerprint").get("images_dir")
     fmt = section("fingerprint").get("format", "csv")
-    missing = [name for name, v in (("embedding.dim", dim), ("model.scorer", model),
-                                    ("fingerprint.images_dir", images)) if v is None]
+    missing = [
+        name
+        for name, v in (("embedding.dim", dim), ("model.scorer", model), ("fingerprint.images_dir", images))
+        if v is None
+    ]
     if missing:
         raise UserError(f"{mpath}: manifest lacks {', '.join(missing)}; rerun hspnet tag with --overwrite")
     if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
@@ -134,7 +139,7 @@ def _scan(file: Path, fmt: str, escaped: bool = True) -> tuple[list[str], list[s
             text = raw.decode(*ENCODING)
             if text.strip():
                 path = _row_path(file, number, text, fmt)
-                if not path or "\n" in path or "\r" in path:   # as written: escaped names have neither
+                if not path or "\n" in path or "\r" in path:  # as written: escaped names have neither
                     raise UserError(f"{file}: line {number} has an empty path or a path with a line break")
                 paths.append(unescape(path) if escaped else path)
                 offsets.append(pos)
@@ -151,7 +156,7 @@ def _row_path(file: Path, number: int, text: str, fmt: str) -> str:
     except json.JSONDecodeError as exc:
         raise UserError(f"{file}: line {number} is not JSON ({exc.msg}); was the file edited?") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("path"), str):
-        raise UserError(f"{file}: line {number} has no \"path\" string")
+        raise UserError(f'{file}: line {number} has no "path" string')
     return obj["path"]
 
 
@@ -163,7 +168,7 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
             path, or an embedding file whose size is not rows x D x 4 bytes.
     """
     tags_file = Path(tags_file)
-    if tags_file.is_dir() and (tags_file / "_manifest.json").is_file():   # hspnet tag --format parquet
+    if tags_file.is_dir() and (tags_file / "_manifest.json").is_file():  # hspnet tag --format parquet
         from hspnet_cli.tagsfile.parquet_view import parquet_tags_output
 
         return parquet_tags_output(tags_file)
@@ -171,8 +176,10 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
         raise UserError(f"{tags_file}: tags file not found (write it with hspnet tag IMAGES --out {tags_file})")
     named = OutputPaths.for_out(tags_file)
     if not named.manifest.is_file():
-        raise UserError(f"{named.manifest}: manifest of {tags_file.name} not found (hspnet tag writes it beside "
-                        "the tags file; was it moved without it?)")
+        raise UserError(
+            f"{named.manifest}: manifest of {tags_file.name} not found (hspnet tag writes it beside "
+            "the tags file; was it moved without it?)"
+        )
     manifest = read_json_object(named.manifest, "tags manifest")
     dim, model, images, fmt = _facts(named.manifest, manifest)
     files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
@@ -186,8 +193,20 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
         raise UserError(f"{emb}: embedding file not found (hspnet tag writes it beside {tags_file.name})")
     size = emb.stat().st_size
     if size != len(paths) * dim * 4:
-        raise UserError(f"{emb}: {size} bytes, but {len(paths)} rows x {dim} dims x 4 bytes = "
-                        f"{len(paths) * dim * 4} were expected from {tags_file.name} and its manifest")
-    return TagsOutput(file=tags_file, fmt=fmt, header=header, paths=paths, offsets=offsets, dim=dim, model=model,
-                      images_dir=Path(images).expanduser().absolute(), manifest=manifest, emb=emb, failed=failed)
-
+        raise UserError(
+            f"{emb}: {size} bytes, but {len(paths)} rows x {dim} dims x 4 bytes = "
+            f"{len(paths) * dim * 4} were expected from {tags_file.name} and its manifest"
+        )
+    return TagsOutput(
+        file=tags_file,
+        fmt=fmt,
+        header=header,
+        paths=paths,
+        offsets=offsets,
+        dim=dim,
+        model=model,
+        images_dir=Path(images).expanduser().absolute(),
+        manifest=manifest,
+        emb=emb,
+        failed=failed,
+    )

@@ -62,9 +62,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,12 +95,17 @@ class OutputPaths:
     decode_log: Path
 
     @classmethod
-    def for_out(cls, out: str | Path) -> "OutputPaths":
+    def for_out(cls, out: str | Path) -> OutputPaths:
         out = Path(out)
         stem = out.with_suffix("") if out.suffix else out
-        return cls(tags=out, failed=Path(f"{stem}.failed.csv"), emb=Path(f"{stem}.emb.f32"),
-                   manifest=Path(f"{stem}.manifest.json"), progress=Path(f"{stem}.progress.json"),
-                   decode_log=Path(f"{stem}.decode.log"))
+        return cls(
+            tags=out,
+            failed=Path(f"{stem}.failed.csv"),
+            emb=Path(f"{stem}.emb.f32"),
+            manifest=Path(f"{stem}.manifest.json"),
+            progress=Path(f"{stem}.progress.json"),
+            decode_log=Path(f"{stem}.decode.log"),
+        )
 
     def data_files(self) -> dict[str, Path]:
         return {"tags": self.tags, "emb": self.emb, "failed": self.failed}
@@ -125,8 +131,9 @@ def csv_line(fields: Sequence[str]) -> str:
 class TagSelector:
     """Probabilities -> selected labels and groups (thresholds per label, optional top-k cap)."""
 
-    def __init__(self, label_names: list[str], groups: dict[str, list[str]], thresholds: np.ndarray,
-                 top_k: int = 0) -> None:
+    def __init__(
+        self, label_names: list[str], groups: dict[str, list[str]], thresholds: np.ndarray, top_k: int = 0
+    ) -> None:
         self.label_names = list(label_names)
         owner = {label: g for g, members in groups.items() for label in members}
         self.group_of = [owner.get(name, name) for name in self.label_names]
@@ -138,7 +145,7 @@ class TagSelector:
         idx = np.flatnonzero(probs >= self.thresholds)
         idx = idx[np.argsort(-probs[idx], kind="stable")]
         if self.top_k > 0:
-            idx = idx[:self.top_k]
+            idx = idx[: self.top_k]
         return idx.tolist()
 
     def groups(self, selected: list[int]) -> list[str]:
@@ -151,14 +158,24 @@ class TagSelector:
 
     def csv_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        return csv_line([escape(key), join_list([self.label_names[i] for i in sel]),
-                         ";".join(f"{probs[i]:.4g}" for i in sel), join_list(self.groups(sel))])
+        return csv_line(
+            [
+                escape(key),
+                join_list([self.label_names[i] for i in sel]),
+                ";".join(f"{probs[i]:.4g}" for i in sel),
+                join_list(self.groups(sel)),
+            ]
+        )
 
     def jsonl_row(self, key: str, probs: np.ndarray) -> str:
         sel = self.select(probs)
-        row = {"path": escape(key), "tags": [self.label_names[i] for i in sel],
-               "scores": [_full(probs[i]) for i in sel], "groups": self.groups(sel),
-               "probs": [_full(p) for p in probs]}
+        row = {
+            "path": escape(key),
+            "tags": [self.label_names[i] for i in sel],
+            "scores": [_full(probs[i]) for i in sel],
+            "groups": self.groups(sel),
+            "probs": [_full(p) for p in probs],
+        }
         return json.dumps(row, ensure_ascii=False) + "\n"
 
 
@@ -176,9 +193,20 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def new_manifest(paths: OutputPaths, *, model: dict[str, Any], taxonomy: str, labels: list[str],
-                 groups: dict[str, list[str]], thresholds: Sequence[float], threshold_source: str,
-                 options: dict[str, Any], fingerprint: dict[str, Any], embed_dim: int, items: int) -> dict[str, Any]:
+def new_manifest(
+    paths: OutputPaths,
+    *,
+    model: dict[str, Any],
+    taxonomy: str,
+    labels: list[str],
+    groups: dict[str, list[str]],
+    thresholds: Sequence[float],
+    threshold_source: str,
+    options: dict[str, Any],
+    fingerprint: dict[str, Any],
+    embed_dim: int,
+    items: int,
+) -> dict[str, Any]:
     """The manifest of a run that is starting (``complete`` false; counts and bytes come at the end).
 
     Args:
@@ -195,13 +223,24 @@ def new_manifest(paths: OutputPaths, *, model: dict[str, Any], taxonomy: str, la
         items: Input items of this run (or shard).
     """
     return {
-        "format": MANIFEST_FORMAT, "version": VERSION, "package_version": __version__, "complete": False,
-        "model": model, "taxonomy": taxonomy, "labels": list(labels), "groups": {g: list(m) for g, m in groups.items()},
-        "thresholds": [float(t) for t in thresholds], "threshold_source": threshold_source, "options": options,
+        "format": MANIFEST_FORMAT,
+        "version": VERSION,
+        "package_version": __version__,
+        "complete": False,
+        "model": model,
+        "taxonomy": taxonomy,
+        "labels": list(labels),
+        "groups": {g: list(m) for g, m in groups.items()},
+        "thresholds": [float(t) for t in thresholds],
+        "threshold_source": threshold_source,
+        "options": options,
         "fingerprint": fingerprint,
         "embedding": {"file": paths.emb.name, "dim": int(embed_dim), "dtype": "float32", "byteorder": "little"},
         "files": {"tags": paths.tags.name, "failed": paths.failed.name, "embeddings": paths.emb.name},
-        "counts": {"items": int(items), "rows": 0, "failed": 0}, "bytes": {}, "text_escaping": TEXT_ESCAPING}
+        "counts": {"items": int(items), "rows": 0, "failed": 0},
+        "bytes": {},
+        "text_escaping": TEXT_ESCAPING,
+    }
 
 
 class TagWriter:
@@ -249,16 +288,20 @@ class TagWriter:
             want = int(sizes.get(key, -1))
             have = path.stat().st_size if path.is_file() else -1
             if have < want or want < 0:
-                raise UserError(f"{path}: shorter than the progress record says ({max(have, 0)} < {want} bytes; was "
-                                "it edited, or did the machine lose power?); rerun with --overwrite to start over")
+                raise UserError(
+                    f"{path}: shorter than the progress record says ({max(have, 0)} < {want} bytes; was "
+                    "it edited, or did the machine lose power?); rerun with --overwrite to start over"
+                )
             if have > want:
                 os.truncate(path, want)
         self.items_done = int(progress["items_done"])
         self.rows = int(progress["rows"])
         self.failed = int(progress["failed"])
         if self.paths.emb.stat().st_size != self.rows * self.embed_dim * 4:
-            raise UserError(f"{self.paths.emb}: size does not match {self.rows} rows of {self.embed_dim} floats; "
-                            "rerun with --overwrite to start over")
+            raise UserError(
+                f"{self.paths.emb}: size does not match {self.rows} rows of {self.embed_dim} floats; "
+                "rerun with --overwrite to start over"
+            )
         self._open()
 
     def _open(self) -> None:
@@ -275,15 +318,16 @@ class TagWriter:
                 pass
         self._files.clear()
 
-    def __enter__(self) -> "TagWriter":
+    def __enter__(self) -> TagWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- writing ----------------------------------------------------------------------------
-    def write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
-                    failures: list[tuple[str, str]], items: int) -> None:
+    def write_batch(
+        self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray, failures: list[tuple[str, str]], items: int
+    ) -> None:
         """Append one batch: rows for ``keys`` (probabilities and embeddings row-aligned), failure
         rows, then record that ``items`` more input items are done.
 
@@ -294,8 +338,9 @@ class TagWriter:
         with output_errors(self.paths.tags, "tag outputs", _RERUN):
             self._write_batch(keys, probs, embeddings, failures, items)
 
-    def _write_batch(self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray,
-                     failures: list[tuple[str, str]], items: int) -> None:
+    def _write_batch(
+        self, keys: list[str], probs: np.ndarray, embeddings: np.ndarray, failures: list[tuple[str, str]], items: int
+    ) -> None:
         if len(keys) != len(probs) or len(keys) != len(embeddings):
             raise ValueError("keys, probs and embeddings must have the same number of rows")
         if len(keys):
@@ -328,8 +373,14 @@ class TagWriter:
         write_json(self.paths.progress, self.progress_record())
 
     def progress_record(self) -> dict[str, Any]:
-        return {"format": PROGRESS_FORMAT, "version": VERSION, "items_done": self.items_done, "rows": self.rows,
-                "failed": self.failed, "bytes": self.sizes()}
+        return {
+            "format": PROGRESS_FORMAT,
+            "version": VERSION,
+            "items_done": self.items_done,
+            "rows": self.rows,
+            "failed": self.failed,
+            "bytes": self.sizes(),
+        }
 
 
 def read_failures(path: Path, limit: int | None = 20) -> list[tuple[str, str]]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,6 @@ from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.compare import Comparison, compare_taxonomies
 from hspnet_cli.taxonomy.core import LabelSpec, Taxonomy
 from hspnet_cli.taxonomy.loading import load_label_list, load_taxonomy
-
 
 # Label specs -> ((num_labels, dim) unit features, what encoded them). The caller supplies it
 # (hspnet_cli.model.clip_models.label_encoder for CLIP), so this layer never imports a model.
@@ -50,10 +50,22 @@ class BuildResult:
         }
 
 
-def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups: int | None = None,
-                   depth: int | None = None, k: int | None = None, features: str | Path | None = None,
-                   encoder: LabelEncoder | None = None, seed: int = 0, center: bool = True, name: str | None = None,
-                   reference: str | Path | None = None, overwrite: bool = False) -> BuildResult:
+def build_taxonomy(
+    labels: str | Path,
+    out: str | Path,
+    method: str,
+    *,
+    n_groups: int | None = None,
+    depth: int | None = None,
+    k: int | None = None,
+    features: str | Path | None = None,
+    encoder: LabelEncoder | None = None,
+    seed: int = 0,
+    center: bool = True,
+    name: str | None = None,
+    reference: str | Path | None = None,
+    overwrite: bool = False,
+) -> BuildResult:
     """Build a taxonomy from a label source and write it to ``out``.
 
     Args:
@@ -91,8 +103,10 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
 
         taxonomy, report = build_wordnet_taxonomy(specs, n_groups=n_groups, depth=depth, name=name)
         if report.unknown:
-            notes.append(f"WordNet does not know {len(report.unknown)} label(s), put in their own group: "
-                         + ", ".join(report.unknown))
+            notes.append(
+                f"WordNet does not know {len(report.unknown)} label(s), put in their own group: "
+                + ", ".join(report.unknown)
+            )
         if report.uncertain_note():
             notes.append(report.uncertain_note())
         if report.attached_note():
@@ -107,12 +121,15 @@ def build_taxonomy(labels: str | Path, out: str | Path, method: str, *, n_groups
         elif encoder is not None:
             feats, source = encoder(specs)
             if source.endswith("/random"):
-                notes.append(f"label features come from a randomly initialised {source.rsplit('/', 1)[0]}: the "
-                             "grouping has no semantic meaning (use a pretrained model for real taxonomies)")
+                notes.append(
+                    f"label features come from a randomly initialised {source.rsplit('/', 1)[0]}: the "
+                    "grouping has no semantic meaning (use a pretrained model for real taxonomies)"
+                )
         else:
             raise UserError("--kmeans needs label features: --features FILE.npy, or a CLIP model to encode them")
-        taxonomy = kmeans_build.build_kmeans_taxonomy(specs, feats, k=k, seed=seed, center=center, name=name,
-                                                      namer=_wordnet_namer(), source=source)
+        taxonomy = kmeans_build.build_kmeans_taxonomy(
+            specs, feats, k=k, seed=seed, center=center, name=name, namer=_wordnet_namer(), source=source
+        )
     else:
         raise UserError(f"unknown build method '{method}'; use wordnet or kmeans")
     taxonomy.save(out)

@@ -44,8 +44,10 @@ def compare_taxonomies(a: Taxonomy, b: Taxonomy) -> Comparison:
     group_a, group_b = a.group_of(), b.group_of()
     common = [name for name in a.label_names if name in group_b]
     if len(common) < 2:
-        raise UserError(f"taxonomies '{a.name}' and '{b.name}' share {len(common)} label(s); "
-                        "they need at least two common label names to be compared")
+        raise UserError(
+            f"taxonomies '{a.name}' and '{b.name}' share {len(common)} label(s); "
+            "they need at least two common label names to be compared"
+        )
     ya = [group_a[name] for name in common]
     yb = [group_b[name] for name in common]
     return Comparison(

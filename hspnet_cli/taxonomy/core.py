@@ -41,8 +41,12 @@ _MAX_REPORTED = 12
 _MAX_MESSAGE = 300
 # In a label name these would make label lists ambiguous: ';' separates the names in tags.csv
 # and image,labels cells, and line breaks or tabs break line- and cell-based files.
-_FORBIDDEN_IN_LABELS = {";": "';' (the separator of label lists in tags.csv and image,labels CSVs)",
-                        "\n": "a line break", "\r": "a line break", "\t": "a tab"}
+_FORBIDDEN_IN_LABELS = {
+    ";": "';' (the separator of label lists in tags.csv and image,labels CSVs)",
+    "\n": "a line break",
+    "\r": "a line break",
+    "\t": "a tab",
+}
 
 
 class TaxonomyError(UserError):
@@ -133,9 +137,7 @@ class Taxonomy:
         if self.group_features is not None:
             out["group_features"] = {
                 "source": self.group_features_source,
-                "vectors": {
-                    g: [float(f"{x:.6g}") for x in row] for g, row in zip(self.groups, self.group_features)
-                },
+                "vectors": {g: [float(f"{x:.6g}") for x in row] for g, row in zip(self.groups, self.group_features)},
             }
         return out
 
@@ -146,15 +148,20 @@ class Taxonomy:
         parts = [
             yaml.safe_dump(head, sort_keys=False, allow_unicode=True, width=100),
             "# label-index order: the column order of every label matrix\n",
-            yaml.safe_dump({"labels": data["labels"]}, sort_keys=False, allow_unicode=True,
-                           default_flow_style=None, width=100),
+            yaml.safe_dump(
+                {"labels": data["labels"]}, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+            ),
             "# group -> member labels, in group order\n",
-            yaml.safe_dump({"groups": data["groups"]}, sort_keys=False, allow_unicode=True,
-                           default_flow_style=None, width=100),
+            yaml.safe_dump(
+                {"groups": data["groups"]}, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+            ),
         ]
         if "group_features" in data:
-            parts.append(yaml.safe_dump({"group_features": data["group_features"]}, sort_keys=False,
-                                        default_flow_style=None, width=100))
+            parts.append(
+                yaml.safe_dump(
+                    {"group_features": data["group_features"]}, sort_keys=False, default_flow_style=None, width=100
+                )
+            )
         return "".join(parts)
 
     def save(self, path: str | Path) -> None:
@@ -228,8 +235,10 @@ def parse_label_entries(entries: Any, problems: _Problems, holder: Any = None) -
         if isinstance(entry, dict):
             unknown = set(entry) - _LABEL_KEYS
             if unknown:
-                problems.add(next(iter(unknown)), f"label entry {i} has unknown field(s) {sorted(unknown)}; "
-                             f"allowed: {sorted(_LABEL_KEYS)}")
+                problems.add(
+                    next(iter(unknown)),
+                    f"label entry {i} has unknown field(s) {sorted(unknown)}; allowed: {sorted(_LABEL_KEYS)}",
+                )
             if "name" not in entry:
                 problems.add(next(iter(entry), holder), f"label entry {i} has no 'name'")
                 continue
@@ -242,23 +251,26 @@ def parse_label_entries(entries: Any, problems: _Problems, holder: Any = None) -
             continue
         bad = _forbidden(name)
         if bad:
-            problems.add(raw if line_of(raw) else holder, f"label {name[:80]!r} contains {bad}; rename it "
-                         "(e.g. 'rock and roll' for 'rock;roll')")
+            problems.add(
+                raw if line_of(raw) else holder,
+                f"label {name[:80]!r} contains {bad}; rename it (e.g. 'rock and roll' for 'rock;roll')",
+            )
             continue
         if prompt is not None:
             prompt = _clean_name(prompt, f"prompt of label '{name}'", problems, raw)
         if wordnet is not None:
             wordnet = _clean_name(wordnet, f"wordnet id of label '{name}'", problems, raw)
             if wordnet and not _SYNSET_RE.match(wordnet):
-                problems.add(raw, f"wordnet id '{wordnet}' of label '{name}' is not of the form "
-                             "lemma.n.01 (e.g. traffic_light.n.01)")
+                problems.add(
+                    raw,
+                    f"wordnet id '{wordnet}' of label '{name}' is not of the form lemma.n.01 (e.g. traffic_light.n.01)",
+                )
                 wordnet = None
         key = name.casefold()
         if key in seen:
             first = seen[key]
             how = "is listed twice" if first == name else f"differs from label '{first}' only in case"
-            problems.add(raw, f"label '{name}' {how} (first at line {line_of(first)}); "
-                         "labels must be unique")
+            problems.add(raw, f"label '{name}' {how} (first at line {line_of(first)}); labels must be unique")
             continue
         seen[key] = raw if isinstance(raw, str) else name
         specs.append(LabelSpec(name=name, prompt=prompt, wordnet=wordnet))
@@ -298,8 +310,10 @@ def taxonomy_from_dict(data: Any, source: str = "<taxonomy>", require_groups: bo
     raw_groups = data.get("groups")
     if raw_groups is None:
         if require_groups:
-            problems.add(None, "no 'groups' mapping; map each group name to its member labels "
-                         "(or build one: hspnet taxonomy build)")
+            problems.add(
+                None,
+                "no 'groups' mapping; map each group name to its member labels (or build one: hspnet taxonomy build)",
+            )
         else:
             groups = {str(name): [spec.name for spec in labels]}
     elif not isinstance(raw_groups, dict) or not raw_groups:
@@ -320,15 +334,19 @@ def taxonomy_from_dict(data: Any, source: str = "<taxonomy>", require_groups: bo
                 if label is None:
                     continue
                 if label not in known:
-                    problems.add(member if line_of(member) else raw_group,
-                                 f"group '{group}' lists '{label}', which is not in 'labels'; "
-                                 "add it to 'labels' or fix the spelling")
+                    problems.add(
+                        member if line_of(member) else raw_group,
+                        f"group '{group}' lists '{label}', which is not in 'labels'; "
+                        "add it to 'labels' or fix the spelling",
+                    )
                     continue
                 if label in owner:
                     first_group, first_at = owner[label]
-                    problems.add(member if line_of(member) else raw_group,
-                                 f"label '{label}' is in group '{group}' and already in group "
-                                 f"'{first_group}' (line {line_of(first_at)}); a label belongs to exactly one group")
+                    problems.add(
+                        member if line_of(member) else raw_group,
+                        f"label '{label}' is in group '{group}' and already in group "
+                        f"'{first_group}' (line {line_of(first_at)}); a label belongs to exactly one group",
+                    )
                     continue
                 owner[label] = (group, member)
                 kept.append(label)
@@ -342,12 +360,17 @@ def taxonomy_from_dict(data: Any, source: str = "<taxonomy>", require_groups: bo
         features, features_source = _parse_group_features(data["group_features"], list(groups), problems)
     problems.raise_if_any()
     description = data.get("description") or ""
-    return Taxonomy(name=str(name), labels=labels, groups=groups, description=str(description),
-                    group_features=features, group_features_source=features_source)
+    return Taxonomy(
+        name=str(name),
+        labels=labels,
+        groups=groups,
+        description=str(description),
+        group_features=features,
+        group_features_source=features_source,
+    )
 
 
-def _parse_group_features(raw: Any, group_order: list[str],
-                          problems: _Problems) -> tuple[np.ndarray | None, str]:
+def _parse_group_features(raw: Any, group_order: list[str], problems: _Problems) -> tuple[np.ndarray | None, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("vectors"), dict):
         problems.add(raw, "'group_features' must hold 'vectors': group -> list of numbers")
         return None, ""
@@ -355,8 +378,10 @@ def _parse_group_features(raw: Any, group_order: list[str],
     missing = [g for g in group_order if g not in vectors]
     extra = [g for g in vectors if g not in group_order]
     if missing or extra:
-        problems.add(next(iter(vectors), raw), f"'group_features' must have one vector per group "
-                     f"(missing: {missing}, unknown: {extra})")
+        problems.add(
+            next(iter(vectors), raw),
+            f"'group_features' must have one vector per group (missing: {missing}, unknown: {extra})",
+        )
         return None, ""
     try:
         rows = [np.asarray(vectors[g], dtype=np.float32) for g in group_order]

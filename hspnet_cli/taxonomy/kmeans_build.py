@@ -23,8 +23,8 @@ label features, so they live in the text-embedding space the model compares agai
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 
 def default_k(num_labels: int) -> int:
     """About sqrt(num_labels) groups, at least 2 (COCO 80 -> 9, VOC 20 -> 4)."""
-    return max(2, int(round(num_labels ** 0.5)))
+    return max(2, int(round(num_labels**0.5)))
 
 
 def load_features(path: str | Path, num_labels: int) -> np.ndarray:
@@ -55,8 +55,9 @@ def load_features(path: str | Path, num_labels: int) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise UserError(f"{path}: not a .npy array file ({exc})") from None
     if feats.ndim != 2 or feats.shape[0] != num_labels:
-        raise UserError(f"{path}: expected a 2-D array with one row per label ({num_labels} rows), "
-                        f"got shape {feats.shape}")
+        raise UserError(
+            f"{path}: expected a 2-D array with one row per label ({num_labels} rows), got shape {feats.shape}"
+        )
     feats = feats.astype(np.float64)
     if not np.isfinite(feats).all():
         row = int(np.argwhere(~np.isfinite(feats))[0, 0])
@@ -67,8 +68,9 @@ def load_features(path: str | Path, num_labels: int) -> np.ndarray:
     return feats
 
 
-def spherical_kmeans(feats: np.ndarray, k: int, seed: int = 0, n_init: int = 100,
-                     max_iter: int = 100, n_refine: int = 10) -> tuple[np.ndarray, np.ndarray, float]:
+def spherical_kmeans(
+    feats: np.ndarray, k: int, seed: int = 0, n_init: int = 100, max_iter: int = 100, n_refine: int = 10
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Cluster unit vectors by cosine similarity.
 
     Args:
@@ -179,8 +181,13 @@ def _refine_by_single_moves(assign: np.ndarray, feats: np.ndarray, k: int, max_r
     return assign
 
 
-def _name_groups(specs: list[LabelSpec], assign: np.ndarray, feats: np.ndarray, centres: np.ndarray,
-                 namer: Callable[[list[LabelSpec]], str | None] | None) -> list[str]:
+def _name_groups(
+    specs: list[LabelSpec],
+    assign: np.ndarray,
+    feats: np.ndarray,
+    centres: np.ndarray,
+    namer: Callable[[list[LabelSpec]], str | None] | None,
+) -> list[str]:
     """A readable, unique name per cluster: WordNet's common hypernym if known, else the member
     nearest the centre."""
     names: list[str] = []
@@ -198,10 +205,17 @@ def _name_groups(specs: list[LabelSpec], assign: np.ndarray, feats: np.ndarray, 
     return names
 
 
-def build_kmeans_taxonomy(labels: list[LabelSpec], features: np.ndarray, k: int | None = None,
-                          seed: int = 0, name: str = "kmeans", n_init: int = 100, center: bool = True,
-                          namer: Callable[[list[LabelSpec]], str | None] | None = None,
-                          source: str = "") -> Taxonomy:
+def build_kmeans_taxonomy(
+    labels: list[LabelSpec],
+    features: np.ndarray,
+    k: int | None = None,
+    seed: int = 0,
+    name: str = "kmeans",
+    n_init: int = 100,
+    center: bool = True,
+    namer: Callable[[list[LabelSpec]], str | None] | None = None,
+    source: str = "",
+) -> Taxonomy:
     """Group labels by spherical k-means over their features.
 
     Args:
@@ -236,6 +250,11 @@ def build_kmeans_taxonomy(labels: list[LabelSpec], features: np.ndarray, k: int 
     group_feats = np.stack([unit[assign == j].mean(axis=0) for j in range(k)])
     group_feats /= np.linalg.norm(group_feats, axis=1, keepdims=True).clip(1e-12)
     description = f"k-means (k={k}, seed={seed}) over label features{f' from {source}' if source else ''}"
-    return Taxonomy(name=name, labels=list(labels), groups=groups, description=description,
-                    group_features=group_feats.astype(np.float32),
-                    group_features_source=f"k-means centres of {source or 'given'} label features")
+    return Taxonomy(
+        name=name,
+        labels=list(labels),
+        groups=groups,
+        description=description,
+        group_features=group_feats.astype(np.float32),
+        group_features_source=f"k-means centres of {source or 'given'} label features",
+    )

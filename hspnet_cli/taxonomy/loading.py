@@ -67,8 +67,9 @@ def resolve_taxonomy_path(name_or_path: str | Path) -> Path:
         return found
     if path.exists():
         raise UserError(f"{path}: is not a file; give a taxonomy YAML file or a built-in name")
-    raise UserError(f"{name_or_path}: no such file, and no built-in taxonomy of that name "
-                    f"(built-ins: {', '.join(list_builtin())})")
+    raise UserError(
+        f"{name_or_path}: no such file, and no built-in taxonomy of that name (built-ins: {', '.join(list_builtin())})"
+    )
 
 
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
@@ -86,8 +87,10 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     """
     path = resolve_taxonomy_path(name_or_path)
     if path.suffix.lower() not in _YAML_SUFFIXES:
-        raise UserError(f"{path}: a taxonomy must be a .yaml (or .json) file with 'labels' and 'groups' "
-                        "(a plain label list can be turned into one with hspnet taxonomy build)")
+        raise UserError(
+            f"{path}: a taxonomy must be a .yaml (or .json) file with 'labels' and 'groups' "
+            "(a plain label list can be turned into one with hspnet taxonomy build)"
+        )
     return taxonomy_from_dict(_load_document(path), source=str(path))
 
 
@@ -104,8 +107,9 @@ def read_label_lines(path: Path) -> list[LabelSpec]:
             continue
         if "=" in line:
             name, _, synset = (part.strip() for part in line.partition("="))
-            entries.append({LineStr("name", number): LineStr(name, number),
-                            LineStr("wordnet", number): LineStr(synset, number)})
+            entries.append(
+                {LineStr("name", number): LineStr(name, number), LineStr("wordnet", number): LineStr(synset, number)}
+            )
         else:
             entries.append(LineStr(line, number))
     problems = _Problems(str(path))

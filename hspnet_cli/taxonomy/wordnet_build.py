@@ -28,9 +28,24 @@ if TYPE_CHECKING:
 UNKNOWN_GROUP = "unknown to wordnet"
 _ROOT = "<root>"  # virtual node above all WordNet roots (verbs and adjectives have their own)
 # Too generic to name a cluster: a cluster "named" entity or object tells the user nothing.
-_GENERIC = {"entity.n.01", "physical_entity.n.01", "abstraction.n.06", "object.n.01", "whole.n.02",
-            "thing.n.12", "matter.n.03", "causal_agent.n.01", "psychological_feature.n.01",
-            "attribute.n.02", "group.n.01", "relation.n.01", "measure.n.02", "communication.n.02"}
+_GENERIC = {
+    "entity.n.01",
+    "physical_entity.n.01",
+    "abstraction.n.06",
+    "object.n.01",
+    "whole.n.02",
+    "thing.n.12",
+    "matter.n.03",
+    "causal_agent.n.01",
+    "psychological_feature.n.01",
+    "attribute.n.02",
+    "group.n.01",
+    "relation.n.01",
+    "measure.n.02",
+    "communication.n.02",
+}
+
+
 @dataclass
 class WordNetReport:
     """What :func:`build_wordnet_taxonomy` did, for the user to check.
@@ -58,18 +73,22 @@ class WordNetReport:
         if not picks:
             return None
         named = "; ".join(f"{r.label} = {r.synset} (over {r.runner_up})" for r in picks)
-        return (f"{len(picks)} label(s) chose their WordNet sense by a narrow margin: {named}. Check them "
-                f"and pin the right sense in the label file where it is wrong, e.g. "
-                f"'{picks[0].label} = {picks[0].runner_up}'")
+        return (
+            f"{len(picks)} label(s) chose their WordNet sense by a narrow margin: {named}. Check them "
+            f"and pin the right sense in the label file where it is wrong, e.g. "
+            f"'{picks[0].label} = {picks[0].runner_up}'"
+        )
 
     def attached_note(self) -> str | None:
         """One line naming the labels placed in a group outside their WordNet branch; None if none."""
         if not self.attached:
             return None
         named = "; ".join(f"{label} -> {group}" for label, group in self.attached.items())
-        return (f"{len(self.attached)} label(s) would have been a group of their own and joined the group they "
-                f"resemble most instead, so the count went to splitting larger groups: {named}. Move them "
-                "in the YAML if another group fits better")
+        return (
+            f"{len(self.attached)} label(s) would have been a group of their own and joined the group they "
+            f"resemble most instead, so the count went to splitting larger groups: {named}. Move them "
+            "in the YAML if another group fits better"
+        )
 
     def by_method(self) -> dict[str, list[str]]:
         """Method -> names of the labels resolved that way."""
@@ -139,14 +158,18 @@ def _cut(tree: _Tree, members: dict[str, list[int]], n_groups: int) -> dict[str,
         own = members.get(v, [])
         # (groups of split-off children, whether v keeps a group) -> (score, groups, kept labels)
         states: dict[tuple[int, bool], tuple[float, list, list[int]]] = {
-            (0, bool(own)): (float(len(own)), [], list(own))}
+            (0, bool(own)): (float(len(own)), [], list(own))
+        }
         for c in kids:
             lump = sum(tree.fit(node, v) for _, node in below[c])
             nxt: dict[tuple[int, bool], tuple[float, list, list[int]]] = {}
             for (k, kept), (score, groups, ids) in states.items():
                 options = [((k, True), (score + lump, groups, ids + [i for i, _ in below[c]]))]
-                options += [((k + kc, kept), (score + sc, groups + gc, ids))
-                            for kc, (sc, gc) in best[c].items() if k + kc <= n_groups]
+                options += [
+                    ((k + kc, kept), (score + sc, groups + gc, ids))
+                    for kc, (sc, gc) in best[c].items()
+                    if k + kc <= n_groups
+                ]
                 for key, val in options:
                     if key not in nxt or val[0] > nxt[key][0] + 1e-12:
                         nxt[key] = val
@@ -160,8 +183,9 @@ def _cut(tree: _Tree, members: dict[str, list[int]], n_groups: int) -> dict[str,
     return dict(feasible[n_groups if n_groups in feasible else max(feasible)][1])
 
 
-def _group_labels(wn: WordNetCorpusReader, ctx: _Senses, resolutions: list[LabelResolution], n_groups: int,
-                  depth: int | None) -> tuple[dict[int, str], dict[str, str]]:
+def _group_labels(
+    wn: WordNetCorpusReader, ctx: _Senses, resolutions: list[LabelResolution], n_groups: int, depth: int | None
+) -> tuple[dict[int, str], dict[str, str]]:
     """Label index -> group node for the resolved labels, and the labels attached to a group."""
     members: dict[str, list[int]] = {}
     for i, res in enumerate(resolutions):
@@ -177,8 +201,9 @@ def _group_labels(wn: WordNetCorpusReader, ctx: _Senses, resolutions: list[Label
             path = tree.path_to(node)
             cut.setdefault(path[min(depth, len(path) - 1)], []).extend(ids)
     else:
-        cut, attached = cut_without_orphans(lambda pool: _cut(tree, pool, n_groups), members, n_groups, ctx, wn,
-                                            _GENERIC)
+        cut, attached = cut_without_orphans(
+            lambda pool: _cut(tree, pool, n_groups), members, n_groups, ctx, wn, _GENERIC
+        )
     return {i: node for node, ids in cut.items() for i in ids}, attached
 
 
@@ -189,8 +214,9 @@ def _group_name(synset: Synset, taken: set[str]) -> str:
     return next((cand for cand in options if cand not in taken), synset.name())
 
 
-def build_wordnet_taxonomy(labels: list[LabelSpec], n_groups: int | None = None, depth: int | None = None,
-                           name: str = "wordnet") -> tuple[Taxonomy, WordNetReport]:
+def build_wordnet_taxonomy(
+    labels: list[LabelSpec], n_groups: int | None = None, depth: int | None = None, name: str = "wordnet"
+) -> tuple[Taxonomy, WordNetReport]:
     """Group labels by their WordNet hypernyms.
 
     Args:
@@ -233,13 +259,19 @@ def build_wordnet_taxonomy(labels: list[LabelSpec], n_groups: int | None = None,
             names[node] = _group_name(wn.synset(node), set(names.values()))
         report.groups[names[node]] = node
         groups.setdefault(names[node], []).append(spec.name)
-    report.attached = {spec.name: names[group_of[i]] for i, (spec, res) in enumerate(zip(labels, resolutions))
-                       if res.synset in attached}
-    out = [LabelSpec(name=spec.name, prompt=spec.prompt, wordnet=res.synset or spec.wordnet)
-           for spec, res in zip(labels, resolutions)]
+    report.attached = {
+        spec.name: names[group_of[i]]
+        for i, (spec, res) in enumerate(zip(labels, resolutions))
+        if res.synset in attached
+    }
+    out = [
+        LabelSpec(name=spec.name, prompt=spec.prompt, wordnet=res.synset or spec.wordnet)
+        for spec, res in zip(labels, resolutions)
+    ]
     how = f"cut at depth {depth}" if depth is not None else f"{len(groups)} groups"
-    return Taxonomy(name=name, labels=out, groups=groups,
-                    description=f"built from WordNet 3.0 hypernyms ({how})"), report
+    return Taxonomy(
+        name=name, labels=out, groups=groups, description=f"built from WordNet 3.0 hypernyms ({how})"
+    ), report
 
 
 def common_hypernym_name(specs: list[LabelSpec]) -> str | None:

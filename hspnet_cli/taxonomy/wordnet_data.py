@@ -56,8 +56,7 @@ noun.shape noun.state noun.substance noun.time verb.body verb.change verb.cognit
 verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception
 verb.possession verb.social verb.stative verb.weather adj.ppl""".split()
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-LEXNAMES_TEXT = "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n"
-                        for i, name in enumerate(_LEXNAMES))
+LEXNAMES_TEXT = "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES))
 
 # Files NLTK's reader opens eagerly; without them it cannot start.
 _REQUIRED_FILES = tuple(
@@ -165,15 +164,15 @@ def prepare_debian_corpus(source: Path, cache: Path) -> Path:
         corpora.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".wordnet.", suffix=".tmp", dir=corpora))
     except OSError as exc:
-        raise UserError(f"{corpora}: cannot create the WordNet cache ({exc.strerror}); "
-                        "set HSPNET_CACHE to a writable folder") from None
+        raise UserError(
+            f"{corpora}: cannot create the WordNet cache ({exc.strerror}); set HSPNET_CACHE to a writable folder"
+        ) from None
     try:
         # copyfile writes plain files (never links): NLTK refuses links that leave its roots.
         for name in signature:
             shutil.copyfile(source / name, tmp / name)
         (tmp / "lexnames").write_text(LEXNAMES_TEXT, encoding="ascii")
-        (tmp / _MARKER).write_text(json.dumps({"source": str(source), "files": signature}),
-                                   encoding="utf-8")
+        (tmp / _MARKER).write_text(json.dumps({"source": str(source), "files": signature}), encoding="utf-8")
         os.chmod(tmp, 0o755)
         if corpus.exists():
             # A stale copy (the source changed): move it aside first; rename cannot replace a
@@ -188,8 +187,9 @@ def prepare_debian_corpus(source: Path, cache: Path) -> Path:
             if not (corpus / "lexnames").is_file():
                 raise
     except OSError as exc:
-        raise UserError(f"{corpora}: cannot write the WordNet cache ({exc.strerror or exc}); "
-                        "set HSPNET_CACHE to a writable folder") from None
+        raise UserError(
+            f"{corpora}: cannot write the WordNet cache ({exc.strerror or exc}); set HSPNET_CACHE to a writable folder"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return data_root
@@ -384,7 +384,7 @@ def lookup_noun_senses(wn: WordNetCorpusReader, words: list[str], top: bool = Tr
         split = [(s, "compound split", lemma) for s, _, lemma in lookup_noun_senses(wn, parts, top=False)]
         if split:
             return split
-    tails = [words[:words.index("of", 1)]] if "of" in words[1:-1] else []  # "bottle of wine"
+    tails = [words[: words.index("of", 1)]] if "of" in words[1:-1] else []  # "bottle of wine"
     tails += [words[i:] for i in range(1, len(words))]  # longest known tail first
     for tail in tails:
         found = _mentioning(lookup_noun_senses(wn, tail, top=False), [w for w in words if w not in tail])
@@ -393,6 +393,12 @@ def lookup_noun_senses(wn: WordNetCorpusReader, words: list[str], top: bool = Tr
     if joined or not top or len(words) > 1:
         return joined
     # An adjective or verb label ("sunny", "swim"): the nouns derived from it.
-    derived = [rel.synset() for s in wn.synsets(form) if s.pos() != "n" for lemma in s.lemmas()
-               for rel in lemma.derivationally_related_forms() if rel.synset().pos() == "n"]
+    derived = [
+        rel.synset()
+        for s in wn.synsets(form)
+        if s.pos() != "n"
+        for lemma in s.lemmas()
+        for rel in lemma.derivationally_related_forms()
+        if rel.synset().pos() == "n"
+    ]
     return [(s, "derived", form) for s in dict.fromkeys(derived)]

@@ -30,8 +30,9 @@ AGREE_MARGIN = 0.1
 _ORGANISMS = {"noun.animal", "noun.plant"}
 
 
-def cut_without_orphans(cut: Callable[[Cut], Cut], members: Cut, n_groups: int, ctx: _Senses,
-                        wn: WordNetCorpusReader, generic: set[str]) -> tuple[Cut, dict[str, str]]:
+def cut_without_orphans(
+    cut: Callable[[Cut], Cut], members: Cut, n_groups: int, ctx: _Senses, wn: WordNetCorpusReader, generic: set[str]
+) -> tuple[Cut, dict[str, str]]:
     """The cut, with the count spent on splitting big groups rather than on lone labels.
 
     While the largest group holds more than twice the mean group size: takes out each label
@@ -61,10 +62,12 @@ def cut_without_orphans(cut: Callable[[Cut], Cut], members: Cut, n_groups: int, 
     crowded = 2.0 * len(node_of) / n_groups  # a group this big is worth splitting before any lone label
     for _ in range(len(members)):  # each round takes out at least one node, or stops
         alone = [node_of[ids[0]] for ids in groups.values() if len(ids) == 1]
-        movable = [node for node in alone if any(_kin(ctx, synset[node], synset[other], generic)
-                                                 for other in pool if other != node)]
-        if (max(len(ids) for ids in groups.values()) <= crowded or not movable
-                or len(pool) - len(movable) < n_groups):
+        movable = [
+            node
+            for node in alone
+            if any(_kin(ctx, synset[node], synset[other], generic) for other in pool if other != node)
+        ]
+        if max(len(ids) for ids in groups.values()) <= crowded or not movable or len(pool) - len(movable) < n_groups:
             break
         for node in movable:
             taken[node] = pool.pop(node)
@@ -73,8 +76,10 @@ def cut_without_orphans(cut: Callable[[Cut], Cut], members: Cut, n_groups: int, 
         return first, {}  # the freed count did not split the largest group: keep the lone labels
     attached: dict[str, str] = {}
     for node in sorted(taken, key=lambda n: min(taken[n])):  # label order: the same result every run
-        home = max(groups, key=lambda g: (_resemblance(ctx, synset[node], [synset[node_of[i]] for i in groups[g]]),
-                                          -min(groups[g])))
+        home = max(
+            groups,
+            key=lambda g: (_resemblance(ctx, synset[node], [synset[node_of[i]] for i in groups[g]]), -min(groups[g])),
+        )
         groups[home] = sorted(groups[home] + taken[node])
         attached[node] = home
     return groups, attached
@@ -119,6 +124,7 @@ def agree_with_kinds(wn: WordNetCorpusReader, resolutions: list[LabelResolution]
             continue
         if kinds[rival.lexname()] > kinds[chosen.lexname()] - 1:  # the others, this label not counted
             lemma = res.lemma if res.lemma in {x.name() for x in rival.lemmas()} else rival.lemmas()[0].name()
-            out[i] = dataclasses.replace(res, synset=rival.name(), lemma=lemma, definition=rival.definition(),
-                                         margin=0.0, runner_up=res.synset)
+            out[i] = dataclasses.replace(
+                res, synset=rival.name(), lemma=lemma, definition=rival.definition(), margin=0.0, runner_up=res.synset
+            )
     return out

@@ -38,10 +38,12 @@ _W_ALT = 0.1
 # The score margin under which a choice between senses of different kinds (lexicographer files:
 # noun.animal, noun.food, ...) is reported as uncertain, for the user to check or pin.
 LOW_MARGIN = 0.05
-_STOP = set("""the and for from with are been its his her their your that which who this these those
+_STOP = set(
+    """the and for from with are been its his her their your that which who this these those
 such used use using any some one two more most other than into onto out over under very usually often
 typically especially etc having has have made make makes consisting something someone kind form part
-small large long""".split())
+small large long""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,14 @@ class _Senses:
         shared = sum(self.idf.get(w, 0.0) for w in self.signature(a) & self.signature(b))
         if not shared:
             return 0.0
-        norm = math.sqrt(sum(self.idf.get(w, 0.0) for w in self.signature(a))
-                         * sum(self.idf.get(w, 0.0) for w in self.signature(b)))
+        norm = math.sqrt(
+            sum(self.idf.get(w, 0.0) for w in self.signature(a)) * sum(self.idf.get(w, 0.0) for w in self.signature(b))
+        )
         return shared / norm
 
-    def choose(self, cands: list[list[Synset]], priors: list[list[float]]
-               ) -> tuple[list[int], list[tuple[float, int | None]]]:
+    def choose(
+        self, cands: list[list[Synset]], priors: list[list[float]]
+    ) -> tuple[list[int], list[tuple[float, int | None]]]:
         """The chosen sense per unit (prior plus context fit, re-picked until stable), and per
         unit the margin over its best sense of another kind (another lexicographer file) with
         that sense's index ((inf, None) when every sense is of one kind)."""
@@ -140,16 +144,16 @@ class _Senses:
                     continue
                 # A label not yet decided offers its best-matching sense, so the first round
                 # is not anchored to everyone's first sense (apple the tree next to banana the herb).
-                others = [cands[v] if choice[v] is None else [cands[v][choice[v]]]
-                          for v in range(n) if v != u]
+                others = [cands[v] if choice[v] is None else [cands[v][choice[v]]] for v in range(n) if v != u]
                 scores = []
                 for rank, s in enumerate(cands[u]):
                     current = [max(o, key=lambda x: self.lin(s, x)) for o in others]
                     sims = sorted((self.lin(s, o) for o in current), reverse=True)[:_NEIGHBOURS]
                     # Gloss words shared with a label of another kind say little ("tentacles of
                     # octopus prepared as food" and the jellyfish's tentacles): count the same kind.
-                    rel = sorted((self.gloss(s, o) if o.lexname() == s.lexname() else 0.0 for o in current),
-                                 reverse=True)[:_NEIGHBOURS]
+                    rel = sorted(
+                        (self.gloss(s, o) if o.lexname() == s.lexname() else 0.0 for o in current), reverse=True
+                    )[:_NEIGHBOURS]
                     scores.append(priors[u][rank] + sum(sims) / len(sims) + _W_GLOSS * sum(rel) / len(rel))
                 pick = max(range(len(scores)), key=lambda r: (scores[r], -r))
                 kinds = [r for r, s in enumerate(cands[u]) if s.lexname() != cands[u][pick].lexname()]
@@ -179,8 +183,10 @@ def resolve_labels(wn: WordNetCorpusReader, labels: list[LabelSpec], ctx: _Sense
             try:
                 found.append([(wn.synset(spec.wordnet), "pinned", spec.wordnet)])
             except (WordNetError, ValueError, LookupError):  # nltk's answers to an unknown id
-                raise UserError(f"label '{spec.name}': WordNet has no synset '{spec.wordnet}'; "
-                                "fix the id (e.g. traffic_light.n.01) or remove it") from None
+                raise UserError(
+                    f"label '{spec.name}': WordNet has no synset '{spec.wordnet}'; "
+                    "fix the id (e.g. traffic_light.n.01) or remove it"
+                ) from None
             continue
         words = [w for w in re.split(r"[\s_]+", spec.text.strip().lower()) if w]
         found.append(lookup_noun_senses(wn, words)[:_CANDIDATES] if words else [])
@@ -191,8 +197,13 @@ def resolve_labels(wn: WordNetCorpusReader, labels: list[LabelSpec], ctx: _Sense
             units.setdefault(tuple(s.name() for s, _, _ in cands), cands)
     keys = list(units)
     alt = {k: units[k][0][1] == "compound join" for k in keys}  # "glass" against "wineglass"
-    priors = [[_prior(s, r, lemma) - (_W_ALT if alt[k] and how == "head noun" else 0.0)
-               for r, (s, how, lemma) in enumerate(units[k])] for k in keys]
+    priors = [
+        [
+            _prior(s, r, lemma) - (_W_ALT if alt[k] and how == "head noun" else 0.0)
+            for r, (s, how, lemma) in enumerate(units[k])
+        ]
+        for k in keys
+    ]
     picks, margins = ctx.choose([[s for s, _, _ in units[k]] for k in keys], priors)
     choice, margin = dict(zip(keys, picks)), dict(zip(keys, margins))
     out = []
@@ -203,8 +214,16 @@ def resolve_labels(wn: WordNetCorpusReader, labels: list[LabelSpec], ctx: _Sense
         key = tuple(c.name() for c, _, _ in cands)
         s, method, lemma = cands[choice[key]]
         gap, rival = margin[key]
-        out.append(LabelResolution(spec.name, spec.text, s.name(), method, lemma, s.definition(), margin=gap,
-                                   runner_up=units[key][rival][0].name() if rival is not None else None))
+        out.append(
+            LabelResolution(
+                spec.name,
+                spec.text,
+                s.name(),
+                method,
+                lemma,
+                s.definition(),
+                margin=gap,
+                runner_up=units[key][rival][0].name() if rival is not None else None,
+            )
+        )
     return out
-
-

@@ -26,7 +26,7 @@ class LineStr(str):
 
     line: int = 0
 
-    def __new__(cls, value: str, line: int = 0) -> "LineStr":
+    def __new__(cls, value: str, line: int = 0) -> LineStr:
         obj = super().__new__(cls, value)
         obj.line = line
         return obj

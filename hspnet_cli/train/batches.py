@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -41,8 +41,9 @@ class BatchSource:
 
     is_features = False
 
-    def __init__(self, loader: DataLoader, labels: LabelSet, root: Path, rt: Runtime, seed: int,
-                 channels_last: bool) -> None:
+    def __init__(
+        self, loader: DataLoader, labels: LabelSet, root: Path, rt: Runtime, seed: int, channels_last: bool
+    ) -> None:
         self.loader, self.labels, self.root, self.rt, self.seed = loader, labels, root, rt, seed
         self.channels_last = channels_last and rt.device.type == "cuda"
 
@@ -69,8 +70,9 @@ class FeatureSource(BatchSource):
     is_features = True
 
 
-def image_source(model: HSPNet, labels: LabelSet | None, root: Path, config: RunConfig, rt: Runtime,
-                 *, shuffle: bool, what: str) -> BatchSource | None:
+def image_source(
+    model: HSPNet, labels: LabelSet | None, root: Path, config: RunConfig, rt: Runtime, *, shuffle: bool, what: str
+) -> BatchSource | None:
     """The batch source for ``labels``: cached features when allowed and asked for, else images."""
     if labels is None:
         return None
@@ -83,8 +85,10 @@ def image_source(model: HSPNet, labels: LabelSet | None, root: Path, config: Run
     loader_kw = dict(seed=tc.seed, num_workers=tc.num_workers, distributed=rt.distributed)
     if tc.cache_features:
         if not config.model.freeze_image_encoder or tc.augment != "none":
-            raise UserError("--cache-features needs a frozen image encoder (--freeze-image-encoder) and "
-                            "--augment none: otherwise image features change every step")
+            raise UserError(
+                "--cache-features needs a frozen image encoder (--freeze-image-encoder) and "
+                "--augment none: otherwise image features change every step"
+            )
         feats = cached_features(model, images, size, rt, tc.num_workers)
         data = TensorDataset(feats, images.targets, torch.arange(labels.n_images))
         loader = make_loader(data, tc.batch_size, shuffle=shuffle, **{**loader_kw, "num_workers": 0})
@@ -97,7 +101,8 @@ def image_source(model: HSPNet, labels: LabelSet | None, root: Path, config: Run
 
 def _cache_dir() -> Path:
     base = os.environ.get("HSPNET_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hspnet")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hspnet"
+    )
     return Path(base) / "features"
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from hspnet_cli.config import RunConfig
-from hspnet_cli.data.labelset import LabelSet
-from hspnet_cli.data.split_io import write_split_csv
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_text_atomic
+from hspnet_cli.data.labelset import LabelSet
+from hspnet_cli.data.split_io import write_split_csv
 
 
 def fold_rows(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
@@ -49,10 +50,19 @@ def _finished(run: Path, digest: str, epochs: int) -> bool:
     return facts.get("held_out_sha256") == digest and facts.get("epochs") == epochs and (run / "best.ckpt").is_file()
 
 
-def train_folds(labels: LabelSet, images: str | Path, taxonomy: str | Path, folds_dir: str | Path, k: int,
-                config: RunConfig, *, seed: int = 0, device: str = "auto",
-                progress: Callable[[str, int], Any] | None = None,
-                on_fold: Callable[[int, int, bool], None] | None = None) -> list[tuple[np.ndarray, Path]]:
+def train_folds(
+    labels: LabelSet,
+    images: str | Path,
+    taxonomy: str | Path,
+    folds_dir: str | Path,
+    k: int,
+    config: RunConfig,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Callable[[str, int], Any] | None = None,
+    on_fold: Callable[[int, int, bool], None] | None = None,
+) -> list[tuple[np.ndarray, Path]]:
     """Train one model per fold on the other folds.
 
     Args:
@@ -88,8 +98,19 @@ def train_folds(labels: LabelSet, images: str | Path, taxonomy: str | Path, fold
             write_split_csv(split / "train.csv", labels.take(rest))
             (split / "val.csv").unlink(missing_ok=True)
             train(split, images, run, config, taxonomy=taxonomy, device=device, overwrite=True, progress=progress)
-            write_text_atomic(run / "fold.json", json.dumps({"fold": i, "k": k, "seed": seed, "held_out": len(held),
-                                                             "held_out_sha256": digest,
-                                                             "epochs": config.train.epochs}) + "\n")
+            write_text_atomic(
+                run / "fold.json",
+                json.dumps(
+                    {
+                        "fold": i,
+                        "k": k,
+                        "seed": seed,
+                        "held_out": len(held),
+                        "held_out_sha256": digest,
+                        "epochs": config.train.epochs,
+                    }
+                )
+                + "\n",
+            )
         out.append((held, run / "best.ckpt"))
     return out

@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,8 +49,8 @@ from hspnet_cli.train.run_folder import (
     prepare_run_dir,
     resolve_taxonomy,
 )
-from hspnet_cli.train.thresholds import fit_kept_thresholds
 from hspnet_cli.train.runtime import Runtime, all_reduce_mean, average_gradients, gather_rows, runtime_for, say_threads
+from hspnet_cli.train.thresholds import fit_kept_thresholds
 
 
 @dataclass
@@ -64,7 +65,7 @@ class RunInputs:
     val_set: LabelSet | None
     state: dict[str, Any] | None
     taxonomy_source: str | None
-    train_keys: dict[str, Any]           # which images trained the model, hashed (data/keyset.py)
+    train_keys: dict[str, Any]  # which images trained the model, hashed (data/keyset.py)
 
 
 @dataclass
@@ -108,11 +109,21 @@ def _evaluate(model: HSPNet, source: BatchSource, labels: LabelSet, rt: Runtime)
     return mean_average_precision(full.numpy(), labels.matrix).map, full.numpy()
 
 
-def train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
-          *, taxonomy: str | Path | None = None, device: str = "auto", resume: bool = False,
-          overwrite: bool = False, stop_after_epochs: int | None = None,
-          on_epoch: Callable[[EpochRecord], None] | None = None,
-          progress: Callable[[str, int], Any] | None = None, threads: int | None = None) -> TrainResult:
+def train(
+    split_dir: str | Path | None,
+    images: str | Path | None,
+    out_dir: str | Path,
+    config: RunConfig | None,
+    *,
+    taxonomy: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after_epochs: int | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+    threads: int | None = None,
+) -> TrainResult:
     """Train a model on a split, writing a run folder, while holding the folder's output lock
     (rank 0 of a torchrun launch holds it for all ranks; :mod:`hspnet_cli.core.locks`).
 
@@ -145,16 +156,38 @@ def train(split_dir: str | Path | None, images: str | Path | None, out_dir: str 
 
     with output_lock(out_dir, "run folder") if is_rank_zero() else contextlib.nullcontext():
         try:
-            return _train(split_dir, images, out_dir, config, taxonomy, device, resume, overwrite,
-                          stop_after_epochs, on_epoch, progress, threads)
+            return _train(
+                split_dir,
+                images,
+                out_dir,
+                config,
+                taxonomy,
+                device,
+                resume,
+                overwrite,
+                stop_after_epochs,
+                on_epoch,
+                progress,
+                threads,
+            )
         except OutputError as exc:  # full disk, quota, permissions: say how this run goes on
             raise OutputError(f"{exc}; {how_to_continue(Path(out_dir), resume)}", exc.path, exc.errno) from None
 
 
-def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str | Path, config: RunConfig | None,
-           taxonomy: str | Path | None, device: str, resume: bool, overwrite: bool, stop_after_epochs: int | None,
-           on_epoch: Callable[[EpochRecord], None] | None, progress: Callable[[str, int], Any] | None,
-           threads: int | None) -> TrainResult:
+def _train(
+    split_dir: str | Path | None,
+    images: str | Path | None,
+    out_dir: str | Path,
+    config: RunConfig | None,
+    taxonomy: str | Path | None,
+    device: str,
+    resume: bool,
+    overwrite: bool,
+    stop_after_epochs: int | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    progress: Callable[[str, int], Any] | None,
+    threads: int | None,
+) -> TrainResult:
     """The run itself, without the lock, as its named steps in order; arguments: see :func:`train`."""
     out_dir = Path(out_dir)
     inputs = _read_inputs(split_dir, images, out_dir, config, taxonomy, resume)
@@ -171,11 +204,11 @@ def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str
         parts.net = DistributedDataParallel(parts.model) if rt.distributed else parts.model
         if rt.is_main:
             if not resume:
-                write_text_atomic(out_dir / "config.yaml", run_config_yaml(inputs.config, inputs.tax,
-                                                                          inputs.taxonomy_source))
+                write_text_atomic(
+                    out_dir / "config.yaml", run_config_yaml(inputs.config, inputs.tax, inputs.taxonomy_source)
+                )
             say_threads(rt, used_threads, tc.num_workers)
-        baseline = (label_frequency_baseline(inputs.train_set, inputs.val_set) if inputs.val_set
-                    else float("nan"))
+        baseline = label_frequency_baseline(inputs.train_set, inputs.val_set) if inputs.val_set else float("nan")
         result = TrainResult(out_dir, float("nan"), 0, "raw", baseline, is_main=rt.is_main, threads=used_threads)
         end_epoch = tc.epochs if stop_after_epochs is None else min(tc.epochs, start_epoch + stop_after_epochs)
         for epoch in range(start_epoch, end_epoch):
@@ -187,8 +220,15 @@ def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str
             seconds = time.perf_counter() - start
             train_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), rt)
             raw_map, ema_map, logits = _validate(parts, inputs, rt)
-            record = EpochRecord(epoch + 1, train_loss, raw_map, ema_map, parts.scheduler.get_last_lr()[0], seconds,
-                                 inputs.train_set.n_images / max(seconds, 1e-9))
+            record = EpochRecord(
+                epoch + 1,
+                train_loss,
+                raw_map,
+                ema_map,
+                parts.scheduler.get_last_lr()[0],
+                seconds,
+                inputs.train_set.n_images / max(seconds, 1e-9),
+            )
             result.step_losses.extend(losses)
             if rt.is_main:
                 best, fitted = _keep_epoch(parts, inputs, out_dir, record, best, step, logits)
@@ -201,8 +241,14 @@ def _train(split_dir: str | Path | None, images: str | Path | None, out_dir: str
         return result
 
 
-def _read_inputs(split_dir: str | Path, images: str | Path, out_dir: Path, config: RunConfig,
-                 taxonomy: str | Path | None, resume: bool) -> RunInputs:
+def _read_inputs(
+    split_dir: str | Path,
+    images: str | Path,
+    out_dir: Path,
+    config: RunConfig,
+    taxonomy: str | Path | None,
+    resume: bool,
+) -> RunInputs:
     """Step 1: what the run trains on; a resumed run takes everything from its ``last.ckpt``."""
     state: dict[str, Any] | None = None
     taxonomy_source: str | None = None  # a resumed run keeps the config.yaml it started with
@@ -215,13 +261,23 @@ def _read_inputs(split_dir: str | Path, images: str | Path, out_dir: Path, confi
         split_dir, images = Path(split_dir), Path(images)
         tax = resolve_taxonomy(split_dir, taxonomy)
         # What config.yaml records as the taxonomy's source: as given, else as the split names it.
-        taxonomy_source = (str(taxonomy) if taxonomy is not None
-                           else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source"))
+        taxonomy_source = (
+            str(taxonomy) if taxonomy is not None else (read_split_yaml(split_dir).get("taxonomy") or {}).get("source")
+        )
     train_set = read_split_csv(split_dir / "train.csv", tax)
     val_set = read_split_csv(split_dir / "val.csv", tax) if (split_dir / "val.csv").exists() else None
     # Which images train this model (hashed): hspnet audit refuses to judge them with it.
-    return RunInputs(config, tax, split_dir, images, train_set, val_set, state, taxonomy_source,
-                     training_record(train_set.images, images))
+    return RunInputs(
+        config,
+        tax,
+        split_dir,
+        images,
+        train_set,
+        val_set,
+        state,
+        taxonomy_source,
+        training_record(train_set.images, images),
+    )
 
 
 def _build_parts(inputs: RunInputs, rt: Runtime) -> RunParts:
@@ -229,17 +285,30 @@ def _build_parts(inputs: RunInputs, rt: Runtime) -> RunParts:
     config, tc = inputs.config, inputs.config.train
     torch.manual_seed(tc.seed)
     state = inputs.state
-    model = build_model(inputs.tax, config.model, device=str(rt.device), seed=tc.seed,
-                        quick_gelu=ckpt.built_quick_gelu(state) if state is not None else None)
+    model = build_model(
+        inputs.tax,
+        config.model,
+        device=str(rt.device),
+        seed=tc.seed,
+        quick_gelu=ckpt.built_quick_gelu(state) if state is not None else None,
+    )
     if tc.image_size:
         fit_image_size(model.visual, int(tc.image_size), config.model.clip_model)
     train_src = image_source(model, inputs.train_set, inputs.images, config, rt, shuffle=True, what="training")
-    val_src = (image_source(model, inputs.val_set, inputs.images, config, rt, shuffle=False, what="validation")
-               if inputs.val_set else None)
+    val_src = (
+        image_source(model, inputs.val_set, inputs.images, config, rt, shuffle=False, what="validation")
+        if inputs.val_set
+        else None
+    )
     steps = len(train_src)
-    loss_fn = build_loss(tc.loss, num_samples=inputs.train_set.n_images, num_classes=inputs.tax.num_labels,
-                         observed=torch.as_tensor(inputs.train_set.matrix), **tc.loss_options).to(rt.device)
-    loss_groups = loss_param_groups(loss_fn, tc.lr)   # ROLE's label estimates train too
+    loss_fn = build_loss(
+        tc.loss,
+        num_samples=inputs.train_set.n_images,
+        num_classes=inputs.tax.num_labels,
+        observed=torch.as_tensor(inputs.train_set.matrix),
+        **tc.loss_options,
+    ).to(rt.device)
+    loss_groups = loss_param_groups(loss_fn, tc.lr)  # ROLE's label estimates train too
     optimizer, scheduler = build_optimizer(model, tc, steps, loss_groups)
     ema = EMA(model, tc.ema_decay or EMA.default_decay(steps)) if tc.ema else None
     scaler = torch.amp.GradScaler(enabled=rt.amp_dtype == torch.float16)
@@ -263,8 +332,9 @@ def _restore(parts: RunParts, state: dict[str, Any], rt: Runtime) -> tuple[int, 
     return ckpt.epochs_done(state), int(state["step"]), Best.from_dict(ckpt.best_record(state))
 
 
-def _train_epoch(parts: RunParts, inputs: RunInputs, epoch: int, step: int, rt: Runtime,
-                 progress: Callable[[str, int], Any] | None) -> tuple[list[float], int]:
+def _train_epoch(
+    parts: RunParts, inputs: RunInputs, epoch: int, step: int, rt: Runtime, progress: Callable[[str, int], Any] | None
+) -> tuple[list[float], int]:
     """Step 4, once an epoch: one pass over the training batches.
 
     Returns:
@@ -279,13 +349,15 @@ def _train_epoch(parts: RunParts, inputs: RunInputs, epoch: int, step: int, rt: 
     # Kept on the device and read once an epoch: a float() per step would make the host wait for
     # the GPU every step instead of queueing the next one.
     step_losses: list[torch.Tensor] = []
-    bar = (progress(f"epoch {epoch + 1}/{tc.epochs}", len(parts.train_src.loader.sampler))
-           if (progress and rt.is_main) else None)
+    bar = (
+        progress(f"epoch {epoch + 1}/{tc.epochs}", len(parts.train_src.loader.sampler))
+        if (progress and rt.is_main)
+        else None
+    )
     with bar if bar is not None else NoBar():
         for inputs_, targets, index in parts.train_src.batches(epoch):
             with rt.autocast():
-                logits = (model.scores_from_features(inputs_) if parts.train_src.is_features
-                          else parts.net(inputs_))
+                logits = model.scores_from_features(inputs_) if parts.train_src.is_features else parts.net(inputs_)
             loss = parts.loss_fn(logits.float(), targets, epoch=epoch, index=index.to(rt.device))
             parts.optimizer.zero_grad(set_to_none=True)
             parts.scaler.scale(loss).backward()
@@ -303,8 +375,9 @@ def _train_epoch(parts: RunParts, inputs: RunInputs, epoch: int, step: int, rt: 
     return (torch.stack(step_losses).float().cpu().tolist() if step_losses else []), step
 
 
-def _validate(parts: RunParts, inputs: RunInputs,
-              rt: Runtime) -> tuple[float, float | None, dict[str, np.ndarray | None]]:
+def _validate(
+    parts: RunParts, inputs: RunInputs, rt: Runtime
+) -> tuple[float, float | None, dict[str, np.ndarray | None]]:
     """Step 5, once an epoch: validation mAP of the raw weights and of their EMA (NaN / None
     without a validation split or an EMA), and the validation logits of each (for thresholds)."""
     if parts.val_src is None or inputs.val_set is None:
@@ -318,8 +391,15 @@ def _validate(parts: RunParts, inputs: RunInputs,
     return raw_map, ema_map, {"raw": raw_logits, "ema": ema_logits}
 
 
-def _keep_epoch(parts: RunParts, inputs: RunInputs, out_dir: Path, record: EpochRecord, best: Best,
-                step: int, logits: dict[str, np.ndarray | None]) -> tuple[Best, dict[str, Any] | None]:
+def _keep_epoch(
+    parts: RunParts,
+    inputs: RunInputs,
+    out_dir: Path,
+    record: EpochRecord,
+    best: Best,
+    step: int,
+    logits: dict[str, np.ndarray | None],
+) -> tuple[Best, dict[str, Any] | None]:
     """Step 6, once an epoch on the main process: ``best.ckpt`` when validation improved (raw or
     EMA weights, whichever scored higher), with per-label thresholds fitted on the kept weights'
     validation logits when the validation split is fully labelled; always ``last.ckpt`` and a
@@ -334,10 +414,20 @@ def _keep_epoch(parts: RunParts, inputs: RunInputs, out_dir: Path, record: Epoch
     if not has_val or (not math.isnan(value) and value > best.map):
         best = Best(value if has_val else float("nan"), record.epoch, source)
         record.best, record.best_weights = True, source
-        fitted = fit_kept_thresholds(logits.get(source), inputs.val_set, inputs.tax, inputs.split_dir, out_dir,
-                                     record.epoch, source)
-        _save(out_dir / "best.ckpt", parts, inputs, record.epoch, step, best, ema_weights=source == "ema",
-              full=False, thresholds=fitted)
+        fitted = fit_kept_thresholds(
+            logits.get(source), inputs.val_set, inputs.tax, inputs.split_dir, out_dir, record.epoch, source
+        )
+        _save(
+            out_dir / "best.ckpt",
+            parts,
+            inputs,
+            record.epoch,
+            step,
+            best,
+            ema_weights=source == "ema",
+            full=False,
+            thresholds=fitted,
+        )
     else:
         fitted = None
     _save(out_dir / "last.ckpt", parts, inputs, record.epoch, step, best, ema_weights=False, full=True)
@@ -366,8 +456,18 @@ def _patience_spent(patience: int | None, epoch: int, best: Best, has_val: bool,
     return all_reduce_mean(1.0 if spent else 0.0, rt) > 0
 
 
-def _save(path: Path, parts: RunParts, inputs: RunInputs, epoch: int, step: int, best: Best, *,
-          ema_weights: bool, full: bool, thresholds: dict[str, Any] | None = None) -> None:
+def _save(
+    path: Path,
+    parts: RunParts,
+    inputs: RunInputs,
+    epoch: int,
+    step: int,
+    best: Best,
+    *,
+    ema_weights: bool,
+    full: bool,
+    thresholds: dict[str, Any] | None = None,
+) -> None:
     """best.ckpt: the chosen weights (EMA or raw) for use; last.ckpt: everything to resume.
 
     ``epoch`` is the number (from 1) of the epoch just finished, i.e. the epochs completed.
@@ -375,17 +475,28 @@ def _save(path: Path, parts: RunParts, inputs: RunInputs, epoch: int, step: int,
     model, ema = parts.model, parts.ema
     backup = ema.swap_into(model) if (ema is not None and ema_weights) else None
     # The payload copies the weights, so restoring the raw ones below cannot change it.
-    payload = ckpt.checkpoint_payload(model, inputs.config, inputs.tax, epoch=epoch, step=step, best=best.to_dict(),
-                                      data={"split": str(inputs.split_dir), "images": str(inputs.images)},
-                                      thresholds=thresholds)
+    payload = ckpt.checkpoint_payload(
+        model,
+        inputs.config,
+        inputs.tax,
+        epoch=epoch,
+        step=step,
+        best=best.to_dict(),
+        data={"split": str(inputs.split_dir), "images": str(inputs.images)},
+        thresholds=thresholds,
+    )
     if backup is not None:
         model.load_state_dict(backup, strict=False)
     keys = inputs.train_keys
     payload["data"]["train_keys"] = {**keys, "hashes": torch.from_numpy(keys["hashes"])}
     if full:
-        payload.update({
-            "ema": {k: v.detach().cpu() for k, v in ema.state.items()} if ema is not None else None,
-            "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
-            "scaler": parts.scaler.state_dict(), "loss": parts.loss_fn.state_dict(),
-        })
+        payload.update(
+            {
+                "ema": {k: v.detach().cpu() for k, v in ema.state.items()} if ema is not None else None,
+                "optimizer": parts.optimizer.state_dict(),
+                "scheduler": parts.scheduler.state_dict(),
+                "scaler": parts.scaler.state_dict(),
+                "loss": parts.loss_fn.state_dict(),
+            }
+        )
     ckpt.save_checkpoint(path, payload)

@@ -28,15 +28,20 @@ def param_groups(model: HSPNet, config: TrainConfig) -> list[dict]:
         groups.setdefault(key, []).append(p)
     out = []
     for (is_gcn, decay), params in sorted(groups.items()):
-        out.append({"params": params, "lr": config.gcn_lr if is_gcn else config.lr,
-                    "weight_decay": config.weight_decay if decay else 0.0,
-                    "name": f"{'gcn' if is_gcn else 'main'}-{'decay' if decay else 'no_decay'}"})
+        out.append(
+            {
+                "params": params,
+                "lr": config.gcn_lr if is_gcn else config.lr,
+                "weight_decay": config.weight_decay if decay else 0.0,
+                "name": f"{'gcn' if is_gcn else 'main'}-{'decay' if decay else 'no_decay'}",
+            }
+        )
     return out
 
 
-def build_optimizer(model: HSPNet, config: TrainConfig, steps_per_epoch: int,
-                    extra_groups: list[dict] | None = None
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+def build_optimizer(
+    model: HSPNet, config: TrainConfig, steps_per_epoch: int, extra_groups: list[dict] | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
     """Adam + OneCycle over ``schedule_epochs`` (or ``epochs``) x ``steps_per_epoch`` steps.
 
     ``extra_groups`` are parameter groups outside the model (ROLE's label estimates), each with
@@ -48,7 +53,11 @@ def build_optimizer(model: HSPNet, config: TrainConfig, steps_per_epoch: int,
     optimizer = torch.optim.Adam(groups, lr=config.lr, fused=True if on_cuda else None)
     total = max((config.schedule_epochs or config.epochs) * steps_per_epoch, 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=warmup_fraction(config.pct_start, total))
+        optimizer,
+        max_lr=[g["lr"] for g in groups],
+        total_steps=total,
+        pct_start=warmup_fraction(config.pct_start, total),
+    )
     return optimizer, scheduler
 
 
@@ -90,8 +99,10 @@ class EMA:
     def _live(self, model: HSPNet) -> list[torch.Tensor]:
         """The model's current tensors in ``self.state``'s key order."""
         if self._where_for != (id(model), id(self.state)):
-            self._where = [((model.get_submodule(prefix) if prefix else model), name)
-                           for prefix, _, name in (key.rpartition(".") for key in self.state)]
+            self._where = [
+                ((model.get_submodule(prefix) if prefix else model), name)
+                for prefix, _, name in (key.rpartition(".") for key in self.state)
+            ]
             self._where_for = (id(model), id(self.state))
             kinds = [t.is_floating_point() for t in self.state.values()]
             self._floats = [i for i, f in enumerate(kinds) if f]
@@ -105,8 +116,9 @@ class EMA:
         floats, others = self._floats, self._others
         if floats:
             # mine + (1 - decay) * (live - mine) = decay * mine + (1 - decay) * live
-            torch._foreach_lerp_([mine[i] for i in floats], [live[i].to(mine[i].dtype) for i in floats],
-                                 1.0 - self.decay)
+            torch._foreach_lerp_(
+                [mine[i] for i in floats], [live[i].to(mine[i].dtype) for i in floats], 1.0 - self.decay
+            )
         if others:
             torch._foreach_copy_([mine[i] for i in others], [live[i] for i in others])
 

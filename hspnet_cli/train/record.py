@@ -42,8 +42,14 @@ def taxonomy_record(taxonomy: Taxonomy, source: str | None) -> dict[str, Any]:
         record["file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     else:
         record["source"] = f"built-in {source}"
-    record.update({"labels": taxonomy.num_labels, "groups": taxonomy.num_groups,
-                   "labels_sha256": labels_sha256(taxonomy.label_names), "groups_sha256": groups_sha256(taxonomy)})
+    record.update(
+        {
+            "labels": taxonomy.num_labels,
+            "groups": taxonomy.num_groups,
+            "labels_sha256": labels_sha256(taxonomy.label_names),
+            "groups_sha256": groups_sha256(taxonomy),
+        }
+    )
     return record
 
 

@@ -67,11 +67,17 @@ class TrainResult:
     thresholds: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"out_dir": str(self.out_dir), "best_val_map": self.best_map, "best_epoch": self.best_epoch,
-                "best_source": self.best_source, "label_frequency_baseline_map": self.baseline_map,
-                "threads": self.threads, "stopped_early": self.stopped_early,
-                "thresholds": thresholds_line(self.thresholds, self.out_dir),
-                "epochs": [r.to_dict() for r in self.history]}
+        return {
+            "out_dir": str(self.out_dir),
+            "best_val_map": self.best_map,
+            "best_epoch": self.best_epoch,
+            "best_source": self.best_source,
+            "label_frequency_baseline_map": self.baseline_map,
+            "threads": self.threads,
+            "stopped_early": self.stopped_early,
+            "thresholds": thresholds_line(self.thresholds, self.out_dir),
+            "epochs": [r.to_dict() for r in self.history],
+        }
 
 
 @dataclass
@@ -92,5 +98,5 @@ class Best:
         return {"map": self.map, "epoch": self.epoch, "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Best":
+    def from_dict(cls, data: dict[str, Any]) -> Best:
         return cls(float(data["map"]), int(data["epoch"]), str(data.get("source", "raw")))

@@ -26,10 +26,14 @@ def resolve_taxonomy(split_dir: Path, taxonomy: str | Path | None) -> Taxonomy:
     try:
         tax = load_taxonomy(source)
     except UserError:
-        raise UserError(f"{split_dir}: pass --taxonomy (the split was made with '{source}', which is not found)") from None
+        raise UserError(
+            f"{split_dir}: pass --taxonomy (the split was made with '{source}', which is not found)"
+        ) from None
     if recorded.get("labels_sha256") and labels_sha256(tax.label_names) != recorded["labels_sha256"]:
-        raise UserError(f"{split_dir}: taxonomy '{source}' changed since the split was made (label order "
-                        "differs); pass --taxonomy with the one it was made with, or remake the split")
+        raise UserError(
+            f"{split_dir}: taxonomy '{source}' changed since the split was made (label order "
+            "differs); pass --taxonomy with the one it was made with, or remake the split"
+        )
     return tax
 
 

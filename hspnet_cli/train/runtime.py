@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -112,4 +112,8 @@ def say_threads(runtime: Runtime, threads: int, workers: int) -> None:
 
     logging.getLogger("hspnet_cli.train").info(
         "training on %s: %d intra-op thread(s), %d DataLoader worker(s), %d usable core(s)",
-        runtime.device, threads, workers, usable_cores())
+        runtime.device,
+        threads,
+        workers,
+        usable_cores(),
+    )

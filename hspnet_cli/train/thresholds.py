@@ -33,8 +33,9 @@ def fully_labelled(labels: LabelSet | None) -> bool:
     return labels is not None and labels.n_images > 0 and bool((labels.matrix == -1).any(axis=1).all())
 
 
-def fit_kept_thresholds(logits: Any, val_set: LabelSet | None, taxonomy: Taxonomy, split_dir: Path,
-                        out_dir: Path, epoch: int, weights: str) -> dict[str, Any] | None:
+def fit_kept_thresholds(
+    logits: Any, val_set: LabelSet | None, taxonomy: Taxonomy, split_dir: Path, out_dir: Path, epoch: int, weights: str
+) -> dict[str, Any] | None:
     """Fit thresholds on the kept weights' validation logits, write ``thresholds.json``.
 
     Args:
@@ -58,9 +59,18 @@ def fit_kept_thresholds(logits: Any, val_set: LabelSet | None, taxonomy: Taxonom
         (out_dir / THRESHOLDS_FILE).unlink(missing_ok=True)
         return None
     probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-    doc = calibrate(probs.astype(np.float32), val_set.matrix, taxonomy.label_names,
-                    source={"fitted_by": "hspnet train", "data": str(split_dir / "val.csv"),
-                            "images": int(val_set.n_images), "epoch": int(epoch), "weights": weights})
+    doc = calibrate(
+        probs.astype(np.float32),
+        val_set.matrix,
+        taxonomy.label_names,
+        source={
+            "fitted_by": "hspnet train",
+            "data": str(split_dir / "val.csv"),
+            "images": int(val_set.n_images),
+            "epoch": int(epoch),
+            "weights": weights,
+        },
+    )
     write_thresholds(out_dir / THRESHOLDS_FILE, doc)
     return doc
 
@@ -75,8 +85,12 @@ def thresholds_line(doc: dict[str, Any] | None, out_dir: Path) -> str:
         except (OSError, ValueError):
             doc = None
     if doc is None:
-        return ("thresholds: uncalibrated (the split has no fully labelled validation set), so tag/eval cut at 0.5; "
-                f"fit them with: hspnet calibrate --checkpoint {out_dir} --data LABELLED.csv --images DIR -o thresholds.json")
+        return (
+            "thresholds: uncalibrated (the split has no fully labelled validation set), so tag/eval cut at 0.5; "
+            f"fit them with: hspnet calibrate --checkpoint {out_dir} --data LABELLED.csv --images DIR -o thresholds.json"
+        )
     fell = len((doc.get("fallback") or {}).get("labels") or [])
-    return (f"thresholds: calibrated per label on {(doc.get('source') or {}).get('images', '?')} validation images "
-            f"({fell} label(s) with too few positives share one); stored in best.ckpt and {out_dir / THRESHOLDS_FILE}")
+    return (
+        f"thresholds: calibrated per label on {(doc.get('source') or {}).get('images', '?')} validation images "
+        f"({fell} label(s) with too few positives share one); stored in best.ckpt and {out_dir / THRESHOLDS_FILE}"
+    )

@@ -41,6 +41,7 @@ import json
 import re
 from pathlib import Path
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import LabelSet, ReadReport, build_labelset
 from hspnet_cli.data.readers.annotate_log import is_annotate_header, read_annotate_log
 from hspnet_cli.data.readers.coco import read_coco
@@ -50,17 +51,37 @@ from hspnet_cli.data.readers.listfile import format_list, read_list_file
 from hspnet_cli.data.readers.tabular import read_jsonl, read_label_csv, read_wide_csv
 from hspnet_cli.data.readers.toolfiles import read_cvat, read_fiftyone, read_hf_metadata, read_tags
 from hspnet_cli.data.readers.voc import DIFFICULT_POLICIES, read_voc
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.taxonomy.core import Taxonomy
 
-FORMATS = ("coco", "voc", "csv", "wide", "jsonl", "list", "split", "labelstudio", "cvat", "hf", "fiftyone", "tags",
-           "annotate")
+FORMATS = (
+    "coco",
+    "voc",
+    "csv",
+    "wide",
+    "jsonl",
+    "list",
+    "split",
+    "labelstudio",
+    "cvat",
+    "hf",
+    "fiftyone",
+    "tags",
+    "annotate",
+)
 TOOL_FORMATS = ("labelstudio", "cvat", "hf", "fiftyone", "tags")
 ABSENT = ("auto", "negative", "unknown")
 _LIST_LINE = re.compile(r"^[^,]+,\s*\d*(\s+\d+)*\s*$")
 
-__all__ = ["ABSENT", "DIFFICULT_POLICIES", "FORMATS", "RawAnnotations", "detect_format", "format_list",
-           "read_annotations", "read_list_file"]
+__all__ = [
+    "ABSENT",
+    "DIFFICULT_POLICIES",
+    "FORMATS",
+    "RawAnnotations",
+    "detect_format",
+    "format_list",
+    "read_annotations",
+    "read_list_file",
+]
 
 
 def _first_line(path: Path) -> str:
@@ -135,14 +156,24 @@ def detect_format(path: str | Path) -> str:
         return "csv" if [c.strip().lower() for c in cells] == ["image", "labels"] else "wide"
     if suffix == ".txt" or _LIST_LINE.match(first):
         return "list"
-    raise UserError(f"{path}:1: cannot tell the annotation format from the first line ('{first[:60]}'); "
-                    "CSV files need a header 'image,labels' or 'image,<label>,...'; "
-                    f"or pass --format ({', '.join(FORMATS)})")
+    raise UserError(
+        f"{path}:1: cannot tell the annotation format from the first line ('{first[:60]}'); "
+        "CSV files need a header 'image,labels' or 'image,<label>,...'; "
+        f"or pass --format ({', '.join(FORMATS)})"
+    )
 
 
-def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = None, strict: bool = False,
-                     voc_set: str | None = None, voc_difficult: str = "ignore",
-                     label_sep: str = ";", absent: str = "auto") -> tuple[LabelSet, ReadReport]:
+def read_annotations(
+    path: str | Path,
+    taxonomy: Taxonomy,
+    *,
+    fmt: str | None = None,
+    strict: bool = False,
+    voc_set: str | None = None,
+    voc_difficult: str = "ignore",
+    label_sep: str = ";",
+    absent: str = "auto",
+) -> tuple[LabelSet, ReadReport]:
     """Read annotations in any supported format onto ``taxonomy``'s label order.
 
     Args:
@@ -174,8 +205,9 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
     if fmt == "voc" and not path.is_dir():
         raise UserError(f"{path}: --format voc needs the VOC folder that holds Annotations/")
     if fmt not in ("voc", "fiftyone") and path.is_dir() and not (fmt == "tags" and (path / "_manifest.json").is_file()):
-        raise UserError(f"{path}: is a folder; only Pascal VOC and FiftyOne input are folders (give an "
-                        "annotation file)")
+        raise UserError(
+            f"{path}: is a folder; only Pascal VOC and FiftyOne input are folders (give an annotation file)"
+        )
     report = ReadReport(source=str(path), format=fmt)
     if fmt == "split":
         from hspnet_cli.data.split_io import read_split_csv  # split_io imports the readers: import late
@@ -193,9 +225,11 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
     elif fmt == "csv":
         clash = [name for name in taxonomy.label_names if label_sep in name]
         if clash:
-            raise UserError(f"taxonomy '{taxonomy.name}' has label '{clash[0]}', which contains the label "
-                            f"separator '{label_sep}', so {path} cannot be read unambiguously; choose another "
-                            "--label-sep")
+            raise UserError(
+                f"taxonomy '{taxonomy.name}' has label '{clash[0]}', which contains the label "
+                f"separator '{label_sep}', so {path} cannot be read unambiguously; choose another "
+                "--label-sep"
+            )
         raw = read_label_csv(path, label_sep, frozenset(taxonomy.label_names))
     elif fmt == "wide":
         raw = read_wide_csv(path)
@@ -209,13 +243,19 @@ def read_annotations(path: str | Path, taxonomy: Taxonomy, *, fmt: str | None = 
         raw = read_list_file(path, taxonomy.label_names, taxonomy.name)
     report.files = raw.files
     report.notes = list(raw.notes) + _apply_absent(raw, fmt, absent)
-    labels = build_labelset(raw.records, taxonomy.label_names, taxonomy.name, report,
-                            declared=raw.declared, strict=strict)
+    labels = build_labelset(
+        raw.records, taxonomy.label_names, taxonomy.name, report, declared=raw.declared, strict=strict
+    )
     return labels, report
 
 
-_TOOL_READERS = {"labelstudio": read_label_studio, "cvat": read_cvat, "hf": read_hf_metadata,
-                 "fiftyone": read_fiftyone, "tags": read_tags}
+_TOOL_READERS = {
+    "labelstudio": read_label_studio,
+    "cvat": read_cvat,
+    "hf": read_hf_metadata,
+    "fiftyone": read_fiftyone,
+    "tags": read_tags,
+}
 
 
 def _apply_absent(raw: RawAnnotations, fmt: str, absent: str) -> list[str]:
@@ -227,12 +267,15 @@ def _apply_absent(raw: RawAnnotations, fmt: str, absent: str) -> list[str]:
     if absent == "auto":
         single = fmt in TOOL_FORMATS and all(
             sum(v == POSITIVE for v in r.values.values()) == 1 and NEGATIVE not in r.values.values()
-            for r in raw.records)
+            for r in raw.records
+        )
         if not single:
             return []
     for record in raw.records:
         record.default = UNKNOWN
     if absent == "unknown":
         return ["--absent unknown: labels an image is not given are unknown (0), not negative"]
-    return [f"every one of the {len(raw.records)} labelled image(s) has exactly one label: read as single "
-            "positives, every other label unknown (0); pass --absent negative if the other labels are truly absent"]
+    return [
+        f"every one of the {len(raw.records)} labelled image(s) has exactly one label: read as single "
+        "positives, every other label unknown (0); pass --absent negative if the other labels are truly absent"
+    ]

@@ -28,13 +28,14 @@ label, so they are not evidence of negatives). Skipped and undone images are not
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations
-from hspnet_cli.core.errors import UserError
 
 LOG_FORMAT = "hspnet-annotate"
 LOG_VERSION = 1
@@ -74,14 +75,16 @@ class LogState:
         kind = event.get("event")
         seq = event.get("seq")
         if not isinstance(seq, int) or seq <= self.last_seq:
-            raise UserError(f"{where}: event without a new increasing \"seq\" number; the log was edited by "
-                            "hand: restore it or remove the lines from here on")
+            raise UserError(
+                f'{where}: event without a new increasing "seq" number; the log was edited by '
+                "hand: restore it or remove the lines from here on"
+            )
         if kind in ANSWER_EVENTS:
             image = event.get("image")
             if not isinstance(image, str) or not image:
-                raise UserError(f"{where}: {kind} event without an \"image\"")
+                raise UserError(f'{where}: {kind} event without an "image"')
             if kind == "answer" and not isinstance(event.get("label"), str):
-                raise UserError(f"{where}: answer event without a \"label\"")
+                raise UserError(f'{where}: answer event without a "label"')
             event["previous"] = self.current.get(image, {}).get("seq")
             self.current[image] = event
         elif kind == "undo":
@@ -133,8 +136,10 @@ def replay_log(path: str | Path) -> LogState:
             entry = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if state is None:
-                raise UserError(f"{where}: not an hspnet annotate labels log (its first line is not JSON); choose "
-                                "another --out file") from None
+                raise UserError(
+                    f"{where}: not an hspnet annotate labels log (its first line is not JSON); choose "
+                    "another --out file"
+                ) from None
             if not raw.endswith(b"\n"):
                 state.torn_tail = offset
                 break
@@ -143,11 +148,14 @@ def replay_log(path: str | Path) -> LogState:
             raise UserError(f"{where}: expected a JSON object")
         if state is None:
             if entry.get("format") != LOG_FORMAT:
-                raise UserError(f"{path}:1: not an hspnet annotate labels log (its first line is not the "
-                                f"\"{LOG_FORMAT}\" header); choose another --out file")
+                raise UserError(
+                    f"{path}:1: not an hspnet annotate labels log (its first line is not the "
+                    f'"{LOG_FORMAT}" header); choose another --out file'
+                )
             if entry.get("version") != LOG_VERSION:
-                raise UserError(f"{path}:1: labels log version {entry.get('version')!r}; this hspnet reads "
-                                f"version {LOG_VERSION}")
+                raise UserError(
+                    f"{path}:1: labels log version {entry.get('version')!r}; this hspnet reads version {LOG_VERSION}"
+                )
             state = LogState(header=entry)
             continue
         state.apply(entry, where)
@@ -170,10 +178,15 @@ def read_annotate_log(path: Path) -> RawAnnotations:
         if event["event"] == "skip":
             continue
         values = {event["label"]: POSITIVE} if event["event"] == "answer" else {}
-        records.append(Record(normalize_image_path(image, event["line"], keep_backslash=True), event["line"], values,
-                              default=UNKNOWN))
-    notes = [f"labels log: {counts['answer']} answered, {counts['none']} 'no label fits' (kept without a "
-             f"positive), {counts['skip']} skipped (left out)"]
+        records.append(
+            Record(
+                normalize_image_path(image, event["line"], keep_backslash=True), event["line"], values, default=UNKNOWN
+            )
+        )
+    notes = [
+        f"labels log: {counts['answer']} answered, {counts['none']} 'no label fits' (kept without a "
+        f"positive), {counts['skip']} skipped (left out)"
+    ]
     if state.torn_tail is not None:
         notes.append("the last line was cut off by a kill before it was acknowledged; it is ignored")
     return RawAnnotations(records, declared=None, files=[path], notes=notes)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, Record, clean_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, describe, json_where, parse_json, read_text
-from hspnet_cli.core.errors import UserError
 
 _SHOWN = 8
 
@@ -31,8 +31,10 @@ class _Doc:
         value = self.data.get(key)
         if not isinstance(value, list):
             found = "the key is missing" if key not in self.data else f"it is {describe(value)}"
-            raise UserError(f"{self.path}: no '{key}' list ({found}); a COCO instances file has 'images', "
-                            "'categories' and 'annotations' (image_info files without annotations cannot be split)")
+            raise UserError(
+                f"{self.path}: no '{key}' list ({found}); a COCO instances file has 'images', "
+                "'categories' and 'annotations' (image_info files without annotations cannot be split)"
+            )
         return value
 
     def entry(self, key: str, i: int, entry: Any, what: str) -> dict:
@@ -49,9 +51,11 @@ class _Doc:
         return value
 
 
-_NEEDS = {"categories": "'id' (a whole number) and 'name' (text)",
-          "images": "'id' (a whole number) and 'file_name' (text)",
-          "annotations": "'image_id' and 'category_id' (whole numbers)"}
+_NEEDS = {
+    "categories": "'id' (a whole number) and 'name' (text)",
+    "images": "'id' (a whole number) and 'file_name' (text)",
+    "annotations": "'image_id' and 'category_id' (whole numbers)",
+}
 
 
 def _ids(values: list[Any]) -> str:
@@ -77,8 +81,9 @@ def read_coco(path: Path) -> RawAnnotations:
     text = read_text(path)
     data = parse_json(text, path, "fix the file or download it again")
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not a COCO instances file (expected a JSON object with 'images', "
-                        "'categories' and 'annotations')")
+        raise UserError(
+            f"{path}: not a COCO instances file (expected a JSON object with 'images', 'categories' and 'annotations')"
+        )
     doc = _Doc(path, text, data)
     categories: dict[int, str] = {}
     for i, cat in enumerate(doc.list("categories")):
@@ -86,8 +91,11 @@ def read_coco(path: Path) -> RawAnnotations:
         cat_id = doc.field("categories", i, cat, "id", int)
         name = doc.field("categories", i, cat, "name", str).strip()
         if cat_id in categories:
-            raise doc.fail(["categories", i, "id"], f"category id {cat_id} is listed twice ('{categories[cat_id]}' "
-                           f"and '{name}'); each category needs its own id")
+            raise doc.fail(
+                ["categories", i, "id"],
+                f"category id {cat_id} is listed twice ('{categories[cat_id]}' "
+                f"and '{name}'); each category needs its own id",
+            )
         categories[cat_id] = name
     images: dict[int, tuple[str, str]] = {}
     for i, image in enumerate(doc.list("images")):
@@ -99,8 +107,9 @@ def read_coco(path: Path) -> RawAnnotations:
         except ValueError as exc:
             raise doc.fail(["images", i, "file_name"], str(exc)) from None
         if image_id in images:
-            raise doc.fail(["images", i, "id"], f"image id {image_id} is listed twice in 'images'; "
-                           "each image needs its own id")
+            raise doc.fail(
+                ["images", i, "id"], f"image id {image_id} is listed twice in 'images'; each image needs its own id"
+            )
         images[image_id] = (file_name, origin)
 
     positives: dict[int, set[str]] = {image_id: set() for image_id in images}
@@ -124,15 +133,21 @@ def read_coco(path: Path) -> RawAnnotations:
         else:
             names.add(categories[cat_id])
     # An annotation nobody can place means the file is cut or mixed from two sets: refuse.
-    for bad, what in ((bad_images, "image id(s) not in 'images'"),
-                      (bad_categories, "category id(s) not in 'categories'")):
+    for bad, what in (
+        (bad_images, "image id(s) not in 'images'"),
+        (bad_categories, "category id(s) not in 'categories'"),
+    ):
         if bad:
             distinct = sorted(set(bad), key=str)
-            raise UserError(f"{path}: {len(bad)} annotation(s) point at {len(distinct)} {what}: "
-                            f"{_ids(distinct)}; the file is inconsistent (fix or download it again)")
+            raise UserError(
+                f"{path}: {len(bad)} annotation(s) point at {len(distinct)} {what}: "
+                f"{_ids(distinct)}; the file is inconsistent (fix or download it again)"
+            )
 
-    records = [Record(file_name, origin, {name: POSITIVE for name in sorted(positives[image_id])})
-               for image_id, (file_name, origin) in images.items()]
+    records = [
+        Record(file_name, origin, {name: POSITIVE for name in sorted(positives[image_id])})
+        for image_id, (file_name, origin) in images.items()
+    ]
     empty = sum(1 for names in positives.values() if not names)
     notes = [f"{empty} image(s) have no annotation; kept, with no positive label"] if empty else []
     declared = list(dict.fromkeys(categories.values()))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from hspnet_cli.data.labelset import Record
 from hspnet_cli.core.errors import UserError
+from hspnet_cli.data.labelset import Record
 
 
 @dataclass
@@ -45,7 +46,7 @@ def read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
 
 
@@ -137,8 +138,15 @@ def _json_line(text: str, steps: Sequence[str | int]) -> int:
 
 def describe(value: Any) -> str:
     """A value's JSON type and a short rendering of it, for messages: ``a list ([1, 2])``."""
-    kind = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
     try:
         shown = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, RecursionError):  # inf/nan are fine; only absurd nesting gets here
@@ -162,6 +170,7 @@ def json_objects(path: Path, shape: str = "") -> Iterator[tuple[str, dict[str, A
         where = f"{path}:{number}"
         entry = parse_json(line, path, "write one JSON object a line", line=number)
         if not isinstance(entry, dict):
-            raise UserError(f"{where}: the line is {describe(entry)}; write one JSON object a line"
-                            + (f" {shape}" if shape else ""))
+            raise UserError(
+                f"{where}: the line is {describe(entry)}; write one JSON object a line" + (f" {shape}" if shape else "")
+            )
         yield where, entry

@@ -21,20 +21,39 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.core.errors import UserError
 
 LOCAL_FILES = "/data/local-files/?d="
 # Keys Label Studio's JSON-MIN export adds beside the task data and the answers.
-_MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
-             "drafts", "predictions", "meta", "file_upload", "inner_id", "total_annotations",
-             "cancelled_annotations", "total_predictions", "project", "updated_by", "comment_count",
-             "unresolved_comment_count", "last_comment_updated_at"}
+_MIN_META = {
+    "id",
+    "annotator",
+    "annotation_id",
+    "created_at",
+    "updated_at",
+    "lead_time",
+    "agreement",
+    "drafts",
+    "predictions",
+    "meta",
+    "file_upload",
+    "inner_id",
+    "total_annotations",
+    "cancelled_annotations",
+    "total_predictions",
+    "project",
+    "updated_by",
+    "comment_count",
+    "unresolved_comment_count",
+    "last_comment_updated_at",
+}
 _IMAGE_KEYS = ("hspnet_path", "image")
 
 
@@ -58,11 +77,12 @@ class _JsonStream:
         try:
             text = self.decoder.decode(chunk, final=self.eof)
         except UnicodeDecodeError as exc:
-            raise UserError(f"{self.path}:{self.line_at(len(self.buf))}: not UTF-8 text ({exc.reason}); "
-                            "save the file as UTF-8") from None
+            raise UserError(
+                f"{self.path}:{self.line_at(len(self.buf))}: not UTF-8 text ({exc.reason}); save the file as UTF-8"
+            ) from None
         if self.pos > self.CHUNK:  # drop what was consumed (amortised: at most once a chunk)
             self.line_at(self.pos)
-            self.buf, self.counted, self.pos = self.buf[self.pos:], self.counted - self.pos, 0
+            self.buf, self.counted, self.pos = self.buf[self.pos :], self.counted - self.pos, 0
         self.buf += text
         return not self.eof or bool(text)
 
@@ -83,7 +103,7 @@ class _JsonStream:
             while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
                 self.pos += 1
             if self.pos < len(self.buf) or not self.more():
-                return self.buf[self.pos:self.pos + 1]
+                return self.buf[self.pos : self.pos + 1]
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
@@ -121,8 +141,11 @@ def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
                     except json.JSONDecodeError as exc:
                         raise s.fail(exc.pos, f"not valid JSON ({exc.msg}); was the export cut short?") from None
                 except (RecursionError, ValueError) as exc:  # absurd nesting; a number too long to read
-                    what = "JSON nested too deeply to read" if isinstance(exc, RecursionError) else \
-                        f"not valid JSON ({str(exc)[:100]})"
+                    what = (
+                        "JSON nested too deeply to read"
+                        if isinstance(exc, RecursionError)
+                        else f"not valid JSON ({str(exc)[:100]})"
+                    )
                     raise s.fail(start, f"{what}; is this a Label Studio export?") from None
             yield s.line_at(start), obj
             s.pos = end
@@ -144,7 +167,7 @@ def path_from_ref(ref: str, where: str) -> str:
     References are ``/``-separated: a backslash is part of the name.
     """
     if ref.startswith(LOCAL_FILES):
-        return normalize_image_path(unquote(ref[len(LOCAL_FILES):]), where, keep_backslash=True)
+        return normalize_image_path(unquote(ref[len(LOCAL_FILES) :]), where, keep_backslash=True)
     parsed = urlparse(ref)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
@@ -160,10 +183,14 @@ def path_from_ref(ref: str, where: str) -> str:
 def _image(data: dict, where: str) -> str:
     for key in _IMAGE_KEYS:
         if isinstance(data.get(key), str):
-            return path_from_ref(data[key], where) if key == "image" else \
-                normalize_image_path(data[key], where, keep_backslash=True)
-    raise UserError(f"{where}: the task has no image (data.hspnet_path or data.image); export the tasks of an "
-                    "image project")
+            return (
+                path_from_ref(data[key], where)
+                if key == "image"
+                else normalize_image_path(data[key], where, keep_backslash=True)
+            )
+    raise UserError(
+        f"{where}: the task has no image (data.hspnet_path or data.image); export the tasks of an image project"
+    )
 
 
 def _csv_entries(path: Path) -> list[tuple[int, dict]]:
@@ -196,8 +223,10 @@ def _choices(value: Any, where: str) -> list[str]:
         value = value.get("choices")
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    raise UserError(f"{where}: expected chosen labels (a name, a list of names or {{\"choices\": [...]}}), "
-                    f"found {json.dumps(value)[:60]}")
+    raise UserError(
+        f'{where}: expected chosen labels (a name, a list of names or {{"choices": [...]}}), '
+        f"found {json.dumps(value)[:60]}"
+    )
 
 
 def _best_annotation(annotations: list) -> dict | None:
@@ -212,11 +241,11 @@ def _best_annotation(annotations: list) -> dict | None:
 def _full_task(task: dict, where: str, counts: dict[str, int]) -> Record | None:
     data = task.get("data")
     if not isinstance(data, dict):
-        raise UserError(f"{where}: a task without \"data\"; is this a Label Studio JSON export?")
+        raise UserError(f'{where}: a task without "data"; is this a Label Studio JSON export?')
     image = _image(data, where)
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
-        raise UserError(f"{where}: \"annotations\" must be a list")
+        raise UserError(f'{where}: "annotations" must be a list')
     chosen = _best_annotation(annotations)
     if chosen is None:
         counts["unlabelled"] += 1
@@ -225,8 +254,10 @@ def _full_task(task: dict, where: str, counts: dict[str, int]) -> Record | None:
     names: list[str] = []
     results = chosen.get("result") or []
     if not isinstance(results, list):
-        raise UserError(f"{where}: an annotation's \"result\" must be a list of results, found "
-                        f"{json.dumps(results)[:60]}; is this a Label Studio JSON export?")
+        raise UserError(
+            f'{where}: an annotation\'s "result" must be a list of results, found '
+            f"{json.dumps(results)[:60]}; is this a Label Studio JSON export?"
+        )
     for result in results:
         if isinstance(result, dict) and result.get("type") == "choices":
             names.extend(_choices(result.get("value"), where))
@@ -275,8 +306,10 @@ def read_label_studio(path: Path) -> RawAnnotations:
     if entries:
         key = _answer_key(entries)
         if key is None and any("annotation_id" in e for _, e in entries):
-            raise UserError(f"{path}: cannot tell which key holds the answers in this JSON-MIN export; name the "
-                            "Choices control 'labels' (as hspnet export-labels does) or export as JSON")
+            raise UserError(
+                f"{path}: cannot tell which key holds the answers in this JSON-MIN export; name the "
+                "Choices control 'labels' (as hspnet export-labels does) or export as JSON"
+            )
         for line, entry in entries:
             where = f"{path}:{line}"
             image = _image(entry, where)
@@ -287,12 +320,18 @@ def read_label_studio(path: Path) -> RawAnnotations:
             records.append(Record(image, where, dict.fromkeys((n.strip() for n in names if n.strip()), POSITIVE)))
     notes = []
     if counts["unlabelled"]:
-        notes.append(f"{counts['unlabelled']} task(s) without an annotation left out as unlabelled "
-                     "(not negative); review them in Label Studio to include them")
+        notes.append(
+            f"{counts['unlabelled']} task(s) without an annotation left out as unlabelled "
+            "(not negative); review them in Label Studio to include them"
+        )
     if counts["multi"]:
-        notes.append(f"{counts['multi']} task(s) have several annotations: the ground truth one, else the "
-                     "one updated last, was used")
+        notes.append(
+            f"{counts['multi']} task(s) have several annotations: the ground truth one, else the "
+            "one updated last, was used"
+        )
     if not records and (entries or counts["tasks"]):
-        raise UserError(f"{path}: none of its {len(entries) or counts['tasks']} task(s) has an annotation yet; label some in "
-                        "Label Studio and export again")
+        raise UserError(
+            f"{path}: none of its {len(entries) or counts['tasks']} task(s) has an annotation yet; label some in "
+            "Label Studio and export again"
+        )
     return RawAnnotations(records, declared=None, files=[path], notes=notes)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, LabelSet, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.core.errors import UserError
 
 
 def read_list_file(path: Path, label_names: list[str], taxonomy_name: str = "") -> RawAnnotations:
@@ -48,12 +48,16 @@ def read_list_file(path: Path, label_names: list[str], taxonomy_name: str = "") 
             try:
                 index = int(token)
             except ValueError:
-                raise UserError(f"{where}: label index '{token}' is not a whole number; "
-                                "write 0-based label indices separated by spaces") from None
+                raise UserError(
+                    f"{where}: label index '{token}' is not a whole number; "
+                    "write 0-based label indices separated by spaces"
+                ) from None
             if not 0 <= index < len(label_names):
-                raise UserError(f"{where}: label index {index} is out of range for taxonomy '{taxonomy_name}' "
-                                f"({len(label_names)} labels, indices 0..{len(label_names) - 1}); "
-                                "the list was made for another label order")
+                raise UserError(
+                    f"{where}: label index {index} is out of range for taxonomy '{taxonomy_name}' "
+                    f"({len(label_names)} labels, indices 0..{len(label_names) - 1}); "
+                    "the list was made for another label order"
+                )
             values[label_names[index]] = POSITIVE
         records.append(Record(normalize_image_path(image, where), where, values))
     return RawAnnotations(records, declared=None, files=[path])
@@ -76,7 +80,9 @@ def format_list(labels: LabelSet) -> tuple[str, int]:
             left_out += 1
             continue
         if "," in image:
-            raise UserError(f"{origin}: image path '{image}' contains a comma, which the list format "
-                            "cannot hold; write CSV (--out-format csv) instead")
+            raise UserError(
+                f"{origin}: image path '{image}' contains a comma, which the list format "
+                "cannot hold; write CSV (--out-format csv) instead"
+            )
         lines.append(f"{image},{' '.join(str(int(i)) for i in indices)}\n")
     return "".join(lines), left_out

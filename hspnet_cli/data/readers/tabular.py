@@ -19,15 +19,23 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import NEGATIVE, POSITIVE, UNKNOWN, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, describe, json_objects, read_text
-from hspnet_cli.core.errors import UserError
 
-_WIDE_VALUES = {"1": POSITIVE, "+1": POSITIVE, "1.0": POSITIVE, "0": NEGATIVE, "0.0": NEGATIVE,
-                "-1": NEGATIVE, "-1.0": NEGATIVE, "": UNKNOWN}
+_WIDE_VALUES = {
+    "1": POSITIVE,
+    "+1": POSITIVE,
+    "1.0": POSITIVE,
+    "0": NEGATIVE,
+    "0.0": NEGATIVE,
+    "-1": NEGATIVE,
+    "-1.0": NEGATIVE,
+    "": UNKNOWN,
+}
 
 
 def csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
@@ -69,8 +77,10 @@ def _label_names(names: list[str], known: frozenset[str] | None, sep: str | None
             if len(parts) > 1 and all(part in known for part in parts):
                 how = f"this file's labels are read as separated by '{sep}'" if sep else "each list item is one label"
                 joined = ", ".join(repr(part) for part in parts[:8])
-                raise UserError(f"{where}: '{name[:120]}' is the labels {joined} separated by '{other}', but {how}; "
-                                f"pass --label-sep '{other}' if the whole file uses '{other}', or fix this line")
+                raise UserError(
+                    f"{where}: '{name[:120]}' is the labels {joined} separated by '{other}', but {how}; "
+                    f"pass --label-sep '{other}' if the whole file uses '{other}', or fix this line"
+                )
     return names
 
 
@@ -98,8 +108,10 @@ def read_label_csv(path: Path, label_sep: str = ";", known: frozenset[str] | Non
     for number, cells in rows:
         where = f"{path}:{number}"
         if len(cells) != 2:
-            raise UserError(f"{where}: expected 2 cells (image,labels), found {len(cells)}; separate labels "
-                            f"with '{label_sep}' and quote image paths that contain commas")
+            raise UserError(
+                f"{where}: expected 2 cells (image,labels), found {len(cells)}; separate labels "
+                f"with '{label_sep}' and quote image paths that contain commas"
+            )
         names = [name.strip() for name in cells[1].split(label_sep) if name.strip()]
         names = _label_names(names, known, label_sep, where)
         records.append(Record(normalize_image_path(cells[0], where), where, dict.fromkeys(names, POSITIVE)))
@@ -135,8 +147,10 @@ def read_wide_csv(path: Path) -> RawAnnotations:
         for name, cell in zip(columns, cells[1:]):
             value = _WIDE_VALUES.get(cell.strip())
             if value is None:
-                raise UserError(f"{where}: column '{name}' holds '{cell}'; use 1 (positive), 0 or -1 "
-                                "(negative) or leave it empty (unknown)")
+                raise UserError(
+                    f"{where}: column '{name}' holds '{cell}'; use 1 (positive), 0 or -1 "
+                    "(negative) or leave it empty (unknown)"
+                )
             values[name] = value
         records.append(Record(normalize_image_path(cells[0], where), where, values))
     return RawAnnotations(records, declared=columns, files=[path])
@@ -158,14 +172,17 @@ def read_jsonl(path: Path, known: frozenset[str] | None = None) -> RawAnnotation
     for where, entry in json_objects(path, 'with "image" (a path) and "labels" (a list of names)'):
         if not isinstance(entry.get("image"), str):
             found = "is missing" if "image" not in entry else f"is {describe(entry['image'])}"
-            raise UserError(f"{where}: \"image\" {found}; it must be the image path as text")
+            raise UserError(f'{where}: "image" {found}; it must be the image path as text')
         labels = entry.get("labels")
         if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
-            found = ("it is missing" if "labels" not in entry else f"found {describe(labels)}"
-                     if not isinstance(labels, list)
-                     else f"it holds {describe(next(n for n in labels if not isinstance(n, str)))}")
-            raise UserError(f"{where}: \"labels\" must be a list of label names, e.g. \"labels\": [\"cat\", \"dog\"] "
-                            f"({found})")
+            found = (
+                "it is missing"
+                if "labels" not in entry
+                else f"found {describe(labels)}"
+                if not isinstance(labels, list)
+                else f"it holds {describe(next(n for n in labels if not isinstance(n, str)))}"
+            )
+            raise UserError(f'{where}: "labels" must be a list of label names, e.g. "labels": ["cat", "dog"] ({found})')
         names = _label_names([name.strip() for name in labels if name.strip()], known, None, where)
         records.append(Record(normalize_image_path(entry["image"], where), where, dict.fromkeys(names, POSITIVE)))
     return RawAnnotations(records, declared=None, files=[path])

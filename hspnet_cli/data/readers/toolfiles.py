@@ -29,10 +29,10 @@ import xml.sax
 from pathlib import Path
 from typing import Any
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, Record, normalize_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, json_objects, parse_json, read_text
 from hspnet_cli.data.readers.labelstudio import path_from_ref
-from hspnet_cli.core.errors import UserError
 from hspnet_cli.tagsfile.escape import unescape as _unescape
 
 TAGS_HEADER = ["path", "tags", "scores", "groups"]
@@ -95,8 +95,10 @@ def read_cvat(path: Path) -> RawAnnotations:
     try:
         parser.parse(str(path))
     except xml.sax.SAXParseException as exc:
-        raise UserError(f"{path}:{exc.getLineNumber()}:{exc.getColumnNumber()}: not well-formed XML "
-                        f"({exc.getMessage()}); was the file cut short?") from None
+        raise UserError(
+            f"{path}:{exc.getLineNumber()}:{exc.getColumnNumber()}: not well-formed XML "
+            f"({exc.getMessage()}); was the file cut short?"
+        ) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     declared = [d for d in handler.declared if d] or None
@@ -109,7 +111,7 @@ def _names(value: Any, where: str, key: str) -> list[str]:
     if value is None:
         value = []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UserError(f"{where}: \"{key}\" must be a list of label names, e.g. \"{key}\": [\"cat\", \"dog\"]")
+        raise UserError(f'{where}: "{key}" must be a list of label names, e.g. "{key}": ["cat", "dog"]')
     return [v.strip() for v in value if v.strip()]
 
 
@@ -122,12 +124,18 @@ def read_hf_metadata(path: Path) -> RawAnnotations:
     records = []
     for where, entry in json_objects(path):
         if not isinstance(entry.get("file_name"), str):
-            raise UserError(f"{where}: expected \"file_name\" (the image path relative to metadata.jsonl)")
+            raise UserError(f'{where}: expected "file_name" (the image path relative to metadata.jsonl)')
         key = "labels" if "labels" in entry else "label"
         if key not in entry:
-            raise UserError(f"{where}: expected \"labels\" (a list of label names) or \"label\" (one name)")
+            raise UserError(f'{where}: expected "labels" (a list of label names) or "label" (one name)')
         names = _names(entry[key], where, key)
-        records.append(Record(normalize_image_path(entry["file_name"], where, keep_backslash=True), where, dict.fromkeys(names, POSITIVE)))
+        records.append(
+            Record(
+                normalize_image_path(entry["file_name"], where, keep_backslash=True),
+                where,
+                dict.fromkeys(names, POSITIVE),
+            )
+        )
     return RawAnnotations(records, declared=None, files=[path])
 
 
@@ -149,10 +157,15 @@ def read_tags(path: Path) -> RawAnnotations:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         for where, entry in json_objects(path):
             if not isinstance(entry.get("path"), str) or "tags" not in entry:
-                raise UserError(f"{where}: expected \"path\" and \"tags\" as hspnet tag --format jsonl writes them")
+                raise UserError(f'{where}: expected "path" and "tags" as hspnet tag --format jsonl writes them')
             names = _names(entry["tags"], where, "tags")  # JSON strings: names as they are
-            records.append(Record(normalize_image_path(text(entry["path"]), where, keep_backslash=True), where,
-                                  dict.fromkeys(names, POSITIVE)))
+            records.append(
+                Record(
+                    normalize_image_path(text(entry["path"]), where, keep_backslash=True),
+                    where,
+                    dict.fromkeys(names, POSITIVE),
+                )
+            )
         return RawAnnotations(records, declared=None, files=[path])
     rows = csv_rows(path, read_text(path))
     header = next(rows, None)
@@ -163,8 +176,11 @@ def read_tags(path: Path) -> RawAnnotations:
         if len(cells) != len(TAGS_HEADER):
             raise UserError(f"{where}: expected 4 cells ({','.join(TAGS_HEADER)}), found {len(cells)}")
         names = [text(n) for n in cells[1].split(";") if n]
-        records.append(Record(normalize_image_path(text(cells[0]), where, keep_backslash=True), where,
-                              dict.fromkeys(names, POSITIVE)))
+        records.append(
+            Record(
+                normalize_image_path(text(cells[0]), where, keep_backslash=True), where, dict.fromkeys(names, POSITIVE)
+            )
+        )
     return RawAnnotations(records, declared=None, files=[path])
 
 
@@ -186,10 +202,10 @@ def _fo_target(value: Any, classes: list[str], where: str) -> list[str]:
         if isinstance(item, dict):
             item = item.get("label")
         if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise UserError(f"{where}: expected a class index, a name or {{\"label\": ...}}, found {json.dumps(item)}")
+            raise UserError(f'{where}: expected a class index, a name or {{"label": ...}}, found {json.dumps(item)}')
         if isinstance(item, int):
             if not 0 <= item < len(classes):
-                raise UserError(f"{where}: class index {item} is outside \"classes\" (0..{len(classes) - 1})")
+                raise UserError(f'{where}: class index {item} is outside "classes" (0..{len(classes) - 1})')
             item = classes[item]
         names.append(item)
     return names
@@ -211,8 +227,10 @@ def _fo_media(folder: Path, files: list[Path]) -> dict[str, str]:
             if Path(value).is_absolute():
                 # hspnet writes image keys as ids; any other absolute path has no images root here.
                 if not value.replace("\\", "/").endswith("/" + key.replace("\\", "/")):
-                    raise UserError(f"{where}: image path '{value}' is absolute and its id is not its path "
-                                    "under an images folder; write paths relative to the dataset folder")
+                    raise UserError(
+                        f"{where}: image path '{value}' is absolute and its id is not its path "
+                        "under an images folder; write paths relative to the dataset folder"
+                    )
                 image = normalize_image_path(key, where, keep_backslash=True)
             else:
                 image = path_from_ref(value, where)
@@ -237,17 +255,21 @@ def read_fiftyone(path: Path) -> RawAnnotations:
     folder = path if path.is_dir() else path.parent
     labels_file = folder / "labels.json" if path.is_dir() else path
     if not labels_file.is_file():
-        raise UserError(f"{folder}: no labels.json; a FiftyOne image classification dataset holds labels.json "
-                        "and data/ (or data.json)")
+        raise UserError(
+            f"{folder}: no labels.json; a FiftyOne image classification dataset holds labels.json "
+            "and data/ (or data.json)"
+        )
     doc = parse_json(read_text(labels_file), labels_file, "write FiftyOne's labels.json as JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
-        raise UserError(f"{labels_file}: expected {{\"classes\": [...], \"labels\": {{sample: target}}}}")
+        raise UserError(f'{labels_file}: expected {{"classes": [...], "labels": {{sample: target}}}}')
     classes = doc.get("classes")
     if classes is None:
         classes = []
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise UserError(f"{labels_file}: \"classes\" must be a list of class names, found "
-                        f"{json.dumps(classes, ensure_ascii=False)[:60]}")
+        raise UserError(
+            f'{labels_file}: "classes" must be a list of class names, found '
+            f"{json.dumps(classes, ensure_ascii=False)[:60]}"
+        )
     files = [labels_file]
     media = _fo_media(folder, files)
     if not path.is_dir():
@@ -262,5 +284,4 @@ def read_fiftyone(path: Path) -> RawAnnotations:
             continue
         records.append(Record(media[sample], where, dict.fromkeys(_fo_target(target, classes, where), POSITIVE)))
     notes = [f"{unlabelled} sample(s) without a label left out as unlabelled"] if unlabelled else []
-    return RawAnnotations(records, declared=list(classes) or None, files=files,
-                          notes=notes)
+    return RawAnnotations(records, declared=list(classes) or None, files=files, notes=notes)

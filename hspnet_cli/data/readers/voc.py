@@ -17,13 +17,16 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from hspnet_cli.core.errors import UserError
 from hspnet_cli.data.labelset import POSITIVE, UNKNOWN, Record, clean_image_path
 from hspnet_cli.data.readers.common import RawAnnotations, read_text
-from hspnet_cli.core.errors import UserError
 
 DIFFICULT_POLICIES = ("ignore", "unknown", "positive")
-_POLICY_TEXT = {"ignore": "treated as absent (negative)", "unknown": "left unknown (0)",
-                "positive": "counted as positive"}
+_POLICY_TEXT = {
+    "ignore": "treated as absent (negative)",
+    "unknown": "left unknown (0)",
+    "positive": "counted as positive",
+}
 
 
 def _parse_xml(path: Path) -> tuple[ET.Element, bytes]:
@@ -46,8 +49,9 @@ def _plain_name(name: str) -> bool:
 def _set_ids(root: Path, image_set: str) -> list[tuple[str, str]]:
     set_file = root / "ImageSets" / "Main" / f"{image_set}.txt"
     if not _plain_name(image_set):
-        raise UserError(f"--voc-set '{image_set}' must be the name of a list in ImageSets/Main (e.g. train), "
-                        "not a path")
+        raise UserError(
+            f"--voc-set '{image_set}' must be the name of a list in ImageSets/Main (e.g. train), not a path"
+        )
     if not set_file.is_file():
         available = sorted(p.stem for p in (root / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
         raise UserError(f"{set_file}: no such image set; available: {', '.join(available) or 'none'}")
@@ -57,8 +61,10 @@ def _set_ids(root: Path, image_set: str) -> list[tuple[str, str]]:
             image_id = line.split()[0]
             if not _plain_name(image_id):
                 # the id names Annotations/<id>.xml: a path here would read a file outside the folder
-                raise UserError(f"{set_file}:{number}: image id '{image_id[:120]}' is not a plain file name "
-                                "(it holds '/', '\\' or is '..'); list ids like 2008_000008")
+                raise UserError(
+                    f"{set_file}:{number}: image id '{image_id[:120]}' is not a plain file name "
+                    "(it holds '/', '\\' or is '..'); list ids like 2008_000008"
+                )
             ids.append((image_id, f"{set_file}:{number}"))
     if not ids:
         raise UserError(f"{set_file}: the image set is empty; list one image id a line")
@@ -86,8 +92,10 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
         raise UserError(f"--voc-difficult must be one of {', '.join(DIFFICULT_POLICIES)}, got '{difficult}'")
     ann_dir = root / "Annotations"
     if not ann_dir.is_dir():
-        raise UserError(f"{root}: not a Pascal VOC folder (no Annotations/ inside); pass the folder that "
-                        "holds Annotations/ and JPEGImages/, e.g. VOCdevkit/VOC2012")
+        raise UserError(
+            f"{root}: not a Pascal VOC folder (no Annotations/ inside); pass the folder that "
+            "holds Annotations/ and JPEGImages/, e.g. VOCdevkit/VOC2012"
+        )
     files: list[Path] = []
     if image_set is not None:
         entries = []
@@ -114,7 +122,7 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
         try:
             image = "JPEGImages/" + clean_image_path(filename)  # a name inside JPEGImages/, never above it
         except ValueError as exc:
-            line = data[:max(data.find(b"<filename"), 0)].count(b"\n") + 1
+            line = data[: max(data.find(b"<filename"), 0)].count(b"\n") + 1
             raise UserError(f"{xml}:{line}: <filename> {exc}") from None
         clear: set[str] = set()
         hard: set[str] = set()
@@ -124,8 +132,10 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
                 raise UserError(f"{xml}: <object> #{number} has no <name>; give every object its class name")
             flag = (obj.findtext("difficult") or "0").strip()
             if flag not in ("0", "1"):
-                raise UserError(f"{xml}: <object> #{number} ('{name[:80]}') has <difficult>{flag[:20]}</difficult>; "
-                                "VOC writes 0 or 1")
+                raise UserError(
+                    f"{xml}: <object> #{number} ('{name[:80]}') has <difficult>{flag[:20]}</difficult>; "
+                    "VOC writes 0 or 1"
+                )
             (hard if flag == "1" else clear).add(name)
         values = {name: POSITIVE for name in sorted(clear)}
         hard_only = sorted(hard - clear)  # a clear instance of the class settles it whatever the policy
@@ -135,7 +145,8 @@ def read_voc(root: Path, image_set: str | None = None, difficult: str = "ignore"
         records.append(Record(image, str(xml), values))
     notes = []
     if difficult_only:
-        notes.append(f"{difficult_only} image label(s) are present only as difficult objects: "
-                     f"{_POLICY_TEXT[difficult]} (--voc-difficult {difficult})")
+        notes.append(
+            f"{difficult_only} image label(s) are present only as difficult objects: "
+            f"{_POLICY_TEXT[difficult]} (--voc-difficult {difficult})"
+        )
     return RawAnnotations(records, declared=None, files=files, notes=notes)
-
