@@ -10,7 +10,7 @@ import pytest
 from index_helpers import MODEL, clustered, random_unit, run, write_tags
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.index import store
+from hspnet_cli.index import files
 from hspnet_cli.index.build import add_to_index, build_index, choose_factory, default_nprobe, pq_subquantizers
 from hspnet_cli.index.merge import merge_shards
 from hspnet_cli.index.store import load_index
@@ -32,7 +32,7 @@ def test_size_rule_without_building() -> None:
 
 
 def test_exact_build_finds_each_vector_first_and_aligns_ids_and_paths(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(store, "CHUNK_ROWS", 700)  # several chunks through the memmap
+    monkeypatch.setattr(files, "CHUNK_ROWS", 700)  # several chunks through the memmap
     vecs = random_unit(3000)
     tags = write_tags(tmp_path / "tags.csv", vecs)
     facts = build_index(tags)

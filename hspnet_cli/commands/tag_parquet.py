@@ -13,7 +13,7 @@ from hspnet_cli.core.console import err_console, print_json, say
 def tag_parquet(source: str, out: Path, model_args: dict[str, Any], options: dict[str, Any], as_json: bool) -> None:
     """Build the scorer, tag SOURCE into the Parquet folder ``out``, print the summary."""
     from hspnet_cli.cluster.source_run import tag_source
-    from hspnet_cli.commands.tag_cmd import _say_accounting
+    from hspnet_cli.commands.tag_report import say_accounting
     from hspnet_cli.core.locks import output_lock
     from hspnet_cli.scoring.scorer import choose_scorer
     from hspnet_cli.sources import parse_storage_options
@@ -52,7 +52,7 @@ def tag_parquet(source: str, out: Path, model_args: dict[str, Any], options: dic
             f"{summary.images_per_second:,.1f} img/s; wrote {out}"
         )
     if not as_json:
-        _say_accounting(summary)
+        say_accounting(summary)
     if summary.blocks["missing"] and summary.shard[1] == 1:
         raise typer.Exit(1)
     if summary.exit_code:

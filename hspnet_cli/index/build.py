@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.index import store
-from hspnet_cli.index.store import common_root, iter_chunks, load_index, normalize_rows, rebase_paths, save_index
+from hspnet_cli.index import files
+from hspnet_cli.index.files import common_root, iter_chunks, normalize_rows, rebase_paths
+from hspnet_cli.index.store import load_index, save_index
 from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def set_search_params(index: Any, params: str) -> None:
 def _gather(emb: np.ndarray, rows: np.ndarray, source: Path) -> np.ndarray:
     """Normalised float32 copies of ``emb[rows]`` (rows sorted, read chunk by chunk)."""
     out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
-    for start in range(0, len(rows), store.CHUNK_ROWS):
-        out[start : start + store.CHUNK_ROWS] = emb[rows[start : start + store.CHUNK_ROWS]]
+    for start in range(0, len(rows), files.CHUNK_ROWS):
+        out[start : start + files.CHUNK_ROWS] = emb[rows[start : start + files.CHUNK_ROWS]]
     return normalize_rows(out, source)
 
 
@@ -121,7 +122,7 @@ def exact_topk(queries: np.ndarray, emb: np.ndarray, source: Path, k: int) -> np
     q = queries.shape[0]
     best_s = np.full((q, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((q, 0), dtype=np.int64)
-    for start, block in iter_chunks(emb, source, chunk=min(16384, store.CHUNK_ROWS)):
+    for start, block in iter_chunks(emb, source, chunk=min(16384, files.CHUNK_ROWS)):
         scores = queries @ block.T
         kk = min(k, scores.shape[1])
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]

@@ -25,9 +25,9 @@ import numpy as np
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import atomic_write
-from hspnet_cli.index import store
+from hspnet_cli.index import files
 from hspnet_cli.index.build import build_index, default_index_path
-from hspnet_cli.index.store import common_root, rebase_paths
+from hspnet_cli.index.files import common_root, rebase_paths
 from hspnet_cli.tagsfile.escape import escape, unescape
 from hspnet_cli.tagsfile.reader import TagsOutput, read_tags_output
 from hspnet_cli.tagsfile.writer import (
@@ -177,8 +177,8 @@ def _write_embeddings(path: Path, parts: list[TagsOutput], shard_of: np.ndarray,
     embs = [p.embeddings() for p in parts]
     dim = parts[0].dim
     with atomic_write(path, "wb") as fh:
-        for start in range(0, len(shard_of), store.CHUNK_ROWS):
-            sl = slice(start, start + store.CHUNK_ROWS)
+        for start in range(0, len(shard_of), files.CHUNK_ROWS):
+            sl = slice(start, start + files.CHUNK_ROWS)
             block = np.empty((len(shard_of[sl]), dim), dtype="<f4")
             for s in np.unique(shard_of[sl]):
                 mask = shard_of[sl] == s

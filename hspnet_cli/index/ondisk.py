@@ -34,8 +34,8 @@ from typing import Any
 
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import write_text_atomic
+from hspnet_cli.index.files import FORMAT, FORMAT_VERSION, IndexFiles, sidecar_json, write_faiss_atomic
 from hspnet_cli.index.keystore import KeyStore, concat_keys, keys_file, offsets_file
-from hspnet_cli.index.store import FORMAT, FORMAT_VERSION, IndexFiles, sidecar_json, write_faiss_atomic
 
 RAM_SHARE = 0.25
 

@@ -54,10 +54,10 @@ from hspnet_cli.index.build import (
     default_nprobe,
     set_search_params,
 )
+from hspnet_cli.index.files import write_faiss_atomic
 from hspnet_cli.index.keystore import write_piece_keys
 from hspnet_cli.index.ondisk import assemble, choose_layout, write_meta
 from hspnet_cli.index.shards import ShardSet, open_shard_set
-from hspnet_cli.index.store import write_faiss_atomic
 
 PIECE_ROWS = 1_000_000
 MAX_TRAIN = 1_000_000

@@ -43,7 +43,8 @@ import numpy as np
 from hspnet_cli.core.errors import UserError
 from hspnet_cli.core.io_utils import output_errors
 from hspnet_cli.index.build import set_search_params
-from hspnet_cli.index.store import IndexFiles, load_index, normalize_rows
+from hspnet_cli.index.files import IndexFiles, normalize_rows
+from hspnet_cli.index.store import load_index
 from hspnet_cli.tagsfile.escape import escape, unescape
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def copy_hits(hits: list[Hit], out_dir: Path, overwrite: bool = False) -> list[P
         UserError: A hit file is missing, or (without ``overwrite``) a target exists already;
             nothing is copied then. A full disk or permissions: one line naming the file.
     """
-    from hspnet_cli.index.store import path_problem
+    from hspnet_cli.index.files import path_problem
     from hspnet_cli.sources.fetch import is_fetchable
 
     # Hits from object storage or tar shards (hspnet tag SOURCE): fetched, not copied.

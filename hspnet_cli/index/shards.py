@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hspnet_cli.core.errors import UserError
-from hspnet_cli.index.store import common_root, normalize_rows, rebase_paths
+from hspnet_cli.index.files import common_root, normalize_rows, rebase_paths
 from hspnet_cli.tagsfile.escape import unescape
 
 BLOCK_ROWS = 65536

@@ -2,7 +2,7 @@
 
 ``index build/add/merge``, ``select``, ``export-labels`` and ``split`` read a tag output through
 :class:`~hspnet_cli.tagsfile.reader.TagsOutput` (row offsets into a text file, a float32
-embedding file). For a Parquet folder, :func:`parquet_tags_output` reads the parts (one at a
+embedding file). For a Parquet folder, :func:`parquet_view_file` reads the parts (one at a
 time, never the whole dataset in memory) into a view under ``OUT/_view/``: ``tags.jsonl`` (the
 JSONL rows, with every probability) and ``tags.emb.f32``, made once and reused while the parts
 are unchanged (a stamp of part names and sizes). Rows are in block order, and within a block in
@@ -44,13 +44,13 @@ def view_path(key: str, manifest: dict[str, Any]) -> str:
     return key
 
 
-def parquet_tags_output(folder: str | os.PathLike) -> Any:
-    """A :class:`~hspnet_cli.tagsfile.reader.TagsOutput` over the Parquet folder ``folder``.
+def parquet_view_file(folder: str | os.PathLike) -> Path:
+    """The tags file of the JSONL view of the Parquet folder ``folder``, (re)built when its parts
+    changed; :func:`hspnet_cli.tagsfile.reader.read_tags_output` reads it like any tag output.
 
     Raises:
         UserError: Not a finished Parquet tag output, or a part that cannot be read.
     """
-    from hspnet_cli.tagsfile.reader import read_tags_output
     from hspnet_cli.tagsfile.writer import TagSelector
 
     folder = Path(folder)
@@ -123,4 +123,4 @@ def parquet_tags_output(folder: str | os.PathLike) -> Any:
             ),
         )
         write_text_atomic(stamp_file, stamp)
-    return read_tags_output(tags)
+    return tags

@@ -169,9 +169,9 @@ def read_tags_output(tags_file: str | os.PathLike) -> TagsOutput:
     """
     tags_file = Path(tags_file)
     if tags_file.is_dir() and (tags_file / "_manifest.json").is_file():  # hspnet tag --format parquet
-        from hspnet_cli.tagsfile.parquet_view import parquet_tags_output
+        from hspnet_cli.tagsfile.parquet_view import parquet_view_file
 
-        return parquet_tags_output(tags_file)
+        tags_file = parquet_view_file(tags_file)
     if not tags_file.is_file():
         raise UserError(f"{tags_file}: tags file not found (write it with hspnet tag IMAGES --out {tags_file})")
     named = OutputPaths.for_out(tags_file)

@@ -149,9 +149,9 @@ def read_tags(path: Path) -> RawAnnotations:
 
     records = []
     if path.is_dir():  # a --format parquet folder: read through its JSONL view
-        from hspnet_cli.tagsfile.parquet_view import parquet_tags_output
+        from hspnet_cli.tagsfile.parquet_view import parquet_view_file
 
-        path = parquet_tags_output(path).file
+        path = parquet_view_file(path)
     # Cells are escaped (tagsfile.escape) unless the manifest beside says the output predates it.
     text = _unescape if _tags_escaped(path) else (lambda cell: cell)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
