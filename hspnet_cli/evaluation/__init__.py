@@ -3,11 +3,9 @@ calibration and plots."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hspnet_cli.core.lazy import lazy_exports
 
-# Public name -> the module of this room that defines it (imported on first use, so
-# importing the room stays cheap: nothing heavy loads until a name is used).
+# Public name -> the module of this room that defines it (imported on first use).
 _EXPORTS = {
     "average_precision": "metrics",
     "best_f1_threshold": "calibration",
@@ -23,10 +21,4 @@ _EXPORTS = {
     "top_k_precision": "metrics",
     "write_plots": "plots",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,11 +3,9 @@ exports, reading model files and thresholds files. Never imports training."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hspnet_cli.core.lazy import lazy_exports
 
-# Public name -> the module of this room that defines it (imported on first use, so
-# importing the room stays cheap: nothing heavy loads until a name is used).
+# Public name -> the module of this room that defines it (imported on first use).
 _EXPORTS = {
     "choose_scorer": "scorer",
     "describe": "scorer",
@@ -26,10 +24,4 @@ _EXPORTS = {
     "write_thresholds": "thresholds",
     "zero_shot": "scorer",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,11 +4,9 @@ in it (``escape``), and complete outputs made without a model (``factory``)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hspnet_cli.core.lazy import lazy_exports
 
-# Public name -> the module of this room that defines it (imported on first use, so
-# importing the room stays cheap: nothing heavy loads until a name is used).
+# Public name -> the module of this room that defines it (imported on first use).
 _EXPORTS = {
     "CSV_HEADER": "writer",
     "escape": "escape",
@@ -22,10 +20,4 @@ _EXPORTS = {
     "TagWriter": "writer",
     "unescape": "escape",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
