@@ -4,7 +4,7 @@
 keys it records), ``scores`` turns a checkpoint into probabilities for a LabelSet, ``issues``
 hands labels and probabilities to cleanlab's multi-label functions and names each finding,
 ``outputs`` writes ``issues.csv``, the report and Label Studio tasks, and ``run`` ties them
-together. Training out-of-fold models (``--folds``) lives in :mod:`hspnet_cli.train.folds`;
+together. Training out-of-fold models (``--folds``) lives in the training room's ``folds`` module;
 this room only uses models.
 """
 

@@ -2,7 +2,7 @@
 
 The command (:mod:`hspnet_cli.commands.audit_cmd`) chooses where the probabilities come from:
 a checkpoint that never trained on the images (:func:`audit_with_checkpoint`), or ``--folds``
-models trained by :mod:`hspnet_cli.train.folds` and scored here fold by fold
+models trained by the training room's ``folds`` module and scored here fold by fold
 (:func:`fold_probabilities`). :func:`audit_labels` then does the rest.
 """
 

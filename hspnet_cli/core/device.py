@@ -1,6 +1,6 @@
 """Device, precision and CPU threads for any process that runs a model (train, tag, eval, search).
 
-Training's process group and distributed helpers stay in :mod:`hspnet_cli.train.runtime`;
+Training's process group and distributed helpers stay in the training room's ``runtime`` module;
 what every model user needs (which device, which autocast dtype, how many intra-op threads
 beside the DataLoader workers) lives here, so that using a model never imports training.
 """

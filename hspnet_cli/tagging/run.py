@@ -294,193 +294,151 @@ def tag_images(
             :mod:`hspnet_cli.core.locks`).
     """
     with output_lock(tags_out_path(out, shard), "tags file"):
-        return _tag_images(
-            images_dir,
-            out,
-            scorer,
-            list_file=list_file,
-            threshold=threshold,
-            thresholds=thresholds,
-            top_k=top_k,
-            fmt=fmt,
-            batch_size=batch_size,
-            workers=workers,
-            max_pixels=max_pixels,
-            shard=shard,
-            overwrite=overwrite,
-            progress=progress,
-            decode=decode,
-            decode_timeout=decode_timeout,
-            threads=threads,
-        )
+        from hspnet_cli.core.device import intra_op_threads_set
+        from hspnet_cli.scoring.scorer import describe
 
+        if fmt not in ("csv", "jsonl"):
+            raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
+        if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1 or not decode_timeout >= 0:
+            raise UserError("--top-k, --workers and --decode-timeout must be >= 0, --batch-size and --max-pixels >= 1")
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads must be at least 1; got {threads}")
+        decode_mode = resolve_decode_mode(decode, scorer.device)
+        preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
+        if decode_mode == "gpu" and preprocess is None:
+            if str(decode).strip().lower() == "gpu":
+                raise UserError(
+                    "--decode gpu: this model's preprocessing is not resize / centre crop / normalise, "
+                    "which is all the tensor path does; use --decode cpu"
+                )
+            decode_mode = "cpu"  # auto: fall back quietly to the path that runs any transform
+        images_dir = Path(images_dir)
+        index, count = parse_shard(shard)
+        out = shard_out(out, index, count)
+        paths = OutputPaths.for_out(out)
+        if paths.tags.is_dir():
+            raise UserError(f"{paths.tags}: is a folder; --out is the tags file to write (e.g. tags.csv)")
+        thr, thr_source = resolve_thresholds(scorer, threshold, thresholds)
+        skipped: Counter = Counter()
+        all_items = _items(images_dir, list_file, skipped)
+        items = shard_items(all_items, index, count)
+        tax = scorer.taxonomy
+        embed_dim = int(scorer.label_features.shape[1])
+        fingerprint = {
+            "scorer": scorer_fingerprint(scorer),
+            "labels": tax.label_names,
+            "thresholds": [round(float(t), 6) for t in thr],
+            "top_k": top_k,
+            "format": fmt,
+            "max_pixels": max_pixels,
+            "shard": [index, count],
+            "images_dir": os.path.abspath(images_dir),
+            "items": len(items),
+            "items_digest": all_items.digest(),
+            "decode": decode_mode,
+            "text_escaping": TEXT_ESCAPING,
+        }
+        manifest = _check_existing(paths, fingerprint, overwrite)
+        selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
+        outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
 
-def _tag_images(
-    images_dir: str | Path,
-    out: str | Path,
-    scorer: Any,
-    *,
-    list_file: str | Path | None = None,
-    threshold: float | None = None,
-    thresholds: str | Path | np.ndarray | None = None,
-    top_k: int = 0,
-    fmt: str = "csv",
-    batch_size: int = 64,
-    workers: int = 0,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    shard: str | tuple[int, int] | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    decode: str = "auto",
-    decode_timeout: float = DEFAULT_DECODE_TIMEOUT,
-    threads: int | None = None,
-) -> TagSummary:
-    """The run itself, without the lock; arguments: see :func:`tag_images`."""
-    from hspnet_cli.core.device import intra_op_threads_set
-    from hspnet_cli.scoring.scorer import describe
+        if manifest is not None and manifest.get("complete"):
+            sizes = manifest.get("bytes", {})
+            if all(p.is_file() and p.stat().st_size == sizes.get(k) for k, p in paths.data_files().items()):
+                counts = manifest["counts"]
+                return TagSummary(
+                    items=len(items),
+                    rows=counts["rows"],
+                    failed=counts["failed"],
+                    resumed_from=len(items),
+                    processed=0,
+                    seconds=0.0,
+                    images_per_second=0.0,
+                    outputs=outputs,
+                    failures=read_failures(paths.failed),
+                    already_complete=True,
+                    shard=(index, count),
+                    skipped=dict(skipped),
+                    threshold_source=thr_source,
+                )
+            raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
 
-    if fmt not in ("csv", "jsonl"):
-        raise UserError(f"--format must be csv or jsonl; got '{fmt}'")
-    if top_k < 0 or batch_size < 1 or workers < 0 or max_pixels < 1 or not decode_timeout >= 0:
-        raise UserError("--top-k, --workers and --decode-timeout must be >= 0, --batch-size and --max-pixels >= 1")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1; got {threads}")
-    decode_mode = resolve_decode_mode(decode, scorer.device)
-    preprocess = TensorPreprocess.from_transform(scorer.transform) if decode_mode == "gpu" else None
-    if decode_mode == "gpu" and preprocess is None:
-        if str(decode).strip().lower() == "gpu":
-            raise UserError(
-                "--decode gpu: this model's preprocessing is not resize / centre crop / normalise, "
-                "which is all the tensor path does; use --decode cpu"
-            )
-        decode_mode = "cpu"  # auto: fall back quietly to the path that runs any transform
-    images_dir = Path(images_dir)
-    index, count = parse_shard(shard)
-    out = shard_out(out, index, count)
-    paths = OutputPaths.for_out(out)
-    if paths.tags.is_dir():
-        raise UserError(f"{paths.tags}: is a folder; --out is the tags file to write (e.g. tags.csv)")
-    thr, thr_source = resolve_thresholds(scorer, threshold, thresholds)
-    skipped: Counter = Counter()
-    all_items = _items(images_dir, list_file, skipped)
-    items = shard_items(all_items, index, count)
-    tax = scorer.taxonomy
-    embed_dim = int(scorer.label_features.shape[1])
-    fingerprint = {
-        "scorer": scorer_fingerprint(scorer),
-        "labels": tax.label_names,
-        "thresholds": [round(float(t), 6) for t in thr],
-        "top_k": top_k,
-        "format": fmt,
-        "max_pixels": max_pixels,
-        "shard": [index, count],
-        "images_dir": os.path.abspath(images_dir),
-        "items": len(items),
-        "items_digest": all_items.digest(),
-        "decode": decode_mode,
-        "text_escaping": TEXT_ESCAPING,
-    }
-    manifest = _check_existing(paths, fingerprint, overwrite)
-    selector = TagSelector(tax.label_names, tax.groups, thr, top_k)
-    outputs = {"tags": paths.tags, "embeddings": paths.emb, "failed": paths.failed, "manifest": paths.manifest}
-
-    if manifest is not None and manifest.get("complete"):
-        sizes = manifest.get("bytes", {})
-        if all(p.is_file() and p.stat().st_size == sizes.get(k) for k, p in paths.data_files().items()):
-            counts = manifest["counts"]
-            return TagSummary(
-                items=len(items),
-                rows=counts["rows"],
-                failed=counts["failed"],
-                resumed_from=len(items),
-                processed=0,
-                seconds=0.0,
-                images_per_second=0.0,
-                outputs=outputs,
-                failures=read_failures(paths.failed),
-                already_complete=True,
-                shard=(index, count),
-                skipped=dict(skipped),
+        writer = TagWriter(paths, selector, fmt, embed_dim)
+        if manifest is not None and paths.progress.is_file():
+            writer.resume(read_json(paths.progress, "tag progress record"))
+            log.info("resuming %s after %d of %d items", paths.tags, writer.items_done, len(items))
+        else:
+            manifest = new_manifest(
+                paths,
+                model={**describe(scorer), "fingerprint": fingerprint["scorer"]},
+                taxonomy=tax.name,
+                labels=tax.label_names,
+                groups=tax.groups,
+                thresholds=thr,
                 threshold_source=thr_source,
+                options={
+                    "images_dir": str(images_dir),
+                    "list": None if list_file is None else str(list_file),
+                    "format": fmt,
+                    "top_k": top_k,
+                    "max_pixels": max_pixels,
+                    "shard": f"{index}/{count}",
+                    "batch_size": batch_size,
+                    "workers": workers,
+                    "device": str(scorer.device),
+                    "decode": decode_mode,
+                    "decode_timeout": decode_timeout,
+                },
+                fingerprint=fingerprint,
+                embed_dim=embed_dim,
+                items=len(items),
             )
-        raise UserError(f"{paths.tags}: the finished run's files were changed since; rerun with --overwrite")
+            write_json(paths.manifest, manifest)
+            writer.start_fresh()
 
-    writer = TagWriter(paths, selector, fmt, embed_dim)
-    if manifest is not None and paths.progress.is_file():
-        writer.resume(read_json(paths.progress, "tag progress record"))
-        log.info("resuming %s after %d of %d items", paths.tags, writer.items_done, len(items))
-    else:
-        manifest = new_manifest(
-            paths,
-            model={**describe(scorer), "fingerprint": fingerprint["scorer"]},
-            taxonomy=tax.name,
-            labels=tax.label_names,
-            groups=tax.groups,
-            thresholds=thr,
-            threshold_source=thr_source,
-            options={
-                "images_dir": str(images_dir),
-                "list": None if list_file is None else str(list_file),
-                "format": fmt,
-                "top_k": top_k,
-                "max_pixels": max_pixels,
-                "shard": f"{index}/{count}",
-                "batch_size": batch_size,
-                "workers": workers,
-                "device": str(scorer.device),
-                "decode": decode_mode,
-                "decode_timeout": decode_timeout,
-            },
-            fingerprint=fingerprint,
-            embed_dim=embed_dim,
-            items=len(items),
+        resumed_from = writer.items_done
+        dataset_type = JpegBytesImages if preprocess is not None else TagImages
+        log_start = log_size(paths.decode_log)
+        dataset = dataset_type(
+            images_dir,
+            items,
+            scorer.transform,
+            max_pixels,
+            start=resumed_from,
+            timeout=decode_timeout,
+            chatter=ChatterLog(paths.decode_log),
         )
+        prepare_for_device(scorer)
+        start = time.perf_counter()
+        try:
+            if len(dataset):
+                with intra_op_threads_set(workers, threads):
+                    tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
+            seconds = time.perf_counter() - start
+            manifest.update(
+                complete=True,
+                counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
+                bytes=writer.sizes(),
+            )
+        finally:
+            writer.close()
         write_json(paths.manifest, manifest)
-        writer.start_fresh()
-
-    resumed_from = writer.items_done
-    dataset_type = JpegBytesImages if preprocess is not None else TagImages
-    log_start = log_size(paths.decode_log)
-    dataset = dataset_type(
-        images_dir,
-        items,
-        scorer.transform,
-        max_pixels,
-        start=resumed_from,
-        timeout=decode_timeout,
-        chatter=ChatterLog(paths.decode_log),
-    )
-    prepare_for_device(scorer)
-    start = time.perf_counter()
-    try:
-        if len(dataset):
-            with intra_op_threads_set(workers, threads):
-                tag_batches(dataset, items, scorer, writer, preprocess, batch_size, workers, progress)
-        seconds = time.perf_counter() - start
-        manifest.update(
-            complete=True,
-            counts={"items": len(items), "rows": writer.rows, "failed": writer.failed},
-            bytes=writer.sizes(),
+        paths.progress.unlink(missing_ok=True)
+        processed = writer.items_done - resumed_from
+        messages, chatty = count_since(paths.decode_log, log_start)
+        return TagSummary(
+            items=len(items),
+            rows=writer.rows,
+            failed=writer.failed,
+            resumed_from=resumed_from,
+            processed=processed,
+            seconds=seconds,
+            images_per_second=processed / seconds if seconds > 0 else 0.0,
+            outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
+            failures=read_failures(paths.failed),
+            shard=(index, count),
+            skipped=dict(skipped),
+            decoder_messages=messages,
+            decoder_images=chatty,
+            threshold_source=thr_source,
         )
-    finally:
-        writer.close()
-    write_json(paths.manifest, manifest)
-    paths.progress.unlink(missing_ok=True)
-    processed = writer.items_done - resumed_from
-    messages, chatty = count_since(paths.decode_log, log_start)
-    return TagSummary(
-        items=len(items),
-        rows=writer.rows,
-        failed=writer.failed,
-        resumed_from=resumed_from,
-        processed=processed,
-        seconds=seconds,
-        images_per_second=processed / seconds if seconds > 0 else 0.0,
-        outputs={**outputs, **({"decode_log": paths.decode_log} if messages else {})},
-        failures=read_failures(paths.failed),
-        shard=(index, count),
-        skipped=dict(skipped),
-        decoder_messages=messages,
-        decoder_images=chatty,
-        threshold_source=thr_source,
-    )
